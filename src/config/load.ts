@@ -1,0 +1,61 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { CONFIG_TABLE, ConfigError, defaultRaw, type Config, type ConfigRow } from './table.js';
+
+export interface ConfigSources {
+  /** Flag values by flag name (kebab case), as given on the command line. */
+  flags?: Record<string, string | undefined>;
+  env?: NodeJS.ProcessEnv;
+  /** Path of a YAML or JSON file whose keys are flag names. */
+  file?: string;
+}
+
+/** Precedence, lowest first: defaults, config file, VMLET_* environment, flags. */
+export function loadConfig(sources: ConfigSources = {}): Config {
+  const fileValues = sources.file ? readConfigFile(sources.file) : {};
+  const env = sources.env ?? {};
+  const flags = sources.flags ?? {};
+  const rawOf = (row: ConfigRow): string | undefined => flags[row.flag] ?? env[row.env] ?? fileValues[row.flag];
+
+  const stateRow = CONFIG_TABLE.find((r) => r.key === 'stateDir')!;
+  const stateDir = stateRow.parse(rawOf(stateRow) ?? stateRow.defaultText) as string;
+  const out: Record<string, unknown> = {};
+  for (const row of CONFIG_TABLE) {
+    out[row.key] = row.parse(rawOf(row) ?? defaultRaw(row, stateDir));
+  }
+  return out as unknown as Config;
+}
+
+function readConfigFile(path: string): Record<string, string> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new ConfigError('config', `cannot read ${path}: ${(err as Error).message}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError('config', `${path} must hold a mapping of option names to values`);
+  const known = new Set(CONFIG_TABLE.map((r) => r.flag));
+  const values: Record<string, string> = {};
+  for (const [key, value] of Object.entries(doc)) {
+    if (!known.has(key)) throw new ConfigError(key, `unknown key in ${path} (known: ${[...known].join(', ')})`);
+    if (Array.isArray(value)) values[key] = value.map(String).join(':');
+    else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') values[key] = String(value);
+    else throw new ConfigError(key, `in ${path} must be a string, number or list`);
+  }
+  return values;
+}
+
+/** The README's configuration table, generated from the same rows. */
+export function configMarkdownTable(): string {
+  const lines = ['| flag | environment | default | meaning |', '| --- | --- | --- | --- |'];
+  for (const row of CONFIG_TABLE) {
+    lines.push(`| \`--${row.flag}\` | \`${row.env}\` | \`${row.defaultText}\` | ${row.description} |`);
+  }
+  return lines.join('\n');
+}
+
+/** The effective configuration as plain JSON (for Status verbose and logs). */
+export function configJson(config: Config): string {
+  return JSON.stringify(config);
+}

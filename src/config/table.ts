@@ -1,0 +1,133 @@
+/**
+ * The one configuration table. Flags, VMLET_* environment variables, config-file keys, `--help`
+ * text and the README's table are all derived from these rows, so they cannot disagree.
+ */
+import { existsSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
+
+export type KvmMode = 'auto' | 'on' | 'off';
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+
+export interface Config {
+  socket: string;
+  stateDir: string;
+  imageDir: string;
+  libvirtUri: string;
+  libvirtSocket: string;
+  cniConfDir: string;
+  cniBinDir: string[];
+  cniCacheDir: string;
+  imageTranslationsDir: string;
+  logLevel: LogLevel;
+  kvm: KvmMode;
+  cniTimeoutMs: number;
+  vmMemory: number;
+  vmVcpus: number;
+}
+
+export type ConfigKey = keyof Config;
+
+export interface ConfigRow<K extends ConfigKey = ConfigKey> {
+  key: K;
+  /** Long flag without dashes; also the key in a config file. */
+  flag: string;
+  env: string;
+  /** Default as the user would write it; `{stateDir}` refers to the effective state dir. */
+  defaultText: string;
+  description: string;
+  parse(raw: string): Config[K];
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly key: string,
+    message: string,
+  ) {
+    super(`config ${key}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function absolutePath(key: string) {
+  return (raw: string): string => {
+    if (!isAbsolute(raw)) throw new ConfigError(key, `must be an absolute path, got ${JSON.stringify(raw)}`);
+    if (raw.includes('\0')) throw new ConfigError(key, 'must not contain NUL');
+    return raw;
+  };
+}
+
+function oneOf<T extends string>(key: string, values: readonly T[]) {
+  return (raw: string): T => {
+    if (!(values as readonly string[]).includes(raw)) {
+      throw new ConfigError(key, `must be one of ${values.join(', ')}, got ${JSON.stringify(raw)}`);
+    }
+    return raw as T;
+  };
+}
+
+function positiveInt(key: string, max: number) {
+  return (raw: string): number => {
+    if (!/^\d+$/.test(raw.trim())) throw new ConfigError(key, `must be a positive integer, got ${JSON.stringify(raw)}`);
+    const n = Number(raw);
+    if (n < 1 || n > max) throw new ConfigError(key, `must be between 1 and ${max}, got ${n}`);
+    return n;
+  };
+}
+
+const BINARY_SUFFIX: Record<string, number> = { '': 1, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
+
+/** Bytes from a Kubernetes-style binary quantity: 512Mi, 1Gi, 1073741824. */
+function byteQuantity(key: string) {
+  return (raw: string): number => {
+    const m = /^(\d+)(Ki|Mi|Gi|Ti)?$/.exec(raw.trim());
+    if (!m) throw new ConfigError(key, `must be a size such as 512Mi or 1Gi, got ${JSON.stringify(raw)}`);
+    const bytes = Number(m[1]) * BINARY_SUFFIX[m[2] ?? '']!;
+    if (bytes < 16 * 2 ** 20 || !Number.isSafeInteger(bytes)) throw new ConfigError(key, 'must be at least 16Mi');
+    return bytes;
+  };
+}
+
+export const DEBIAN_CNI_BIN_DIR = '/usr/lib/cni';
+
+function defaultCniBinDir(): string {
+  return existsSync(DEBIAN_CNI_BIN_DIR) ? `/opt/cni/bin:${DEBIAN_CNI_BIN_DIR}` : '/opt/cni/bin';
+}
+
+export const CONFIG_TABLE: readonly ConfigRow[] = [
+  { key: 'socket', flag: 'socket', env: 'VMLET_SOCKET', defaultText: '/run/vmlet/vmlet.sock',
+    description: 'Unix socket the CRI gRPC services listen on (mode 0600, directory 0700)', parse: absolutePath('socket') },
+  { key: 'stateDir', flag: 'state-dir', env: 'VMLET_STATE_DIR', defaultText: '/var/lib/vmlet',
+    description: 'Directory for sandbox and container records and other runtime state', parse: absolutePath('state-dir') },
+  { key: 'imageDir', flag: 'image-dir', env: 'VMLET_IMAGE_DIR', defaultText: '{stateDir}/images',
+    description: 'Content-addressed store of VM disk images', parse: absolutePath('image-dir') },
+  { key: 'libvirtUri', flag: 'libvirt-uri', env: 'VMLET_LIBVIRT_URI', defaultText: 'qemu:///system',
+    description: 'libvirt connection URI', parse: oneOf('libvirt-uri', ['qemu:///system'] as const) },
+  { key: 'libvirtSocket', flag: 'libvirt-socket', env: 'VMLET_LIBVIRT_SOCKET', defaultText: '/run/libvirt/libvirt-sock',
+    description: "libvirtd's RPC socket for that URI", parse: absolutePath('libvirt-socket') },
+  { key: 'cniConfDir', flag: 'cni-conf-dir', env: 'VMLET_CNI_CONF_DIR', defaultText: '/etc/cni/net.d',
+    description: 'CNI network configurations (.conf, .conflist, .json; the first by file name wins)', parse: absolutePath('cni-conf-dir') },
+  { key: 'cniBinDir', flag: 'cni-bin-dir', env: 'VMLET_CNI_BIN_DIR', defaultText: '/opt/cni/bin (plus /usr/lib/cni when present)',
+    description: 'Colon-separated directories searched for CNI plugins',
+    parse: (raw) => raw.split(':').filter((d) => d !== '').map((d) => absolutePath('cni-bin-dir')(d)) },
+  { key: 'cniCacheDir', flag: 'cni-cache-dir', env: 'VMLET_CNI_CACHE_DIR', defaultText: '{stateDir}/cni-cache',
+    description: 'Cached CNI ADD results, so DEL works after a restart', parse: absolutePath('cni-cache-dir') },
+  { key: 'imageTranslationsDir', flag: 'image-translations-dir', env: 'VMLET_IMAGE_TRANSLATIONS_DIR', defaultText: '/etc/vmlet/images',
+    description: 'Virtlet-compatible image name translation files (YAML); re-read on change', parse: absolutePath('image-translations-dir') },
+  { key: 'logLevel', flag: 'log-level', env: 'VMLET_LOG_LEVEL', defaultText: 'info',
+    description: 'trace, debug, info, warn, error, fatal or silent (debug logs one line per RPC)',
+    parse: oneOf('log-level', ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const) },
+  { key: 'kvm', flag: 'kvm', env: 'VMLET_KVM', defaultText: 'auto',
+    description: 'Use KVM: on, off (TCG), or auto (a bounded real probe at start decides)', parse: oneOf('kvm', ['auto', 'on', 'off'] as const) },
+  { key: 'cniTimeoutMs', flag: 'cni-timeout-ms', env: 'VMLET_CNI_TIMEOUT_MS', defaultText: '60000',
+    description: 'Time limit for one CNI plugin call, in milliseconds', parse: positiveInt('cni-timeout-ms', 3_600_000) },
+  { key: 'vmMemory', flag: 'vm-memory', env: 'VMLET_VM_MEMORY', defaultText: '512Mi',
+    description: "VM memory when the container sets no memory limit", parse: byteQuantity('vm-memory') },
+  { key: 'vmVcpus', flag: 'vm-vcpus', env: 'VMLET_VM_VCPUS', defaultText: '1',
+    description: 'vCPUs when neither VirtletVCPUCount nor a CPU limit is given', parse: positiveInt('vm-vcpus', 256) },
+];
+
+/** The default as a string the row's parser accepts, with `{stateDir}` resolved. */
+export function defaultRaw(row: ConfigRow, stateDir: string): string {
+  if (row.key === 'cniBinDir') return defaultCniBinDir();
+  return row.defaultText.replace('{stateDir}', stateDir);
+}

@@ -1,0 +1,69 @@
+/**
+ * The CRI endpoint: grpc-js services fed by our own unix socket listener. Each accepted connection
+ * goes through Http2AuthorityRewriter (see there) and is injected into grpc-js.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type net from 'node:net';
+import { unlink } from 'node:fs/promises';
+import { listenUnix } from './listener.js';
+import { Http2AuthorityRewriter } from './http2_authority.js';
+import { buildServiceImplementation, type HandlerMap } from './rpc.js';
+import { loadCriServices } from './proto.js';
+import type { Logger } from '../log.js';
+
+export interface CriServerOptions {
+  socketPath: string;
+  runtimeHandlers: HandlerMap;
+  imageHandlers: HandlerMap;
+  logger: Logger;
+}
+
+/** gRPC message limit: large enough for verbose status documents, small enough to bound memory. */
+const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+export class CriServer {
+  private readonly grpcServer = new grpc.Server({
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+  });
+  private listener: net.Server | undefined;
+  private readonly connections = new Set<net.Socket>();
+
+  constructor(private readonly options: CriServerOptions) {
+    const { runtimeService, imageService } = loadCriServices();
+    const { logger } = options;
+    this.grpcServer.addService(runtimeService, buildServiceImplementation(runtimeService, options.runtimeHandlers, logger));
+    this.grpcServer.addService(imageService, buildServiceImplementation(imageService, options.imageHandlers, logger));
+  }
+
+  async start(): Promise<void> {
+    const injector = this.grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    this.listener = await listenUnix(this.options.socketPath, (socket) => {
+      this.connections.add(socket);
+      socket.once('close', () => this.connections.delete(socket));
+      const conn = new Http2AuthorityRewriter(socket);
+      conn.on('error', (err) => this.options.logger.debug({ err }, 'CRI connection error'));
+      injector.injectConnection(conn);
+    });
+    this.options.logger.info({ socket: this.options.socketPath }, 'CRI server listening');
+  }
+
+  /** Stops accepting, lets in-flight calls finish for up to `graceMs`, then cuts the rest. */
+  async stop(graceMs = 10_000): Promise<void> {
+    const listener = this.listener;
+    this.listener = undefined;
+    if (listener) await new Promise<void>((resolve) => listener.close(() => resolve()));
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.grpcServer.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.grpcServer.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    for (const socket of this.connections) socket.destroy();
+    if (listener) await unlink(this.options.socketPath).catch(() => {});
+  }
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+/** The `vmlet` command. Every subcommand has --help; serve's options come from the config table. */
+import { Command, Option } from 'commander';
+import { CONFIG_TABLE, ConfigError } from './config/table.js';
+import { loadConfig } from './config/load.js';
+import { VMLET_VERSION, CRI_API_VERSION } from './version.js';
+
+function buildProgram(): Command {
+  const program = new Command('vmlet')
+    .description('Kubernetes CRI runtime that runs every pod as a libvirt/QEMU virtual machine')
+    .version(VMLET_VERSION, '-V, --version-flag', 'print the version number');
+
+  const serve = program
+    .command('serve')
+    .description('serve the CRI (RuntimeService and ImageService) on a unix socket, in the foreground')
+    .option('--config <file>', 'YAML or JSON file whose keys are the option names below (env: VMLET_CONFIG)');
+  for (const row of CONFIG_TABLE) {
+    serve.addOption(new Option(`--${row.flag} <value>`, `${row.description} (default: ${row.defaultText}; env: ${row.env})`));
+  }
+  serve.action(async (opts: Record<string, string | undefined>) => {
+    const flags: Record<string, string | undefined> = {};
+    for (const row of CONFIG_TABLE) flags[row.flag] = opts[camel(row.flag)];
+    const config = loadConfig({ flags, env: process.env, file: opts.config ?? process.env.VMLET_CONFIG });
+    const { runServe } = await import('./daemon/serve.js');
+    await runServe(config);
+  });
+
+  program
+    .command('version')
+    .description('print the vmlet version and the CRI API version it serves')
+    .action(() => {
+      process.stdout.write(`vmlet ${VMLET_VERSION} (CRI ${CRI_API_VERSION})\n`);
+    });
+  return program;
+}
+
+function camel(flag: string): string {
+  return flag.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase());
+}
+
+buildProgram()
+  .parseAsync(process.argv)
+  .catch((err: unknown) => {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`vmlet: ${err.message}\n`);
+      process.exit(2);
+    }
+    process.stderr.write(`vmlet: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  });
