@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `vmlet` command. Every subcommand has --help; serve's options come from the config table. */
 import { Command, Option } from 'commander';
-import { CONFIG_TABLE, ConfigError } from './config/table.js';
+import { CONFIG_TABLE, ConfigError, type Config } from './config/table.js';
 import { loadConfig } from './config/load.js';
 import { VMLET_VERSION, CRI_API_VERSION } from './version.js';
 
@@ -26,12 +26,39 @@ function buildProgram(): Command {
   });
 
   program
+    .command('netd')
+    .description('the network process (netns, CNI, TAP wiring, DHCP); started by `vmlet serve`, not by hand')
+    .requiredOption('--config-json <json>', 'the effective configuration of the serve process that starts it')
+    .action(async (opts: { configJson: string }) => {
+      const config = parseConfigJson(opts.configJson);
+      const { runNetd } = await import('./netd/main.js');
+      await runNetd(config);
+    });
+
+  program
     .command('version')
     .description('print the vmlet version and the CRI API version it serves')
     .action(() => {
       process.stdout.write(`vmlet ${VMLET_VERSION} (CRI ${CRI_API_VERSION})\n`);
     });
   return program;
+}
+
+/** netd receives serve's effective config; it is re-validated row by row like any other input. */
+function parseConfigJson(json: string): Config {
+  let raw: Record<string, unknown>;
+  try {
+    raw = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    throw new ConfigError('config-json', 'is not valid JSON');
+  }
+  const flags: Record<string, string | undefined> = {};
+  for (const row of CONFIG_TABLE) {
+    const v = raw[row.key];
+    if (v === undefined) continue;
+    flags[row.flag] = Array.isArray(v) ? v.join(':') : String(v);
+  }
+  return loadConfig({ flags });
 }
 
 function camel(flag: string): string {

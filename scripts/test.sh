@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# One command: install what is missing, then run the whole test suite (unit + real integration).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install.sh
+npm run --silent typecheck
+exec npm test

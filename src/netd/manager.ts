@@ -1,0 +1,273 @@
+/**
+ * netd's work per sandbox: netns → CNI ADD → wire each interface for the VM → DHCP, and the
+ * same backwards. Each step that creates something pushes its undo; a failure runs the undos in
+ * reverse. What was built is persisted per sandbox so that a restarted netd can tear it down and
+ * bring the DHCP responders back.
+ */
+import { join } from 'node:path';
+import type dgram from 'node:dgram';
+import { RecordStore } from '../store/record_store.js';
+import { FailedPreconditionError, errorText } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Config } from '../config/table.js';
+import { loadNetworkConfig, type NetworkConfigList } from '../network/cni/config.js';
+import { CniChain, type AttachmentRequest } from '../network/cni/chain.js';
+import { AttachmentCache } from '../network/cni/cache.js';
+import { ExecPluginRunner } from '../network/cni/exec.js';
+import { toVmNetworkView } from '../network/cni/result.js';
+import { DhcpServer } from '../network/dhcp/server.js';
+import { bindDhcpSocketInNetns } from '../network/dhcp/bind_in_netns.js';
+import type { DhcpLease } from '../network/dhcp/lease_policy.js';
+import type { DnsConfig, VmInterface, VmNetwork } from '../network/types.js';
+import { SandboxNetns } from '../network/netns.js';
+import { selectBinding, unwireInterface, type WiredInterface } from '../network/bindings/binding.js';
+import type { NetdMethods, Readiness, SandboxNetworkStatus, SetupParams, SetupResult } from './protocol.js';
+
+/** The interface name CNI creates in the sandbox, as kubelet asks for it. */
+export const POD_IFNAME = 'eth0';
+/** VMs renew long before this; a short-ish lease keeps a stale VM from holding on forever. */
+const LEASE_SECONDS = 86_400;
+
+export interface SandboxNetworkRecord {
+  id: string;
+  netnsName: string;
+  netnsPath: string;
+  /** The CNI network the sandbox is attached to (its cached ADD result drives DEL). */
+  networkName?: string;
+  attachment?: Omit<AttachmentRequest, 'netns'>;
+  interfaces: WiredInterface[];
+  network?: VmNetwork;
+  leases: DhcpLease[];
+}
+
+type Undo = { what: string; run: () => Promise<void> };
+
+export class NetworkManager implements NetdMethods {
+  private readonly records: RecordStore<SandboxNetworkRecord>;
+  private readonly chain: CniChain;
+  private readonly cache: AttachmentCache;
+  private readonly dhcp = new Map<string, DhcpServer>();
+  private readonly netns: SandboxNetns;
+
+  constructor(
+    private readonly config: Config,
+    private readonly logger: Logger,
+  ) {
+    this.records = new RecordStore(join(config.stateDir, 'netd'), logger);
+    this.cache = new AttachmentCache(config.cniCacheDir);
+    const runner = new ExecPluginRunner({ binDirs: config.cniBinDir, timeoutMs: config.cniTimeoutMs, logger });
+    this.chain = new CniChain({ runner, cache: this.cache, logger });
+    this.netns = new SandboxNetns();
+  }
+
+  /** Loads the records and brings back the DHCP responders of sandboxes whose netns still exists. */
+  async load(): Promise<void> {
+    await this.records.load();
+    for (const record of this.records.values()) {
+      if (record.leases.length === 0) continue;
+      if (!(await this.netns.exists(record.netnsName))) {
+        this.logger.warn({ sandboxId: record.id }, 'netns of a sandbox is gone; DHCP not restored');
+        continue;
+      }
+      try {
+        await this.startDhcp(record.id, record.netnsPath, record.leases);
+      } catch (err) {
+        this.logger.error({ err, sandboxId: record.id }, 'could not restore DHCP for a sandbox');
+      }
+    }
+  }
+
+  async networkReady(): Promise<Readiness> {
+    const loaded = await loadNetworkConfig(this.config.cniConfDir);
+    if (loaded.ok) return { ready: true };
+    const skipped = loaded.skipped.map((s) => `${s.file}: ${s.reason}`).join('; ');
+    return { ready: false, reason: 'NetworkPluginNotReady', message: skipped ? `${loaded.reason} (${skipped})` : loaded.reason };
+  }
+
+  async setup(params: SetupParams): Promise<SetupResult> {
+    const existing = this.records.get(params.sandboxId);
+    if (existing?.network) return { netnsPath: existing.netnsPath, network: existing.network };
+
+    const loaded = await loadNetworkConfig(this.config.cniConfDir);
+    if (!loaded.ok) throw new FailedPreconditionError(`network is not ready: ${loaded.reason}`);
+    const netConfig = loaded.config;
+
+    const undos: Undo[] = [];
+    const netnsName = this.netns.nameFor(params.sandboxId);
+    const record: SandboxNetworkRecord = {
+      id: params.sandboxId,
+      netnsName,
+      netnsPath: this.netns.pathOf(netnsName),
+      interfaces: [],
+      leases: [],
+    };
+    try {
+      // Recorded first, so a crash at any later point leaves what a teardown needs.
+      await this.records.put(record);
+      undos.push({ what: 'record', run: () => this.records.delete(record.id) });
+
+      await this.netns.create(netnsName);
+      undos.push({ what: 'netns', run: () => this.netns.delete(netnsName) });
+
+      const attachment: Omit<AttachmentRequest, 'netns'> = {
+        containerId: params.sandboxId,
+        ifName: POD_IFNAME,
+        pod: { namespace: params.podNamespace, name: params.podName, uid: params.podUid, infraContainerId: params.sandboxId },
+        capabilityArgs: capabilityArgs(params),
+      };
+      record.networkName = netConfig.name;
+      record.attachment = attachment;
+      await this.records.put(record);
+      const outcome = await this.chain.add(netConfig, { ...attachment, netns: record.netnsPath });
+      undos.push({ what: 'cni', run: () => this.chain.del(netConfig.name, { ...attachment, netns: record.netnsPath }, netConfig) });
+
+      const view = toVmNetworkView(outcome.result, { ifName: POD_IFNAME });
+      if (view.interfaces.length === 0) throw new FailedPreconditionError(`CNI network ${netConfig.name} gave the sandbox no interface`);
+      const vmInterfaces: VmInterface[] = [];
+      for (const [index, iface] of view.interfaces.entries()) {
+        const binding = await selectBinding(record.netnsName, iface.name);
+        const wired = await binding.wire({ netnsName, netnsPath: record.netnsPath, sandboxId: params.sandboxId, index, cniInterface: iface });
+        record.interfaces.push(wired.state);
+        await this.records.put(record);
+        undos.push({ what: `wire ${iface.name}`, run: () => unwireInterface(record.netnsName, wired.state) });
+        vmInterfaces.push(wired.vmInterface);
+      }
+
+      const dns = podDns(params.dns, view.dns);
+      const network: VmNetwork = { interfaces: vmInterfaces, dns, ...(params.hostname ? { hostname: params.hostname } : {}) };
+      record.leases = leasesFor(network);
+      if (record.leases.length > 0) {
+        await this.startDhcp(record.id, record.netnsPath, record.leases);
+        undos.push({ what: 'dhcp', run: () => this.stopDhcp(record.id) });
+      }
+      record.network = network;
+      await this.records.put(record);
+      return { netnsPath: record.netnsPath, network };
+    } catch (err) {
+      await this.runUndos(params.sandboxId, undos, err);
+      throw err;
+    }
+  }
+
+  private async runUndos(sandboxId: string, undos: Undo[], cause: unknown): Promise<void> {
+    for (const undo of undos.reverse()) {
+      try {
+        await undo.run();
+      } catch (err) {
+        // The record stays (its undo runs last); teardown, which serve calls next, retries.
+        this.logger.error({ err, sandboxId, step: undo.what, cause: errorText(cause) }, 'rollback step failed');
+      }
+    }
+  }
+
+  /** Idempotent: tears down whatever exists for the sandbox, from its record or by its names. */
+  async teardown({ sandboxId }: { sandboxId: string }): Promise<Record<string, never>> {
+    const record = this.records.get(sandboxId);
+    const netnsName = record?.netnsName ?? this.netns.nameFor(sandboxId);
+    const netnsPath = record?.netnsPath ?? this.netns.pathOf(netnsName);
+    await this.stopDhcp(sandboxId);
+    const failures: string[] = [];
+    if (record) {
+      for (const wired of [...record.interfaces].reverse()) {
+        try {
+          await unwireInterface(netnsName, wired);
+        } catch (err) {
+          failures.push(`unwire ${wired.cniName}: ${errorText(err)}`);
+        }
+      }
+    }
+    // DEL from the cache of every attachment ADD left for this sandbox, even without a record.
+    for (const cached of await this.cache.list()) {
+      if (cached.containerId !== sandboxId) continue;
+      try {
+        await this.chain.del(cached.networkName, { containerId: sandboxId, ifName: cached.ifName, netns: netnsPath });
+      } catch (err) {
+        failures.push(`CNI DEL ${cached.networkName}: ${errorText(err)}`);
+      }
+    }
+    try {
+      await this.netns.delete(netnsName);
+    } catch (err) {
+      failures.push(`delete netns ${netnsName}: ${errorText(err)}`);
+    }
+    if (failures.length > 0) throw new FailedPreconditionError(`sandbox network teardown incomplete: ${failures.join('; ')}`);
+    await this.records.delete(sandboxId);
+    return {};
+  }
+
+  async status({ sandboxId }: { sandboxId: string }): Promise<SandboxNetworkStatus | null> {
+    const record = this.records.get(sandboxId);
+    if (!record) return null;
+    const server = this.dhcp.get(sandboxId);
+    return {
+      sandboxId,
+      netnsPath: record.netnsPath,
+      interfaces: record.interfaces.map((w) => ({ ...w })),
+      dhcp: server ? { running: true, leases: record.leases.map((l) => ({ mac: l.mac, ip: l.ip })), stats: server.stats() } : { running: false },
+    };
+  }
+
+  private async startDhcp(sandboxId: string, netnsPath: string, leases: DhcpLease[]): Promise<void> {
+    await this.stopDhcp(sandboxId);
+    const socket: dgram.Socket = await bindDhcpSocketInNetns(netnsPath);
+    const server = new DhcpServer(socket, { logger: this.logger.child({ sandboxId }) });
+    for (const lease of leases) server.setLease(lease);
+    this.dhcp.set(sandboxId, server);
+  }
+
+  private async stopDhcp(sandboxId: string): Promise<void> {
+    const server = this.dhcp.get(sandboxId);
+    if (!server) return;
+    this.dhcp.delete(sandboxId);
+    await server.close();
+  }
+
+  /** netd exiting: close the sockets, leave the networks (the VMs keep running). */
+  async close(): Promise<void> {
+    for (const id of [...this.dhcp.keys()]) await this.stopDhcp(id);
+  }
+}
+
+function capabilityArgs(params: SetupParams): Record<string, unknown> {
+  const args: Record<string, unknown> = {
+    portMappings: params.portMappings.map((p) => ({ hostPort: p.hostPort, containerPort: p.containerPort, protocol: p.protocol, hostIP: p.hostIP })),
+  };
+  if (params.dns.servers.length > 0 || params.dns.searches.length > 0) {
+    args.dns = { servers: params.dns.servers, searches: params.dns.searches, options: params.dns.options };
+  }
+  return args;
+}
+
+/** The pod's DNSConfig wins; the CNI result fills in when the pod gave none. */
+export function podDns(pod: SetupParams['dns'], cni: DnsConfig): DnsConfig {
+  if (pod.servers.length > 0 || pod.searches.length > 0) {
+    return { nameservers: pod.servers, search: pod.searches, options: pod.options, ...(cni.domain ? { domain: cni.domain } : {}) };
+  }
+  return cni;
+}
+
+/** One DHCP lease per tap-bound interface with an IPv4 address. */
+export function leasesFor(network: VmNetwork): DhcpLease[] {
+  const leases: DhcpLease[] = [];
+  for (const iface of network.interfaces) {
+    if (iface.binding.kind !== 'tap') continue;
+    const ip = iface.ips.find((a) => a.family === 4);
+    if (!ip) continue;
+    leases.push({
+      mac: iface.mac,
+      ip: ip.address,
+      prefixLength: ip.prefixLength,
+      ...(ip.gateway ? { gateway: ip.gateway } : {}),
+      routes: iface.routes,
+      dns: network.dns,
+      ...(network.hostname ? { hostname: network.hostname } : {}),
+      mtu: iface.mtu,
+      leaseSeconds: LEASE_SECONDS,
+      // The VM only needs a stable, non-conflicting id; the gateway (or the pod IP's network) works.
+      serverId: ip.gateway ?? ip.address,
+    });
+  }
+  return leases;
+}
+
+export type { NetworkConfigList };

@@ -1,0 +1,70 @@
+/**
+ * Messages between `vmlet serve` and `vmlet netd`. They travel as JSON over the IPC unix socket
+ * pair that fork() sets up; every request carries an id, every response answers one id.
+ */
+import type { VmNetwork } from '../network/types.js';
+import type { CodeValue } from '../errors.js';
+
+export interface PortMappingSpec {
+  protocol: 'tcp' | 'udp' | 'sctp';
+  containerPort: number;
+  hostPort: number;
+  hostIP: string;
+}
+
+export interface SetupParams {
+  sandboxId: string;
+  podName: string;
+  podNamespace: string;
+  podUid: string;
+  hostname: string;
+  /** The pod's DNSConfig; when empty, DNS comes from the CNI result. */
+  dns: { servers: string[]; searches: string[]; options: string[] };
+  portMappings: PortMappingSpec[];
+}
+
+export interface SetupResult {
+  netnsPath: string;
+  network: VmNetwork;
+}
+
+export interface SandboxNetworkStatus {
+  sandboxId: string;
+  netnsPath: string;
+  interfaces: Record<string, unknown>[];
+  dhcp: Record<string, unknown>;
+}
+
+export interface Readiness {
+  ready: boolean;
+  reason?: string;
+  message?: string;
+}
+
+/** Every netd method: params → result. */
+export interface NetdMethods {
+  setup(params: SetupParams): Promise<SetupResult>;
+  teardown(params: { sandboxId: string }): Promise<Record<string, never>>;
+  status(params: { sandboxId: string }): Promise<SandboxNetworkStatus | null>;
+  networkReady(params: Record<string, never>): Promise<Readiness>;
+}
+
+export type NetdMethod = keyof NetdMethods;
+
+export interface NetdRequest {
+  id: number;
+  method: NetdMethod;
+  params: unknown;
+}
+
+export interface NetdResponse {
+  id: number;
+  result?: unknown;
+  error?: { code: CodeValue; message: string };
+}
+
+/** Sent once by netd when it has loaded its state and is ready for requests. */
+export interface NetdReady {
+  ready: true;
+  pid: number;
+}

@@ -1,0 +1,193 @@
+/**
+ * Pod sandboxes: the records serve keeps, and the calls to netd that build and tear down their
+ * networks. Every step is idempotent, so a Stop or Remove after a crash finishes the job.
+ */
+import { randomBytes } from 'node:crypto';
+import { RecordStore } from '../store/record_store.js';
+import { NotFoundError, errorText, VmletError, Code } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { NetdClient } from '../netd/client.js';
+import type { SetupParams } from '../netd/protocol.js';
+import { resolveId, nowNs } from '../cri/validate.js';
+import { sandboxKey, type SandboxRecord } from './records.js';
+
+export interface SandboxSpec {
+  metadata: SandboxRecord['metadata'];
+  hostname: string;
+  logDirectory: string;
+  runtimeHandler: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  dns: SandboxRecord['dns'];
+  portMappings: SandboxRecord['portMappings'];
+}
+
+export interface SandboxFilter {
+  id?: string;
+  state?: SandboxRecord['state'];
+  labels?: Record<string, string>;
+}
+
+/** Hooks for the container side: the sandbox must stop/remove its VM before its network goes. */
+export interface SandboxContainerHooks {
+  stopContainersOf(sandboxId: string): Promise<void>;
+  removeContainersOf(sandboxId: string): Promise<void>;
+}
+
+export class SandboxService {
+  private readonly store: RecordStore<SandboxRecord>;
+  private readonly byKey = new Map<string, string>();
+  /** RunPodSandbox calls in progress by key, so concurrent duplicates share one build. */
+  private readonly building = new Map<string, Promise<string>>();
+  /** Serializes operations per sandbox id. */
+  private readonly locks = new Map<string, Promise<unknown>>();
+  containerHooks: SandboxContainerHooks = { stopContainersOf: async () => {}, removeContainersOf: async () => {} };
+
+  constructor(
+    dir: string,
+    private readonly netd: NetdClient,
+    private readonly logger: Logger,
+    private readonly netdTimeoutMs: number,
+  ) {
+    this.store = new RecordStore<SandboxRecord>(dir, logger);
+  }
+
+  async load(): Promise<void> {
+    await this.store.load();
+    for (const r of this.store.values()) this.byKey.set(r.key, r.id);
+  }
+
+  /** Full id from an id or unique prefix; undefined when unknown. */
+  resolve(idOrPrefix: string): string | undefined {
+    return resolveId(idOrPrefix, this.store.ids(), 'sandbox');
+  }
+
+  get(id: string): SandboxRecord | undefined {
+    return this.store.get(id);
+  }
+
+  mustGet(idOrPrefix: string): SandboxRecord {
+    const id = this.resolve(idOrPrefix);
+    const r = id === undefined ? undefined : this.store.get(id);
+    if (!r) throw new NotFoundError(`pod sandbox ${idOrPrefix} not found`);
+    return r;
+  }
+
+  list(filter: SandboxFilter = {}): SandboxRecord[] {
+    const out: SandboxRecord[] = [];
+    const id = filter.id ? this.resolve(filter.id) : undefined;
+    if (filter.id && id === undefined) return out;
+    for (const r of this.store.values()) {
+      if (id !== undefined && r.id !== id) continue;
+      if (filter.state !== undefined && r.state !== filter.state) continue;
+      if (filter.labels && !matchesLabels(r.labels, filter.labels)) continue;
+      out.push(r);
+    }
+    return out;
+  }
+
+  async run(spec: SandboxSpec): Promise<string> {
+    const key = sandboxKey(spec.metadata);
+    const existing = this.byKey.get(key);
+    if (existing !== undefined) return existing;
+    const inFlight = this.building.get(key);
+    if (inFlight) return inFlight;
+    const build = this.build(key, spec).finally(() => this.building.delete(key));
+    this.building.set(key, build);
+    return build;
+  }
+
+  private async build(key: string, spec: SandboxSpec): Promise<string> {
+    const id = randomBytes(32).toString('hex');
+    const record: SandboxRecord = {
+      id,
+      key,
+      ...spec,
+      state: 'NOTREADY',
+      createdAtNs: nowNs().toString(),
+      pendingCleanup: 'network setup in progress',
+    };
+    // Persist before any work: a crash in the middle leaves a record that Stop/Remove can finish.
+    await this.store.put(record);
+    this.byKey.set(key, id);
+    const params: SetupParams = {
+      sandboxId: id,
+      podName: spec.metadata.name,
+      podNamespace: spec.metadata.namespace,
+      podUid: spec.metadata.uid,
+      hostname: spec.hostname,
+      dns: spec.dns,
+      portMappings: spec.portMappings,
+    };
+    try {
+      const result = await this.netd.call('setup', params, this.netdTimeoutMs);
+      await this.store.put({ ...record, state: 'READY', netnsPath: result.netnsPath, network: result.network, pendingCleanup: undefined });
+      return id;
+    } catch (err) {
+      await this.rollbackFailedBuild(record, err);
+      throw err;
+    }
+  }
+
+  /** netd undoes its own partial work; this makes sure of it and forgets the sandbox. */
+  private async rollbackFailedBuild(record: SandboxRecord, cause: unknown): Promise<void> {
+    try {
+      await this.netd.call('teardown', { sandboxId: record.id }, this.netdTimeoutMs);
+      await this.store.delete(record.id);
+      this.byKey.delete(record.key);
+    } catch (err) {
+      // Keep the record so a later Stop/Remove (kubelet retries them) finishes the cleanup.
+      this.logger.error({ err, sandboxId: record.id, cause: errorText(cause) }, 'rollback of a failed sandbox did not finish');
+      await this.store.put({ ...record, pendingCleanup: `rollback failed: ${errorText(err)}` }).catch(() => {});
+    }
+  }
+
+  async stop(idOrPrefix: string): Promise<void> {
+    const record = this.mustGet(idOrPrefix);
+    await this.withLock(record.id, async () => {
+      await this.containerHooks.stopContainersOf(record.id);
+      const current = this.store.get(record.id);
+      if (!current) return;
+      try {
+        await this.netd.call('teardown', { sandboxId: record.id }, this.netdTimeoutMs);
+      } catch (err) {
+        await this.store.put({ ...current, state: 'NOTREADY', pendingCleanup: `network teardown failed: ${errorText(err)}` });
+        throw err instanceof VmletError ? err : new VmletError(Code.INTERNAL, errorText(err));
+      }
+      await this.store.put({ ...current, state: 'NOTREADY', network: undefined, pendingCleanup: undefined });
+    });
+  }
+
+  /** Idempotent: an unknown id has nothing left to remove. */
+  async remove(idOrPrefix: string): Promise<void> {
+    const id = this.resolve(idOrPrefix);
+    if (id === undefined) return;
+    const record = this.store.get(id)!;
+    if (record.state === 'READY' || record.network || record.pendingCleanup) await this.stop(id);
+    await this.withLock(id, async () => {
+      await this.containerHooks.removeContainersOf(id);
+      await this.store.delete(id);
+      this.byKey.delete(record.key);
+    });
+  }
+
+  private async withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(id) ?? Promise.resolve();
+    const next = previous.catch(() => {}).then(fn);
+    this.locks.set(id, next);
+    try {
+      return await next;
+    } finally {
+      if (this.locks.get(id) === next) this.locks.delete(id);
+    }
+  }
+
+  async networkStatus(id: string): Promise<unknown> {
+    return this.netd.call('status', { sandboxId: id }, this.netdTimeoutMs);
+  }
+}
+
+export function matchesLabels(labels: Record<string, string>, selector: Record<string, string>): boolean {
+  for (const [k, v] of Object.entries(selector)) if (labels[k] !== v) return false;
+  return true;
+}

@@ -1,0 +1,72 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, configMarkdownTable } from '../../../src/config/load.js';
+import { ConfigError, CONFIG_TABLE } from '../../../src/config/table.js';
+import { REPO_ROOT } from '../../helpers/daemon.js';
+
+test('the README carries the table generated from the config rows', () => {
+  const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+  assert.ok(readme.includes(configMarkdownTable()), 'README config table is out of date: paste configMarkdownTable() output');
+});
+
+test('defaults follow the state dir and the documented values', () => {
+  const c = loadConfig({ env: {} });
+  assert.equal(c.socket, '/run/vmlet/vmlet.sock');
+  assert.equal(c.stateDir, '/var/lib/vmlet');
+  assert.equal(c.imageDir, '/var/lib/vmlet/images');
+  assert.equal(c.libvirtUri, 'qemu:///system');
+  assert.equal(c.kvm, 'auto');
+  assert.equal(c.cniConfDir, '/etc/cni/net.d');
+  assert.equal(c.cniBinDir[0], '/opt/cni/bin');
+  const moved = loadConfig({ flags: { 'state-dir': '/srv/v' } });
+  assert.equal(moved.imageDir, '/srv/v/images');
+  assert.equal(moved.cniCacheDir, '/srv/v/cni-cache');
+});
+
+test('precedence: default < file < env < flag', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vmlet-config-'));
+  try {
+    const file = join(dir, 'c.yaml');
+    writeFileSync(file, 'log-level: warn\nkvm: off\ncni-bin-dir: [/a, /b]\n');
+    const fromFile = loadConfig({ file });
+    assert.equal(fromFile.logLevel, 'warn');
+    assert.deepEqual(fromFile.cniBinDir, ['/a', '/b']);
+    const fromEnv = loadConfig({ file, env: { VMLET_LOG_LEVEL: 'error' } });
+    assert.equal(fromEnv.logLevel, 'error');
+    assert.equal(fromEnv.kvm, 'off');
+    const fromFlag = loadConfig({ file, env: { VMLET_LOG_LEVEL: 'error' }, flags: { 'log-level': 'debug' } });
+    assert.equal(fromFlag.logLevel, 'debug');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bad values fail naming the key', () => {
+  const cases: [Record<string, string>, string][] = [
+    [{ kvm: 'maybe' }, 'kvm'],
+    [{ socket: 'relative.sock' }, 'socket'],
+    [{ 'log-level': 'loud' }, 'log-level'],
+    [{ 'vm-memory': '1Mi' }, 'vm-memory'],
+    [{ 'cni-timeout-ms': '-5' }, 'cni-timeout-ms'],
+  ];
+  for (const [flags, key] of cases) {
+    assert.throws(() => loadConfig({ flags }), (err: unknown) => err instanceof ConfigError && err.key === key && err.message.includes(key));
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'vmlet-config-'));
+  try {
+    const file = join(dir, 'c.yaml');
+    writeFileSync(file, 'no-such-option: 1\n');
+    assert.throws(() => loadConfig({ file }), (err: unknown) => err instanceof ConfigError && err.key === 'no-such-option');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('every row has a unique flag and env name', () => {
+  assert.equal(new Set(CONFIG_TABLE.map((r) => r.flag)).size, CONFIG_TABLE.length);
+  assert.equal(new Set(CONFIG_TABLE.map((r) => r.env)).size, CONFIG_TABLE.length);
+  for (const r of CONFIG_TABLE) assert.match(r.env, /^VMLET_[A-Z_]+$/);
+});
