@@ -19,8 +19,12 @@ import { DhcpServer } from '../network/dhcp/server.js';
 import { bindDhcpSocketInNetns } from '../network/dhcp/bind_in_netns.js';
 import type { DhcpLease } from '../network/dhcp/lease_policy.js';
 import type { DnsConfig, VmInterface, VmNetwork } from '../network/types.js';
-import { SandboxNetns } from '../network/netns.js';
-import { selectBinding, unwireInterface, type WiredInterface } from '../network/bindings/binding.js';
+import { NetnsManager, netnsPath } from '../network/netns.js';
+import { netnsNameFor } from '../network/names.js';
+import { bindInterface, type BindingContext, type NetworkBinding, type WiredInterface } from '../network/bindings/binding.js';
+import { TapBinding } from '../network/bindings/tap.js';
+import { ExecIpRunner } from '../network/iproute.js';
+import { DhcpIsolation, ExecNftRunner } from '../network/isolation.js';
 import type { NetdMethods, Readiness, SandboxNetworkStatus, SetupParams, SetupResult } from './protocol.js';
 
 /** The interface name CNI creates in the sandbox, as kubelet asks for it. */
@@ -35,7 +39,8 @@ export interface SandboxNetworkRecord {
   /** The CNI network the sandbox is attached to (its cached ADD result drives DEL). */
   networkName?: string;
   attachment?: Omit<AttachmentRequest, 'netns'>;
-  interfaces: WiredInterface[];
+  /** Each wired interface with the context its binding needs to undo it. */
+  interfaces: { context: BindingContext; state: WiredInterface }[];
   network?: VmNetwork;
   leases: DhcpLease[];
 }
@@ -47,7 +52,8 @@ export class NetworkManager implements NetdMethods {
   private readonly chain: CniChain;
   private readonly cache: AttachmentCache;
   private readonly dhcp = new Map<string, DhcpServer>();
-  private readonly netns: SandboxNetns;
+  private readonly netns: NetnsManager;
+  private readonly bindings: { [K in WiredInterface['kind']]: NetworkBinding<Extract<WiredInterface, { kind: K }>> };
 
   constructor(
     private readonly config: Config,
@@ -57,7 +63,14 @@ export class NetworkManager implements NetdMethods {
     this.cache = new AttachmentCache(config.cniCacheDir);
     const runner = new ExecPluginRunner({ binDirs: config.cniBinDir, timeoutMs: config.cniTimeoutMs, logger });
     this.chain = new CniChain({ runner, cache: this.cache, logger });
-    this.netns = new SandboxNetns();
+    this.netns = new NetnsManager({ logger });
+    const isolation = new DhcpIsolation(new ExecNftRunner());
+    this.bindings = { tap: new TapBinding({ ip: new ExecIpRunner(), isolation, logger }) };
+  }
+
+  /** The binding for a CNI interface. Every veth gets the tap binding; SR-IOV VFs join here. */
+  private bindingFor(_iface: { name: string }): NetworkBinding<WiredInterface> {
+    return this.bindings.tap;
   }
 
   /** Loads the records and brings back the DHCP responders of sandboxes whose netns still exists. */
@@ -93,11 +106,11 @@ export class NetworkManager implements NetdMethods {
     const netConfig = loaded.config;
 
     const undos: Undo[] = [];
-    const netnsName = this.netns.nameFor(params.sandboxId);
+    const netnsName = netnsNameFor(params.sandboxId);
     const record: SandboxNetworkRecord = {
       id: params.sandboxId,
       netnsName,
-      netnsPath: this.netns.pathOf(netnsName),
+      netnsPath: netnsPath(netnsName),
       interfaces: [],
       leases: [],
     };
@@ -125,12 +138,16 @@ export class NetworkManager implements NetdMethods {
       if (view.interfaces.length === 0) throw new FailedPreconditionError(`CNI network ${netConfig.name} gave the sandbox no interface`);
       const vmInterfaces: VmInterface[] = [];
       for (const [index, iface] of view.interfaces.entries()) {
-        const binding = await selectBinding(record.netnsName, iface.name);
-        const wired = await binding.wire({ netnsName, netnsPath: record.netnsPath, sandboxId: params.sandboxId, index, cniInterface: iface });
-        record.interfaces.push(wired.state);
-        await this.records.put(record);
-        undos.push({ what: `wire ${iface.name}`, run: () => unwireInterface(record.netnsName, wired.state) });
-        vmInterfaces.push(wired.vmInterface);
+        const binding = this.bindingFor(iface);
+        const context: BindingContext = { netnsName, netnsPath: record.netnsPath, sandboxId: params.sandboxId, index, cniInterface: iface };
+        const slot = record.interfaces.length;
+        // The plan is persisted before anything changes, so a crash mid-wire can still be undone.
+        const state = await bindInterface(binding, context, async (planned) => {
+          record.interfaces[slot] = { context, state: planned };
+          await this.records.put(record);
+        });
+        undos.push({ what: `wire ${iface.name}`, run: () => binding.unwire(context, state) });
+        vmInterfaces.push(state.vm);
       }
 
       const dns = podDns(params.dns, view.dns);
@@ -163,16 +180,16 @@ export class NetworkManager implements NetdMethods {
   /** Idempotent: tears down whatever exists for the sandbox, from its record or by its names. */
   async teardown({ sandboxId }: { sandboxId: string }): Promise<Record<string, never>> {
     const record = this.records.get(sandboxId);
-    const netnsName = record?.netnsName ?? this.netns.nameFor(sandboxId);
-    const netnsPath = record?.netnsPath ?? this.netns.pathOf(netnsName);
+    const netnsName = record?.netnsName ?? netnsNameFor(sandboxId);
+    const nsPath = record?.netnsPath ?? netnsPath(netnsName);
     await this.stopDhcp(sandboxId);
     const failures: string[] = [];
     if (record) {
-      for (const wired of [...record.interfaces].reverse()) {
+      for (const { context, state } of [...record.interfaces].reverse()) {
         try {
-          await unwireInterface(netnsName, wired);
+          await this.bindings[state.kind].unwire(context, state);
         } catch (err) {
-          failures.push(`unwire ${wired.cniName}: ${errorText(err)}`);
+          failures.push(`unwire ${context.cniInterface.name}: ${errorText(err)}`);
         }
       }
     }
@@ -180,7 +197,7 @@ export class NetworkManager implements NetdMethods {
     for (const cached of await this.cache.list()) {
       if (cached.containerId !== sandboxId) continue;
       try {
-        await this.chain.del(cached.networkName, { containerId: sandboxId, ifName: cached.ifName, netns: netnsPath });
+        await this.chain.del(cached.networkName, { containerId: sandboxId, ifName: cached.ifName, netns: nsPath });
       } catch (err) {
         failures.push(`CNI DEL ${cached.networkName}: ${errorText(err)}`);
       }
@@ -202,7 +219,7 @@ export class NetworkManager implements NetdMethods {
     return {
       sandboxId,
       netnsPath: record.netnsPath,
-      interfaces: record.interfaces.map((w) => ({ ...w })),
+      interfaces: record.interfaces.map((w) => ({ ...w.state })),
       dhcp: server ? { running: true, leases: record.leases.map((l) => ({ mac: l.mac, ip: l.ip })), stats: server.stats() } : { running: false },
     };
   }

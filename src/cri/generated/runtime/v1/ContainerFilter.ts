@@ -1,0 +1,23 @@
+// Original file: proto/runtime/v1/api.proto
+
+import type { ContainerStateValue as _runtime_v1_ContainerStateValue, ContainerStateValue__Output as _runtime_v1_ContainerStateValue__Output } from '../../runtime/v1/ContainerStateValue.js';
+
+/**
+ * All set fields must match.
+ */
+export interface ContainerFilter {
+  'id'?: (string);
+  'state'?: (_runtime_v1_ContainerStateValue | null);
+  'pod_sandbox_id'?: (string);
+  'label_selector'?: ({[key: string]: string});
+}
+
+/**
+ * All set fields must match.
+ */
+export interface ContainerFilter__Output {
+  'id'?: (string);
+  'state'?: (_runtime_v1_ContainerStateValue__Output);
+  'pod_sandbox_id'?: (string);
+  'label_selector'?: ({[key: string]: string});
+}

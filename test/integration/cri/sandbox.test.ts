@@ -1,0 +1,166 @@
+/**
+ * Pod sandboxes through the CRI against a real daemon, real netd, Debian's real CNI plugins and
+ * real namespaces. Pod networks use 198.18.0.0/15 with no masquerade; every test checks that
+ * nothing is left behind.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync, readdirSync, existsSync, rmSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { startTestDaemon, grpcCode, type TestDaemon } from '../../helpers/daemon.js';
+import { ensureLibvirtd } from '../../helpers/libvirtd.js';
+
+let d: TestDaemon;
+const tag = randomBytes(3).toString('hex');
+const bridge = `vtb${tag}`;
+const ipamDir = () => join(d.dir, 'ipam');
+const failingPluginDir = () => join(d.dir, 'cni-bin');
+
+before(async () => {
+  await ensureLibvirtd();
+  d = await startTestDaemon({ args: ['--cni-bin-dir', '/usr/lib/cni:' + join(process.env.TMPDIR ?? '/tmp', `vmlet-failing-${tag}`)] });
+  writeFileSync(join(d.cniConfDir, '10-test.conflist'), JSON.stringify({
+    cniVersion: '1.0.0',
+    name: `vmlet-test-${tag}`,
+    plugins: [
+      { type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: ipamDir(), ranges: [[{ subnet: '198.18.77.0/24' }]], routes: [{ dst: '198.18.0.0/15' }] } },
+      { type: 'tuning', sysctl: {} },
+    ],
+  }));
+});
+
+after(async () => {
+  // Remove whatever sandboxes a failed test left, through the product's own teardown.
+  if (d) {
+    for (const item of (await d.runtime.ListPodSandbox!({}).catch(() => ({ items: [] }))).items) {
+      await d.runtime.RemovePodSandbox!({ pod_sandbox_id: item.id }).catch((err: Error) => console.error('cleanup:', err.message));
+    }
+  }
+  await d?.cleanup();
+  // The bridge plugin never deletes its bridge (by design); the test created it, the test removes it.
+  try {
+    execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' });
+  } catch {
+    /* not there */
+  }
+  rmSync(join(process.env.TMPDIR ?? '/tmp', `vmlet-failing-${tag}`), { recursive: true, force: true });
+});
+
+function podConfig(name: string, attempt = 0) {
+  return {
+    metadata: { name, namespace: 'default', uid: `uid-${name}-${tag}`, attempt },
+    hostname: name,
+    log_directory: `/var/log/pods/default_${name}`,
+    dns_config: { servers: ['198.18.0.53'], searches: ['svc.cluster.local'], options: ['ndots:5'] },
+    port_mappings: [{ container_port: 8080 }],
+    labels: { app: 'wire', tier: name },
+    annotations: { note: 'x' },
+    linux: { security_context: { namespace_options: {} } },
+  };
+}
+
+function netnsList(): string[] {
+  return existsSync('/run/netns') ? readdirSync('/run/netns') : [];
+}
+
+function leases(): string[] {
+  const dir = join(ipamDir(), `vmlet-test-${tag}`);
+  return existsSync(dir) ? readdirSync(dir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
+}
+
+function linksIn(ns: string): string[] {
+  return (JSON.parse(execFileSync('ip', ['-n', ns, '-j', 'link', 'show'], { encoding: 'utf8' })) as { ifname: string }[]).map((l) => l.ifname);
+}
+
+test('RunPodSandbox builds netns + CNI + bridge/TAP + DHCP; status, list, stop, remove leave nothing', async () => {
+  const nsBefore = netnsList();
+  const { pod_sandbox_id: id } = await d.runtime.RunPodSandbox!({ config: podConfig('web') });
+  assert.match(id, /^[0-9a-f]{64}$/);
+
+  const st = await d.runtime.PodSandboxStatus!({ pod_sandbox_id: id, verbose: true });
+  assert.equal(st.status.state, 'SANDBOX_READY');
+  assert.match(st.status.network.ip, /^198\.18\.77\.\d+$/);
+  assert.equal(st.status.metadata.name, 'web');
+  assert.equal(st.status.labels.tier, 'web');
+  assert.equal(st.status.annotations.note, 'x');
+  assert.ok(BigInt(st.status.created_at) > 1_600_000_000_000_000_000n);
+  const info = JSON.parse(st.info.info);
+  assert.match(info.netnsPath, /^\/run\/netns\/vmlet-/);
+  const iface = info.vmNetwork.interfaces[0];
+  assert.equal(iface.binding.kind, 'tap');
+  assert.equal(iface.ips[0].address, st.status.network.ip);
+  assert.deepEqual(info.vmNetwork.dns.nameservers, ['198.18.0.53']);
+  assert.equal(info.network.dhcp.running, true);
+
+  const ns = info.netnsPath.split('/').pop();
+  assert.ok(netnsList().includes(ns));
+  const links = linksIn(ns);
+  assert.ok(links.includes(iface.binding.tap), `TAP in ${links}`);
+  assert.ok(links.includes(iface.binding.bridge), `bridge in ${links}`);
+  assert.equal(leases().length, 1);
+
+  // Idempotent: the same metadata returns the same sandbox.
+  assert.equal((await d.runtime.RunPodSandbox!({ config: podConfig('web') })).pod_sandbox_id, id);
+
+  // List with filters.
+  assert.equal((await d.runtime.ListPodSandbox!({ filter: {} })).items.filter((i: { id: string }) => i.id === id).length, 1);
+  assert.equal((await d.runtime.ListPodSandbox!({ filter: { label_selector: { app: 'wire', tier: 'web' } } })).items.length, 1);
+  assert.equal((await d.runtime.ListPodSandbox!({ filter: { label_selector: { app: 'other' } } })).items.length, 0);
+  assert.equal((await d.runtime.ListPodSandbox!({ filter: { state: { state: 'SANDBOX_NOTREADY' } } })).items.length, 0);
+  assert.equal((await d.runtime.ListPodSandbox!({ filter: { id: id.slice(0, 12) } })).items.length, 1);
+
+  await d.runtime.StopPodSandbox!({ pod_sandbox_id: id });
+  await d.runtime.StopPodSandbox!({ pod_sandbox_id: id }); // idempotent
+  const stopped = await d.runtime.PodSandboxStatus!({ pod_sandbox_id: id });
+  assert.equal(stopped.status.state, 'SANDBOX_NOTREADY');
+  assert.ok(stopped.status.network, 'a stopped sandbox still sends network: {}');
+  assert.equal(stopped.status.network.ip ?? '', '');
+  assert.equal(netnsList().includes(ns), false);
+  assert.equal(leases().length, 0);
+
+  await d.runtime.RemovePodSandbox!({ pod_sandbox_id: id });
+  await d.runtime.RemovePodSandbox!({ pod_sandbox_id: id });
+  assert.equal(await grpcCode(d.runtime.PodSandboxStatus!({ pod_sandbox_id: id })), grpc.status.NOT_FOUND);
+  assert.deepEqual(netnsList().sort(), nsBefore.sort());
+  assert.equal(readdirSync(join(d.stateDir, 'netd')).filter((f) => f.endsWith('.json')).length, 0);
+});
+
+test('concurrent RunPodSandbox calls for one pod build one sandbox', async () => {
+  const ids = await Promise.all([1, 2, 3].map(() => d.runtime.RunPodSandbox!({ config: podConfig('twin') })));
+  assert.equal(new Set(ids.map((r) => r.pod_sandbox_id)).size, 1);
+  await d.runtime.RemovePodSandbox!({ pod_sandbox_id: ids[0].pod_sandbox_id }); // stops first
+  assert.equal(leases().length, 0);
+});
+
+test('a failing plugin rolls everything back and returns its error text', async () => {
+  const dir = join(process.env.TMPDIR ?? '/tmp', `vmlet-failing-${tag}`);
+  execFileSync('mkdir', ['-p', dir]);
+  const plugin = join(dir, 'vmlet-test-fail');
+  writeFileSync(plugin, '#!/bin/sh\nif [ "$CNI_COMMAND" = ADD ]; then echo \'{"cniVersion":"1.0.0","code":7,"msg":"deliberate test failure"}\'; exit 1; fi\nexit 0\n');
+  chmodSync(plugin, 0o755);
+  const conf = join(d.cniConfDir, '05-failing.conflist');
+  writeFileSync(conf, JSON.stringify({
+    cniVersion: '1.0.0',
+    name: `vmlet-test-${tag}`,
+    plugins: [
+      { type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: ipamDir(), ranges: [[{ subnet: '198.18.77.0/24' }]] } },
+      { type: 'vmlet-test-fail' },
+    ],
+  }));
+  const nsBefore = netnsList();
+  try {
+    const err = await d.runtime.RunPodSandbox!({ config: podConfig('broken') }).then(
+      () => assert.fail('RunPodSandbox succeeded with a failing plugin'),
+      (e: grpc.ServiceError) => e,
+    );
+    assert.match(err.details, /deliberate test failure/);
+    assert.deepEqual(netnsList().sort(), nsBefore.sort());
+    assert.equal(leases().length, 0, 'the IPAM lease of the bridge plugin was released by the rollback');
+    assert.equal((await d.runtime.ListPodSandbox!({ filter: { label_selector: { tier: 'broken' } } })).items.length, 0);
+  } finally {
+    rmSync(conf, { force: true });
+  }
+});
