@@ -46,6 +46,10 @@ export class RecordStore<T extends { id: string }> {
     return this.records.get(id);
   }
 
+  ids(): IterableIterator<string> {
+    return this.records.keys();
+  }
+
   values(): IterableIterator<T> {
     return this.records.values();
   }
