@@ -19,7 +19,7 @@ fi
 packages=(
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils ovmf-
   containernetworking-plugins iproute2 nftables iptables ebtables genisoimage
-  busybox-static util-linux openssl ca-certificates
+  busybox-static util-linux openssl ca-certificates libxml2-utils
 )
 missing=()
 for p in "${packages[@]}"; do

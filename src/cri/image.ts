@@ -12,6 +12,7 @@ import type { ImageStore } from '../image/store.js';
 import type { ImageRecord } from '../image/types.js';
 import type { HandlerMap, CallContext } from './rpc.js';
 import { requireString } from './validate.js';
+import { FailedPreconditionError } from '../errors.js';
 import { MAX_IMAGE_NAME_LENGTH } from '../image/reference.js';
 
 function imageName(spec: { image?: string } | undefined | null, field: string): string {
@@ -28,7 +29,10 @@ export function toCriImage(r: ImageRecord): Image {
   };
 }
 
-export function imageHandlers(images: ImageStore): HandlerMap {
+/** Answers whether a container's root disk is backed by the image (its blob must stay). */
+export type ImageInUse = (imageId: string) => string | undefined;
+
+export function imageHandlers(images: ImageStore, inUse: ImageInUse = () => undefined): HandlerMap {
   return {
     async PullImage(req: PullImageRequest__Output, ctx: CallContext): Promise<PullImageResponse> {
       const record = await images.pull(imageName(req.image, 'image.image'), { signal: ctx.signal });
@@ -59,7 +63,11 @@ export function imageHandlers(images: ImageStore): HandlerMap {
     },
 
     async RemoveImage(req: RemoveImageRequest__Output): Promise<object> {
-      await images.remove(imageName(req.image, 'image.image'));
+      const ref = imageName(req.image, 'image.image');
+      const record = images.status(ref);
+      const user = record ? inUse(record.id) : undefined;
+      if (user) throw new FailedPreconditionError(`image ${ref} is in use by container ${user}`);
+      await images.remove(ref);
       return {};
     },
 

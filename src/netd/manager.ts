@@ -23,7 +23,9 @@ import { NetnsManager, netnsPath } from '../network/netns.js';
 import { netnsNameFor } from '../network/names.js';
 import { bindInterface, type BindingContext, type NetworkBinding, type WiredInterface } from '../network/bindings/binding.js';
 import { TapBinding } from '../network/bindings/tap.js';
-import { ExecIpRunner } from '../network/iproute.js';
+import { BindingSelector } from '../network/bindings/select.js';
+import { readInterfaceSnapshot } from '../network/bindings/snapshot.js';
+import { ExecIpRunner, type IpRunner } from '../network/iproute.js';
 import { DhcpIsolation, ExecNftRunner } from '../network/isolation.js';
 import type { NetdMethods, Readiness, SandboxNetworkStatus, SetupParams, SetupResult } from './protocol.js';
 
@@ -53,7 +55,8 @@ export class NetworkManager implements NetdMethods {
   private readonly cache: AttachmentCache;
   private readonly dhcp = new Map<string, DhcpServer>();
   private readonly netns: NetnsManager;
-  private readonly bindings: { [K in WiredInterface['kind']]: NetworkBinding<Extract<WiredInterface, { kind: K }>> };
+  private readonly ip: IpRunner = new ExecIpRunner();
+  private readonly selector: BindingSelector;
 
   constructor(
     private readonly config: Config,
@@ -65,12 +68,8 @@ export class NetworkManager implements NetdMethods {
     this.chain = new CniChain({ runner, cache: this.cache, logger });
     this.netns = new NetnsManager({ logger });
     const isolation = new DhcpIsolation(new ExecNftRunner());
-    this.bindings = { tap: new TapBinding({ ip: new ExecIpRunner(), isolation, logger }) };
-  }
-
-  /** The binding for a CNI interface. Every veth gets the tap binding; SR-IOV VFs join here. */
-  private bindingFor(_iface: { name: string }): NetworkBinding<WiredInterface> {
-    return this.bindings.tap;
+    // veths get the tap binding; the selector recognises SR-IOV VFs (their binding joins it there).
+    this.selector = new BindingSelector({ bindings: { tap: new TapBinding({ ip: this.ip, isolation, logger }) } });
   }
 
   /** Loads the records and brings back the DHCP responders of sandboxes whose netns still exists. */
@@ -138,14 +137,15 @@ export class NetworkManager implements NetdMethods {
       if (view.interfaces.length === 0) throw new FailedPreconditionError(`CNI network ${netConfig.name} gave the sandbox no interface`);
       const vmInterfaces: VmInterface[] = [];
       for (const [index, iface] of view.interfaces.entries()) {
-        const binding = this.bindingFor(iface);
+        const snapshot = await readInterfaceSnapshot(this.ip, netnsName, iface.name);
+        const binding: NetworkBinding<WiredInterface> = await this.selector.select(snapshot.link);
         const context: BindingContext = { netnsName, netnsPath: record.netnsPath, sandboxId: params.sandboxId, index, cniInterface: iface };
         const slot = record.interfaces.length;
         // The plan is persisted before anything changes, so a crash mid-wire can still be undone.
         const state = await bindInterface(binding, context, async (planned) => {
           record.interfaces[slot] = { context, state: planned };
           await this.records.put(record);
-        });
+        }, snapshot);
         undos.push({ what: `wire ${iface.name}`, run: () => binding.unwire(context, state) });
         vmInterfaces.push(state.vm);
       }
@@ -187,7 +187,7 @@ export class NetworkManager implements NetdMethods {
     if (record) {
       for (const { context, state } of [...record.interfaces].reverse()) {
         try {
-          await this.bindings[state.kind].unwire(context, state);
+          await this.selector.forState(state).unwire(context, state);
         } catch (err) {
           failures.push(`unwire ${context.cniInterface.name}: ${errorText(err)}`);
         }

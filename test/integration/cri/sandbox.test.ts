@@ -62,8 +62,9 @@ function podConfig(name: string, attempt = 0) {
   };
 }
 
+/** vmlet sandbox namespaces only (vmlet- + hex of the sandbox id): other tests' namespaces come and go. */
 function netnsList(): string[] {
-  return existsSync('/run/netns') ? readdirSync('/run/netns') : [];
+  return existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => /^vmlet-[0-9a-f]{8}/.test(n)) : [];
 }
 
 function leases(): string[] {

@@ -1,0 +1,46 @@
+/** A container (one VM) as persisted under <state-dir>/containers. Times are decimal ns strings. */
+export type ContainerState = 'CREATED' | 'RUNNING' | 'EXITED' | 'UNKNOWN';
+
+export interface ContainerResources {
+  cpuPeriod?: string;
+  cpuQuota?: string;
+  cpuShares?: string;
+  memoryLimitInBytes?: string;
+}
+
+export interface ContainerRecord {
+  id: string;
+  sandboxId: string;
+  /** sandboxId/name/attempt: two containers may not share it (ALREADY_EXISTS). */
+  key: string;
+  metadata: { name: string; attempt: number };
+  /** The image as named at create time, and its id. */
+  image: string;
+  imageRef: string;
+  command: string[];
+  args: string[];
+  workingDir: string;
+  envs: { key: string; value: string }[];
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  mounts: { container_path: string; host_path: string; readonly: boolean }[];
+  /** Absolute CRI log path ('' when kubelet asked for none). */
+  logPath: string;
+  resources: ContainerResources;
+  state: ContainerState;
+  createdAtNs: string;
+  startedAtNs?: string;
+  finishedAtNs?: string;
+  exitCode?: number;
+  reason?: string;
+  message?: string;
+  domainName: string;
+  domainUuid: string;
+  /** Private directory holding the overlay, the seed ISO and the raw console. */
+  dir: string;
+  vm: { memoryBytes: number; vcpus: number; domainType: 'kvm' | 'qemu' };
+}
+
+export function containerKey(sandboxId: string, name: string, attempt: number): string {
+  return `${sandboxId}/${name}/${attempt}`;
+}

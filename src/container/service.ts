@@ -1,0 +1,492 @@
+/**
+ * Containers are VMs: a qcow2 overlay over the image, a cloud-init seed, and a libvirt domain.
+ * serve keeps a record per container; libvirt's lifecycle events keep its state current. Every
+ * call is idempotent and every multi-step call rolls back what it did when a step fails.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdir, rm, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { RecordStore } from '../store/record_store.js';
+import {
+  AlreadyExistsError,
+  FailedPreconditionError,
+  NotFoundError,
+  errorText,
+} from '../errors.js';
+import type { Logger } from '../log.js';
+import type { LibvirtConnection } from '../libvirt/connection.js';
+import type { LibvirtClient, DomainRef, LifecycleEvent } from '../libvirt/client.js';
+import { isNoDomain, DomainEvent, DomainEventStoppedDetail, DomainShutdownFlags, DomainUndefineFlags, DomainState } from '../libvirt/client.js';
+import { buildDomainXml, parseDomainMetadata } from '../libvirt/domain_xml.js';
+import type { ImageStore } from '../image/store.js';
+import type { SandboxService } from '../sandbox/service.js';
+import type { SandboxRecord } from '../sandbox/records.js';
+import { parseVmAnnotations, ANNOTATION } from '../vm/annotations.js';
+import { buildSeedDocuments } from '../vm/cloudinit.js';
+import { writeSeedIso } from '../vm/seed_iso.js';
+import { createOverlay } from './disk.js';
+import { buildVmSpec, type HostFacts } from './vm_spec_builder.js';
+import { containerKey, type ContainerRecord, type ContainerResources, type ContainerState } from './records.js';
+import { resolveId, nowNs } from '../cri/validate.js';
+import { matchesLabels } from '../sandbox/service.js';
+
+/** Domains vmlet owns carry this prefix, so leftovers are recognisable. */
+export const DOMAIN_PREFIX = 'vmlet-';
+const OVERLAY = 'root.qcow2';
+const SEED = 'seed.iso';
+const CONSOLE = 'console.raw';
+const STATE_POLL_MS = 200;
+
+export interface ContainerSpec {
+  sandboxId: string;
+  name: string;
+  attempt: number;
+  image: string;
+  command: string[];
+  args: string[];
+  workingDir: string;
+  envs: { key: string; value: string }[];
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  mounts: ContainerRecord['mounts'];
+  /** Relative to the sandbox's log directory ('' for none). */
+  logPath: string;
+  resources: ContainerResources;
+}
+
+export interface ContainerFilter {
+  id?: string;
+  sandboxId?: string;
+  state?: ContainerState;
+  labels?: Record<string, string>;
+}
+
+/** The console → CRI log side, kept behind a narrow interface. */
+export interface ConsoleLogs {
+  start(record: ContainerRecord): Promise<void>;
+  stop(containerId: string): Promise<void>;
+  reopen(containerId: string): Promise<void>;
+  /** Forget the pump's saved position (container removed). */
+  discard(containerId: string): Promise<void>;
+}
+
+type Undo = () => Promise<void>;
+
+export class ContainerService {
+  private readonly store: RecordStore<ContainerRecord>;
+  private readonly byKey = new Map<string, string>();
+  private readonly byDomain = new Map<string, string>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  /** Resolvers waiting for a domain to reach SHUTOFF (StopContainer). */
+  private readonly stopWaiters = new Map<string, Set<() => void>>();
+  private readonly dataDir: string;
+
+  constructor(
+    stateDir: string,
+    private readonly libvirt: LibvirtConnection,
+    private readonly images: ImageStore,
+    private readonly sandboxes: SandboxService,
+    private readonly consoles: ConsoleLogs,
+    private readonly host: HostFacts,
+    private readonly logger: Logger,
+  ) {
+    this.store = new RecordStore<ContainerRecord>(join(stateDir, 'containers'), logger);
+    this.dataDir = join(stateDir, 'vms');
+  }
+
+  async load(): Promise<void> {
+    await mkdir(this.dataDir, { recursive: true, mode: 0o700 });
+    await this.store.load();
+    for (const r of this.store.values()) {
+      this.byKey.set(r.key, r.id);
+      this.byDomain.set(r.domainName, r.id);
+    }
+    this.libvirt.onLifecycle((ev) => this.onLifecycle(ev));
+    // Events are not replayed after a reconnect: look at every domain again.
+    this.libvirt.onConnected(() => {
+      void this.reconcile().catch((err) => this.logger.error({ err }, 'reconcile after libvirt reconnect failed'));
+    });
+  }
+
+  private client(): LibvirtClient {
+    return this.libvirt.current();
+  }
+
+  resolve(idOrPrefix: string): string | undefined {
+    return resolveId(idOrPrefix, this.store.ids(), 'container');
+  }
+
+  mustGet(idOrPrefix: string): ContainerRecord {
+    const id = this.resolve(idOrPrefix);
+    const r = id === undefined ? undefined : this.store.get(id);
+    if (!r) throw new NotFoundError(`container ${idOrPrefix} not found`);
+    return r;
+  }
+
+  get(id: string): ContainerRecord | undefined {
+    return this.store.get(id);
+  }
+
+  list(filter: ContainerFilter = {}): ContainerRecord[] {
+    const id = filter.id ? this.resolve(filter.id) : undefined;
+    if (filter.id && id === undefined) return [];
+    const sandboxId = filter.sandboxId ? this.sandboxes.resolve(filter.sandboxId) : undefined;
+    if (filter.sandboxId && sandboxId === undefined) return [];
+    const out: ContainerRecord[] = [];
+    for (const r of this.store.values()) {
+      if (id !== undefined && r.id !== id) continue;
+      if (sandboxId !== undefined && r.sandboxId !== sandboxId) continue;
+      if (filter.state !== undefined && r.state !== filter.state) continue;
+      if (filter.labels && !matchesLabels(r.labels, filter.labels)) continue;
+      out.push(r);
+    }
+    return out;
+  }
+
+  async create(spec: ContainerSpec): Promise<string> {
+    const sandbox = this.sandboxes.mustGet(spec.sandboxId);
+    if (sandbox.state !== 'READY' || !sandbox.network || !sandbox.netnsPath) {
+      throw new FailedPreconditionError(`pod sandbox ${sandbox.id} is not ready`);
+    }
+    const key = containerKey(sandbox.id, spec.name, spec.attempt);
+    const existing = this.byKey.get(key);
+    if (existing !== undefined) throw new AlreadyExistsError(`container ${spec.name} (attempt ${spec.attempt}) already exists in sandbox ${sandbox.id} as ${existing}`);
+    for (const other of this.store.values()) {
+      if (other.sandboxId === sandbox.id && other.state !== 'EXITED') {
+        throw new FailedPreconditionError(`sandbox ${sandbox.id} already has container ${other.id} (${other.metadata.name}); a vmlet pod runs one VM`);
+      }
+    }
+    const annotations = parseVmAnnotations(sandbox.annotations);
+    const image = this.images.status(spec.image);
+    if (!image) throw new NotFoundError(`image ${spec.image} is not present; pull it first`);
+
+    const id = randomBytes(32).toString('hex');
+    const dir = join(this.dataDir, id);
+    const record: ContainerRecord = {
+      id,
+      sandboxId: sandbox.id,
+      key,
+      metadata: { name: spec.name, attempt: spec.attempt },
+      image: spec.image,
+      imageRef: image.id,
+      command: spec.command,
+      args: spec.args,
+      workingDir: spec.workingDir,
+      envs: spec.envs,
+      labels: spec.labels,
+      annotations: spec.annotations,
+      mounts: spec.mounts,
+      logPath: spec.logPath && sandbox.logDirectory ? join(sandbox.logDirectory, spec.logPath) : '',
+      resources: spec.resources,
+      state: 'CREATED',
+      createdAtNs: nowNs().toString(),
+      domainName: `${DOMAIN_PREFIX}${sandbox.id.slice(0, 12)}-${id.slice(0, 12)}`,
+      domainUuid: annotations.systemUuid ?? randomUUID(),
+      dir,
+      vm: { memoryBytes: 0, vcpus: 0, domainType: this.host.domainType },
+    };
+    // The name is taken before any await so that a concurrent duplicate fails.
+    this.byKey.set(key, id);
+    const undos: Undo[] = [async () => void this.byKey.delete(key)];
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      undos.push(() => rm(dir, { recursive: true, force: true }));
+      await createOverlay({
+        backingPath: this.images.blobPath(image.id),
+        backingFormat: image.format,
+        backingVirtualSize: image.virtualSize,
+        overlayPath: join(dir, OVERLAY),
+        ...(annotations.rootVolumeSizeBytes !== undefined ? { sizeBytes: annotations.rootVolumeSizeBytes } : {}),
+      });
+      const seed = buildSeedDocuments(
+        {
+          instanceId: id,
+          hostname: sandbox.hostname || sandbox.metadata.name,
+          annotations,
+          env: spec.envs.map((e) => ({ name: e.key, value: e.value })),
+          network: sandbox.network,
+        },
+        annotations.cloudInitImageType,
+      );
+      await writeSeedIso(join(dir, SEED), seed);
+      const vmSpec = buildVmSpec(
+        {
+          containerId: id,
+          sandboxId: sandbox.id,
+          domainName: record.domainName,
+          domainUuid: record.domainUuid,
+          resources: spec.resources,
+          annotations,
+          network: sandbox.network,
+          netnsPath: sandbox.netnsPath,
+          overlayPath: join(dir, OVERLAY),
+          seedPath: join(dir, SEED),
+          consolePath: join(dir, CONSOLE),
+        },
+        this.host,
+        ANNOTATION.vcpuCount in sandbox.annotations,
+      );
+      record.vm = { memoryBytes: vmSpec.memoryBytes, vcpus: vmSpec.vcpus, domainType: vmSpec.domainType };
+      const dom = await this.client().defineXml(buildDomainXml(vmSpec));
+      undos.push(() => this.undefine(dom));
+      this.byDomain.set(record.domainName, id);
+      undos.push(async () => void this.byDomain.delete(record.domainName));
+      await this.store.put(record);
+      return id;
+    } catch (err) {
+      for (const undo of undos.reverse()) {
+        await undo().catch((e: unknown) => this.logger.error({ err: e, containerId: id }, 'rollback step of CreateContainer failed'));
+      }
+      throw err;
+    }
+  }
+
+  async start(idOrPrefix: string): Promise<void> {
+    const r = this.mustGet(idOrPrefix);
+    await this.withLock(r.id, async () => {
+      const current = this.store.get(r.id)!;
+      if (current.state === 'RUNNING') return;
+      if (current.state !== 'CREATED') throw new FailedPreconditionError(`container ${r.id} is ${current.state}; only a created container can start`);
+      const sandbox = this.sandboxes.get(current.sandboxId);
+      if (!sandbox || sandbox.state !== 'READY') throw new FailedPreconditionError(`pod sandbox ${current.sandboxId} is not ready`);
+      await this.consoles.start(current);
+      const dom = await this.lookup(current);
+      if (!dom) throw new FailedPreconditionError(`libvirt domain ${current.domainName} of container ${r.id} is gone`);
+      try {
+        await this.client().create(dom);
+      } catch (err) {
+        await this.consoles.stop(r.id).catch(() => {});
+        throw err;
+      }
+      await this.store.put({ ...current, state: 'RUNNING', startedAtNs: nowNs().toString() });
+    });
+  }
+
+  /**
+   * Asks the guest to power off (ACPI) and destroys it when `timeoutSeconds` pass; 0 destroys at
+   * once. Succeeds for a container that is not running.
+   */
+  async stop(idOrPrefix: string, timeoutSeconds: number): Promise<void> {
+    const r = this.mustGet(idOrPrefix);
+    await this.withLock(r.id, async () => {
+      const current = this.store.get(r.id)!;
+      if (current.state !== 'RUNNING') return;
+      const dom = await this.lookup(current);
+      let graceful = false;
+      if (dom && (await this.isActive(dom))) {
+        if (timeoutSeconds > 0) {
+          const off = this.waitForShutoff(current.domainName, timeoutSeconds * 1000);
+          try {
+            await this.client().shutdown(dom, DomainShutdownFlags.ACPI_POWER_BTN);
+            graceful = await off.done;
+          } catch (err) {
+            off.cancel();
+            this.logger.warn({ err, containerId: r.id }, 'ACPI shutdown request failed; destroying');
+          }
+        }
+        if (!graceful) await this.destroyIfActive(dom);
+      }
+      await this.markExited(r.id, graceful ? { exitCode: 0, reason: 'Completed' } : { exitCode: 137, reason: 'Error', message: 'VM destroyed after the stop timeout' });
+    });
+  }
+
+  /** Idempotent: removes a running container forcibly; an unknown id is already removed. */
+  async remove(idOrPrefix: string): Promise<void> {
+    const id = this.resolve(idOrPrefix);
+    if (id === undefined) return;
+    await this.withLock(id, async () => {
+      const r = this.store.get(id);
+      if (!r) return;
+      const dom = await this.lookup(r);
+      if (dom) {
+        await this.destroyIfActive(dom);
+        await this.undefine(dom);
+      }
+      await this.consoles.stop(id);
+      await this.consoles.discard(id);
+      await rm(r.dir, { recursive: true, force: true });
+      await this.store.delete(id);
+      this.byKey.delete(r.key);
+      this.byDomain.delete(r.domainName);
+    });
+  }
+
+  async stopAllOf(sandboxId: string): Promise<void> {
+    for (const r of this.list({ sandboxId })) await this.stop(r.id, 0);
+  }
+
+  async removeAllOf(sandboxId: string): Promise<void> {
+    for (const r of this.list({ sandboxId })) await this.remove(r.id);
+  }
+
+  async reopenLog(idOrPrefix: string): Promise<void> {
+    const r = this.mustGet(idOrPrefix);
+    if (r.state !== 'RUNNING') throw new FailedPreconditionError(`container ${r.id} is not running`);
+    await this.consoles.reopen(r.id);
+  }
+
+  async domainXml(r: ContainerRecord): Promise<string | undefined> {
+    const dom = await this.lookup(r);
+    return dom ? this.client().getXmlDesc(dom) : undefined;
+  }
+
+  async domainRef(r: ContainerRecord): Promise<DomainRef | undefined> {
+    return this.lookup(r);
+  }
+
+  async updateResources(idOrPrefix: string, resources: ContainerResources, apply: (dom: DomainRef, r: ContainerRecord) => Promise<void>): Promise<void> {
+    const r = this.mustGet(idOrPrefix);
+    await this.withLock(r.id, async () => {
+      const current = this.store.get(r.id)!;
+      if (current.state === 'EXITED') throw new FailedPreconditionError(`container ${r.id} has exited`);
+      const dom = await this.lookup(current);
+      if (!dom) throw new FailedPreconditionError(`libvirt domain ${current.domainName} is gone`);
+      await apply(dom, current);
+      await this.store.put({ ...current, resources: { ...current.resources, ...resources } });
+    });
+  }
+
+  /**
+   * Brings records and libvirt in line after a start or a reconnect: running VMs stay RUNNING (their
+   * console pumps resume), vanished or stopped ones become EXITED, and vmlet domains and VM
+   * directories that no record owns are removed.
+   */
+  async reconcile(): Promise<void> {
+    const client = this.client();
+    const domains = await client.listAllDomains();
+    const seen = new Set<string>();
+    for (const dom of domains) {
+      if (!dom.name.startsWith(DOMAIN_PREFIX)) continue;
+      const id = this.byDomain.get(dom.name);
+      if (id === undefined) {
+        // Only a domain whose metadata says vmlet made it is ours to remove.
+        const meta = parseDomainMetadata(await client.getXmlDesc(dom).catch(() => ''));
+        if (meta && !this.store.get(meta.containerId)) {
+          this.logger.warn({ domain: dom.name }, 'removing a vmlet domain no record owns');
+          await this.destroyIfActive(dom).catch(() => {});
+          await this.undefine(dom).catch((err) => this.logger.error({ err, domain: dom.name }, 'could not undefine orphan domain'));
+        }
+        continue;
+      }
+      seen.add(id);
+      const r = this.store.get(id)!;
+      const active = await this.isActive(dom);
+      if (r.state === 'RUNNING') {
+        if (active) await this.consoles.start(r);
+        else await this.markExited(id, { exitCode: 0, reason: 'Completed', message: 'VM powered off while vmlet was away' });
+      }
+    }
+    for (const r of this.store.values()) {
+      if (seen.has(r.id) || r.state === 'EXITED') continue;
+      await this.markExited(r.id, { exitCode: 255, reason: 'Error', message: 'libvirt domain vanished' });
+    }
+    for (const name of await readdir(this.dataDir).catch(() => [] as string[])) {
+      if (/^[0-9a-f]{64}$/.test(name) && !this.store.get(name)) {
+        this.logger.warn({ dir: name }, 'removing a VM directory no record owns');
+        await rm(join(this.dataDir, name), { recursive: true, force: true });
+      }
+    }
+  }
+
+  private onLifecycle(ev: LifecycleEvent): void {
+    const id = this.byDomain.get(ev.domain.name);
+    if (id === undefined) return;
+    if (ev.event === DomainEvent.STOPPED || ev.event === DomainEvent.CRASHED) {
+      for (const wake of this.stopWaiters.get(ev.domain.name) ?? []) wake();
+      const r = this.store.get(id);
+      // A stop in progress records its own outcome.
+      if (!r || r.state !== 'RUNNING' || this.locks.has(id)) return;
+      const clean = ev.event === DomainEvent.STOPPED && ev.detail === DomainEventStoppedDetail.SHUTDOWN;
+      void this.withLock(id, () =>
+        this.markExited(id, clean ? { exitCode: 0, reason: 'Completed' } : { exitCode: 1, reason: 'Error', message: `VM stopped (libvirt event ${ev.event}, detail ${ev.detail})` }),
+      ).catch((err) => this.logger.error({ err, containerId: id }, 'could not record a VM exit'));
+    }
+  }
+
+  private async markExited(id: string, outcome: { exitCode: number; reason: string; message?: string }): Promise<void> {
+    const r = this.store.get(id);
+    if (!r || r.state === 'EXITED') return;
+    await this.consoles.stop(id).catch((err) => this.logger.warn({ err, containerId: id }, 'console pump stop failed'));
+    await this.store.put({
+      ...r,
+      state: 'EXITED',
+      finishedAtNs: nowNs().toString(),
+      exitCode: outcome.exitCode,
+      reason: outcome.reason,
+      ...(outcome.message ? { message: outcome.message } : {}),
+    });
+  }
+
+  /** Resolves true when the domain stops within `ms`, false otherwise; events first, polling as a backstop. */
+  private waitForShutoff(domainName: string, ms: number): { done: Promise<boolean>; cancel(): void } {
+    let finish: (v: boolean) => void = () => {};
+    const done = new Promise<boolean>((resolve) => (finish = resolve));
+    const waiters = this.stopWaiters.get(domainName) ?? new Set();
+    this.stopWaiters.set(domainName, waiters);
+    const wake = () => finish(true);
+    waiters.add(wake);
+    const timer = setTimeout(() => finish(false), ms);
+    const poll = setInterval(() => {
+      void this.client()
+        .lookupByName(domainName)
+        .then((dom) => this.client().getState(dom))
+        .then((s) => s.state === DomainState.SHUTOFF && finish(true))
+        .catch((err) => isNoDomain(err) && finish(true));
+    }, STATE_POLL_MS * 5);
+    void done.then(() => {
+      clearTimeout(timer);
+      clearInterval(poll);
+      waiters.delete(wake);
+      if (waiters.size === 0) this.stopWaiters.delete(domainName);
+    });
+    return { done, cancel: () => finish(false) };
+  }
+
+  private async lookup(r: ContainerRecord): Promise<DomainRef | undefined> {
+    try {
+      return await this.client().lookupByName(r.domainName);
+    } catch (err) {
+      if (isNoDomain(err)) return undefined;
+      throw err;
+    }
+  }
+
+  private async isActive(dom: DomainRef): Promise<boolean> {
+    try {
+      const s = await this.client().getState(dom);
+      return s.state !== DomainState.SHUTOFF && s.state !== DomainState.NOSTATE;
+    } catch (err) {
+      if (isNoDomain(err)) return false;
+      throw err;
+    }
+  }
+
+  private async destroyIfActive(dom: DomainRef): Promise<void> {
+    try {
+      if (await this.isActive(dom)) await this.client().destroy(dom);
+    } catch (err) {
+      // Already stopped between the check and the call: that is what we wanted.
+      if (isNoDomain(err) || /not running/i.test(errorText(err))) return;
+      throw err;
+    }
+  }
+
+  private async undefine(dom: DomainRef): Promise<void> {
+    try {
+      await this.client().undefine(dom, DomainUndefineFlags.MANAGED_SAVE | DomainUndefineFlags.SNAPSHOTS_METADATA | DomainUndefineFlags.NVRAM);
+    } catch (err) {
+      if (!isNoDomain(err)) throw err;
+    }
+  }
+
+  private async withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(id) ?? Promise.resolve();
+    const next = previous.catch(() => {}).then(fn);
+    this.locks.set(id, next);
+    try {
+      return await next;
+    } finally {
+      if (this.locks.get(id) === next) this.locks.delete(id);
+    }
+  }
+}

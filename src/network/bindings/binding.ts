@@ -1,0 +1,79 @@
+/**
+ * How one CNI interface of a pod reaches its VM. A binding turns the interface CNI left in the pod
+ * netns into something QEMU can use (a TAP on a bridge today; a VF handed over as a PCI device or a
+ * masqueraded TAP later) and back.
+ *
+ * The protocol, built so a crash at any point can be undone:
+ *   1. `plan` reads the interface and decides everything (names, MACs, what to restore) without
+ *      changing anything. netd persists the returned state before step 2.
+ *   2. `wire` applies the plan. On failure it undoes its own partial work before rethrowing.
+ *   3. `unwire` takes the persisted state back to what CNI left. Idempotent: it succeeds on a
+ *      half-built wiring, on one already undone, and when the netns is gone.
+ * The state is plain JSON, so it survives netd restarts; `kind` says which binding owns it.
+ */
+import type { IpConfig, RouteConfig, VmInterface } from '../types.js';
+import type { InterfaceSnapshot } from './snapshot.js';
+import type { TapWiredInterface } from './tap.js';
+
+/** What CNI reported for one interface, as netd hands it to a binding. */
+export interface CniInterfaceView {
+  /** Name inside the pod netns (eth0, net1, …). */
+  name: string;
+  mac?: string;
+  mtu?: number;
+  /** Addresses and routes the VM should get (from the CNI result). */
+  ips: IpConfig[];
+  routes: RouteConfig[];
+}
+
+export interface BindingContext {
+  netnsName: string;
+  netnsPath: string;
+  sandboxId: string;
+  /** Position of the interface in the CNI result; derives device names and MACs. */
+  index: number;
+  cniInterface: CniInterfaceView;
+}
+
+/** Fields every binding's persisted state carries. */
+export interface WiredInterfaceBase {
+  kind: string;
+  /** Layout version of the state, so a newer netd can still undo an older netd's wiring. */
+  version: number;
+  /** The VM-facing description of this interface. */
+  vm: VmInterface;
+}
+
+/** Persisted state of any binding kind. New kinds join this union. */
+export type WiredInterface = TapWiredInterface;
+export type BindingKind = WiredInterface['kind'];
+
+export interface NetworkBinding<S extends WiredInterfaceBase = WiredInterface> {
+  readonly kind: S['kind'];
+  /**
+   * Decides the wiring without changing anything. `snapshot` is the interface as read just before
+   * (netd already has it from choosing the binding); without it the binding reads it itself.
+   */
+  plan(ctx: BindingContext, snapshot?: InterfaceSnapshot): Promise<S>;
+  /** Applies a plan from `plan`; returns the state to persist (the VM side is in `state.vm`). */
+  wire(ctx: BindingContext, planned: S): Promise<S>;
+  /** Undoes `state`; see the protocol above. */
+  unwire(ctx: BindingContext, state: S): Promise<void>;
+}
+
+/**
+ * Runs plan → persist → wire → persist for one interface. `persist` must make the state durable
+ * before it resolves: a plan that is not on disk cannot be undone after a crash.
+ */
+export async function bindInterface<S extends WiredInterfaceBase>(
+  binding: NetworkBinding<S>,
+  ctx: BindingContext,
+  persist: (state: S) => Promise<void>,
+  snapshot?: InterfaceSnapshot,
+): Promise<S> {
+  const planned = await binding.plan(ctx, snapshot);
+  await persist(planned);
+  const wired = await binding.wire(ctx, planned);
+  if (wired !== planned) await persist(wired);
+  return wired;
+}

@@ -1,0 +1,183 @@
+/**
+ * End to end: a real VM boots in a pod and answers on its pod IP.
+ * The test guest (images/build-test-image.sh) is served over HTTP on 127.0.0.1, pulled through the
+ * CRI, and run under TCG in a sandbox on a real CNI bridge network in 198.18.0.0/15. The host
+ * side of that network is the bridge plugin's gateway address, so the host can reach the guest.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createReadStream, statSync, existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { request } from 'node:http';
+import net from 'node:net';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { startTestDaemon, REPO_ROOT, type TestDaemon } from '../../helpers/daemon.js';
+import { ensureLibvirtd } from '../../helpers/libvirtd.js';
+
+const tag = randomBytes(3).toString('hex');
+const bridge = `vte${tag}`;
+const subnet = '198.18.91';
+let d: TestDaemon;
+let imageServer: Server;
+let imageUrl: string;
+let dir: string;
+
+before(async () => {
+  await ensureLibvirtd();
+  const guest = execFileSync(join(REPO_ROOT, 'images', 'build-test-image.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 900_000 }).trim();
+  imageServer = createServer((_req, res) => {
+    res.writeHead(200, { 'content-length': statSync(guest).size });
+    createReadStream(guest).pipe(res);
+  });
+  await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', () => r()));
+  imageUrl = `http://127.0.0.1:${(imageServer.address() as net.AddressInfo).port}/test-guest.qcow2`;
+  d = await startTestDaemon({ args: ['--kvm', 'off', '--vm-memory', '256Mi'] });
+  dir = d.dir;
+  writeFileSync(join(d.cniConfDir, '10-e2e.conflist'), JSON.stringify({
+    cniVersion: '1.0.0',
+    name: `vmlet-e2e-${tag}`,
+    plugins: [{
+      type: 'bridge', bridge, isGateway: true, ipMasq: false,
+      ipam: { type: 'host-local', dataDir: join(dir, 'ipam'), ranges: [[{ subnet: `${subnet}.0/24`, gateway: `${subnet}.1` }]], routes: [{ dst: '198.18.0.0/15' }] },
+    }],
+  }));
+});
+
+after(async () => {
+  if (d) {
+    for (const c of (await d.runtime.ListContainers!({}).catch(() => ({ containers: [] }))).containers) {
+      await d.runtime.RemoveContainer!({ container_id: c.id }).catch(() => {});
+    }
+    for (const s of (await d.runtime.ListPodSandbox!({}).catch(() => ({ items: [] }))).items) {
+      await d.runtime.RemovePodSandbox!({ pod_sandbox_id: s.id }).catch(() => {});
+    }
+    await d.cleanup();
+  }
+  imageServer?.close();
+  try {
+    execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' });
+  } catch {
+    /* never created */
+  }
+});
+
+async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+function httpGet(host: string, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host, port, path: '/', timeout: 3000 }, (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => resolve(body));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function criLines(path: string): { ts: string; stream: string; tag: string; text: string }[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((line) => {
+    const m = /^(\S+) (stdout|stderr) ([PF]) (.*)$/.exec(line);
+    assert.ok(m, `not a CRI log line: ${JSON.stringify(line)}`);
+    assert.ok(!Number.isNaN(Date.parse(m[1]!)), `bad timestamp ${m[1]}`);
+    return { ts: m[1]!, stream: m[2]!, tag: m[3]!, text: m[4]! };
+  });
+}
+
+function qemuPids(): number[] {
+  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`vmlet-`) && readFileSync(`/proc/${p}/comm`, 'utf8').startsWith('qemu');
+    } catch {
+      return false;
+    }
+  }).map(Number);
+}
+
+test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vmlet restart, powers off on stop, leaves nothing', { timeout: 900_000 }, async () => {
+  const logDir = join(dir, 'pod-logs');
+  mkdirSync(logDir, { recursive: true });
+  const pulled = await d.image.PullImage!({ image: { image: imageUrl } });
+  const podConfig = {
+    metadata: { name: 'e2e', namespace: 'default', uid: `uid-e2e-${tag}`, attempt: 0 },
+    hostname: 'e2e-guest',
+    log_directory: logDir,
+    linux: {},
+  };
+  const { pod_sandbox_id: sandboxId } = await d.runtime.RunPodSandbox!({ config: podConfig });
+  const podIp = (await d.runtime.PodSandboxStatus!({ pod_sandbox_id: sandboxId })).status.network.ip;
+  assert.match(podIp, new RegExp(`^${subnet.replace(/\./g, '\\.')}\\.\\d+$`));
+
+  const { container_id: id } = await d.runtime.CreateContainer!({
+    pod_sandbox_id: sandboxId,
+    config: { metadata: { name: 'vm', attempt: 0 }, image: { image: imageUrl }, log_path: 'vm/0.log', envs: [{ key: 'GREETING', value: 'hello' }], linux: { resources: { memory_limit_in_bytes: String(256 * 1024 * 1024) } } },
+    sandbox_config: podConfig,
+  });
+  // One VM per pod.
+  await assert.rejects(d.runtime.CreateContainer!({ pod_sandbox_id: sandboxId, config: { metadata: { name: 'vm2' }, image: { image: imageUrl } } }), /one VM/);
+
+  await d.runtime.StartContainer!({ container_id: id }, { deadlineMs: 180_000 });
+  const status = await d.runtime.ContainerStatus!({ container_id: id });
+  assert.equal(status.status.state, 'CONTAINER_RUNNING');
+  assert.equal(status.status.image_ref, pulled.image_ref);
+  const logPath = join(logDir, 'vm', '0.log');
+  assert.equal(status.status.log_path, logPath);
+
+  // The guest reports its DHCP address on the console: exactly the pod IP.
+  const ipLine = await waitFor('the guest DHCP address on the console', 240_000, () =>
+    criLines(logPath).find((l) => l.text.startsWith('VMLET-GUEST ip eth0 ')));
+  assert.equal(ipLine.text, `VMLET-GUEST ip eth0 ${podIp}/24`);
+  await waitFor('guest ready', 120_000, () => criLines(logPath).find((l) => l.text === 'VMLET-GUEST ready'));
+  const lines = criLines(logPath).map((l) => l.text);
+  assert.ok(lines.includes('VMLET-GUEST hostname e2e-guest'), 'the seed hostname arrived');
+  assert.ok(lines.includes(`VMLET-GUEST instance-id ${id}`), 'the seed instance-id arrived');
+
+  // The host reaches the guest's TCP responder at the pod IP.
+  assert.equal((await httpGet(podIp, 8080)).trim(), 'vmlet-guest e2e-guest');
+
+  // Stats are real.
+  const stats = await d.runtime.ContainerStats!({ container_id: id });
+  assert.ok(BigInt(stats.stats.cpu.usage_core_nano_seconds.value) > 0n);
+  assert.ok(BigInt(stats.stats.writable_layer.used_bytes.value) > 0n);
+
+  // Restart vmlet: the VM keeps running and its status stays right; the console keeps flowing.
+  assert.equal(await d.stop(), 0);
+  assert.equal((await httpGet(podIp, 8080)).trim(), 'vmlet-guest e2e-guest', 'VM serves while vmlet is down');
+  d = await startTestDaemon({ dir, args: ['--kvm', 'off', '--vm-memory', '256Mi'] });
+  assert.equal((await d.runtime.ContainerStatus!({ container_id: id })).status.state, 'CONTAINER_RUNNING');
+  assert.equal((await d.runtime.PodSandboxStatus!({ pod_sandbox_id: sandboxId })).status.network.ip, podIp);
+
+  // StopContainer powers the guest off through ACPI within the timeout.
+  const before = Date.now();
+  await d.runtime.StopContainer!({ container_id: id, timeout: '60' }, { deadlineMs: 120_000 });
+  const stopped = await d.runtime.ContainerStatus!({ container_id: id });
+  assert.equal(stopped.status.state, 'CONTAINER_EXITED');
+  assert.equal(stopped.status.exit_code ?? 0, 0, `clean ACPI power-off (${stopped.status.reason}: ${stopped.status.message})`);
+  assert.ok(Date.now() - before < 60_000);
+  await waitFor('the guest shutdown line', 10_000, () => criLines(logPath).find((l) => l.text === 'VMLET-GUEST shutdown'));
+
+  // Remove everything: no domain, overlay, seed, TAP, bridge, netns, lease or process is left.
+  const netns = JSON.parse((await d.runtime.PodSandboxStatus!({ pod_sandbox_id: sandboxId, verbose: true })).info.info).netnsPath as string;
+  await d.runtime.RemoveContainer!({ container_id: id });
+  await d.runtime.StopPodSandbox!({ pod_sandbox_id: sandboxId });
+  await d.runtime.RemovePodSandbox!({ pod_sandbox_id: sandboxId });
+  const domains = execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'list', '--all', '--name'], { encoding: 'utf8' });
+  assert.ok(!domains.includes(sandboxId.slice(0, 12)), `domain left: ${domains}`);
+  assert.deepEqual(readdirSync(join(d.stateDir, 'vms')), []);
+  assert.equal(existsSync(netns), false);
+  assert.deepEqual(readdirSync(join(dir, 'ipam', `vmlet-e2e-${tag}`)).filter((f) => /^\d/.test(f)), []);
+  assert.deepEqual(qemuPids(), []);
+});
+

@@ -1,0 +1,57 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync, existsSync } from 'node:fs';
+import { NetnsManager, netnsPath } from '../../../src/network/netns.js';
+import { AlreadyExistsError, InvalidArgumentError } from '../../../src/errors.js';
+import { TEST_NETNS_PREFIX, ipJson, testIds } from './helpers.js';
+
+test('netns: create with lo up, list, refuse a second create, delete idempotently', async (t) => {
+  const manager = new NetnsManager();
+  const name = `${TEST_NETNS_PREFIX}${testIds().tag}`;
+  t.after(async () => {
+    await manager.delete(name);
+    assert.equal(existsSync(netnsPath(name)), false);
+  });
+
+  assert.equal(await manager.exists(name), false);
+  const started = performance.now();
+  const path = await manager.create(name);
+  const createMs = performance.now() - started;
+  assert.equal(path, `/run/netns/${name}`);
+  assert.equal(await manager.exists(name), true);
+  assert.ok((await manager.list()).includes(name));
+
+  const links = await ipJson(name, 'link', 'show');
+  assert.deepEqual(links.map((l) => l.ifname), ['lo'], 'a fresh namespace, not the host one');
+  assert.ok(links[0]!.flags.includes('UP'), 'lo is up');
+
+  await assert.rejects(manager.create(name), AlreadyExistsError);
+  assert.equal(await manager.exists(name), true, 'a refused create leaves the namespace alone');
+
+  const deleteStarted = performance.now();
+  await manager.delete(name);
+  const deleteMs = performance.now() - deleteStarted;
+  assert.equal(await manager.exists(name), false);
+  assert.ok(!(await manager.list()).includes(name));
+  await manager.delete(name);
+  t.diagnostic(`create ${createMs.toFixed(1)} ms, delete ${deleteMs.toFixed(1)} ms`);
+});
+
+test('netns: a leftover empty file from a crashed create is replaced', async (t) => {
+  const manager = new NetnsManager();
+  const name = `${TEST_NETNS_PREFIX}${testIds().tag}`;
+  t.after(() => manager.delete(name));
+  writeFileSync(netnsPath(name), '');
+  assert.equal(await manager.exists(name), false, 'an empty file is not a namespace');
+  await manager.create(name);
+  assert.equal(await manager.exists(name), true);
+  assert.ok((await ipJson(name, 'link', 'show', 'dev', 'lo'))[0]!.flags.includes('UP'));
+});
+
+test('netns: names outside the vmlet scheme are refused before touching anything', async () => {
+  const manager = new NetnsManager();
+  for (const bad of ['cni-1234', 'vmlet-../../etc', 'vmlet-a b', 'vmlet-']) {
+    await assert.rejects(manager.create(bad), InvalidArgumentError, bad);
+    await assert.rejects(manager.delete(bad), InvalidArgumentError, bad);
+  }
+});
