@@ -5,7 +5,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, readdirSync, existsSync, rmSync, chmodSync } from 'node:fs';
+import { writeFileSync, readdirSync, existsSync, rmSync, chmodSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -164,4 +164,138 @@ test('a failing plugin rolls everything back and returns its error text', async 
   } finally {
     rmSync(conf, { force: true });
   }
+});
+
+/** Runs `busybox udhcpc` in `ns` on `ifname`; returns the env its script saw, or undefined when no lease came. */
+function udhcpc(ns: string, ifname: string, dir: string): Record<string, string> | undefined {
+  const script = join(dir, `udhcpc-${ifname}.sh`);
+  const out = join(dir, `udhcpc-${ifname}.env`);
+  writeFileSync(script, `#!/bin/sh\n[ "$1" = bound ] && env > ${out}\nexit 0\n`);
+  chmodSync(script, 0o755);
+  rmSync(out, { force: true });
+  try {
+    execFileSync('ip', ['netns', 'exec', ns, 'busybox', 'udhcpc', '-f', '-q', '-n', '-t', '3', '-T', '1', '-i', ifname, '-s', script, '-O', 'staticroutes', '-O', 'mtu', '-O', 'search'], { stdio: 'ignore', timeout: 30_000 });
+  } catch {
+    return undefined;
+  }
+  if (!existsSync(out)) return undefined;
+  return Object.fromEntries(readFileSync(out, 'utf8').split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+}
+
+test('DHCP: the VM MAC on the sandbox bridge gets exactly the pod network; other MACs and the CNI side get nothing', async () => {
+  const vmNs = `vt-${tag}-vm`;
+  const outNs = `vt-${tag}-out`;
+  const work = join(d.dir, 'dhcp');
+  execFileSync('mkdir', ['-p', work]);
+  const { pod_sandbox_id: id } = await d.runtime.RunPodSandbox!({ config: podConfig('dhcp') });
+  try {
+    const info = JSON.parse((await d.runtime.PodSandboxStatus!({ pod_sandbox_id: id, verbose: true })).info.info);
+    const iface = info.vmNetwork.interfaces[0];
+    const sandboxNs = (info.netnsPath as string).split('/').pop()!;
+    // A stand-in VM: a veth whose one end carries the VM's MAC, the other joins the sandbox bridge like the TAP.
+    execFileSync('ip', ['netns', 'add', vmNs]);
+    execFileSync('ip', ['link', 'add', `vtv${tag}`, 'netns', vmNs, 'address', iface.mac, 'type', 'veth', 'peer', 'name', `vtp${tag}`, 'netns', sandboxNs]);
+    execFileSync('ip', ['-n', sandboxNs, 'link', 'set', `vtp${tag}`, 'master', iface.binding.bridge, 'up']);
+    execFileSync('ip', ['-n', vmNs, 'link', 'set', `vtv${tag}`, 'up']);
+
+    const env = udhcpc(vmNs, `vtv${tag}`, work);
+    assert.ok(env, 'the VM MAC got a lease');
+    assert.equal(env.ip, iface.ips[0].address);
+    assert.equal(env.subnet, '255.255.255.0');
+    assert.equal(env.dns, '198.18.0.53');
+    assert.equal(env.search, 'svc.cluster.local');
+    assert.equal(env.hostname, 'dhcp');
+    assert.equal(env.mtu, String(iface.mtu));
+    assert.match(env.staticroutes, /198\.18\.0\.0\/15 198\.18\.77\.1/);
+
+    // Another MAC on the same bridge: no answer.
+    execFileSync('ip', ['-n', vmNs, 'link', 'set', `vtv${tag}`, 'address', '02:00:00:00:00:42']);
+    assert.equal(udhcpc(vmNs, `vtv${tag}`, work), undefined, 'a foreign MAC got a lease');
+
+    // The VM's MAC, but arriving from the CNI side (the host bridge): the isolation rules drop it.
+    execFileSync('ip', ['netns', 'add', outNs]);
+    execFileSync('ip', ['link', 'add', `vto${tag}`, 'netns', outNs, 'address', iface.mac, 'type', 'veth', 'peer', 'name', `vth${tag}`]);
+    execFileSync('ip', ['link', 'set', `vth${tag}`, 'master', bridge, 'up']);
+    execFileSync('ip', ['-n', outNs, 'link', 'set', `vto${tag}`, 'up']);
+    assert.equal(udhcpc(outNs, `vto${tag}`, work), undefined, 'DHCP from the CNI side was answered');
+  } finally {
+    for (const ns of [vmNs, outNs]) {
+      try {
+        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+      } catch {
+        /* not created */
+      }
+    }
+    try {
+      execFileSync('ip', ['link', 'del', `vth${tag}`], { stdio: 'ignore' });
+    } catch {
+      /* gone with its peer's netns */
+    }
+    await d.runtime.RemovePodSandbox!({ pod_sandbox_id: id });
+  }
+});
+
+function netdPid(): number {
+  const serve = d.child.pid!;
+  for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      if (stat.split(') ')[1]!.split(' ')[1] === String(serve) && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('netd')) return Number(p);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  throw new Error('no netd child');
+}
+
+async function waitForNewNetd(old: number): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      const pid = netdPid();
+      if (pid !== old) return pid;
+    } catch {
+      /* restarting */
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('netd was not restarted');
+}
+
+test('netd dies: in-flight calls fail UNAVAILABLE, serve restarts it, DHCP of running sandboxes comes back', async () => {
+  const { pod_sandbox_id: id } = await d.runtime.RunPodSandbox!({ config: podConfig('survivor') });
+  try {
+    const first = netdPid();
+    // A call in flight when netd dies fails cleanly, and leaves nothing once retried away.
+    const inflight = d.runtime.RunPodSandbox!({ config: podConfig('inflight') }).then(() => 'ok', (e: grpc.ServiceError) => e.code);
+    await new Promise((r) => setTimeout(r, 5));
+    process.kill(first, 'SIGKILL');
+    const outcome = await inflight;
+    assert.ok(outcome === grpc.status.UNAVAILABLE || outcome === 'ok', `in-flight call ended with ${outcome}`);
+    const second = await waitForNewNetd(first);
+    assert.notEqual(second, first);
+    const info = JSON.parse((await d.runtime.PodSandboxStatus!({ pod_sandbox_id: id, verbose: true })).info.info);
+    assert.equal(info.network.dhcp.running, true, 'the DHCP responder was restored');
+    const vmNs = `vt-${tag}-vm2`;
+    const iface = info.vmNetwork.interfaces[0];
+    const sandboxNs = (info.netnsPath as string).split('/').pop()!;
+    try {
+      execFileSync('ip', ['netns', 'add', vmNs]);
+      execFileSync('ip', ['link', 'add', `vtw${tag}`, 'netns', vmNs, 'address', iface.mac, 'type', 'veth', 'peer', 'name', `vtq${tag}`, 'netns', sandboxNs]);
+      execFileSync('ip', ['-n', sandboxNs, 'link', 'set', `vtq${tag}`, 'master', iface.binding.bridge, 'up']);
+      execFileSync('ip', ['-n', vmNs, 'link', 'set', `vtw${tag}`, 'up']);
+      const work = join(d.dir, 'dhcp2');
+      execFileSync('mkdir', ['-p', work]);
+      assert.equal(udhcpc(vmNs, `vtw${tag}`, work)?.ip, iface.ips[0].address);
+    } finally {
+      try {
+        execFileSync('ip', ['netns', 'del', vmNs], { stdio: 'ignore' });
+      } catch {
+        /* not created */
+      }
+    }
+  } finally {
+    for (const item of (await d.runtime.ListPodSandbox!({})).items) await d.runtime.RemovePodSandbox!({ pod_sandbox_id: item.id });
+  }
+  assert.deepEqual(netnsList(), []);
+  assert.equal(leases().length, 0);
 });
