@@ -44,5 +44,6 @@ fi
 log "building"
 npm run --silent build
 
-# --- libvirtd and virtlogd -------------------------------------------------------------------
+# --- libvirt: qemu.conf for QEMU in pod namespaces, then libvirtd and virtlogd -----------------
+./scripts/configure-libvirt.sh
 ./scripts/start-libvirt.sh

@@ -5,7 +5,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, rm, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, basename } from 'node:path';
 import { RecordStore } from '../store/record_store.js';
 import {
   AlreadyExistsError,
@@ -25,6 +25,7 @@ import { parseVmAnnotations, ANNOTATION } from '../vm/annotations.js';
 import { buildSeedDocuments } from '../vm/cloudinit.js';
 import { writeSeedIso } from '../vm/seed_iso.js';
 import { createOverlay } from './disk.js';
+import { CONSOLE_RAW } from './console_logs.js';
 import { buildVmSpec, type HostFacts } from './vm_spec_builder.js';
 import { containerKey, type ContainerRecord, type ContainerResources, type ContainerState } from './records.js';
 import { resolveId, nowNs } from '../cri/validate.js';
@@ -32,9 +33,8 @@ import { matchesLabels } from '../sandbox/service.js';
 
 /** Domains vmlet owns carry this prefix, so leftovers are recognisable. */
 export const DOMAIN_PREFIX = 'vmlet-';
-const OVERLAY = 'root.qcow2';
+export const OVERLAY = 'root.qcow2';
 const SEED = 'seed.iso';
-const CONSOLE = 'console.raw';
 const STATE_POLL_MS = 200;
 
 export interface ContainerSpec {
@@ -80,6 +80,8 @@ export class ContainerService {
   /** Resolvers waiting for a domain to reach SHUTOFF (StopContainer). */
   private readonly stopWaiters = new Map<string, Set<() => void>>();
   private readonly dataDir: string;
+  /** Containers being created: their domain and directory exist before their record does. */
+  private readonly creating = new Set<string>();
 
   constructor(
     stateDir: string,
@@ -187,6 +189,7 @@ export class ContainerService {
     };
     // The name is taken before any await so that a concurrent duplicate fails.
     this.byKey.set(key, id);
+    this.creating.add(id);
     const undos: Undo[] = [async () => void this.byKey.delete(key)];
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -218,10 +221,10 @@ export class ContainerService {
           resources: spec.resources,
           annotations,
           network: sandbox.network,
-          netnsPath: sandbox.netnsPath,
+          netnsName: basename(sandbox.netnsPath),
           overlayPath: join(dir, OVERLAY),
           seedPath: join(dir, SEED),
-          consolePath: join(dir, CONSOLE),
+          consolePath: join(dir, CONSOLE_RAW),
         },
         this.host,
         ANNOTATION.vcpuCount in sandbox.annotations,
@@ -238,6 +241,8 @@ export class ContainerService {
         await undo().catch((e: unknown) => this.logger.error({ err: e, containerId: id }, 'rollback step of CreateContainer failed'));
       }
       throw err;
+    } finally {
+      this.creating.delete(id);
     }
   }
 
@@ -358,10 +363,11 @@ export class ContainerService {
     for (const dom of domains) {
       if (!dom.name.startsWith(DOMAIN_PREFIX)) continue;
       const id = this.byDomain.get(dom.name);
+      if (id !== undefined && !this.store.get(id)) continue; // being created
       if (id === undefined) {
         // Only a domain whose metadata says vmlet made it is ours to remove.
         const meta = parseDomainMetadata(await client.getXmlDesc(dom).catch(() => ''));
-        if (meta && !this.store.get(meta.containerId)) {
+        if (meta && !this.store.get(meta.containerId) && !this.creating.has(meta.containerId)) {
           this.logger.warn({ domain: dom.name }, 'removing a vmlet domain no record owns');
           await this.destroyIfActive(dom).catch(() => {});
           await this.undefine(dom).catch((err) => this.logger.error({ err, domain: dom.name }, 'could not undefine orphan domain'));
@@ -381,7 +387,7 @@ export class ContainerService {
       await this.markExited(r.id, { exitCode: 255, reason: 'Error', message: 'libvirt domain vanished' });
     }
     for (const name of await readdir(this.dataDir).catch(() => [] as string[])) {
-      if (/^[0-9a-f]{64}$/.test(name) && !this.store.get(name)) {
+      if (/^[0-9a-f]{64}$/.test(name) && !this.store.get(name) && !this.creating.has(name)) {
         this.logger.warn({ dir: name }, 'removing a VM directory no record owns');
         await rm(join(this.dataDir, name), { recursive: true, force: true });
       }

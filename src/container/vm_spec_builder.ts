@@ -8,6 +8,8 @@ import type { VmAnnotations } from '../vm/annotations.js';
 import type { VmNetwork } from '../network/types.js';
 import type { ContainerResources } from './records.js';
 import { InvalidArgumentError } from '../errors.js';
+import { tapNicQemuArgs } from '../vmwrapper/tap_nic_args.js';
+import { vmwrapperEnv } from '../vmwrapper/netns_env.js';
 
 export interface HostFacts {
   domainType: 'kvm' | 'qemu';
@@ -24,7 +26,7 @@ export interface VmInputs {
   resources: ContainerResources;
   annotations: VmAnnotations;
   network: VmNetwork;
-  netnsPath: string;
+  netnsName: string;
   overlayPath: string;
   seedPath: string;
   consolePath: string;
@@ -54,6 +56,7 @@ export function vcpusFor(resources: ContainerResources, annotations: VmAnnotatio
 
 export function buildVmSpec(inputs: VmInputs, host: HostFacts, vcpuAnnotationGiven: boolean): VmSpec {
   const r = inputs.resources;
+  const nics = nicsFromNetwork(inputs.network);
   const cputune: NonNullable<VmSpec['cputune']> = {};
   if (r.cpuShares && Number(r.cpuShares) > 0) cputune.shares = Number(r.cpuShares);
   if (r.cpuPeriod && Number(r.cpuPeriod) > 0) cputune.period = Number(r.cpuPeriod);
@@ -70,8 +73,10 @@ export function buildVmSpec(inputs: VmInputs, host: HostFacts, vcpuAnnotationGiv
     rootDisk: { path: inputs.overlayPath, format: 'qcow2', driver: inputs.annotations.diskDriver },
     seed: { path: inputs.seedPath, kind: inputs.annotations.cloudInitImageType },
     console: { kind: 'file', path: inputs.consolePath },
-    nics: nicsFromNetwork(inputs.network),
-    emulatorEnv: [{ name: 'VMLET_NETNS', value: inputs.netnsPath }],
+    // TAPs live in the pod netns where only QEMU (inside it through the vmwrapper) can open them.
+    nics: nics.filter((n) => n.kind !== 'tap'),
+    emulatorArgs: tapNicQemuArgs(nics.flatMap((n) => (n.kind === 'tap' ? [{ tap: n.tap, mac: n.mac, mtu: n.mtu }] : []))),
+    emulatorEnv: vmwrapperEnv(inputs.netnsName),
     metadata: { sandboxId: inputs.sandboxId, containerId: inputs.containerId },
   };
 }

@@ -7,6 +7,7 @@ import type { ContainerRecord } from '../container/records.js';
 import type { SandboxService } from '../sandbox/service.js';
 import type { SandboxRecord } from '../sandbox/records.js';
 import { overlayUsage } from '../container/disk.js';
+import { OVERLAY } from '../container/service.js';
 import type { HandlerMap } from './rpc.js';
 import { checkIdOrPrefix, checkStringMap, nowNs } from './validate.js';
 import type { LibvirtConnection } from '../libvirt/connection.js';
@@ -56,7 +57,7 @@ export class StatsCollector {
     const prev = this.lastCpu.get(r.id);
     this.lastCpu.set(r.id, { cpuNs, atNs: timestamp });
     const nanoCores = prev && timestamp > prev.atNs && cpuNs >= prev.cpuNs ? ((cpuNs - prev.cpuNs) * 1_000_000_000n) / (timestamp - prev.atNs) : undefined;
-    const disk = await overlayUsage(join(r.dir, 'root.qcow2'));
+    const disk = await overlayUsage(join(r.dir, OVERLAY));
     const ts = timestamp.toString();
     return {
       attributes: { id: r.id, metadata: { name: r.metadata.name, attempt: r.metadata.attempt }, labels: r.labels, annotations: r.annotations },

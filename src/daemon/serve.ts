@@ -19,6 +19,18 @@ import { NetdClient } from '../netd/client.js';
 import { SandboxService } from '../sandbox/service.js';
 import { ImageStore } from '../image/store.js';
 import { errorText } from '../errors.js';
+import { ContainerService } from '../container/service.js';
+import { ConsolePumps } from '../container/console_logs.js';
+import { containerCreateHandlers } from '../cri/container_create.js';
+import { containerLifecycleHandlers } from '../cri/container_lifecycle.js';
+import { containerQueryHandlers } from '../cri/container_query.js';
+import { containerUpdateHandlers } from '../cri/container_update.js';
+import { StatsCollector, statsHandlers } from '../cri/container_stats.js';
+import { probeKvm } from '../libvirt/kvm_probe.js';
+import { installVmwrapper } from '../vmwrapper/install.js';
+
+/** First libvirt contact after libvirtd starts waits for its QEMU capability probe (HOST-NOTES). */
+const LIBVIRT_FIRST_CONNECT_MS = 60_000;
 
 /** netd calls run CNI chains: allow each plugin its time limit plus margin. */
 function netdTimeoutMs(config: Config): number {
@@ -59,6 +71,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   const netd = new NetdClient({ args: ['--config-json', JSON.stringify(config)], logger: logger.child({ component: 'netd-client' }) });
   const images = new ImageStore({ imageDir: config.imageDir, translationsDir: config.imageTranslationsDir, logger: logger.child({ component: 'images' }) });
   const sandboxes = new SandboxService(join(config.stateDir, 'sandboxes'), netd, logger.child({ component: 'sandboxes' }), netdTimeoutMs(config));
+  const consoles = new ConsolePumps(logger.child({ component: 'console' }));
 
   const cleanups: (() => Promise<void>)[] = [];
   try {
@@ -67,6 +80,31 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     await sandboxes.load();
     await netd.start();
     cleanups.push(() => netd.stop());
+
+    const kvm = await probeKvm(config.kvm, { logger });
+    logger.info({ domainType: kvm.domainType, reason: kvm.reason }, 'VM accelerator chosen');
+    const emulator = await installVmwrapper();
+    const containers = new ContainerService(
+      config.stateDir,
+      libvirt,
+      images,
+      sandboxes,
+      consoles,
+      { domainType: kvm.domainType, emulator, defaultMemoryBytes: config.vmMemory, defaultVcpus: config.vmVcpus },
+      logger.child({ component: 'containers' }),
+    );
+    await containers.load();
+    cleanups.push(() => consoles.shutdown());
+    // A sandbox stops and removes its VM before its network goes.
+    sandboxes.containerHooks = { stopContainersOf: (id) => containers.stopAllOf(id), removeContainersOf: (id) => containers.removeAllOf(id) };
+    try {
+      await libvirt.whenConnected(LIBVIRT_FIRST_CONNECT_MS);
+      await containers.reconcile();
+    } catch (err) {
+      // Serving without libvirt is still useful (Status says RuntimeReady=false); reconcile runs on connect.
+      logger.error({ err }, 'libvirt not reachable at start; containers reconcile when it is');
+    }
+    const stats = new StatsCollector(containers, libvirt, config.stateDir, logger);
 
     const health: RuntimeHealth = {
       async runtime() {
@@ -91,14 +129,19 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         ...sandboxRunHandlers(sandboxes),
         ...sandboxLifecycleHandlers(sandboxes),
         ...sandboxQueryHandlers(sandboxes),
+        ...containerCreateHandlers(containers),
+        ...containerLifecycleHandlers(containers),
+        ...containerQueryHandlers(containers),
+        ...containerUpdateHandlers(containers, libvirt),
+        ...statsHandlers(stats, containers, sandboxes),
       },
-      imageHandlers: imageHandlers(images),
+      imageHandlers: imageHandlers(images, (imageId) => containers.list().find((c) => c.imageRef === imageId)?.id),
     });
     await server.start();
     cleanups.push(() => server.stop());
   } catch (err) {
     for (const undo of cleanups.reverse()) await undo().catch(() => {});
-    libvirt.close();
+    await libvirt.close();
     throw err;
   }
 
@@ -108,7 +151,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       for (const undo of cleanups.reverse()) {
         await undo().catch((err: unknown) => logger.error({ err }, 'error while stopping'));
       }
-      libvirt.close();
+      await libvirt.close();
     },
   };
 }

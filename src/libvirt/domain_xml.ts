@@ -72,7 +72,9 @@ const MAX_PATH = 4096;
 export function buildDomainXml(spec: VmSpec): string {
   validateVmSpec(spec);
   const domain = create({ version: '1.0' }).ele('domain', literalAttrs({ type: spec.domainType }));
-  if (spec.emulatorEnv.length > 0) domain.att('xmlns:qemu', QEMU_NAMESPACE);
+  const emulatorArgs = spec.emulatorArgs ?? [];
+  const hasCommandline = spec.emulatorEnv.length > 0 || emulatorArgs.length > 0;
+  if (hasCommandline) domain.att('xmlns:qemu', QEMU_NAMESPACE);
 
   text(add(domain, 'name'), spec.name);
   text(add(domain, 'uuid'), spec.uuid.toLowerCase());
@@ -103,8 +105,9 @@ export function buildDomainXml(spec: VmSpec): string {
   add(devices, 'memballoon', { model: spec.memballoon ?? 'none' });
   text(add(add(devices, 'rng', { model: 'virtio' }), 'backend', { model: 'random' }), '/dev/urandom');
 
-  if (spec.emulatorEnv.length > 0) {
+  if (hasCommandline) {
     const cmdline = domain.ele(QEMU_NAMESPACE, 'qemu:commandline');
+    for (const arg of emulatorArgs) cmdline.ele(QEMU_NAMESPACE, 'qemu:arg', literalAttrs({ value: arg }));
     for (const env of spec.emulatorEnv) {
       cmdline.ele(QEMU_NAMESPACE, 'qemu:env', literalAttrs({ name: env.name, value: env.value }));
     }
@@ -323,6 +326,9 @@ export function validateVmSpec(spec: VmSpec): void {
     }
   }
 
+  for (const arg of spec.emulatorArgs ?? []) {
+    check(!UNSAFE_TEXT.test(arg) && arg.length > 0 && arg.length <= 4096, 'emulator argument', arg);
+  }
   for (const env of spec.emulatorEnv) {
     check(ENV_NAME.test(env.name), 'emulator env name', env.name);
     check(!UNSAFE_TEXT.test(env.value) && env.value.length <= 65536, `emulator env ${env.name} value`, env.value);

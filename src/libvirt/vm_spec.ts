@@ -97,6 +97,11 @@ export interface VmSpec {
   nics: VmNic[];
   /** Environment for the emulator process (<qemu:env>), e.g. what the vmwrapper needs. */
   emulatorEnv: EnvVar[];
+  /**
+   * Extra QEMU arguments (<qemu:arg>): the TAP NICs, which QEMU must open itself inside the pod
+   * netns because libvirtd looks TAPs up in its own namespace (src/vmwrapper/tap_nic_args.ts).
+   */
+  emulatorArgs?: string[];
   /** `none` (default) or `virtio` if guest memory statistics are wanted. */
   memballoon?: 'none' | 'virtio';
   metadata: VmletDomainMetadata;

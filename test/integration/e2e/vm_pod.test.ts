@@ -89,7 +89,7 @@ function httpGet(host: string, port: number): Promise<string> {
 function criLines(path: string): { ts: string; stream: string; tag: string; text: string }[] {
   if (!existsSync(path)) return [];
   return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((line) => {
-    const m = /^(\S+) (stdout|stderr) ([PF]) (.*)$/.exec(line);
+    const m = /^(\S+) (stdout|stderr) ([PF]) (.*)$/s.exec(line);
     assert.ok(m, `not a CRI log line: ${JSON.stringify(line)}`);
     assert.ok(!Number.isNaN(Date.parse(m[1]!)), `bad timestamp ${m[1]}`);
     return { ts: m[1]!, stream: m[2]!, tag: m[3]!, text: m[4]! };
