@@ -191,6 +191,14 @@ export function tapWireCommands(state: TapWiredInterface): IpCommand[] {
     ['link', 'set', 'dev', uplink.name, 'master', bridge.name, 'up'],
     ['link', 'set', 'dev', bridge.name, 'up'],
     ['route', 'replace', LIMITED_BROADCAST_ROUTE, 'dev', bridge.name],
+    // A reply to the VM's own address reaches exactly this VM on exactly this bridge: one
+    // 255.255.255.255 route cannot serve several bridges, and a socket cannot pick a device.
+    ...state.vm.ips
+      .filter((ip) => ip.family === 4)
+      .flatMap((ip): IpCommand[] => [
+        ['neigh', 'replace', ip.address, 'lladdr', state.vm.mac, 'dev', bridge.name, 'nud', 'permanent'],
+        ['route', 'replace', `${ip.address}/32`, 'dev', bridge.name],
+      ]),
   ];
 }
 

@@ -132,13 +132,15 @@ export class DhcpServer {
   #send(decision: Extract<DhcpDecision, { action: 'reply' }>, mac: string | undefined): void {
     const datagram = encodeMessage(decision.message);
     const { destination } = decision;
-    // A dgram socket cannot address a frame to chaddr without an ARP entry, so "link-unicast"
-    // goes out as a broadcast (RFC 2131 §4.1 allows that when unicast is not possible).
-    const address = destination.kind === 'unicast' ? destination.address : BROADCAST_ADDRESS;
+    // "link-unicast" (no broadcast flag, no ciaddr) goes to yiaddr: the tap binding keeps a
+    // permanent neighbor entry and a /32 route for it on the VM's bridge, so the frame reaches
+    // chaddr on the right bridge even with several bridges in the netns. Without that path the
+    // send fails as unreachable and falls back to a broadcast (RFC 2131 §4.1 allows that).
+    const address = destination.kind === 'broadcast' ? BROADCAST_ADDRESS : destination.address;
     this.#transmit(datagram, destination.port, address, (err) => {
       if (err && address !== BROADCAST_ADDRESS && UNREACHABLE.has((err as NodeJS.ErrnoException).code ?? '')) {
-        // The sandbox namespace usually has no route to the pod address (it lives in the VM),
-        // and the client still hears a broadcast carrying its chaddr and xid.
+        // No path to the client's address (no tap binding in front of this server): the client
+        // still hears a broadcast carrying its chaddr and xid.
         this.#log.debug({ mac, address, code: (err as NodeJS.ErrnoException).code }, 'unicast reply unroutable; broadcasting it');
         this.#transmit(datagram, destination.port, BROADCAST_ADDRESS, (retryErr) => this.#recordSent(decision, mac, retryErr));
         return;

@@ -7,14 +7,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createReadStream, statSync, existsSync, readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import { request } from 'node:http';
-import net from 'node:net';
+import { existsSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import { request, type Server } from 'node:http';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startTestDaemon, REPO_ROOT, type TestDaemon } from '../../helpers/daemon.js';
+import { startTestDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
+import { serveTestGuest, waitFor, criLines, qemuPids, removeAllAndStop, deleteLink } from '../../helpers/e2e.js';
 
 const tag = randomBytes(3).toString('hex');
 const bridge = `vte${tag}`;
@@ -26,13 +25,7 @@ let dir: string;
 
 before(async () => {
   await ensureLibvirtd();
-  const guest = execFileSync(join(REPO_ROOT, 'images', 'build-test-image.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 900_000 }).trim();
-  imageServer = createServer((_req, res) => {
-    res.writeHead(200, { 'content-length': statSync(guest).size });
-    createReadStream(guest).pipe(res);
-  });
-  await new Promise<void>((r) => imageServer.listen(0, '127.0.0.1', () => r()));
-  imageUrl = `http://127.0.0.1:${(imageServer.address() as net.AddressInfo).port}/test-guest.qcow2`;
+  ({ url: imageUrl, server: imageServer } = await serveTestGuest());
   d = await startTestDaemon({ args: ['--kvm', 'off', '--vm-memory', '256Mi'] });
   dir = d.dir;
   writeFileSync(join(d.cniConfDir, '10-e2e.conflist'), JSON.stringify({
@@ -46,32 +39,10 @@ before(async () => {
 });
 
 after(async () => {
-  if (d) {
-    for (const c of (await d.runtime.ListContainers!({}).catch(() => ({ containers: [] }))).containers) {
-      await d.runtime.RemoveContainer!({ container_id: c.id }).catch(() => {});
-    }
-    for (const s of (await d.runtime.ListPodSandbox!({}).catch(() => ({ items: [] }))).items) {
-      await d.runtime.RemovePodSandbox!({ pod_sandbox_id: s.id }).catch(() => {});
-    }
-    await d.cleanup();
-  }
+  await removeAllAndStop(d);
   imageServer?.close();
-  try {
-    execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' });
-  } catch {
-    /* never created */
-  }
+  deleteLink(bridge);
 });
-
-async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 function httpGet(host: string, port: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -84,26 +55,6 @@ function httpGet(host: string, port: number): Promise<string> {
     req.on('error', reject);
     req.end();
   });
-}
-
-function criLines(path: string): { ts: string; stream: string; tag: string; text: string }[] {
-  if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((line) => {
-    const m = /^(\S+) (stdout|stderr) ([PF]) (.*)$/s.exec(line);
-    assert.ok(m, `not a CRI log line: ${JSON.stringify(line)}`);
-    assert.ok(!Number.isNaN(Date.parse(m[1]!)), `bad timestamp ${m[1]}`);
-    return { ts: m[1]!, stream: m[2]!, tag: m[3]!, text: m[4]! };
-  });
-}
-
-function qemuPids(): number[] {
-  return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-    try {
-      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`vmlet-`) && readFileSync(`/proc/${p}/comm`, 'utf8').startsWith('qemu');
-    } catch {
-      return false;
-    }
-  }).map(Number);
 }
 
 test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vmlet restart, powers off on stop, leaves nothing', { timeout: 900_000 }, async () => {

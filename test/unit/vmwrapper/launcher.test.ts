@@ -1,0 +1,49 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { assertGolden } from '../../helpers/golden.js';
+import { InvalidArgumentError } from '../../../src/errors.js';
+import { LAUNCHER_MARKER, PRIVILEGE_DROP_ARGS, renderLauncher, type LauncherOptions } from '../../../src/vmwrapper/launcher.js';
+
+const options: LauncherOptions = {
+  qemuPath: '/usr/bin/qemu-system-x86_64',
+  nsenterPath: '/usr/bin/nsenter',
+  setprivPath: '/usr/bin/setpriv',
+  qemuIdentity: '/usr/bin/qemu-system-x86_64 size=19203456 mtime=1729500000000000000 ino=1234',
+};
+
+test('the launcher script matches its golden file', () => {
+  assertGolden('vmwrapper/launcher.sh', renderLauncher(options));
+});
+
+test('the launcher carries its marker on line 2 and the QEMU identity', () => {
+  const lines = renderLauncher(options).split('\n');
+  assert.equal(lines[0], '#!/bin/sh');
+  assert.ok(lines[1]!.startsWith(LAUNCHER_MARKER));
+  assert.ok(lines.includes(`# qemu: ${options.qemuIdentity}`));
+});
+
+test('every exec of QEMU goes through the full privilege drop', () => {
+  const script = renderLauncher(options);
+  const execs = script.split('\n').filter((l) => l.trimStart().startsWith('exec '));
+  assert.equal(execs.length, 2);
+  for (const line of execs) {
+    assert.ok(line.includes(`/usr/bin/setpriv ${PRIVILEGE_DROP_ARGS.join(' ')} -- /usr/bin/qemu-system-x86_64 "$@"`), line);
+  }
+  assert.ok(execs[1]!.includes('/usr/bin/nsenter --net="$ns" --'), execs[1]);
+});
+
+test('a different QEMU identity changes the script (so libvirt re-probes after an upgrade)', () => {
+  assert.notEqual(renderLauncher(options), renderLauncher({ ...options, qemuIdentity: `${options.qemuIdentity}x` }));
+});
+
+test('paths that would need shell quoting or are not absolute and normalized are refused', () => {
+  const bad = ['qemu', '/usr/bin/../bin/qemu', '/usr/bin/qemu ', '/usr/bin/q$emu', '/usr/bin/q"emu', '/usr/bin/q`x`', '/usr/bin/q\nx', '/usr/bin/', '//usr/bin/qemu', ''];
+  for (const path of bad) {
+    for (const key of ['qemuPath', 'nsenterPath', 'setprivPath'] as const) {
+      assert.throws(() => renderLauncher({ ...options, [key]: path }), InvalidArgumentError, `${key}=${JSON.stringify(path)}`);
+    }
+  }
+  for (const identity of ['', 'a\nb', 'x;rm', 'x$(y)', 'x'.repeat(513)]) {
+    assert.throws(() => renderLauncher({ ...options, qemuIdentity: identity }), InvalidArgumentError, JSON.stringify(identity));
+  }
+});
