@@ -191,6 +191,9 @@ export class ContainerService {
     this.byKey.set(key, id);
     this.creating.add(id);
     const undos: Undo[] = [async () => void this.byKey.delete(key)];
+    // Runs alongside the disk and seed work; the domain is defined only once DHCP serves.
+    const networkReady = this.sandboxes.awaitNetworkReady(sandbox.id);
+    networkReady.catch(() => {}); // observed below; no unhandled rejection meanwhile
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       undos.push(() => rm(dir, { recursive: true, force: true }));
@@ -230,6 +233,7 @@ export class ContainerService {
         ANNOTATION.vcpuCount in sandbox.annotations,
       );
       record.vm = { memoryBytes: vmSpec.memoryBytes, vcpus: vmSpec.vcpus, domainType: vmSpec.domainType };
+      await networkReady;
       const dom = await this.client().defineXml(buildDomainXml(vmSpec));
       undos.push(() => this.undefine(dom));
       this.byDomain.set(record.domainName, id);
@@ -254,6 +258,7 @@ export class ContainerService {
       if (current.state !== 'CREATED') throw new FailedPreconditionError(`container ${r.id} is ${current.state}; only a created container can start`);
       const sandbox = this.sandboxes.get(current.sandboxId);
       if (!sandbox || sandbox.state !== 'READY') throw new FailedPreconditionError(`pod sandbox ${current.sandboxId} is not ready`);
+      await this.sandboxes.awaitNetworkReady(current.sandboxId);
       await this.consoles.start(current);
       const dom = await this.lookup(current);
       if (!dom) throw new FailedPreconditionError(`libvirt domain ${current.domainName} of container ${r.id} is gone`);

@@ -9,6 +9,8 @@ import type { ContainerService } from '../container/service.js';
 import type { ContainerRecord, ContainerState } from '../container/records.js';
 import { InvalidArgumentError, errorText } from '../errors.js';
 import type { HandlerMap } from './rpc.js';
+import { loadCriServices } from './proto.js';
+import { RepeatedFieldEncoder, type EncodedMessage } from './encoded_list.js';
 import { checkIdOrPrefix, checkStringMap } from './validate.js';
 
 const STATE: Record<ContainerState, 'CONTAINER_CREATED' | 'CONTAINER_RUNNING' | 'CONTAINER_EXITED' | 'CONTAINER_UNKNOWN'> = {
@@ -20,6 +22,11 @@ const STATE: Record<ContainerState, 'CONTAINER_CREATED' | 'CONTAINER_RUNNING' | 
 const FROM_CRI = Object.fromEntries(Object.entries(STATE).map(([k, v]) => [v, k])) as Record<string, ContainerState>;
 
 export function containerQueryHandlers(containers: ContainerService): HandlerMap {
+  const listEncoder = new RepeatedFieldEncoder<ContainerRecord>(
+    loadCriServices().runtimeService.ListContainers.responseSerialize as (v: object) => Buffer,
+    'containers',
+    containerItem,
+  );
   return {
     async ContainerStatus(req: ContainerStatusRequest__Output): Promise<ContainerStatusResponse> {
       const r = containers.mustGet(checkIdOrPrefix(req.container_id, 'container_id'));
@@ -36,7 +43,7 @@ export function containerQueryHandlers(containers: ContainerService): HandlerMap
       return response;
     },
 
-    async ListContainers(req: ListContainersRequest__Output): Promise<ListContainersResponse> {
+    async ListContainers(req: ListContainersRequest__Output): Promise<ListContainersResponse | EncodedMessage> {
       const f = req.filter;
       let state: ContainerState | undefined;
       if (f?.state) {
@@ -51,7 +58,7 @@ export function containerQueryHandlers(containers: ContainerService): HandlerMap
         state,
         labels: checkStringMap(f?.label_selector, 'filter.label_selector'),
       });
-      return { containers: records.map(containerItem) };
+      return listEncoder.encode(records);
     },
   };
 }

@@ -9,6 +9,8 @@ import type { SandboxService } from '../sandbox/service.js';
 import type { SandboxRecord } from '../sandbox/records.js';
 import { InvalidArgumentError, errorText } from '../errors.js';
 import type { HandlerMap } from './rpc.js';
+import { loadCriServices } from './proto.js';
+import { RepeatedFieldEncoder, type EncodedMessage } from './encoded_list.js';
 import { checkIdOrPrefix, checkStringMap, nowNs } from './validate.js';
 
 const STATE: Record<SandboxRecord['state'], 'SANDBOX_READY' | 'SANDBOX_NOTREADY'> = {
@@ -17,6 +19,11 @@ const STATE: Record<SandboxRecord['state'], 'SANDBOX_READY' | 'SANDBOX_NOTREADY'
 };
 
 export function sandboxQueryHandlers(sandboxes: SandboxService): HandlerMap {
+  const listEncoder = new RepeatedFieldEncoder<SandboxRecord>(
+    loadCriServices().runtimeService.ListPodSandbox.responseSerialize as (v: object) => Buffer,
+    'items',
+    sandboxItem,
+  );
   return {
     async PodSandboxStatus(req: PodSandboxStatusRequest__Output): Promise<PodSandboxStatusResponse> {
       const record = sandboxes.mustGet(checkIdOrPrefix(req.pod_sandbox_id, 'pod_sandbox_id'));
@@ -25,7 +32,7 @@ export function sandboxQueryHandlers(sandboxes: SandboxService): HandlerMap {
       return response;
     },
 
-    async ListPodSandbox(req: ListPodSandboxRequest__Output): Promise<ListPodSandboxResponse> {
+    async ListPodSandbox(req: ListPodSandboxRequest__Output): Promise<ListPodSandboxResponse | EncodedMessage> {
       const f = req.filter;
       let state: SandboxRecord['state'] | undefined;
       if (f?.state) {
@@ -35,7 +42,7 @@ export function sandboxQueryHandlers(sandboxes: SandboxService): HandlerMap {
       }
       if (f?.id && !/^[a-f0-9]{1,64}$/.test(f.id)) return { items: [] };
       const records = sandboxes.list({ id: f?.id || undefined, state, labels: checkStringMap(f?.label_selector, 'filter.label_selector') });
-      return { items: records.map(sandboxItem) };
+      return listEncoder.encode(records);
     },
   };
 }

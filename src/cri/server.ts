@@ -8,7 +8,8 @@ import { unlink } from 'node:fs/promises';
 import { listenUnix } from './listener.js';
 import { Http2AuthorityRewriter } from './http2_authority.js';
 import { buildServiceImplementation, type HandlerMap } from './rpc.js';
-import { loadCriServices } from './proto.js';
+import { loadCriServices, type CriServices } from './proto.js';
+import { acceptEncoded } from './encoded_list.js';
 import type { Logger } from '../log.js';
 
 export interface CriServerOptions {
@@ -30,7 +31,7 @@ export class CriServer {
   private readonly connections = new Set<net.Socket>();
 
   constructor(private readonly options: CriServerOptions) {
-    const { runtimeService, imageService } = loadCriServices();
+    const { runtimeService, imageService } = withEncodedResponses(loadCriServices());
     const { logger } = options;
     this.grpcServer.addService(runtimeService, buildServiceImplementation(runtimeService, options.runtimeHandlers, logger));
     this.grpcServer.addService(imageService, buildServiceImplementation(imageService, options.imageHandlers, logger));
@@ -66,4 +67,11 @@ export class CriServer {
     for (const socket of this.connections) socket.destroy();
     if (listener) await unlink(this.options.socketPath).catch(() => {});
   }
+}
+
+/** Every method may answer with pre-encoded bytes (see encoded_list.ts). */
+function withEncodedResponses(services: CriServices): { runtimeService: grpc.ServiceDefinition; imageService: grpc.ServiceDefinition } {
+  const wrap = (def: grpc.ServiceDefinition): grpc.ServiceDefinition =>
+    Object.fromEntries(Object.entries(def).map(([name, method]) => [name, acceptEncoded(method)]));
+  return { runtimeService: wrap(services.runtimeService), imageService: wrap(services.imageService) };
 }

@@ -54,6 +54,13 @@ export class NetworkManager implements NetdMethods {
   private readonly chain: CniChain;
   private readonly cache: AttachmentCache;
   private readonly dhcp = new Map<string, DhcpServer>();
+  /**
+   * DHCP responders being started. Binding the socket inside the netns takes a short-lived child
+   * process (~150 ms, most of a sandbox's setup), so setup returns without waiting for it and
+   * the VM side (CreateContainer) waits through dhcpReady before anything can send DHCP.
+   */
+  private readonly dhcpStarting = new Map<string, Promise<void>>();
+  private readonly dhcpFailures = new Map<string, string>();
   private readonly netns: NetnsManager;
   private readonly ip: IpRunner = new ExecIpRunner();
   private readonly selector: BindingSelector;
@@ -153,12 +160,9 @@ export class NetworkManager implements NetdMethods {
       const dns = podDns(params.dns, view.dns);
       const network: VmNetwork = { interfaces: vmInterfaces, dns, ...(params.hostname ? { hostname: params.hostname } : {}) };
       record.leases = leasesFor(network);
-      if (record.leases.length > 0) {
-        await this.startDhcp(record.id, record.netnsPath, record.leases);
-        undos.push({ what: 'dhcp', run: () => this.stopDhcp(record.id) });
-      }
       record.network = network;
       await this.records.put(record);
+      if (record.leases.length > 0) this.beginDhcp(record);
       return { netnsPath: record.netnsPath, network };
     } catch (err) {
       await this.runUndos(params.sandboxId, undos, err);
@@ -182,6 +186,9 @@ export class NetworkManager implements NetdMethods {
     const record = this.records.get(sandboxId);
     const netnsName = record?.netnsName ?? netnsNameFor(sandboxId);
     const nsPath = record?.netnsPath ?? netnsPath(netnsName);
+    // A responder still starting must be up (or failed) before it can be closed.
+    await this.dhcpStarting.get(sandboxId);
+    this.dhcpFailures.delete(sandboxId);
     await this.stopDhcp(sandboxId);
     const failures: string[] = [];
     if (record) {
@@ -220,8 +227,38 @@ export class NetworkManager implements NetdMethods {
       sandboxId,
       netnsPath: record.netnsPath,
       interfaces: record.interfaces.map((w) => ({ ...w.state })),
-      dhcp: server ? { running: true, leases: record.leases.map((l) => ({ mac: l.mac, ip: l.ip })), stats: server.stats() } : { running: false },
+      dhcp: server
+        ? { running: true, leases: record.leases.map((l) => ({ mac: l.mac, ip: l.ip })), stats: server.stats() }
+        : { running: false, starting: this.dhcpStarting.has(sandboxId), ...(this.dhcpFailures.has(sandboxId) ? { error: this.dhcpFailures.get(sandboxId) } : {}) },
     };
+  }
+
+  private beginDhcp(record: SandboxNetworkRecord): void {
+    const starting = this.startDhcp(record.id, record.netnsPath, record.leases).then(
+      () => void this.dhcpFailures.delete(record.id),
+      (err: unknown) => {
+        this.dhcpFailures.set(record.id, errorText(err));
+        this.logger.error({ err, sandboxId: record.id }, 'DHCP responder did not start');
+      },
+    );
+    this.dhcpStarting.set(record.id, starting);
+    void starting.finally(() => {
+      if (this.dhcpStarting.get(record.id) === starting) this.dhcpStarting.delete(record.id);
+    });
+  }
+
+  async dhcpReady({ sandboxId }: { sandboxId: string }): Promise<Record<string, never>> {
+    const record = this.records.get(sandboxId);
+    if (!record?.network) throw new FailedPreconditionError(`sandbox ${sandboxId} has no network`);
+    await this.dhcpStarting.get(sandboxId);
+    const failure = this.dhcpFailures.get(sandboxId);
+    if (failure !== undefined) throw new FailedPreconditionError(`the DHCP responder of sandbox ${sandboxId} did not start: ${failure}`);
+    if (record.leases.length > 0 && !this.dhcp.has(sandboxId)) {
+      // Lost since (netd restarted and could not restore it): try once more now.
+      this.beginDhcp(record);
+      return this.dhcpReady({ sandboxId });
+    }
+    return {};
   }
 
   private async startDhcp(sandboxId: string, netnsPath: string, leases: DhcpLease[]): Promise<void> {

@@ -46,6 +46,8 @@ export interface NetdMethods {
   setup(params: SetupParams): Promise<SetupResult>;
   teardown(params: { sandboxId: string }): Promise<Record<string, never>>;
   status(params: { sandboxId: string }): Promise<SandboxNetworkStatus | null>;
+  /** Resolves once the sandbox's DHCP responder serves (it starts after setup returns). */
+  dhcpReady(params: { sandboxId: string }): Promise<Record<string, never>>;
   networkReady(params: Record<string, never>): Promise<Readiness>;
 }
 

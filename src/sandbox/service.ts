@@ -182,6 +182,11 @@ export class SandboxService {
     }
   }
 
+  /** Waits until the sandbox's VM-facing network (its DHCP responder) serves. */
+  async awaitNetworkReady(id: string): Promise<void> {
+    await this.netd.call('dhcpReady', { sandboxId: id }, this.netdTimeoutMs);
+  }
+
   async networkStatus(id: string): Promise<unknown> {
     return this.netd.call('status', { sandboxId: id }, this.netdTimeoutMs);
   }

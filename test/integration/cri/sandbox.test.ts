@@ -72,6 +72,16 @@ function leases(): string[] {
   return existsSync(dir) ? readdirSync(dir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
 }
 
+async function dhcpRunning(id: string): Promise<boolean> {
+  for (let i = 0; i < 100; i++) {
+    const info = JSON.parse((await d.runtime.PodSandboxStatus!({ pod_sandbox_id: id, verbose: true })).info.info);
+    if (info.network.dhcp.running) return true;
+    assert.equal(info.network.dhcp.error, undefined, `DHCP failed: ${info.network.dhcp.error}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
 function linksIn(ns: string): string[] {
   return (JSON.parse(execFileSync('ip', ['-n', ns, '-j', 'link', 'show'], { encoding: 'utf8' })) as { ifname: string }[]).map((l) => l.ifname);
 }
@@ -94,7 +104,8 @@ test('RunPodSandbox builds netns + CNI + bridge/TAP + DHCP; status, list, stop, 
   assert.equal(iface.binding.kind, 'tap');
   assert.equal(iface.ips[0].address, st.status.network.ip);
   assert.deepEqual(info.vmNetwork.dns.nameservers, ['198.18.0.53']);
-  assert.equal(info.network.dhcp.running, true);
+  // The responder starts after RunPodSandbox returns (CreateContainer waits for it).
+  assert.equal(await dhcpRunning(id), true);
 
   const ns = info.netnsPath.split('/').pop();
   assert.ok(netnsList().includes(ns));
@@ -273,8 +284,8 @@ test('netd dies: in-flight calls fail UNAVAILABLE, serve restarts it, DHCP of ru
     assert.ok(outcome === grpc.status.UNAVAILABLE || outcome === 'ok', `in-flight call ended with ${outcome}`);
     const second = await waitForNewNetd(first);
     assert.notEqual(second, first);
+    assert.equal(await dhcpRunning(id), true, 'the DHCP responder was restored');
     const info = JSON.parse((await d.runtime.PodSandboxStatus!({ pod_sandbox_id: id, verbose: true })).info.info);
-    assert.equal(info.network.dhcp.running, true, 'the DHCP responder was restored');
     const vmNs = `vt-${tag}-vm2`;
     const iface = info.vmNetwork.interfaces[0];
     const sandboxNs = (info.netnsPath as string).split('/').pop()!;

@@ -5,6 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync, mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -59,6 +60,19 @@ test('a pod with two interfaces boots a VM with two NICs that gets both addresse
   }).catch((err: Error) => {
     throw new Error(`${err.message}; guest console:\n${criLines(log).filter((l) => l.text.startsWith('VMLET-GUEST')).map((l) => l.text).join('\n')}`);
   });
+  // A VM that dies outside vmlet (here: destroyed behind its back) shows EXITED within a second,
+  // learned from libvirt's lifecycle events.
+  const domain = JSON.parse((await d.runtime.ContainerStatus!({ container_id: id, verbose: true })).info.info).domain as string;
+  execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'destroy', domain], { stdio: 'ignore' });
+  const gone = Date.now();
+  const exited = await waitFor('EXITED after the VM died', 5_000, async () => {
+    const st = (await d.runtime.ContainerStatus!({ container_id: id })).status;
+    return st.state === 'CONTAINER_EXITED' ? st : undefined;
+  });
+  assert.ok(Date.now() - gone < 1_500, `EXITED after ${Date.now() - gone} ms`);
+  assert.notEqual(exited.exit_code, 0);
+  assert.equal(exited.reason, 'Error');
+
   await d.runtime.RemoveContainer!({ container_id: id });
   await d.runtime.RemovePodSandbox!({ pod_sandbox_id: sandboxId });
   assert.deepEqual(qemuPids(), []);

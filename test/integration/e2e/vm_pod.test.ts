@@ -7,11 +7,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync, mkdirSync, renameSync } from 'node:fs';
 import { request, type Server } from 'node:http';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { startTestDaemon, type TestDaemon } from '../../helpers/daemon.js';
+import { startTestDaemon, grpcCode, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { serveTestGuest, waitFor, criLines, qemuPids, removeAllAndStop, deleteLink } from '../../helpers/e2e.js';
 
@@ -98,10 +98,26 @@ test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vm
   // The host reaches the guest's TCP responder at the pod IP.
   assert.equal((await httpGet(podIp, 8080)).trim(), 'vmlet-guest e2e-guest');
 
-  // Stats are real.
+  // Stats are real; a second ListContainerStats (crictl stats calls it twice) carries a CPU rate.
   const stats = await d.runtime.ContainerStats!({ container_id: id });
   assert.ok(BigInt(stats.stats.cpu.usage_core_nano_seconds.value) > 0n);
   assert.ok(BigInt(stats.stats.writable_layer.used_bytes.value) > 0n);
+  await new Promise((r) => setTimeout(r, 300));
+  const again = await d.runtime.ListContainerStats!({ filter: {} });
+  const mine = again.stats.find((s: { attributes: { id: string } }) => s.attributes.id === id);
+  assert.ok(BigInt(mine.cpu.usage_nano_cores.value) > 0n, 'usage_nano_cores from two samples');
+
+  // UpdateContainerResources changes the running VM, and ContainerStatus reports what is in effect.
+  await d.runtime.UpdateContainerResources!({ container_id: id, linux: { cpu_shares: '768', cpu_period: '100000', cpu_quota: '60000' } });
+  const updated = (await d.runtime.ContainerStatus!({ container_id: id })).status.resources.linux;
+  assert.equal(updated.cpu_shares, '768');
+  assert.equal(updated.cpu_quota, '60000');
+  assert.equal(updated.memory_limit_in_bytes, String(256 * 1024 * 1024));
+  assert.equal(updated.memory_swap_limit_in_bytes, String(256 * 1024 * 1024));
+  const xml = JSON.parse((await d.runtime.ContainerStatus!({ container_id: id, verbose: true })).info.info).domainXml as string;
+  assert.match(xml, /<shares>768<\/shares>/);
+  assert.match(xml, /<quota>60000<\/quota>/);
+  assert.equal(await grpcCode(d.runtime.UpdateContainerResources!({ container_id: id, linux: { memory_limit_in_bytes: String(1024 * 1024 * 1024) } })), 9 /* FAILED_PRECONDITION */);
 
   // Restart vmlet: the VM keeps running and its status stays right; the console keeps flowing.
   assert.equal(await d.stop(), 0);
@@ -110,6 +126,11 @@ test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vm
   assert.equal((await d.runtime.ContainerStatus!({ container_id: id })).status.state, 'CONTAINER_RUNNING');
   assert.equal((await d.runtime.PodSandboxStatus!({ pod_sandbox_id: sandboxId })).status.network.ip, podIp);
 
+  // kubelet rotates the log: rename it, ReopenContainerLog, and new output lands in a new file.
+  renameSync(logPath, `${logPath}.1`);
+  await d.runtime.ReopenContainerLog!({ container_id: id });
+  assert.ok(existsSync(logPath), 'ReopenContainerLog created the log file again');
+
   // StopContainer powers the guest off through ACPI within the timeout.
   const before = Date.now();
   await d.runtime.StopContainer!({ container_id: id, timeout: '60' }, { deadlineMs: 120_000 });
@@ -117,7 +138,8 @@ test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vm
   assert.equal(stopped.status.state, 'CONTAINER_EXITED');
   assert.equal(stopped.status.exit_code ?? 0, 0, `clean ACPI power-off (${stopped.status.reason}: ${stopped.status.message})`);
   assert.ok(Date.now() - before < 60_000);
-  await waitFor('the guest shutdown line', 10_000, () => criLines(logPath).find((l) => l.text === 'VMLET-GUEST shutdown'));
+  await waitFor('the guest shutdown line in the reopened log', 10_000, () => criLines(logPath).find((l) => l.text === 'VMLET-GUEST shutdown'));
+  assert.ok(criLines(`${logPath}.1`).some((l) => l.text === 'VMLET-GUEST ready'), 'the rotated file keeps the earlier output');
 
   // Remove everything: no domain, overlay, seed, TAP, bridge, netns, lease or process is left.
   const netns = JSON.parse((await d.runtime.PodSandboxStatus!({ pod_sandbox_id: sandboxId, verbose: true })).info.info).netnsPath as string;

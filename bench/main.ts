@@ -1,0 +1,44 @@
+/**
+ * `npm run bench -- <name> [options]`: the project's benchmarks. Each one is a module loaded on
+ * demand, so a benchmark's imports cost nothing to the others. Add a benchmark by adding a row.
+ */
+interface Benchmark {
+  summary: string;
+  /** Runs the benchmark with the arguments after its name; resolves with the exit code. */
+  load(): Promise<(argv: readonly string[]) => Promise<number>>;
+}
+
+const BENCHMARKS: Record<string, Benchmark> = {
+  sandbox: {
+    summary: 'RunPodSandbox/StopPodSandbox/RemovePodSandbox against the CNI floor, ListPodSandbox over 500 records, RSS',
+    load: async () => (await import('./sandbox/run.js')).runSandboxBench,
+  },
+  // vm: { summary: 'CreateContainer/StartContainer of VM pods', load: async () => (await import('./vm/run.js')).runVmBench },
+};
+
+function usage(): string {
+  const rows = Object.entries(BENCHMARKS).map(([name, b]) => `  ${name.padEnd(10)} ${b.summary}`);
+  return `usage: npm run bench -- <benchmark> [options]   (<benchmark> --help for its options)\n\n${rows.join('\n')}\n`;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h') {
+    process.stdout.write(usage());
+    return name === undefined ? 2 : 0;
+  }
+  const bench = BENCHMARKS[name];
+  if (!bench) {
+    process.stderr.write(`unknown benchmark ${JSON.stringify(name)}\n\n${usage()}`);
+    return 2;
+  }
+  return (await bench.load())(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,114 @@
+/**
+ * The bench's CNI network: a bridge `vbench<tag>` with host-local IPAM in a /24 of 198.19.0.0/16
+ * (inside the test range 198.18.0.0/15), gateway on the host bridge, no masquerade and no route
+ * beyond 198.18.0.0/15, so nothing a pod sends can leave the machine. Pure builders plus the few
+ * host reads and deletes the bench needs around it.
+ */
+import { execFile } from 'node:child_process';
+import { readdir } from 'node:fs/promises';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
+
+/** The only range bench pods route to: the test range. */
+export const POD_ROUTE = '198.18.0.0/15';
+
+export interface BenchNetwork {
+  networkName: string;
+  bridge: string;
+  subnet: string;
+  ipamDataDir: string;
+}
+
+/** The conflist both vmlet and the floor use, byte for byte. Pure. */
+export function benchConflist(net: BenchNetwork): Record<string, unknown> {
+  return {
+    cniVersion: '1.0.0',
+    name: net.networkName,
+    plugins: [
+      {
+        type: 'bridge',
+        bridge: net.bridge,
+        isGateway: true,
+        ipMasq: false,
+        ipam: {
+          type: 'host-local',
+          dataDir: net.ipamDataDir,
+          ranges: [[{ subnet: net.subnet }]],
+          routes: [{ dst: POD_ROUTE }],
+        },
+      },
+    ],
+  };
+}
+
+function ipv4ToInt(ip: string): number {
+  const parts = ip.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new RangeError(`${ip} is not an IPv4 address`);
+  return ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+}
+
+/** [first, last] address of a CIDR ("default" is the whole space; a bare address is a /32). Pure. */
+export function cidrRange(cidr: string): [number, number] {
+  if (cidr === 'default') return [0, 0xffffffff];
+  const [ip, lenText] = cidr.split('/');
+  const len = lenText === undefined ? 32 : Number(lenText);
+  if (!Number.isInteger(len) || len < 0 || len > 32) throw new RangeError(`${cidr} has no valid prefix length`);
+  const size = 2 ** (32 - len);
+  const first = Math.floor(ipv4ToInt(ip!) / size) * size;
+  return [first, first + size - 1];
+}
+
+/**
+ * A 198.19.x.0/24 no host route in `routeDsts` covers or falls into, except routes that cover all
+ * of 198.0.0.0/8 and wider (a default route must not count as a clash). `start` picks where the
+ * search begins, so concurrent benches usually differ. Pure.
+ */
+export function pickBenchSubnet(routeDsts: readonly string[], start: number): string {
+  const ranges = routeDsts.flatMap((d) => {
+    try {
+      const r = cidrRange(d);
+      return r[1] - r[0] >= 2 ** 24 - 1 ? [] : [r];
+    } catch {
+      return [];
+    }
+  });
+  for (let k = 0; k < 256; k++) {
+    const x = (start + k) % 256;
+    const subnet = `198.19.${x}.0/24`;
+    const [a, b] = cidrRange(subnet);
+    if (!ranges.some(([c, d]) => c <= b && a <= d)) return subnet;
+  }
+  throw new Error('every /24 of 198.19.0.0/16 is routed on this host already');
+}
+
+export async function hostRouteDsts(): Promise<string[]> {
+  const { stdout } = await execFileP('ip', ['-j', '-4', 'route', 'show', 'table', 'all']);
+  return (JSON.parse(stdout) as { dst?: string }[]).map((r) => r.dst ?? '').filter((d) => d !== '');
+}
+
+export async function listNetns(): Promise<string[]> {
+  try {
+    return await readdir('/run/netns');
+  } catch {
+    return [];
+  }
+}
+
+export async function deleteNetns(name: string): Promise<void> {
+  await execFileP('ip', ['netns', 'delete', name], { timeout: 10_000 });
+}
+
+export async function linkExists(name: string): Promise<boolean> {
+  try {
+    await execFileP('ip', ['link', 'show', 'dev', name], { timeout: 10_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The bridge plugin never deletes its bridge; the bench made it, the bench removes it. */
+export async function deleteLink(name: string): Promise<void> {
+  if (await linkExists(name)) await execFileP('ip', ['link', 'delete', 'dev', name], { timeout: 10_000 });
+}

@@ -1,0 +1,566 @@
+/**
+ * `npm run bench -- sandbox`: a real vmlet daemon (serve + netd) on a bench CNI network, the
+ * CNI floor measured in the same run right before each vmlet phase, RunPodSandbox /
+ * StopPodSandbox / RemovePodSandbox sequentially and then `concurrency` at a time,
+ * ListPodSandbox over a store of stopped sandbox records, serve's and netd's memory, and (when
+ * Run misses its target, or on request) a span profile of netd's NetworkManager.
+ *
+ * Whatever happens (failure, Ctrl-C), the bench removes its sandboxes through the daemon, stops
+ * its daemons, deletes any namespace it can attribute to itself and its bridge, and says so.
+ */
+import { mkdtemp, mkdir, readdir, readFile, rm, writeFile, access } from 'node:fs/promises';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { loadNetworkConfig, type NetworkConfigList } from '../../src/network/cni/config.js';
+import { ExecPluginRunner, findPlugin } from '../../src/network/cni/exec.js';
+import { netnsNameFor } from '../../src/network/names.js';
+import { BenchDaemon, REPO_ROOT, prepareEntryPoints, type DaemonDirs, type EntryPoints, type LogLine } from '../lib/daemon.js';
+import { cpuSnapshot, machineInfo, otherCpuCores } from '../lib/proc.js';
+import { pool, InterruptedError } from '../lib/pool.js';
+import { roundSamples } from '../lib/stats.js';
+import { CniFloor, type FloorAttachment } from './floor.js';
+import { benchConflist, deleteLink, deleteNetns, hostRouteDsts, linkExists, listNetns, pickBenchSubnet, type BenchNetwork } from './network.js';
+import { podIdentity, podSandboxConfig, GROUPS } from './pods.js';
+import { listCases, startReferenceServer, timeListCase, timeRoundTrips, writeStoppedSandboxes } from './list.js';
+import { CriRuntimeClient } from '../lib/cri_client.js';
+import { removeBreakdown, runBreakdown, stopBreakdown } from './log_breakdown.js';
+import { parseSandboxOptions, SANDBOX_USAGE, UsageError } from './options.js';
+import { formatReport, runRatio, runVerdict } from './report.js';
+import { RESULT_FORMAT, type FloorSamples, type MemorySample, type PhaseResult, type SandboxBenchOptions, type SandboxBenchResult } from './result.js';
+import type { SpanReport } from './netd_spans.js';
+
+const RUN_LABEL = 'bench.vmlet.io/run';
+const CANDIDATE_BIN_DIRS = ['/opt/cni/bin', '/usr/lib/cni'];
+const CNI_TIMEOUT_MS = 60_000;
+
+/** Everything the cleanup needs to find, filled in as the bench goes. */
+interface BenchState {
+  tag: string;
+  dir: string;
+  network?: BenchNetwork;
+  daemons: BenchDaemon[];
+  floor?: CniFloor;
+  /** State dirs whose sandbox and netd records name namespaces the bench made. */
+  stateDirs: string[];
+  /** Sandbox ids the bench created (through vmlet or the span probe). */
+  sandboxIds: Set<string>;
+  /** Floor namespaces the bench created. */
+  floorNetns: Set<string>;
+  spanChild?: ReturnType<typeof spawn>;
+  /** Other helper processes to stop on cleanup. */
+  children: Set<ChildProcess>;
+}
+
+const now = () => performance.now();
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function cniBinDirs(): Promise<string[]> {
+  const dirs: string[] = [];
+  for (const d of CANDIDATE_BIN_DIRS) if (await exists(d)) dirs.push(d);
+  if (dirs.length === 0) throw new Error(`no CNI plugin directory (${CANDIDATE_BIN_DIRS.join(', ')}); install containernetworking-plugins`);
+  for (const plugin of ['bridge', 'host-local']) await findPlugin(plugin, dirs);
+  return dirs;
+}
+
+function daemonDirs(base: string, cniConfDir: string, binDirs: string[]): DaemonDirs {
+  return {
+    socket: join(base, 'run', 'vmlet.sock'),
+    stateDir: join(base, 'state'),
+    imageDir: join(base, 'images'),
+    cniConfDir,
+    cniBinDirs: binDirs,
+    translationsDir: join(base, 'translations'),
+  };
+}
+
+async function sampleMemory(memory: MemorySample[], at: string, daemon: BenchDaemon): Promise<void> {
+  memory.push({ at, ...(await daemon.memory()) });
+}
+
+function emptyFloor(): FloorSamples {
+  return { setupMs: [], netnsAddMs: [], pluginAddMs: [], teardownMs: [], pluginDelMs: [], netnsDeleteMs: [] };
+}
+
+/** The bench, serve and netd: the processes whose CPU time is ours (children count once reaped). */
+async function ownPids(daemon: BenchDaemon): Promise<number[]> {
+  const netd = await daemon.netdPid();
+  return [process.pid, daemon.pid, ...(netd !== undefined ? [netd] : [])];
+}
+
+/** N floor setups, then N floor teardowns, `concurrency` at a time. */
+async function floorPhase(state: BenchState, floor: CniFloor, label: string, n: number, concurrency: number, signal: AbortSignal): Promise<{ samples: FloorSamples; wallMs: Record<string, number> }> {
+  const samples = emptyFloor();
+  const t0 = now();
+  const setups = await pool(n, concurrency, signal, async (i) => {
+    const netnsName = `vbfloor-${state.tag}-${label}${i}`;
+    state.floorNetns.add(netnsName);
+    const pod = { namespace: 'vmlet-bench', name: `floor-${state.tag}-${label}-${i}`, uid: randomUUID(), infraContainerId: `vbfloor${state.tag}${label}${i}` };
+    return floor.setup(pod.infraContainerId, netnsName, pod);
+  });
+  const t1 = now();
+  const attachments: FloorAttachment[] = setups.map((s) => s.attachment);
+  for (const s of setups) {
+    samples.setupMs.push(s.timing.totalMs);
+    samples.netnsAddMs.push(s.timing.netnsAddMs);
+    samples.pluginAddMs.push(s.timing.pluginMs);
+  }
+  const teardowns = await pool(n, concurrency, signal, (i) => floor.teardown(attachments[i]!));
+  const t2 = now();
+  for (const t of teardowns) {
+    samples.teardownMs.push(t.totalMs);
+    samples.pluginDelMs.push(t.pluginMs);
+    samples.netnsDeleteMs.push(t.netnsDeleteMs);
+  }
+  return { samples, wallMs: { floorSetupAll: t1 - t0, floorTeardownAll: t2 - t1 } };
+}
+
+async function expectSandboxes(daemon: BenchDaemon, tag: string, state: 'SANDBOX_READY' | undefined, expected: number, what: string): Promise<void> {
+  const filter: Record<string, unknown> = { label_selector: { [RUN_LABEL]: tag } };
+  if (state) filter.state = { state };
+  const res = await daemon.client.call<{ items: unknown[] }>('ListPodSandbox', { filter });
+  if (res.items.length !== expected) throw new Error(`${what}: ListPodSandbox shows ${res.items.length} bench sandboxes, expected ${expected}`);
+}
+
+const rpcLine = (method: string) => (l: LogLine) => l.msg === 'rpc' && l.method === method;
+
+/** N Runs, then (with all N up) memory, then N Stops, then N Removes, `concurrency` at a time. */
+async function vmletPhase(
+  state: BenchState,
+  daemon: BenchDaemon,
+  phase: PhaseResult['name'],
+  n: number,
+  concurrency: number,
+  memory: MemorySample[],
+  signal: AbortSignal,
+): Promise<Omit<PhaseResult, 'floor' | 'name' | 'concurrency' | 'n' | 'otherCpuCores'> & { marks: number[] }> {
+  const ids: string[] = new Array<string>(n);
+  const seen = new Date().toISOString();
+  const label = phase === 'sequential' ? 's' : 'c';
+  const marks = [daemon.logs.length];
+  const timedCall = async (method: string, request: object) => {
+    const t = now();
+    const res = await daemon.client.call<Record<string, unknown>>(method, request);
+    return { res, ms: now() - t };
+  };
+
+  const t0 = now();
+  const run = await pool(n, concurrency, signal, async (i) => {
+    const pod = podIdentity(state.tag, label, i, randomUUID());
+    const { res, ms } = await timedCall('RunPodSandbox', { config: podSandboxConfig(pod, state.tag, i, seen) });
+    const id = String(res.pod_sandbox_id);
+    ids[i] = id;
+    state.sandboxIds.add(id);
+    return ms;
+  });
+  const t1 = now();
+  await daemon.waitForLines(marks[0]!, rpcLine('RunPodSandbox'), n);
+  marks.push(daemon.logs.length);
+  await expectSandboxes(daemon, state.tag, 'SANDBOX_READY', n, `after ${n} RunPodSandbox`);
+  await sampleMemory(memory, `${n} sandboxes up (${phase})`, daemon);
+
+  const t2 = now();
+  const stop = await pool(n, concurrency, signal, async (i) => (await timedCall('StopPodSandbox', { pod_sandbox_id: ids[i] })).ms);
+  const t3 = now();
+  await daemon.waitForLines(marks[1]!, rpcLine('StopPodSandbox'), n);
+  marks.push(daemon.logs.length);
+  await expectSandboxes(daemon, state.tag, 'SANDBOX_READY', 0, `after ${n} StopPodSandbox`);
+
+  const t4 = now();
+  const remove = await pool(n, concurrency, signal, async (i) => (await timedCall('RemovePodSandbox', { pod_sandbox_id: ids[i] })).ms);
+  const t5 = now();
+  await daemon.waitForLines(marks[2]!, rpcLine('RemovePodSandbox'), n);
+  marks.push(daemon.logs.length);
+  await expectSandboxes(daemon, state.tag, undefined, 0, `after ${n} RemovePodSandbox`);
+  await sampleMemory(memory, `after the ${phase} phase`, daemon);
+
+  const result: Omit<PhaseResult, 'floor' | 'name' | 'concurrency' | 'n' | 'otherCpuCores'> & { marks: number[] } = {
+    vmlet: { run, stop, remove, sandboxIds: ids },
+    wallMs: { runAll: t1 - t0, stopAll: t3 - t2, removeAll: t5 - t4 },
+    marks,
+  };
+  if (phase === 'sequential') {
+    const window = (k: number) => daemon.logs.slice(marks[k], marks[k + 1]);
+    result.logBreakdown = {
+      run: runBreakdown(window(0), ids, run),
+      stop: stopBreakdown(window(1), ids, stop),
+      remove: removeBreakdown(window(2), remove),
+    };
+  }
+  return result;
+}
+
+/** One untimed round of everything, so first-call costs (bridge creation, lazy loading) stay out of the samples. */
+async function warmup(state: BenchState, daemon: BenchDaemon, floor: CniFloor): Promise<SandboxBenchResult['warmup']> {
+  const ns = `vbfloor-${state.tag}-w0`;
+  state.floorNetns.add(ns);
+  const pod = { namespace: 'vmlet-bench', name: `floor-${state.tag}-w`, uid: randomUUID(), infraContainerId: `vbfloor${state.tag}w0` };
+  const setup = await floor.setup(pod.infraContainerId, ns, pod);
+  const teardown = await floor.teardown(setup.attachment);
+  const config = podSandboxConfig(podIdentity(state.tag, 'w', 0, randomUUID()), state.tag, 0, new Date().toISOString());
+  let t = now();
+  const res = await daemon.client.call<{ pod_sandbox_id: string }>('RunPodSandbox', { config });
+  const runMs = now() - t;
+  state.sandboxIds.add(res.pod_sandbox_id);
+  t = now();
+  await daemon.client.call('StopPodSandbox', { pod_sandbox_id: res.pod_sandbox_id });
+  const stopMs = now() - t;
+  t = now();
+  await daemon.client.call('RemovePodSandbox', { pod_sandbox_id: res.pod_sandbox_id });
+  const removeMs = now() - t;
+  return { floorSetupMs: setup.timing.totalMs, floorTeardownMs: teardown.totalMs, runMs, stopMs, removeMs };
+}
+
+/** Round trips of Version, the cheapest RPC: the fixed cost of one call on this daemon and socket. */
+async function timeVersion(daemon: BenchDaemon, calls: number): Promise<number[]> {
+  for (let i = 0; i < 10; i++) await daemon.client.call('Version', {});
+  const out: number[] = [];
+  for (let i = 0; i < calls; i++) {
+    const t = now();
+    await daemon.client.call('Version', {});
+    out.push(now() - t);
+  }
+  return out;
+}
+
+async function listPhase(state: BenchState, entry: EntryPoints, cniConfDir: string, binDirs: string[], opts: SandboxBenchOptions, memory: MemorySample[]): Promise<SandboxBenchResult['list']> {
+  const dirs = daemonDirs(join(state.dir, 'list'), cniConfDir, binDirs);
+  state.stateDirs.push(dirs.stateDir);
+  const t = now();
+  await writeStoppedSandboxes(dirs.stateDir, opts.listRecords, state.tag);
+  const recordsWriteMs = now() - t;
+  const daemon = await BenchDaemon.start(entry, dirs, opts.logLevel);
+  state.daemons.push(daemon);
+  await sampleMemory(memory, `list daemon, ${opts.listRecords} records loaded`, daemon);
+  const cases = [];
+  const pids = await ownPids(daemon);
+  const cpu0 = await cpuSnapshot(pids);
+  const responses: object[] = [];
+  const all = listCases(opts.listRecords, 3 % GROUPS, GROUPS);
+  for (const c of all) {
+    const { timing, lastResponse } = await timeListCase(daemon, c, opts.listCalls, 20);
+    cases.push(timing);
+    responses.push(lastResponse);
+  }
+  const cpu1 = await cpuSnapshot(pids);
+  await sampleMemory(memory, `list daemon, after ${cases.length * opts.listCalls * 2} ListPodSandbox`, daemon);
+  await daemon.stop();
+
+  // The same responses from a bare grpc-js server: what this stack costs for them, vmlet aside.
+  for (const [i, c] of all.entries()) {
+    const socket = join(state.dir, 'list', `reference-${i}.sock`);
+    const server = await startReferenceServer(entry.listReference, socket, join(state.dir, 'list', `response-${i}.json`), responses[i]!);
+    state.children.add(server);
+    const client = new CriRuntimeClient(socket);
+    try {
+      cases[i]!.reference = await timeRoundTrips(client, c.request, opts.listCalls, 20);
+    } finally {
+      client.close();
+      server.stdin!.end();
+      await new Promise((r) => (server.exitCode !== null ? r(null) : server.once('exit', r)));
+      state.children.delete(server);
+    }
+  }
+  return { records: opts.listRecords, recordsWriteMs, cases, otherCpuCores: otherCpuCores(cpu0, cpu1) };
+}
+
+/** Runs the span probe in the daemon's runtime mode; see netd_spans.ts. */
+async function spanProfile(state: BenchState, entry: EntryPoints, cniConfDir: string, binDirs: string[], iterations: number): Promise<SpanReport & { otherCpuCores: number }> {
+  const stateDir = join(state.dir, 'spans', 'state');
+  state.stateDirs.push(stateDir);
+  const ids = Array.from({ length: iterations + 1 }, () => randomBytes(32).toString('hex'));
+  for (const id of ids) state.sandboxIds.add(id);
+  const flags = {
+    'state-dir': stateDir,
+    'cni-conf-dir': cniConfDir,
+    'cni-bin-dir': binDirs.join(':'),
+    'cni-cache-dir': join(stateDir, 'cni-cache'),
+    'cni-timeout-ms': String(CNI_TIMEOUT_MS),
+  };
+  const child = spawn(process.execPath, [...entry.netdSpans, '--flags', JSON.stringify(flags), '--ids', ids.join(','), '--tag', state.tag], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // Not in the terminal's process group: on Ctrl-C the bench stops it and sweeps after it.
+    detached: true,
+  });
+  state.spanChild = child;
+  const cpu0 = await cpuSnapshot([process.pid, child.pid!]);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
+  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString('utf8')).slice(-16_384)));
+  // Its own time is counted once it is reaped (the bench's cutime), i.e. after 'exit'.
+  const code = await new Promise<number | null>((res) => child.once('exit', (c) => res(c)));
+  const cpu1 = await cpuSnapshot([process.pid]);
+  state.spanChild = undefined;
+  if (code !== 0) throw new Error(`netd span probe exited with ${code}: ${stderr}`);
+  const last = stdout.trim().split('\n').pop() ?? '';
+  return { ...(JSON.parse(last) as SpanReport), otherCpuCores: otherCpuCores(cpu0, cpu1) };
+}
+
+/** Namespaces the bench can attribute to itself: from its own ids, floor names and the records in its state dirs. */
+async function benchNetnsNames(state: BenchState): Promise<Set<string>> {
+  const names = new Set<string>(state.floorNetns);
+  for (const id of state.sandboxIds) names.add(netnsNameFor(id));
+  for (const stateDir of state.stateDirs) {
+    for (const sub of ['sandboxes', 'netd']) {
+      let files: string[] = [];
+      try {
+        files = (await readdir(join(stateDir, sub))).filter((f) => f.endsWith('.json'));
+      } catch {
+        continue;
+      }
+      for (const f of files) {
+        try {
+          const rec = JSON.parse(await readFile(join(stateDir, sub, f), 'utf8')) as { id?: string; netnsName?: string };
+          if (typeof rec.netnsName === 'string') names.add(rec.netnsName);
+          else if (typeof rec.id === 'string') names.add(netnsNameFor(rec.id));
+        } catch {
+          // An unreadable record names nothing.
+        }
+      }
+    }
+  }
+  return names;
+}
+
+async function cleanup(state: BenchState): Promise<SandboxBenchResult['cleanup']> {
+  const errors: string[] = [];
+  const note = (what: string, err: unknown) => errors.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+  if (state.spanChild && state.spanChild.exitCode === null) {
+    state.spanChild.kill('SIGTERM');
+    await new Promise((r) => state.spanChild!.once('exit', r));
+  }
+  for (const child of state.children) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+  }
+  for (const daemon of state.daemons) {
+    if (!daemon.running) continue;
+    try {
+      // Through the product's own teardown first: that is what kubelet would do.
+      const { items } = await daemon.client.call<{ items: { id: string; labels?: Record<string, string> }[] }>('ListPodSandbox', {}, 30_000);
+      for (const item of items) {
+        if (item.labels?.[RUN_LABEL] !== state.tag) continue;
+        await daemon.client.call('RemovePodSandbox', { pod_sandbox_id: item.id }, 120_000).catch((err: unknown) => note(`remove sandbox ${item.id}`, err));
+      }
+    } catch (err) {
+      note('list sandboxes for cleanup', err);
+    }
+    try {
+      const code = await daemon.stop();
+      if (code !== 0) errors.push(`vmlet serve (pid ${daemon.pid}) exited with ${code}`);
+    } catch (err) {
+      note('stop daemon', err);
+    }
+  }
+  // What the daemon could not remove (or a crash left): delete by name.
+  const names = await benchNetnsNames(state);
+  for (const name of await listNetns()) {
+    if (!names.has(name)) continue;
+    await deleteNetns(name).catch((err: unknown) => note(`delete netns ${name}`, err));
+  }
+  if (state.network) await deleteLink(state.network.bridge).catch((err: unknown) => note(`delete bridge ${state.network!.bridge}`, err));
+  const leftoverNetns = (await listNetns()).filter((n) => names.has(n));
+  const bridgeLeft = state.network ? await linkExists(state.network.bridge) : false;
+  await rm(state.dir, { recursive: true, force: true }).catch((err: unknown) => note(`remove ${state.dir}`, err));
+  return { leftoverNetns, bridgeLeft, errors };
+}
+
+function errorText(err: unknown): string {
+  if (err instanceof InterruptedError) return 'interrupted (Ctrl-C)';
+  // A gRPC error's message already says code and details; its stack is grpc-js internals.
+  if (err instanceof Error && 'details' in err) return err.message;
+  return err instanceof Error ? (err.stack ?? err.message) : String(err);
+}
+
+export async function runSandboxBench(argv: readonly string[]): Promise<number> {
+  const startedAt = new Date();
+  let opts: SandboxBenchOptions | undefined;
+  try {
+    opts = parseSandboxOptions(argv, REPO_ROOT, startedAt);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`${err.message}\n\n${SANDBOX_USAGE}`);
+      return 2;
+    }
+    throw err;
+  }
+  if (!opts) {
+    process.stdout.write(SANDBOX_USAGE);
+    return 0;
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('the sandbox bench creates network namespaces and bridges: run it as root\n');
+    return 2;
+  }
+  const jsonPath = resolve(opts.json);
+
+  const aborter = new AbortController();
+  let interrupts = 0;
+  const onSignal = (signal: string) => {
+    interrupts++;
+    if (interrupts === 1) process.stderr.write(`\n${signal}: letting calls in flight finish, then cleaning up (this takes a few seconds)\n`);
+    else process.stderr.write(`${signal}: still cleaning up; the cleanup is what keeps this host tidy, please wait\n`);
+    aborter.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const tag = randomBytes(3).toString('hex');
+  const state: BenchState = {
+    tag,
+    dir: await mkdtemp(join(tmpdir(), 'vmlet-bench-')),
+    daemons: [],
+    stateDirs: [],
+    sandboxIds: new Set(),
+    floorNetns: new Set(),
+    children: new Set(),
+  };
+  const result: SandboxBenchResult = {
+    format: RESULT_FORMAT,
+    startedAt: startedAt.toISOString(),
+    finishedAt: '',
+    options: opts,
+    machine: await machineInfo(state.dir),
+    loadavg: { start: loadavg(), end: [] },
+    runtime: { mode: opts.runtime },
+    network: { conflist: {}, bridge: '', subnet: '', cniBinDirs: [] },
+    warmup: { floorSetupMs: NaN, floorTeardownMs: NaN, runMs: NaN, stopMs: NaN, removeMs: NaN },
+    phases: [],
+    memory: [],
+    cleanup: { leftoverNetns: [], bridgeLeft: false, errors: [] },
+  };
+  const signal = aborter.signal;
+  const step = (text: string) => process.stderr.write(`[bench] ${text}\n`);
+  const checkAbort = () => {
+    if (signal.aborted) throw new InterruptedError();
+  };
+
+  try {
+    const binDirs = await cniBinDirs();
+    const network: BenchNetwork = {
+      networkName: `vmlet-bench-${tag}`,
+      bridge: `vbench${tag}`,
+      subnet: pickBenchSubnet(await hostRouteDsts(), randomInt(256)),
+      ipamDataDir: join(state.dir, 'ipam'),
+    };
+    state.network = network;
+    const cniConfDir = join(state.dir, 'cni');
+    await mkdir(cniConfDir, { recursive: true });
+    const conflist = benchConflist(network);
+    await writeFile(join(cniConfDir, '10-vmlet-bench.conflist'), `${JSON.stringify(conflist, null, 2)}\n`);
+    const loaded = await loadNetworkConfig(cniConfDir);
+    if (!loaded.ok) throw new Error(`the bench conflist does not load: ${loaded.reason}`);
+    const netConfig: NetworkConfigList = loaded.config;
+    result.network = { conflist, bridge: network.bridge, subnet: network.subnet, cniBinDirs: binDirs };
+
+    step(opts.runtime === 'dist' ? 'building the daemon with tsc' : 'using the .ts sources under tsx');
+    await mkdir(join(state.dir, 'build'), { recursive: true });
+    const entry = await prepareEntryPoints(opts.runtime, join(state.dir, 'build'));
+    result.runtime = { mode: entry.mode, ...(entry.buildMs !== undefined ? { buildMs: entry.buildMs } : {}), ...(entry.buildDiagnostics ? { buildDiagnostics: entry.buildDiagnostics } : {}) };
+    if (entry.buildDiagnostics) step(`tsc reported type errors (JavaScript emitted anyway; see the JSON): ${entry.buildDiagnostics.split('\n')[0]}`);
+    checkAbort();
+
+    step('starting vmlet serve');
+    const mainDirs = daemonDirs(join(state.dir, 'main'), cniConfDir, binDirs);
+    state.stateDirs.push(mainDirs.stateDir);
+    const daemon = await BenchDaemon.start(entry, mainDirs, opts.logLevel);
+    state.daemons.push(daemon);
+    await sampleMemory(result.memory, 'after start', daemon);
+
+    const floor = new CniFloor(netConfig, new ExecPluginRunner({ binDirs, timeoutMs: CNI_TIMEOUT_MS }));
+    state.floor = floor;
+    step('warm-up: one floor round and one Run/Stop/Remove (not counted)');
+    result.warmup = await warmup(state, daemon, floor);
+    await sampleMemory(result.memory, 'after warm-up', daemon);
+    result.versionMs = await timeVersion(daemon, 100);
+
+    for (const [name, concurrency] of [['sequential', 1], ['concurrent', opts.concurrency]] as const) {
+      checkAbort();
+      step(`${name}: floor, ${opts.n} × (ip netns add + CNI ADD), then ${opts.n} × (CNI DEL + ip netns delete)${concurrency > 1 ? `, ${concurrency} at a time` : ''}`);
+      const cpu0 = await cpuSnapshot(await ownPids(daemon));
+      const floorResult = await floorPhase(state, floor, name === 'sequential' ? 's' : 'c', opts.n, concurrency, signal);
+      const cpu1 = await cpuSnapshot(await ownPids(daemon));
+      step(`${name}: vmlet, ${opts.n} × RunPodSandbox, then Stop, then Remove${concurrency > 1 ? `, ${concurrency} at a time` : ''}`);
+      const v = await vmletPhase(state, daemon, name, opts.n, concurrency, result.memory, signal);
+      const cpu2 = await cpuSnapshot(await ownPids(daemon));
+      result.phases.push({
+        name,
+        concurrency,
+        n: opts.n,
+        floor: floorResult.samples,
+        vmlet: v.vmlet,
+        wallMs: { ...floorResult.wallMs, ...v.wallMs },
+        otherCpuCores: { floor: otherCpuCores(cpu0, cpu1), vmlet: otherCpuCores(cpu1, cpu2) },
+        ...(v.logBreakdown ? { logBreakdown: v.logBreakdown } : {}),
+      });
+    }
+    await sampleMemory(result.memory, 'end of the sandbox phases', daemon);
+    step('stopping the daemon');
+    await daemon.stop();
+
+    checkAbort();
+    step(`ListPodSandbox: writing ${opts.listRecords} stopped sandbox records, starting a daemon over them`);
+    result.list = await listPhase(state, entry, cniConfDir, binDirs, opts, result.memory);
+
+    const missed = result.phases.some((p) => runVerdict(runRatio(p)) === 'MISS');
+    if (opts.profile === 'always' || (opts.profile === 'auto' && missed)) {
+      checkAbort();
+      step(`profile: netd's NetworkManager with timing spans, 1 + ${opts.profileIterations} sandboxes`);
+      result.spans = await spanProfile(state, entry, cniConfDir, binDirs, opts.profileIterations);
+    }
+  } catch (err) {
+    result.error = errorText(err);
+  } finally {
+    step('cleaning up');
+    result.cleanup = await cleanup(state);
+    result.finishedAt = new Date().toISOString();
+    result.loadavg.end = loadavg();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+
+  roundAll(result);
+  await mkdir(dirname(jsonPath), { recursive: true });
+  await writeFile(jsonPath, `${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(`\n${formatReport(result)}\n\nresults: ${jsonPath}\n`);
+  if (result.error) return signal.aborted ? 130 : 1;
+  const c = result.cleanup;
+  return c.leftoverNetns.length > 0 || c.bridgeLeft || c.errors.length > 0 ? 1 : 0;
+}
+
+/** Keeps the JSON readable: microsecond precision is plenty for these samples. */
+function roundAll(result: SandboxBenchResult): void {
+  for (const p of result.phases) {
+    const f = p.floor;
+    f.setupMs = roundSamples(f.setupMs);
+    f.netnsAddMs = roundSamples(f.netnsAddMs);
+    f.pluginAddMs = f.pluginAddMs.map(roundSamples);
+    f.teardownMs = roundSamples(f.teardownMs);
+    f.pluginDelMs = f.pluginDelMs.map(roundSamples);
+    f.netnsDeleteMs = roundSamples(f.netnsDeleteMs);
+    p.vmlet.run = roundSamples(p.vmlet.run);
+    p.vmlet.stop = roundSamples(p.vmlet.stop);
+    p.vmlet.remove = roundSamples(p.vmlet.remove);
+    for (const k of Object.keys(p.wallMs)) p.wallMs[k] = roundSamples([p.wallMs[k]!])[0]!;
+    for (const b of Object.values(p.logBreakdown ?? {})) {
+      if (!b) continue;
+      for (const k of Object.keys(b)) b[k] = roundSamples(b[k]!);
+    }
+  }
+  if (result.versionMs) result.versionMs = roundSamples(result.versionMs);
+  for (const c of result.list?.cases ?? []) {
+    for (const k of ['clientMs', 'rawMs', 'serverMs', 'encodeMs', 'decodeMs'] as const) c[k] = roundSamples(c[k]);
+    if (c.reference) c.reference = { ...c.reference, clientMs: roundSamples(c.reference.clientMs), rawMs: roundSamples(c.reference.rawMs) };
+  }
+}
