@@ -29,7 +29,8 @@ import { CONSOLE_RAW } from './console_logs.js';
 import { buildVmSpec, type HostFacts } from './vm_spec_builder.js';
 import { containerKey, type ContainerRecord, type ContainerResources, type ContainerState } from './records.js';
 import { resolveId, nowNs } from '../cri/validate.js';
-import { matchesLabels } from '../sandbox/service.js';
+import { KeyedLock } from '../store/keyed_lock.js';
+import { filterRecords, type RecordFilter } from '../store/record_filter.js';
 
 /** Domains vmlet owns carry this prefix, so leftovers are recognisable. */
 export const DOMAIN_PREFIX = 'vmlet-';
@@ -37,28 +38,19 @@ export const OVERLAY = 'root.qcow2';
 const SEED = 'seed.iso';
 const STATE_POLL_MS = 200;
 
-export interface ContainerSpec {
-  sandboxId: string;
+/** What CreateContainer asks for: the record's caller-given fields. */
+export type ContainerSpec = Pick<
+  ContainerRecord,
+  'sandboxId' | 'image' | 'command' | 'args' | 'workingDir' | 'envs' | 'labels' | 'annotations' | 'mounts' | 'resources'
+> & {
   name: string;
   attempt: number;
-  image: string;
-  command: string[];
-  args: string[];
-  workingDir: string;
-  envs: { key: string; value: string }[];
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-  mounts: ContainerRecord['mounts'];
   /** Relative to the sandbox's log directory ('' for none). */
   logPath: string;
-  resources: ContainerResources;
-}
+};
 
-export interface ContainerFilter {
-  id?: string;
+export interface ContainerFilter extends RecordFilter<ContainerState> {
   sandboxId?: string;
-  state?: ContainerState;
-  labels?: Record<string, string>;
 }
 
 /** The console → CRI log side, kept behind a narrow interface. */
@@ -76,7 +68,7 @@ export class ContainerService {
   private readonly store: RecordStore<ContainerRecord>;
   private readonly byKey = new Map<string, string>();
   private readonly byDomain = new Map<string, string>();
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLock();
   /** Resolvers waiting for a domain to reach SHUTOFF (StopContainer). */
   private readonly stopWaiters = new Map<string, Set<() => void>>();
   private readonly dataDir: string;
@@ -134,15 +126,7 @@ export class ContainerService {
     if (filter.id && id === undefined) return [];
     const sandboxId = filter.sandboxId ? this.sandboxes.resolve(filter.sandboxId) : undefined;
     if (filter.sandboxId && sandboxId === undefined) return [];
-    const out: ContainerRecord[] = [];
-    for (const r of this.store.values()) {
-      if (id !== undefined && r.id !== id) continue;
-      if (sandboxId !== undefined && r.sandboxId !== sandboxId) continue;
-      if (filter.state !== undefined && r.state !== filter.state) continue;
-      if (filter.labels && !matchesLabels(r.labels, filter.labels)) continue;
-      out.push(r);
-    }
-    return out;
+    return filterRecords(this.store.values(), { ...filter, id }, (r) => sandboxId === undefined || r.sandboxId === sandboxId);
   }
 
   async create(spec: ContainerSpec): Promise<string> {
@@ -252,7 +236,7 @@ export class ContainerService {
 
   async start(idOrPrefix: string): Promise<void> {
     const r = this.mustGet(idOrPrefix);
-    await this.withLock(r.id, async () => {
+    await this.locks.run(r.id, async () => {
       const current = this.store.get(r.id)!;
       if (current.state === 'RUNNING') return;
       if (current.state !== 'CREATED') throw new FailedPreconditionError(`container ${r.id} is ${current.state}; only a created container can start`);
@@ -278,7 +262,7 @@ export class ContainerService {
    */
   async stop(idOrPrefix: string, timeoutSeconds: number): Promise<void> {
     const r = this.mustGet(idOrPrefix);
-    await this.withLock(r.id, async () => {
+    await this.locks.run(r.id, async () => {
       const current = this.store.get(r.id)!;
       if (current.state !== 'RUNNING') return;
       const dom = await this.lookup(current);
@@ -304,7 +288,7 @@ export class ContainerService {
   async remove(idOrPrefix: string): Promise<void> {
     const id = this.resolve(idOrPrefix);
     if (id === undefined) return;
-    await this.withLock(id, async () => {
+    await this.locks.run(id, async () => {
       const r = this.store.get(id);
       if (!r) return;
       const dom = await this.lookup(r);
@@ -346,7 +330,7 @@ export class ContainerService {
 
   async updateResources(idOrPrefix: string, resources: ContainerResources, apply: (dom: DomainRef, r: ContainerRecord) => Promise<void>): Promise<void> {
     const r = this.mustGet(idOrPrefix);
-    await this.withLock(r.id, async () => {
+    await this.locks.run(r.id, async () => {
       const current = this.store.get(r.id)!;
       if (current.state === 'EXITED') throw new FailedPreconditionError(`container ${r.id} has exited`);
       const dom = await this.lookup(current);
@@ -406,9 +390,9 @@ export class ContainerService {
       for (const wake of this.stopWaiters.get(ev.domain.name) ?? []) wake();
       const r = this.store.get(id);
       // A stop in progress records its own outcome.
-      if (!r || r.state !== 'RUNNING' || this.locks.has(id)) return;
+      if (!r || r.state !== 'RUNNING' || this.locks.held(id)) return;
       const clean = ev.event === DomainEvent.STOPPED && ev.detail === DomainEventStoppedDetail.SHUTDOWN;
-      void this.withLock(id, () =>
+      void this.locks.run(id, () =>
         this.markExited(id, clean ? { exitCode: 0, reason: 'Completed' } : { exitCode: 1, reason: 'Error', message: `VM stopped (libvirt event ${ev.event}, detail ${ev.detail})` }),
       ).catch((err) => this.logger.error({ err, containerId: id }, 'could not record a VM exit'));
     }
@@ -490,14 +474,4 @@ export class ContainerService {
     }
   }
 
-  private async withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.locks.get(id) ?? Promise.resolve();
-    const next = previous.catch(() => {}).then(fn);
-    this.locks.set(id, next);
-    try {
-      return await next;
-    } finally {
-      if (this.locks.get(id) === next) this.locks.delete(id);
-    }
-  }
 }

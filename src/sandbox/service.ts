@@ -10,6 +10,8 @@ import type { NetdClient } from '../netd/client.js';
 import type { SetupParams } from '../netd/protocol.js';
 import { resolveId, nowNs } from '../cri/validate.js';
 import { sandboxKey, type SandboxRecord } from './records.js';
+import { KeyedLock } from '../store/keyed_lock.js';
+import { filterRecords, type RecordFilter } from '../store/record_filter.js';
 
 export interface SandboxSpec {
   metadata: SandboxRecord['metadata'];
@@ -22,11 +24,7 @@ export interface SandboxSpec {
   portMappings: SandboxRecord['portMappings'];
 }
 
-export interface SandboxFilter {
-  id?: string;
-  state?: SandboxRecord['state'];
-  labels?: Record<string, string>;
-}
+export type SandboxFilter = RecordFilter<SandboxRecord['state']>;
 
 /** Hooks for the container side: the sandbox must stop/remove its VM before its network goes. */
 export interface SandboxContainerHooks {
@@ -40,7 +38,7 @@ export class SandboxService {
   /** RunPodSandbox calls in progress by key, so concurrent duplicates share one build. */
   private readonly building = new Map<string, Promise<string>>();
   /** Serializes operations per sandbox id. */
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLock();
   containerHooks: SandboxContainerHooks = { stopContainersOf: async () => {}, removeContainersOf: async () => {} };
 
   constructor(
@@ -74,16 +72,9 @@ export class SandboxService {
   }
 
   list(filter: SandboxFilter = {}): SandboxRecord[] {
-    const out: SandboxRecord[] = [];
     const id = filter.id ? this.resolve(filter.id) : undefined;
-    if (filter.id && id === undefined) return out;
-    for (const r of this.store.values()) {
-      if (id !== undefined && r.id !== id) continue;
-      if (filter.state !== undefined && r.state !== filter.state) continue;
-      if (filter.labels && !matchesLabels(r.labels, filter.labels)) continue;
-      out.push(r);
-    }
-    return out;
+    if (filter.id && id === undefined) return [];
+    return filterRecords(this.store.values(), { ...filter, id });
   }
 
   async run(spec: SandboxSpec): Promise<string> {
@@ -144,7 +135,7 @@ export class SandboxService {
 
   async stop(idOrPrefix: string): Promise<void> {
     const record = this.mustGet(idOrPrefix);
-    await this.withLock(record.id, async () => {
+    await this.locks.run(record.id, async () => {
       await this.containerHooks.stopContainersOf(record.id);
       const current = this.store.get(record.id);
       if (!current) return;
@@ -164,22 +155,11 @@ export class SandboxService {
     if (id === undefined) return;
     const record = this.store.get(id)!;
     if (record.state === 'READY' || record.network || record.pendingCleanup) await this.stop(id);
-    await this.withLock(id, async () => {
+    await this.locks.run(id, async () => {
       await this.containerHooks.removeContainersOf(id);
       await this.store.delete(id);
       this.byKey.delete(record.key);
     });
-  }
-
-  private async withLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const previous = this.locks.get(id) ?? Promise.resolve();
-    const next = previous.catch(() => {}).then(fn);
-    this.locks.set(id, next);
-    try {
-      return await next;
-    } finally {
-      if (this.locks.get(id) === next) this.locks.delete(id);
-    }
   }
 
   /** Waits until the sandbox's VM-facing network (its DHCP responder) serves. */
@@ -192,7 +172,3 @@ export class SandboxService {
   }
 }
 
-export function matchesLabels(labels: Record<string, string>, selector: Record<string, string>): boolean {
-  for (const [k, v] of Object.entries(selector)) if (labels[k] !== v) return false;
-  return true;
-}
