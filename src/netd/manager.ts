@@ -112,6 +112,7 @@ export class NetworkManager implements NetdMethods {
     const netConfig = loaded.config;
 
     const undos: Undo[] = [];
+    const steps = new StepTimer();
     const netnsName = netnsNameFor(params.sandboxId);
     const record: SandboxNetworkRecord = {
       id: params.sandboxId,
@@ -124,8 +125,10 @@ export class NetworkManager implements NetdMethods {
       // Recorded first, so a crash at any later point leaves what a teardown needs.
       await this.records.put(record);
       undos.push({ what: 'record', run: () => this.records.delete(record.id) });
+      steps.mark('record');
 
       await this.netns.create(netnsName);
+      steps.mark('netns');
       undos.push({ what: 'netns', run: () => this.netns.delete(netnsName) });
 
       const attachment: Omit<AttachmentRequest, 'netns'> = {
@@ -137,7 +140,9 @@ export class NetworkManager implements NetdMethods {
       record.networkName = netConfig.name;
       record.attachment = attachment;
       await this.records.put(record);
+      steps.mark('record');
       const outcome = await this.chain.add(netConfig, { ...attachment, netns: record.netnsPath });
+      steps.mark('cni-add');
       undos.push({ what: 'cni', run: () => this.chain.del(netConfig.name, { ...attachment, netns: record.netnsPath }, netConfig) });
 
       const view = toVmNetworkView(outcome.result, { ifName: POD_IFNAME });
@@ -145,6 +150,7 @@ export class NetworkManager implements NetdMethods {
       const vmInterfaces: VmInterface[] = [];
       for (const [index, iface] of view.interfaces.entries()) {
         const snapshot = await readInterfaceSnapshot(this.ip, netnsName, iface.name);
+        steps.mark('snapshot');
         const binding: NetworkBinding<WiredInterface> = await this.selector.select(snapshot.link);
         const context: BindingContext = { netnsName, netnsPath: record.netnsPath, sandboxId: params.sandboxId, index, cniInterface: iface };
         const slot = record.interfaces.length;
@@ -153,6 +159,7 @@ export class NetworkManager implements NetdMethods {
           record.interfaces[slot] = { context, state: planned };
           await this.records.put(record);
         }, snapshot);
+        steps.mark('wire');
         undos.push({ what: `wire ${iface.name}`, run: () => binding.unwire(context, state) });
         vmInterfaces.push(state.vm);
       }
@@ -162,7 +169,9 @@ export class NetworkManager implements NetdMethods {
       record.leases = leasesFor(network);
       record.network = network;
       await this.records.put(record);
+      steps.mark('record');
       if (record.leases.length > 0) this.beginDhcp(record);
+      this.logger.debug({ sandboxId: params.sandboxId, stepsMs: steps.totals() }, 'sandbox network set up');
       return { netnsPath: record.netnsPath, network };
     } catch (err) {
       await this.runUndos(params.sandboxId, undos, err);
@@ -325,3 +334,19 @@ export function leasesFor(network: VmNetwork): DhcpLease[] {
 }
 
 export type { NetworkConfigList };
+
+/** Sums wall time per named step, for one debug line per setup. */
+class StepTimer {
+  private last = process.hrtime.bigint();
+  private readonly ms: Record<string, number> = {};
+
+  mark(step: string): void {
+    const now = process.hrtime.bigint();
+    this.ms[step] = Math.round(((this.ms[step] ?? 0) + Number(now - this.last) / 1e6) * 100) / 100;
+    this.last = now;
+  }
+
+  totals(): Record<string, number> {
+    return { ...this.ms };
+  }
+}
