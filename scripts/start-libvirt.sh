@@ -6,6 +6,20 @@ log() { printf 'vmlet-libvirt: %s\n' "$*" >&2; }
 
 answers() { timeout 10 virsh -q -c qemu:///system version >/dev/null 2>&1; }
 
+# Records that vmlet's own scripts started this libvirtd (pid + start time), in the marker the
+# test suite reads: only a libvirtd started this way may be restarted by its reconnect test.
+mark_started_by_us() {
+  local pid stat rest
+  for _ in $(seq 1 100); do [ -s /run/libvirtd.pid ] && break; sleep 0.1; done
+  pid=$(cat /run/libvirtd.pid 2>/dev/null) || return 0
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 0
+  rest=${stat##*) }
+  # shellcheck disable=SC2086
+  set -- $rest
+  mkdir -p /run/vmlet-test
+  printf '{"pid":%s,"startTime":"%s"}\n' "$pid" "${20}" > /run/vmlet-test/libvirtd-started-by-tests.json
+}
+
 if [ "$(ps -o comm= -p 1)" = systemd ]; then
   systemctl start virtlogd libvirtd
 else
@@ -21,6 +35,7 @@ else
       log "starting libvirtd"
       rm -f /run/libvirtd.pid
       libvirtd -d
+      mark_started_by_us
     fi
   fi
 fi
