@@ -3,9 +3,9 @@
  * serve keeps a record per container; libvirt's lifecycle events keep its state current. Every
  * call is idempotent and every multi-step call rolls back what it did when a step fails.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, rm, readdir } from 'node:fs/promises';
-import { join, basename } from 'node:path';
+import { join, basename, resolve } from 'node:path';
 import { RecordStore } from '../store/record_store.js';
 import {
   AlreadyExistsError,
@@ -31,6 +31,11 @@ import { containerKey, type ContainerRecord, type ContainerResources, type Conta
 import { resolveId, nowNs } from '../cri/validate.js';
 import { KeyedLock } from '../store/keyed_lock.js';
 import { filterRecords, type RecordFilter } from '../store/record_filter.js';
+
+/** Identifies a vmlet instance by its state dir, in the metadata of the domains it makes. */
+export function ownerIdFor(stateDir: string): string {
+  return createHash('sha256').update(resolve(stateDir)).digest('hex').slice(0, 16);
+}
 
 /** Domains vmlet owns carry this prefix, so leftovers are recognisable. */
 export const DOMAIN_PREFIX = 'vmlet-';
@@ -72,6 +77,7 @@ export class ContainerService {
   /** Resolvers waiting for a domain to reach SHUTOFF (StopContainer). */
   private readonly stopWaiters = new Map<string, Set<() => void>>();
   private readonly dataDir: string;
+  private readonly owner: string;
   /** Containers being created: their domain and directory exist before their record does. */
   private readonly creating = new Set<string>();
 
@@ -86,6 +92,7 @@ export class ContainerService {
   ) {
     this.store = new RecordStore<ContainerRecord>(join(stateDir, 'containers'), logger);
     this.dataDir = join(stateDir, 'vms');
+    this.owner = ownerIdFor(stateDir);
   }
 
   async load(): Promise<void> {
@@ -203,6 +210,7 @@ export class ContainerService {
         {
           containerId: id,
           sandboxId: sandbox.id,
+          owner: this.owner,
           domainName: record.domainName,
           domainUuid: record.domainUuid,
           resources: spec.resources,
@@ -354,9 +362,10 @@ export class ContainerService {
       const id = this.byDomain.get(dom.name);
       if (id !== undefined && !this.store.get(id)) continue; // being created
       if (id === undefined) {
-        // Only a domain whose metadata says vmlet made it is ours to remove.
+        // Only a domain whose metadata says this vmlet (this state dir) made it is ours to remove;
+        // another vmlet on the same libvirtd keeps its VMs.
         const meta = parseDomainMetadata(await client.getXmlDesc(dom).catch(() => ''));
-        if (meta && !this.store.get(meta.containerId) && !this.creating.has(meta.containerId)) {
+        if (meta && meta.owner === this.owner && !this.store.get(meta.containerId) && !this.creating.has(meta.containerId)) {
           this.logger.warn({ domain: dom.name }, 'removing a vmlet domain no record owns');
           await this.destroyIfActive(dom).catch(() => {});
           await this.undefine(dom).catch((err) => this.logger.error({ err, domain: dom.name }, 'could not undefine orphan domain'));

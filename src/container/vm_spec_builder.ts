@@ -21,6 +21,8 @@ export interface HostFacts {
 export interface VmInputs {
   containerId: string;
   sandboxId: string;
+  /** The creating vmlet's owner id (ownerIdFor its state dir). */
+  owner: string;
   domainName: string;
   domainUuid: string;
   resources: ContainerResources;
@@ -77,6 +79,6 @@ export function buildVmSpec(inputs: VmInputs, host: HostFacts, vcpuAnnotationGiv
     nics: nics.filter((n) => n.kind !== 'tap'),
     emulatorArgs: tapNicQemuArgs(nics.flatMap((n) => (n.kind === 'tap' ? [{ tap: n.tap, mac: n.mac, mtu: n.mtu }] : []))),
     emulatorEnv: vmwrapperEnv(inputs.netnsName),
-    metadata: { sandboxId: inputs.sandboxId, containerId: inputs.containerId },
+    metadata: { sandboxId: inputs.sandboxId, containerId: inputs.containerId, owner: inputs.owner },
   };
 }

@@ -53,7 +53,9 @@ export class CriServer {
   async stop(graceMs = 10_000): Promise<void> {
     const listener = this.listener;
     this.listener = undefined;
-    if (listener) await new Promise<void>((resolve) => listener.close(() => resolve()));
+    // Stop accepting now; close()'s callback would wait for every open connection (kubelet keeps
+    // one open for good), so the drain below is what ends them.
+    listener?.close();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.grpcServer.forceShutdown();

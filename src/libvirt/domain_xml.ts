@@ -166,7 +166,9 @@ export function parseDomainMetadata(xml: string): DomainMetadata | undefined {
   // twice ("&amp;#46;" → "."), so only plain tokens are trusted.
   if (!sandboxId || !containerId || !VMLET_ID.test(sandboxId) || !VMLET_ID.test(containerId)) return undefined;
   const seedKind = field('seed', 'kind');
+  const owner = field('owner', 'id');
   const result: DomainMetadata = { sandboxId, containerId };
+  if (owner !== undefined && VMLET_ID.test(owner)) result.owner = owner;
   if (seedKind === 'nocloud' || seedKind === 'configdrive') result.seedKind = seedKind;
   return result;
 }
@@ -182,6 +184,7 @@ function addMetadata(domain: XMLBuilder, meta: VmletDomainMetadata, seedKind: Se
   const instance = add(domain, 'metadata').ele(ns, `${VMLET_PREFIX}:instance`);
   instance.ele(ns, `${VMLET_PREFIX}:sandbox`, literalAttrs({ id: meta.sandboxId }));
   instance.ele(ns, `${VMLET_PREFIX}:container`, literalAttrs({ id: meta.containerId }));
+  if (meta.owner !== undefined) instance.ele(ns, `${VMLET_PREFIX}:owner`, literalAttrs({ id: meta.owner }));
   if (seedKind !== undefined) instance.ele(ns, `${VMLET_PREFIX}:seed`, literalAttrs({ kind: seedKind }));
 }
 
@@ -334,6 +337,7 @@ export function validateVmSpec(spec: VmSpec): void {
     check(!UNSAFE_TEXT.test(env.value) && env.value.length <= 65536, `emulator env ${env.name} value`, env.value);
   }
   check(VMLET_ID.test(spec.metadata.sandboxId), 'sandbox id', spec.metadata.sandboxId);
+  if (spec.metadata.owner !== undefined) check(VMLET_ID.test(spec.metadata.owner), 'owner id', spec.metadata.owner);
   check(VMLET_ID.test(spec.metadata.containerId), 'container id', spec.metadata.containerId);
   if (spec.memballoon !== undefined) {
     check(spec.memballoon === 'none' || spec.memballoon === 'virtio', 'memballoon', spec.memballoon);

@@ -72,6 +72,8 @@ export type VmNic =
 export interface VmletDomainMetadata {
   sandboxId: string;
   containerId: string;
+  /** Which vmlet (by state dir) made the domain: only that one may garbage-collect it. */
+  owner?: string;
 }
 
 export interface EnvVar {

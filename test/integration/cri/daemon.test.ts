@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { loadCriServices } from '../../../src/cri/proto.js';
-import { startTestDaemon, grpcCode, type TestDaemon } from '../../helpers/daemon.js';
+import { startTestDaemon, grpcCode, criClient, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { connectRaw, rawUnary } from '../../helpers/http2_raw.js';
 
@@ -212,8 +212,15 @@ test('a stale socket file is replaced; SIGTERM drains and exits 0, removing the 
     assert.equal((await d2.runtime.Version!({})).runtime_name, 'vmlet');
     const netdPids = childPids(d2.child.pid!);
     assert.equal(netdPids.length, 1, 'serve runs exactly one netd');
+    // kubelet keeps its connection open: an idle client must not hold the daemon up.
+    const idle = criClient(d2.socket);
+    assert.equal((await idle.runtime.Version!({})).runtime_name, 'vmlet');
+    const stopAsked = Date.now();
     const code = await d2.stop();
     assert.equal(code, 0);
+    assert.ok(Date.now() - stopAsked < 5_000, `SIGTERM took ${Date.now() - stopAsked} ms with an idle client`);
+    idle.runtime.close();
+    idle.image.close();
     assert.equal(existsSync(stale), false);
     for (const pid of netdPids) assert.equal(alive(pid), false, `netd ${pid} outlived serve`);
   } finally {

@@ -13,6 +13,7 @@ import { LibvirtClient, isNoDomain } from '../../../src/libvirt/client.js';
 import { buildDomainXml } from '../../../src/libvirt/domain_xml.js';
 import type { VmSpec } from '../../../src/libvirt/vm_spec.js';
 import { installVmwrapper } from '../../../src/vmwrapper/install.js';
+import { ownerIdFor } from '../../../src/container/service.js';
 
 const tag = randomBytes(3).toString('hex');
 let d: TestDaemon | undefined;
@@ -27,7 +28,7 @@ after(async () => {
   await d?.cleanup();
 });
 
-function spec(name: string, containerId: string, dir: string): VmSpec {
+function spec(name: string, containerId: string, dir: string, owner?: string): VmSpec {
   return {
     name,
     uuid: randomUUID(),
@@ -39,11 +40,11 @@ function spec(name: string, containerId: string, dir: string): VmSpec {
     console: { kind: 'file', path: join(dir, 'console.raw') },
     nics: [],
     emulatorEnv: [],
-    metadata: { sandboxId: 'a'.repeat(64), containerId },
+    metadata: { sandboxId: 'a'.repeat(64), containerId, ...(owner ? { owner } : {}) },
   };
 }
 
-test('a restarted vmlet removes domains and VM directories no record owns, and nothing else', { timeout: 300_000 }, async () => {
+test('a restarted vmlet removes its domains and VM directories no record owns, and nothing else', { timeout: 300_000 }, async () => {
   await ensureLibvirtd();
   await installVmwrapper();
   d = await startTestDaemon({ args: ['--kvm', 'off'] });
@@ -57,7 +58,11 @@ test('a restarted vmlet removes domains and VM directories no record owns, and n
   writeFileSync(join(orphanDir, 'root.qcow2'), '');
   const orphan = `vmlet-${tag}-orphan`;
   names.push(orphan);
-  await client.defineXml(buildDomainXml(spec(orphan, orphanId, orphanDir)));
+  await client.defineXml(buildDomainXml(spec(orphan, orphanId, orphanDir, ownerIdFor(d.stateDir))));
+  // Another vmlet's domain (another state dir) on the same libvirtd: not this one's to remove.
+  const neighbour = `vmlet-${tag}-neighbour`;
+  names.push(neighbour);
+  await client.defineXml(buildDomainXml(spec(neighbour, randomBytes(32).toString('hex'), orphanDir, ownerIdFor('/var/lib/another-vmlet'))));
   // Not vmlet's: same prefix, no vmlet metadata — a human's domain must survive.
   const foreign = `vmlet-${tag}-foreign`;
   names.push(foreign);
@@ -68,4 +73,5 @@ test('a restarted vmlet removes domains and VM directories no record owns, and n
   await assert.rejects(client.lookupByName(orphan), (err: unknown) => isNoDomain(err));
   assert.equal(existsSync(orphanDir), false, 'the orphan VM directory was removed');
   assert.equal((await client.lookupByName(foreign)).name, foreign, 'a domain without vmlet metadata is left alone');
+  assert.equal((await client.lookupByName(neighbour)).name, neighbour, "another vmlet's domain is left alone");
 });

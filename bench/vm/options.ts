@@ -1,0 +1,97 @@
+/** Command-line options of `npm run bench -- vm`. Pure. */
+import { parseArgs } from 'node:util';
+import { join } from 'node:path';
+
+export class UsageError extends Error {}
+
+export interface VmBenchOptions {
+  /** Measured pods (the warm-up pod comes on top). */
+  pods: number;
+  /** Pods brought up at a time; 1 (default) runs them one after the other. */
+  concurrency: number;
+  json: string;
+  /** A pod that fails is recorded and the others still run (default: the first failure ends the run). */
+  keepGoing: boolean;
+  runtime: 'dist' | 'tsx';
+  /** Guest memory (the container's memory limit). */
+  vmMemoryMiB: number;
+  /** How long a guest may take from StartContainer's return to its DHCP ACK and "ready" line. */
+  bootTimeoutS: number;
+  /** Span profile of serve's Run/Create/Start: when vmlet's share misses its target, always, or never. */
+  profile: 'auto' | 'always' | 'never';
+  profilePods: number;
+}
+
+export const VM_USAGE = `usage: npm run bench -- vm [options]   (as root; needs libvirtd, virtlogd, QEMU)
+
+  --pods <count>            measured pods (default 4), after one warm-up pod that is reported apart
+  --concurrency <count>     pods brought up at a time (default 1: one after the other; guests run
+                            under TCG on a small machine, so overlapping boots slow each other)
+  --json <file>             where to write the results (default bench/results/vm-<time>.json)
+  --keep-going              record a failed pod and go on with the others (default: stop at the first)
+  --runtime dist|tsx        daemon from a tsc build run by plain node (default, as in production)
+                            or from the .ts sources under tsx (as the integration tests run it)
+  --vm-memory <MiB>         guest memory (default 256)
+  --boot-timeout <seconds>  limit from StartContainer's return to the guest's "ready" (default 240)
+  --profile auto|always|never
+                            after the measured pods, a second daemon with timing spans around
+                            serve's steps runs a few more pods (Run/Create/Start only, no boot):
+                            when vmlet's share misses its target (auto, default), always, or never
+  --profile-pods <count>    pods for the span profile, after one warm-up (default 5)
+  --help
+`;
+
+function int(value: string | undefined, name: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, not ${JSON.stringify(value)}`);
+  const n = Number(value);
+  if (n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}`);
+  return n;
+}
+
+function oneOf<T extends string>(value: string | undefined, name: string, allowed: readonly T[], fallback: T): T {
+  if (value === undefined) return fallback;
+  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
+/** Undefined for --help. `now` names the default results file. */
+export function parseVmOptions(argv: readonly string[], repoRoot: string, now: Date): VmBenchOptions | undefined {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: {
+        pods: { type: 'string' },
+        concurrency: { type: 'string' },
+        json: { type: 'string' },
+        'keep-going': { type: 'boolean' },
+        runtime: { type: 'string' },
+        'vm-memory': { type: 'string' },
+        'boot-timeout': { type: 'string' },
+        profile: { type: 'string' },
+        'profile-pods': { type: 'string' },
+        help: { type: 'boolean' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.help) return undefined;
+  const str = (k: string) => values[k] as string | undefined;
+  const stamp = now.toISOString().replace(/[:.]/g, '-');
+  const pods = int(str('pods'), 'pods', 4, 1, 64);
+  return {
+    pods,
+    concurrency: Math.min(int(str('concurrency'), 'concurrency', 1, 1, 64), pods),
+    json: str('json') ?? join(repoRoot, 'bench', 'results', `vm-${stamp}.json`),
+    keepGoing: values['keep-going'] === true,
+    runtime: oneOf(str('runtime'), 'runtime', ['dist', 'tsx'] as const, 'dist'),
+    vmMemoryMiB: int(str('vm-memory'), 'vm-memory', 256, 64, 4096),
+    bootTimeoutS: int(str('boot-timeout'), 'boot-timeout', 240, 5, 3600),
+    profile: oneOf(str('profile'), 'profile', ['auto', 'always', 'never'] as const, 'auto'),
+    profilePods: int(str('profile-pods'), 'profile-pods', 5, 1, 100),
+  };
+}

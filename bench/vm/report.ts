@@ -1,0 +1,213 @@
+/** The printed report of a VM bench run. Pure: a result in, text out. */
+import { formatTable, mib, ms } from '../lib/table.js';
+import { median, summarize } from '../lib/stats.js';
+import { growthVerdict, PER_VM_TARGET_KIB, rssGrowth, type Growth, type RssPoint } from './memory.js';
+import { SEPARATOR, UNTIMED } from './span_profile.js';
+import { LIBVIRT_START_SPAN } from './span_record.js';
+import type { MemorySample, PodSample, VmBenchResult } from './result.js';
+
+/** vmlet's own share of a pod start (Run + Create + Start round trips) must stay under this. */
+export const VMLET_SHARE_TARGET_MS = 150;
+
+export function measuredPods(result: VmBenchResult): PodSample[] {
+  return result.pods.filter((p) => !p.warmup && p.error === undefined);
+}
+
+/** PASS when every measured pod's share is under the target. */
+export function shareVerdict(pods: readonly PodSample[]): 'PASS' | 'MISS' | '-' {
+  const shares = pods.map((p) => p.vmletMs).filter((v): v is number => v !== undefined);
+  if (shares.length === 0) return '-';
+  return shares.every((v) => v < VMLET_SHARE_TARGET_MS) ? 'PASS' : 'MISS';
+}
+
+function values(pods: readonly PodSample[], pick: (p: PodSample) => number | undefined): number[] {
+  return pods.map(pick).filter((v): v is number => v !== undefined && Number.isFinite(v));
+}
+
+function summaryRow(label: string, samples: readonly number[], note = ''): string[] {
+  const s = summarize(samples);
+  return [label, String(s.n), ms(s.median), ms(s.p95), ms(s.max), note];
+}
+
+function mainTable(result: VmBenchResult): string {
+  const pods = measuredPods(result);
+  const share = values(pods, (p) => p.vmletMs);
+  const verdict = shareVerdict(pods);
+  return formatTable(
+    ['per pod', 'n', 'median ms', 'p95 ms', 'max ms', ''],
+    [
+      summaryRow('RunPodSandbox', values(pods, (p) => p.runMs)),
+      summaryRow('CreateContainer (overlay, seed, define)', values(pods, (p) => p.createMs)),
+      summaryRow('StartContainer (libvirt start)', values(pods, (p) => p.startMs)),
+      summaryRow("vmlet's share (Run + Create + Start)", share, `target < ${VMLET_SHARE_TARGET_MS} ms per pod: ${verdict}`),
+      summaryRow('guest boot (Start answered -> DHCP ACK)', values(pods, (p) => p.bootMs)),
+      summaryRow('total (Run sent -> DHCP ACK)', values(pods, (p) => p.totalMs)),
+    ],
+    ['left', 'right', 'right', 'right', 'right', 'left'],
+  );
+}
+
+function warmupLine(result: VmBenchResult): string {
+  const w = result.pods.find((p) => p.warmup);
+  if (!w) return 'warm-up pod: none';
+  if (w.error) return `warm-up pod: failed: ${w.error}`;
+  return `warm-up pod (not in the stats): Run ${ms(w.runMs ?? NaN)}, Create ${ms(w.createMs ?? NaN)}, Start ${ms(w.startMs ?? NaN)}, share ${ms(w.vmletMs ?? NaN)}, boot ${ms(w.bootMs ?? NaN)} ms`;
+}
+
+function signalLines(result: VmBenchResult): string[] {
+  const pods = measuredPods(result);
+  const counterLag = values(pods, (p) => (p.ackCounterSeenAt !== undefined && p.ack ? p.ackCounterSeenAt - p.ack.atMs : undefined));
+  const consoleLag = values(pods, (p) => (p.console?.ipAtMs !== undefined && p.ack ? p.console.ipAtMs - p.ack.atMs : undefined));
+  const toInit = values(pods, (p) => (p.console?.bootAtMs !== undefined && p.startReturnedAt !== undefined ? p.console.bootAtMs - p.startReturnedAt : undefined));
+  const initToAck = values(pods, (p) => (p.console?.bootAtMs !== undefined && p.ack ? p.ack.atMs - p.console.bootAtMs : undefined));
+  return [
+    `DHCP ACK time: netd's own "sent DHCP reply" (ack) debug line, logged when the reply left its socket (ms resolution).`,
+    `  cross-checks: netd's ACK counter (PodSandboxStatus verbose, polled) showed it ${ms(median(counterLag))} ms later (median);`,
+    `  the guest's "VMLET-GUEST ip eth0" console line carries a CRI time ${ms(median(consoleLag))} ms after the ACK (median; pump read time).`,
+    `guest boot split (console pump times): Start answered -> guest /init running ${ms(median(toInit))} ms (firmware + kernel), /init -> ACK ${ms(median(initToAck))} ms (modules, udhcpc).`,
+  ];
+}
+
+function point(m: MemorySample): RssPoint {
+  return { runningVms: m.runningVms, serveKiB: m.serve?.rssKiB, netdKiB: m.netd?.rssKiB };
+}
+
+/** Baseline: the reading after the warm-up pod was removed; running: readings with measured VMs up; after: the last reading. */
+export function memoryGrowth(memory: readonly MemorySample[]): { serve: Growth; netd: Growth } | undefined {
+  const baseline = memory.find((m) => m.at.startsWith('baseline'));
+  const running = memory.filter((m) => m.runningVms > 0);
+  const after = [...memory].reverse().find((m) => m.at.startsWith('after all'));
+  if (!baseline || running.length === 0) return undefined;
+  return {
+    serve: rssGrowth('serveKiB', point(baseline), running.map(point), after && point(after)),
+    netd: rssGrowth('netdKiB', point(baseline), running.map(point), after && point(after)),
+  };
+}
+
+function kib(v: number): string {
+  return Number.isFinite(v) ? `${Math.round(v)}` : '-';
+}
+
+function memorySection(result: VmBenchResult): string {
+  const spread = (kibs: readonly number[]) => (kibs.length > 1 ? mib(Math.max(...kibs) - Math.min(...kibs)) : '-');
+  const table = formatTable(
+    ['memory (VmRSS, lowest of each point\'s readings)', 'VMs', 'serve MiB', 'spread', 'netd MiB', 'spread'],
+    result.memory.map((m) => [m.at, String(m.runningVms), mib(m.serve?.rssKiB), spread(m.serveSamplesKiB), mib(m.netd?.rssKiB), spread(m.netdSamplesKiB)]),
+    ['left', 'right', 'right', 'right', 'right', 'right'],
+  );
+  const g = memoryGrowth(result.memory);
+  if (!g) return table;
+  const row = (name: string, x: Growth) => [name, kib(x.slopeKiB), kib(x.endpointKiB), kib(x.retainedKiB), `<= ${PER_VM_TARGET_KIB} KiB/VM: ${growthVerdict(x)}`];
+  const growth = formatTable(
+    ['growth per running VM', 'slope KiB', 'endpoint KiB', 'kept after removal KiB', 'target'],
+    [row('serve', g.serve), row('netd', g.netd)],
+    ['left', 'right', 'right', 'right', 'left'],
+  );
+  return `${table}\n\n${growth}\n(slope: least squares over the baseline and each point with VMs up; endpoint: (RSS with all up - baseline) / VMs; baseline: after the warm-up pod was removed. Each point is the lowest of its readings; "spread" is how far its readings moved between garbage collections: growth smaller than that is within the noise.)`;
+}
+
+function breakdownSection(result: VmBenchResult): string | undefined {
+  const pods = measuredPods(result).filter((p) => p.breakdown);
+  if (pods.length === 0) return undefined;
+  const labels = Object.keys(pods[0]!.breakdown!);
+  const rows = labels.map((label) => {
+    const samples = pods.map((p) => p.breakdown![label]).filter((v): v is number => v !== undefined && Number.isFinite(v));
+    return [label, ms(median(samples)), ms(samples.length ? Math.max(...samples) : NaN)];
+  });
+  return `Where vmlet's share goes (daemon debug lines; median and max over ${pods.length} pods):\n${formatTable(['component', 'median ms', 'max ms'], rows, ['left', 'right', 'right'])}`;
+}
+
+function profileSection(result: VmBenchResult): string | undefined {
+  const p = result.profile;
+  if (!p) return undefined;
+  const head = `Span profile (a second daemon with timing spans around serve's steps; ${p.pods} pods after a warm-up; Run/Create/Start only, each VM removed right after Start):`;
+  if (p.error && p.summary.length === 0) return `${head}\n  failed: ${p.error}`;
+  const client = `  client round trips with spans on (median): Run ${ms(median(p.clientMs.run.slice(1)))}, Create ${ms(median(p.clientMs.create.slice(1)))}, Start ${ms(median(p.clientMs.start.slice(1)))} ms`;
+  const tables = p.summary.map((root) => {
+    const rows = root.rows.map((r) => {
+      const cut = r.path.lastIndexOf(SEPARATOR);
+      const name = cut < 0 ? r.path : r.path.slice(cut + SEPARATOR.length);
+      const window = r.startMs === undefined ? '' : `${ms(r.startMs)} - ${ms(r.endMs ?? NaN)}`;
+      return [`${'  '.repeat(r.depth + 1)}${name}`, ms(r.medianMs), name === UNTIMED ? '' : String(r.calls), window];
+    });
+    return formatTable(
+      [`${root.root} (service method), n=${root.n}${root.failed ? `, ${root.failed} failed` : ''}: ${ms(root.medianMs)} ms`, 'median ms', 'calls', 'ran at ms (median)'],
+      rows,
+      ['left', 'right', 'right', 'right'],
+    );
+  });
+  const f = p.libvirtFloor;
+  const lines = [client];
+  if (f && f.startMs.length > 0) {
+    lines.push(
+      `  libvirt floor (a minimal domain, same QEMU and memory, through libvirt's RPC without vmlet; one round after each profile pod; median of ${f.startMs.length}): define ${ms(median(f.defineMs))}, start ${ms(median(f.startMs))}, destroy ${ms(median(f.destroyMs))}, undefine ${ms(median(f.undefineMs))} ms`,
+    );
+    // Pairs: the i-th measured StartContainer record and the floor round right after it.
+    const starts = p.records.filter((r) => r.root === 'StartContainer').slice(1).map((r) => r.spans[LIBVIRT_START_SPAN]?.[1]);
+    const diffs = starts.flatMap((v, i) => (v !== undefined && f.startMs[i] !== undefined ? [v - f.startMs[i]!] : []));
+    if (diffs.length > 0) {
+      lines.push(`  vmlet's domain start (LibvirtClient.create in StartContainer) minus the floor's start of the same round: median ${ms(median(diffs))} ms (pairs: ${diffs.map((d) => ms(d)).join(', ')})`);
+    }
+  } else {
+    lines.push('  libvirt floor: not measured');
+  }
+  return [head, lines.join('\n'), ...tables].join('\n\n') + (p.error ? `\n  profile error: ${p.error}` : '');
+}
+
+function teardownLine(result: VmBenchResult): string | undefined {
+  const t = result.teardown;
+  if (t.length === 0) return undefined;
+  const med = (k: 'stopContainerMs' | 'removeContainerMs' | 'stopSandboxMs' | 'removeSandboxMs') => ms(median(t.map((x) => x[k])));
+  return `teardown (median of ${t.length}): StopContainer(timeout 0) ${med('stopContainerMs')}, RemoveContainer ${med('removeContainerMs')}, StopPodSandbox ${med('stopSandboxMs')}, RemovePodSandbox ${med('removeSandboxMs')} ms`;
+}
+
+function cpuLine(result: VmBenchResult): string {
+  const pods = measuredPods(result);
+  const other = values(pods, (p) => p.otherCpuCores);
+  const guests = values(pods, (p) => p.guestCpuCores);
+  return `CPUs busy during each pod (Run sent -> ACK, median): guests ${guests.length ? median(guests).toFixed(2) : '-'}, everything else outside bench/serve/netd (libvirtd's share of the start included) ${other.length ? median(other).toFixed(2) : '-'}, of ${result.machine.nproc}`;
+}
+
+function podLines(result: VmBenchResult): string[] {
+  return result.pods.map((p) => {
+    const what = p.error
+      ? `FAILED: ${p.error}`
+      : `ip ${p.podIp ?? '?'}  Run ${ms(p.runMs ?? NaN)}  Create ${ms(p.createMs ?? NaN)}  Start ${ms(p.startMs ?? NaN)}  share ${ms(p.vmletMs ?? NaN)}  boot ${ms(p.bootMs ?? NaN)}  total ${ms(p.totalMs ?? NaN)}`;
+    return `  ${p.warmup ? 'warm-up ' : ''}${p.name}: ${what}`;
+  });
+}
+
+function cleanupLine(result: VmBenchResult): string {
+  const c = result.cleanup;
+  const left = [
+    ...c.leftoverDomains.map((d) => `domain ${d}`),
+    ...c.leftoverNetns.map((n) => `netns ${n}`),
+    ...c.leftoverQemuPids.map((p) => `qemu pid ${p}`),
+    ...(c.bridgeLeft ? [`bridge ${result.network.bridge}`] : []),
+  ];
+  const parts = [left.length === 0 ? 'cleanup: nothing left (domains, netns, QEMU processes, bridge checked)' : `cleanup LEFT: ${left.join(', ')}`];
+  if (c.errors.length > 0) parts.push(`cleanup errors: ${c.errors.join('; ')}`);
+  return parts.join('\n');
+}
+
+export function formatReport(result: VmBenchResult): string {
+  const o = result.options;
+  const m = result.machine;
+  const header = [
+    `vmlet VM pods: ${o.pods} measured pod(s) + 1 warm-up, ${o.concurrency === 1 ? 'one after the other' : `${o.concurrency} at a time`}, guest ${o.vmMemoryMiB} MiB, ${m.kvm}, daemon from ${result.runtime.mode}`,
+    `machine: ${m.nproc} CPUs (${m.cpuModel}), ${m.memTotalMiB} MiB, ${m.kernel.split(' ').slice(0, 2).join(' ')}, node ${m.node}, ${m.libvirtd}, ${m.qemu}`,
+    `load average at start ${m.loadavgStart.map((l) => l.toFixed(2)).join(' ')}, at end ${m.loadavgEnd.map((l) => l.toFixed(2)).join(' ')}`,
+  ];
+  const sections = [header.join('\n'), mainTable(result), [warmupLine(result), ...podLines(result)].join('\n'), signalLines(result).join('\n'), cpuLine(result)];
+  const b = breakdownSection(result);
+  if (b) sections.push(b);
+  const prof = profileSection(result);
+  if (prof) sections.push(prof);
+  sections.push(memorySection(result));
+  const t = teardownLine(result);
+  if (t) sections.push(t);
+  if (result.foreignDomainsAtStart.length > 0) sections.push(`note: vmlet domains of others were present at the start: ${result.foreignDomainsAtStart.join(', ')}`);
+  sections.push(cleanupLine(result));
+  if (result.error) sections.push(`ERROR: ${result.error}`);
+  return sections.join('\n\n');
+}

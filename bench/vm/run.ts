@@ -1,0 +1,648 @@
+/**
+ * `npm run bench -- vm`: a real vmlet daemon (serve + netd) on a bench CNI bridge network, the
+ * test guest pulled over HTTP from 127.0.0.1, and per pod, timed over the real CRI socket:
+ * RunPodSandbox, CreateContainer, StartContainer (vmlet's share), then the guest's boot up to the
+ * DHCP ACK vmlet's responder sends it. One warm-up pod first (reported apart). The measured VMs
+ * stay up together for the memory reading, then go. If vmlet's share misses its target, a second
+ * daemon with timing spans (serve_spans.ts) shows where the time goes.
+ *
+ * Whatever happens (failure, Ctrl-C), the bench removes its containers and sandboxes through the
+ * daemon, stops it, removes by name any domain or netns of its own that is left, deletes its
+ * bridge and checks that no domain, netns or QEMU process of its own remains.
+ */
+import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { findPlugin } from '../../src/network/cni/exec.js';
+import { loadNetworkConfig } from '../../src/network/cni/config.js';
+import { netnsNameFor } from '../../src/network/names.js';
+import { ensureLibvirtd } from '../../test/helpers/libvirtd.js';
+import { BenchDaemon, REPO_ROOT, prepareEntryPoints, type DaemonDirs, type EntryPoints } from '../lib/daemon.js';
+import { machineInfo } from '../lib/proc.js';
+import { pool, InterruptedError } from '../lib/pool.js';
+import { roundSamples } from '../lib/stats.js';
+import { benchConflist, deleteLink, deleteNetns, hostRouteDsts, linkExists, listNetns, pickBenchSubnet, type BenchNetwork } from '../sandbox/network.js';
+import { buildTestGuest, serveGuest, type GuestServer } from './guest_image.js';
+import { cpuBetween, cpuReading, definedDomains, destroyAndUndefine, domainNameFor, qemuPidsOf, toolVersion, vmletDomains } from './host.js';
+import { LibvirtFloor } from './libvirt_floor.js';
+import { CriImageClient } from './image_client.js';
+import { podBreakdown } from './log_breakdown.js';
+import { parseVmOptions, UsageError, VM_USAGE, type VmBenchOptions } from './options.js';
+import { CONTAINER_LOG_PATH, RUN_LABEL, vmCreateContainerRequest, vmPodName, vmPodSandboxConfig } from './pods.js';
+import { formatReport, measuredPods, shareVerdict } from './report.js';
+import { RESULT_FORMAT, type MemorySample, type PodSample, type ProfileResult, type TeardownSample, type VmBenchResult } from './result.js';
+import { SPANS_FILE_ENV } from './span_record.js';
+import { acksFromVerboseInfo, firstDhcpAck, guestMarks, parseCriLog } from './signals.js';
+import { parseSpanLines, summarizeSpans } from './span_profile.js';
+
+const LIBVIRT_URI = 'qemu:///system';
+const CANDIDATE_BIN_DIRS = ['/opt/cni/bin', '/usr/lib/cni'];
+/** How often the bench asks netd's ACK counter (PodSandboxStatus verbose) while a guest boots. */
+const ACK_POLL_MS = 250;
+/** After the ACK line, how long the counter may take to show it before the bench stops asking. */
+const ACK_COUNTER_GRACE_MS = 5_000;
+/** Quiet time before a memory reading, so the reading is not taken in the middle of a call. */
+const SETTLE_MS = 1_500;
+/** How long to wait for other vmlet domains to go before starting (a vmlet start removes them). */
+const FOREIGN_WAIT_MS = 180_000;
+const MEMORY_READINGS = 10;
+const MEMORY_INTERVAL_MS = 500;
+
+interface BenchState {
+  tag: string;
+  dir: string;
+  network?: BenchNetwork;
+  daemons: BenchDaemon[];
+  imageClients: CriImageClient[];
+  guest?: GuestServer;
+  sandboxIds: Set<string>;
+  domains: Set<string>;
+}
+
+const now = () => performance.now();
+/** Epoch ms with sub-ms precision, comparable with pino's `time` and the CRI log's stamps. */
+const epochNow = () => performance.timeOrigin + performance.now();
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(new InterruptedError());
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(new InterruptedError());
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function cniBinDirs(): Promise<string[]> {
+  const dirs: string[] = [];
+  for (const d of CANDIDATE_BIN_DIRS) if (await exists(d)) dirs.push(d);
+  if (dirs.length === 0) throw new Error(`no CNI plugin directory (${CANDIDATE_BIN_DIRS.join(', ')}); install containernetworking-plugins`);
+  for (const plugin of ['bridge', 'host-local']) await findPlugin(plugin, dirs);
+  return dirs;
+}
+
+function daemonDirs(base: string, cniConfDir: string, binDirs: string[]): DaemonDirs {
+  return {
+    socket: join(base, 'run', 'vmlet.sock'),
+    stateDir: join(base, 'state'),
+    imageDir: join(base, 'images'),
+    cniConfDir,
+    cniBinDirs: binDirs,
+    translationsDir: join(base, 'translations'),
+  };
+}
+
+function errorText(err: unknown): string {
+  if (err instanceof InterruptedError) return 'interrupted (Ctrl-C)';
+  if (err instanceof Error && 'details' in err) return err.message;
+  return err instanceof Error ? (err.stack ?? err.message) : String(err);
+}
+
+/** A pod's failure: the message is the whole story (the bench's own checks, gRPC statuses). */
+function podErrorText(err: unknown): string {
+  if (err instanceof InterruptedError) return 'interrupted (Ctrl-C)';
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Waits until no vmlet domain is defined: a vmlet daemon starting removes every vmlet domain its records do not own. */
+async function waitForNoForeignDomains(signal: AbortSignal, step: (s: string) => void): Promise<string[]> {
+  const first = await vmletDomains(LIBVIRT_URI);
+  if (first.length === 0) return [];
+  step(`other vmlet domains are defined (${first.join(', ')}); a starting vmlet daemon would remove them, so waiting up to ${FOREIGN_WAIT_MS / 1000} s for them to go`);
+  const deadline = Date.now() + FOREIGN_WAIT_MS;
+  while (Date.now() < deadline) {
+    await sleep(2_000, signal);
+    if ((await vmletDomains(LIBVIRT_URI)).length === 0) return first;
+  }
+  throw new Error(`vmlet domains of another user are still defined (${(await vmletDomains(LIBVIRT_URI)).join(', ')}); starting the bench's daemon would remove them`);
+}
+
+interface PodContext {
+  state: BenchState;
+  daemon: BenchDaemon;
+  opts: VmBenchOptions;
+  imageUrl: string;
+  signal: AbortSignal;
+  /** Sequential runs split each pod's time by the daemon's log lines. */
+  breakdown: boolean;
+}
+
+async function ownPids(daemon: BenchDaemon): Promise<number[]> {
+  const netd = await daemon.netdPid();
+  return [process.pid, daemon.pid, ...(netd !== undefined ? [netd] : [])];
+}
+
+async function guestPids(state: BenchState): Promise<number[]> {
+  return [...(await qemuPidsOf(state.domains)).values()];
+}
+
+/** Waits for the guest's first DHCP ACK in netd's lines, asking netd's ACK counter alongside. */
+async function waitForAck(ctx: PodContext, sample: PodSample, mark: number, deadline: number, onAck: () => Promise<void>): Promise<void> {
+  const { daemon, signal } = ctx;
+  const sandboxId = sample.sandboxId!;
+  let scanned = mark;
+  let lastPoll = -Infinity;
+  let ackSeenAt: number | undefined;
+  for (;;) {
+    if (signal.aborted) throw new InterruptedError();
+    if (!sample.ack) {
+      const fresh = daemon.logs.slice(scanned);
+      scanned += fresh.length;
+      const ack = firstDhcpAck(fresh, sandboxId);
+      if (ack) {
+        sample.ack = ack;
+        ackSeenAt = Date.now();
+        await onAck();
+      }
+    }
+    if (sample.ackCounterSeenAt === undefined && now() - lastPoll >= ACK_POLL_MS) {
+      lastPoll = now();
+      const status = await daemon.client.call<{ info?: Record<string, string> }>('PodSandboxStatus', { pod_sandbox_id: sandboxId, verbose: true });
+      const acks = acksFromVerboseInfo(status.info?.info);
+      if (acks !== undefined && acks >= 1) sample.ackCounterSeenAt = epochNow();
+    }
+    if (sample.ack && (sample.ackCounterSeenAt !== undefined || Date.now() - ackSeenAt! > ACK_COUNTER_GRACE_MS)) return;
+    if (Date.now() > deadline) {
+      if (sample.ack) return;
+      throw new Error(`${sample.name}: no DHCP ACK from vmlet's responder within ${ctx.opts.bootTimeoutS} s of StartContainer (netd counter saw ${sample.ackCounterSeenAt ? 'one' : 'none'})`);
+    }
+    if (!daemon.running) throw new Error(`vmlet serve exited while ${sample.name} booted:\n${daemon.output()}`);
+    await sleep(10, signal);
+  }
+}
+
+/** Waits for the guest's "ready" line in the CRI log, then reads its boot marks. */
+async function waitForConsole(ctx: PodContext, sample: PodSample, logPath: string, deadline: number): Promise<void> {
+  for (;;) {
+    const text = await readFile(logPath, 'utf8').catch(() => '');
+    const marks = guestMarks(parseCriLog(text));
+    sample.console = marks;
+    if (marks.readyAtMs !== undefined) return;
+    if (Date.now() > deadline) throw new Error(`${sample.name}: the guest did not print "VMLET-GUEST ready" within ${ctx.opts.bootTimeoutS} s (last lines: ${text.split('\n').slice(-4).join(' | ')})`);
+    await sleep(200, ctx.signal);
+  }
+}
+
+/** Run, Create, Start (timed), then the guest's boot up to its DHCP ACK and "ready". Fills `sample` as it goes. */
+async function bringUp(ctx: PodContext, sample: PodSample): Promise<void> {
+  const { state, daemon, opts } = ctx;
+  const logDirectory = join(state.dir, 'pod-logs', sample.name);
+  await mkdir(logDirectory, { recursive: true });
+  const podConfig = vmPodSandboxConfig({ name: sample.name, uid: randomUUID(), logDirectory }, state.tag, new Date().toISOString());
+  const own = await ownPids(daemon);
+  const cpu0 = await cpuReading(own, await guestPids(state), now());
+  const mark = daemon.logs.length;
+
+  sample.runSentAt = epochNow();
+  let t = now();
+  const run = await daemon.client.call<{ pod_sandbox_id: string }>('RunPodSandbox', { config: podConfig });
+  sample.runMs = now() - t;
+  sample.sandboxId = run.pod_sandbox_id;
+  state.sandboxIds.add(run.pod_sandbox_id);
+
+  t = now();
+  const created = await daemon.client.call<{ container_id: string }>('CreateContainer', vmCreateContainerRequest(run.pod_sandbox_id, podConfig, ctx.imageUrl, opts.vmMemoryMiB));
+  sample.createMs = now() - t;
+  sample.containerId = created.container_id;
+  sample.domainName = domainNameFor(run.pod_sandbox_id, created.container_id);
+  state.domains.add(sample.domainName);
+
+  t = now();
+  await daemon.client.call('StartContainer', { container_id: created.container_id });
+  sample.startMs = now() - t;
+  sample.startReturnedAt = epochNow();
+  sample.vmletMs = sample.runMs + sample.createMs + sample.startMs;
+
+  const deadline = Date.now() + opts.bootTimeoutS * 1000;
+  // CPU use from Run to the ACK (read when the bench notices the ACK line, within ~10 ms).
+  await waitForAck(ctx, sample, mark, deadline, async () => {
+    const cpu = cpuBetween(cpu0, await cpuReading(own, await guestPids(state), now()));
+    sample.otherCpuCores = cpu.otherCores;
+    sample.guestCpuCores = cpu.guestCores;
+  });
+  sample.bootMs = sample.ack!.atMs - sample.startReturnedAt;
+  sample.totalMs = sample.ack!.atMs - sample.runSentAt;
+
+  const status = await daemon.client.call<{ status: { network?: { ip?: string } } }>('PodSandboxStatus', { pod_sandbox_id: run.pod_sandbox_id });
+  sample.podIp = status.status.network?.ip;
+  if (sample.ack?.yiaddr && sample.podIp && sample.ack.yiaddr !== sample.podIp) {
+    throw new Error(`${sample.name}: the ACK offered ${sample.ack.yiaddr}, the pod IP is ${sample.podIp}`);
+  }
+  await waitForConsole(ctx, sample, join(logDirectory, CONTAINER_LOG_PATH), deadline);
+  const guestIp = sample.console?.ip?.split('/')[0];
+  if (guestIp !== sample.podIp) throw new Error(`${sample.name}: the guest reports ${sample.console?.ip ?? 'no address'}, the pod IP is ${sample.podIp}`);
+
+  if (ctx.breakdown) {
+    await daemon.waitForLines(mark, (l) => l.msg === 'rpc' && l.method === 'StartContainer', 1);
+    sample.breakdown = podBreakdown(daemon.logs.slice(mark), run.pod_sandbox_id, {
+      RunPodSandbox: sample.runMs,
+      CreateContainer: sample.createMs,
+      StartContainer: sample.startMs,
+    });
+  }
+}
+
+/** StopContainer (timeout 0: destroy), RemoveContainer, StopPodSandbox, RemovePodSandbox, each timed. */
+async function tearDown(daemon: BenchDaemon, sample: PodSample): Promise<TeardownSample> {
+  const timed = async (method: string, request: object) => {
+    const t = now();
+    await daemon.client.call(method, request);
+    return now() - t;
+  };
+  const out: TeardownSample = { name: sample.name, stopContainerMs: NaN, removeContainerMs: NaN, stopSandboxMs: NaN, removeSandboxMs: NaN };
+  if (sample.containerId) {
+    out.stopContainerMs = await timed('StopContainer', { container_id: sample.containerId, timeout: '0' });
+    out.removeContainerMs = await timed('RemoveContainer', { container_id: sample.containerId });
+  }
+  if (sample.sandboxId) {
+    out.stopSandboxMs = await timed('StopPodSandbox', { pod_sandbox_id: sample.sandboxId });
+    out.removeSandboxMs = await timed('RemovePodSandbox', { pod_sandbox_id: sample.sandboxId });
+  }
+  return out;
+}
+
+/**
+ * MEMORY_READINGS readings MEMORY_INTERVAL_MS apart; the sample keeps them all and, as its value,
+ * the lowest: RSS moves by megabytes between garbage collections, the low point is the closest
+ * to what the daemon holds.
+ */
+async function readMemory(daemon: BenchDaemon, at: string, runningVms: number, signal: AbortSignal): Promise<MemorySample> {
+  const sample: MemorySample = { at, runningVms, serveSamplesKiB: [], netdSamplesKiB: [] };
+  for (let i = 0; i < MEMORY_READINGS; i++) {
+    if (i > 0) await sleep(MEMORY_INTERVAL_MS, signal);
+    const { serve, netd } = await daemon.memory();
+    if (serve) {
+      sample.serveSamplesKiB.push(serve.rssKiB);
+      if (!sample.serve || serve.rssKiB < sample.serve.rssKiB) sample.serve = serve;
+    }
+    if (netd) {
+      sample.netdSamplesKiB.push(netd.rssKiB);
+      if (!sample.netd || netd.rssKiB < sample.netd.rssKiB) sample.netd = netd;
+    }
+  }
+  return sample;
+}
+
+/** The profile daemon's Node arguments: the span preload right before the main script. */
+function withSpanPreload(entry: EntryPoints, buildDir: string): EntryPoints {
+  const preload = entry.mode === 'dist' ? join(buildDir, 'bench', 'vm', 'serve_spans.js') : join(REPO_ROOT, 'bench', 'vm', 'serve_spans.ts');
+  const serve = [...entry.serve];
+  serve.splice(serve.length - 1, 0, '--import', pathToFileURL(preload).href);
+  return { ...entry, serve };
+}
+
+/**
+ * The profile: a second daemon with timing spans runs `pods` + 1 warm-up pods through
+ * Run/Create/Start (each removed right after), and after each pod one round of the libvirt floor,
+ * so vmlet's domain start and the floor's are measured under the same conditions, in pairs.
+ */
+async function spanProfile(state: BenchState, entry: EntryPoints, buildDir: string, cniConfDir: string, binDirs: string[], opts: VmBenchOptions, imageUrl: string, guestPath: string, signal: AbortSignal): Promise<ProfileResult> {
+  const out: ProfileResult = { pods: opts.profilePods, clientMs: { run: [], create: [], start: [] }, records: [], summary: [], libvirtFloor: { defineMs: [], startMs: [], destroyMs: [], undefineMs: [] } };
+  const floorDir = join(state.dir, 'floor');
+  await mkdir(floorDir, { recursive: true });
+  const spansFile = join(state.dir, 'spans.jsonl');
+  await writeFile(spansFile, '');
+  const dirs = daemonDirs(join(state.dir, 'profile'), cniConfDir, binDirs);
+  // The preload finds its output file in the environment the daemon inherits.
+  process.env[SPANS_FILE_ENV] = spansFile;
+  let daemon: BenchDaemon;
+  try {
+    daemon = await BenchDaemon.start(withSpanPreload(entry, buildDir), dirs, 'debug');
+  } finally {
+    delete process.env[SPANS_FILE_ENV];
+  }
+  state.daemons.push(daemon);
+  let floor: LibvirtFloor | undefined;
+  try {
+    floor = await LibvirtFloor.connect({ dir: floorDir, tag: state.tag, memoryMiB: opts.vmMemoryMiB, backingPath: guestPath, onDomain: (name) => state.domains.add(name) });
+    const images = new CriImageClient(dirs.socket);
+    state.imageClients.push(images);
+    await images.call('PullImage', { image: { image: imageUrl } });
+    for (let i = 0; i <= opts.profilePods; i++) {
+      if (signal.aborted) throw new InterruptedError();
+      const name = vmPodName(state.tag, 'p', i);
+      const logDirectory = join(state.dir, 'pod-logs', name);
+      await mkdir(logDirectory, { recursive: true });
+      const podConfig = vmPodSandboxConfig({ name, uid: randomUUID(), logDirectory }, state.tag, new Date().toISOString());
+      const sample: PodSample = { name, warmup: i === 0 };
+      let t = now();
+      const run = await daemon.client.call<{ pod_sandbox_id: string }>('RunPodSandbox', { config: podConfig });
+      out.clientMs.run.push(now() - t);
+      sample.sandboxId = run.pod_sandbox_id;
+      state.sandboxIds.add(run.pod_sandbox_id);
+      t = now();
+      const created = await daemon.client.call<{ container_id: string }>('CreateContainer', vmCreateContainerRequest(run.pod_sandbox_id, podConfig, imageUrl, opts.vmMemoryMiB));
+      out.clientMs.create.push(now() - t);
+      sample.containerId = created.container_id;
+      state.domains.add(domainNameFor(run.pod_sandbox_id, created.container_id));
+      t = now();
+      await daemon.client.call('StartContainer', { container_id: created.container_id });
+      out.clientMs.start.push(now() - t);
+      await tearDown(daemon, sample);
+      const round = await floor.round(i);
+      if (i === 0) continue; // warm-up
+      for (const k of ['defineMs', 'startMs', 'destroyMs', 'undefineMs'] as const) out.libvirtFloor![k].push(round[k]);
+    }
+  } catch (err) {
+    out.error = errorText(err);
+  } finally {
+    await floor?.close();
+  }
+  for (const c of state.imageClients) c.close();
+  const code = await daemon.stop();
+  if (code !== 0 && !out.error) out.error = `the profile daemon exited with ${code}`;
+  out.records = parseSpanLines(await readFile(spansFile, 'utf8').catch(() => ''));
+  out.summary = summarizeSpans(out.records, 1);
+  if (out.records.length === 0 && !out.error) out.error = 'the span preload wrote no records (serve_spans.ts did not take effect)';
+  return out;
+}
+
+async function cleanup(state: BenchState): Promise<VmBenchResult['cleanup']> {
+  const errors: string[] = [];
+  const note = (what: string, err: unknown) => errors.push(`${what}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+  for (const c of state.imageClients) c.close();
+  for (const daemon of state.daemons) {
+    if (!daemon.running) continue;
+    try {
+      // Through the product's own teardown first, as kubelet would.
+      const { items } = await daemon.client.call<{ items: { id: string; labels?: Record<string, string> }[] }>('ListPodSandbox', { filter: { label_selector: { [RUN_LABEL]: state.tag } } }, 30_000);
+      for (const item of items) {
+        const { containers } = await daemon.client.call<{ containers: { id: string }[] }>('ListContainers', { filter: { pod_sandbox_id: item.id } }, 30_000);
+        for (const c of containers) {
+          await daemon.client.call('RemoveContainer', { container_id: c.id }, 120_000).catch((err: unknown) => note(`remove container ${c.id}`, err));
+        }
+        await daemon.client.call('RemovePodSandbox', { pod_sandbox_id: item.id }, 120_000).catch((err: unknown) => note(`remove sandbox ${item.id}`, err));
+      }
+    } catch (err) {
+      note('list the bench sandboxes for cleanup', err);
+    }
+    try {
+      const code = await daemon.stop();
+      if (code !== 0) errors.push(`vmlet serve (pid ${daemon.pid}) exited with ${code}`);
+    } catch (err) {
+      note('stop daemon', err);
+    }
+  }
+  await state.guest?.close().catch((err: unknown) => note('close the image server', err));
+
+  // What the daemon could not remove (or a crash left): by name, only the bench's own.
+  const prefixes = [...state.sandboxIds].map((id) => `vmlet-${id.slice(0, 12)}-`);
+  const ours = (name: string) => state.domains.has(name) || prefixes.some((p) => name.startsWith(p));
+  const leftDomains = async () => (await definedDomains(LIBVIRT_URI).catch((err: unknown) => (note('list domains', err), [] as string[]))).filter(ours);
+  for (const name of await leftDomains()) {
+    errors.push(`domain ${name} was still defined after the daemon's teardown; removed with virsh`);
+    await destroyAndUndefine(LIBVIRT_URI, name).catch((err: unknown) => note(`remove domain ${name}`, err));
+  }
+  const netnsNames = new Set([...state.sandboxIds].map((id) => netnsNameFor(id)));
+  for (const name of await listNetns()) {
+    if (!netnsNames.has(name)) continue;
+    errors.push(`netns ${name} was still there after the daemon's teardown; deleted`);
+    await deleteNetns(name).catch((err: unknown) => note(`delete netns ${name}`, err));
+  }
+  if (state.network) await deleteLink(state.network.bridge).catch((err: unknown) => note(`delete bridge ${state.network!.bridge}`, err));
+
+  const domainsNow = await leftDomains();
+  const allOurs = new Set([...state.domains, ...domainsNow]);
+  const result = {
+    leftoverDomains: domainsNow,
+    leftoverNetns: (await listNetns()).filter((n) => netnsNames.has(n)),
+    leftoverQemuPids: [...(await qemuPidsOf(allOurs)).values()],
+    bridgeLeft: state.network ? await linkExists(state.network.bridge) : false,
+    errors,
+  };
+  await rm(state.dir, { recursive: true, force: true }).catch((err: unknown) => note(`remove ${state.dir}`, err));
+  return result;
+}
+
+function roundAll(result: VmBenchResult): void {
+  const r3 = (v: number | undefined) => (v === undefined ? undefined : roundSamples([v])[0]);
+  for (const p of result.pods) {
+    for (const k of ['runMs', 'createMs', 'startMs', 'vmletMs', 'bootMs', 'totalMs', 'runSentAt', 'startReturnedAt', 'ackCounterSeenAt', 'otherCpuCores', 'guestCpuCores'] as const) {
+      if (p[k] !== undefined) p[k] = Number.isFinite(p[k]) ? r3(p[k]) : p[k];
+    }
+    if (p.breakdown) for (const k of Object.keys(p.breakdown)) p.breakdown[k] = Number.isFinite(p.breakdown[k]) ? r3(p.breakdown[k])! : p.breakdown[k]!;
+  }
+  for (const t of result.teardown) {
+    for (const k of ['stopContainerMs', 'removeContainerMs', 'stopSandboxMs', 'removeSandboxMs'] as const) if (Number.isFinite(t[k])) t[k] = r3(t[k])!;
+  }
+  if (result.profile) {
+    const c = result.profile.clientMs;
+    result.profile.clientMs = { run: roundSamples(c.run), create: roundSamples(c.create), start: roundSamples(c.start) };
+  }
+}
+
+export async function runVmBench(argv: readonly string[]): Promise<number> {
+  const startedAt = new Date();
+  let opts: VmBenchOptions | undefined;
+  try {
+    opts = parseVmOptions(argv, REPO_ROOT, startedAt);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`${err.message}\n\n${VM_USAGE}`);
+      return 2;
+    }
+    throw err;
+  }
+  if (!opts) {
+    process.stdout.write(VM_USAGE);
+    return 0;
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('the VM bench creates network namespaces, bridges and libvirt domains: run it as root\n');
+    return 2;
+  }
+  const jsonPath = resolve(opts.json);
+
+  const aborter = new AbortController();
+  let interrupts = 0;
+  const onSignal = (signal: string) => {
+    interrupts++;
+    if (interrupts === 1) process.stderr.write(`\n${signal}: letting calls in flight finish, then cleaning up (VMs, sandboxes, daemon, bridge)\n`);
+    else process.stderr.write(`${signal}: still cleaning up; please wait, the cleanup keeps this host tidy\n`);
+    aborter.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const signal = aborter.signal;
+  const step = (text: string) => process.stderr.write(`[bench vm] ${text}\n`);
+  const checkAbort = () => {
+    if (signal.aborted) throw new InterruptedError();
+  };
+
+  const tag = randomBytes(3).toString('hex');
+  const state: BenchState = {
+    tag,
+    dir: await mkdtemp(join(tmpdir(), 'vmlet-bench-vm-')),
+    daemons: [],
+    imageClients: [],
+    sandboxIds: new Set(),
+    domains: new Set(),
+  };
+  const result: VmBenchResult = {
+    format: RESULT_FORMAT,
+    startedAt: startedAt.toISOString(),
+    finishedAt: '',
+    options: opts,
+    machine: {
+      ...(await machineInfo(state.dir)),
+      kvm: 'TCG (--kvm off)',
+      libvirtd: await toolVersion('libvirtd', ['--version']),
+      qemu: await toolVersion('qemu-system-x86_64', ['--version']),
+      loadavgStart: loadavg(),
+      loadavgEnd: [],
+    },
+    runtime: { mode: opts.runtime },
+    network: { bridge: '', subnet: '', conflist: {} },
+    image: { path: '', bytes: 0, url: '', pullMs: NaN },
+    pods: [],
+    memory: [],
+    teardown: [],
+    foreignDomainsAtStart: [],
+    cleanup: { leftoverDomains: [], leftoverNetns: [], leftoverQemuPids: [], bridgeLeft: false, errors: [] },
+  };
+
+  try {
+    step('checking libvirtd and virtlogd (started if nothing answers)');
+    await ensureLibvirtd();
+    result.foreignDomainsAtStart = await waitForNoForeignDomains(signal, step);
+
+    const binDirs = await cniBinDirs();
+    const network: BenchNetwork = {
+      networkName: `vmlet-bench-vm-${tag}`,
+      bridge: `vbvm${tag}`,
+      subnet: pickBenchSubnet(await hostRouteDsts(), randomInt(256)),
+      ipamDataDir: join(state.dir, 'ipam'),
+    };
+    state.network = network;
+    const cniConfDir = join(state.dir, 'cni');
+    await mkdir(cniConfDir, { recursive: true });
+    const conflist = benchConflist(network);
+    await writeFile(join(cniConfDir, '10-vmlet-bench-vm.conflist'), `${JSON.stringify(conflist, null, 2)}\n`);
+    const loaded = await loadNetworkConfig(cniConfDir);
+    if (!loaded.ok) throw new Error(`the bench conflist does not load: ${loaded.reason}`);
+    result.network = { bridge: network.bridge, subnet: network.subnet, conflist };
+
+    step('building (or reusing) the test guest: images/build-test-image.sh');
+    const guestPath = await buildTestGuest();
+    state.guest = await serveGuest(guestPath);
+    result.image = { path: guestPath, bytes: state.guest.bytes, url: state.guest.url, pullMs: NaN };
+    checkAbort();
+
+    step(opts.runtime === 'dist' ? 'building the daemon with tsc' : 'using the .ts sources under tsx');
+    const buildDir = join(state.dir, 'build');
+    await mkdir(buildDir, { recursive: true });
+    const entry = await prepareEntryPoints(opts.runtime, buildDir);
+    result.runtime = { mode: entry.mode, ...(entry.buildMs !== undefined ? { buildMs: entry.buildMs } : {}), ...(entry.buildDiagnostics ? { buildDiagnostics: entry.buildDiagnostics } : {}) };
+    if (entry.buildDiagnostics) step(`tsc reported type errors (JavaScript emitted anyway; see the JSON): ${entry.buildDiagnostics.split('\n')[0]}`);
+    checkAbort();
+
+    step('starting vmlet serve (--kvm off, log level debug)');
+    const dirs = daemonDirs(join(state.dir, 'main'), cniConfDir, binDirs);
+    const daemon = await BenchDaemon.start(entry, dirs, 'debug');
+    state.daemons.push(daemon);
+    result.memory.push(await readMemory(daemon, 'before any pod', 0, signal));
+
+    const images = new CriImageClient(dirs.socket);
+    state.imageClients.push(images);
+    let t = now();
+    const pulled = await images.call<{ image_ref: string }>('PullImage', { image: { image: state.guest.url } });
+    result.image.pullMs = now() - t;
+    result.image.imageRef = pulled.image_ref;
+
+    const ctx: PodContext = { state, daemon, opts, imageUrl: state.guest.url, signal, breakdown: opts.concurrency === 1 };
+    step('warm-up pod (not counted): Run, Create, Start, boot, then removed');
+    const warm: PodSample = { name: vmPodName(tag, 'w', 0), warmup: true };
+    result.pods.push(warm);
+    try {
+      await bringUp(ctx, warm);
+    } catch (err) {
+      warm.error = podErrorText(err);
+      throw err;
+    } finally {
+      // A failure here must not hide the bring-up's own error; the cleanup retries what is left.
+      if (warm.sandboxId) await tearDown(daemon, warm).catch((err: unknown) => step(`warm-up teardown failed: ${errorText(err)}`));
+    }
+    await sleep(SETTLE_MS, signal);
+    result.memory.push(await readMemory(daemon, 'baseline: warm-up pod removed', 0, signal));
+
+    step(`${opts.pods} measured pod(s), ${opts.concurrency === 1 ? 'one after the other' : `${opts.concurrency} at a time`}; each VM stays up`);
+    let running = 0;
+    t = now();
+    const samples = await pool(opts.pods, opts.concurrency, signal, async (i) => {
+      const sample: PodSample = { name: vmPodName(tag, 'm', i), warmup: false };
+      result.pods.push(sample);
+      try {
+        await bringUp(ctx, sample);
+      } catch (err) {
+        sample.error = podErrorText(err);
+        if (!opts!.keepGoing || err instanceof InterruptedError) throw err;
+        step(`${sample.name} failed (going on): ${sample.error.split('\n')[0]}`);
+        if (sample.sandboxId) await tearDown(daemon, sample).catch(() => undefined);
+        return sample;
+      }
+      running++;
+      step(`${sample.name}: share ${sample.vmletMs!.toFixed(1)} ms, boot ${sample.bootMs!.toFixed(0)} ms, ${running} VM(s) up`);
+      if (opts!.concurrency === 1) {
+        await sleep(SETTLE_MS, signal);
+        result.memory.push(await readMemory(daemon, `${running} VM(s) running`, running, signal));
+      }
+      return sample;
+    });
+    result.bringUpWallMs = now() - t;
+    if (opts.concurrency > 1) {
+      await sleep(SETTLE_MS, signal);
+      result.memory.push(await readMemory(daemon, `${running} VM(s) running`, running, signal));
+    }
+
+    step(`removing the ${samples.length} pod(s) through the CRI`);
+    for (const s of samples) if (s.sandboxId && s.error === undefined) result.teardown.push(await tearDown(daemon, s));
+    await sleep(SETTLE_MS, signal);
+    result.memory.push(await readMemory(daemon, 'after all removed', 0, signal));
+    // An open client connection holds serve's graceful stop until its gRPC grace runs out.
+    images.close();
+    const code = await daemon.stop();
+    if (code !== 0) throw new Error(`vmlet serve exited with ${code}:\n${daemon.output()}`);
+
+    const verdict = shareVerdict(measuredPods(result));
+    if (opts.profile === 'always' || (opts.profile === 'auto' && verdict === 'MISS')) {
+      checkAbort();
+      step(`profile: a daemon with timing spans, 1 + ${opts.profilePods} pods (Run/Create/Start, removed right after), each followed by a libvirt floor round`);
+      result.profile = await spanProfile(state, entry, buildDir, cniConfDir, binDirs, opts, state.guest.url, guestPath, signal);
+    }
+  } catch (err) {
+    result.error = errorText(err);
+  } finally {
+    step('cleaning up');
+    result.cleanup = await cleanup(state);
+    result.finishedAt = new Date().toISOString();
+    result.machine.loadavgEnd = loadavg();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+
+  roundAll(result);
+  await mkdir(dirname(jsonPath), { recursive: true });
+  await writeFile(jsonPath, `${JSON.stringify(result, null, 2)}\n`);
+  process.stdout.write(`\n${formatReport(result)}\n\nresults: ${jsonPath}\n`);
+  if (result.error) return signal.aborted ? 130 : 1;
+  const c = result.cleanup;
+  const failedPods = result.pods.some((p) => p.error !== undefined);
+  return c.leftoverDomains.length > 0 || c.leftoverNetns.length > 0 || c.leftoverQemuPids.length > 0 || c.bridgeLeft || failedPods ? 1 : 0;
+}

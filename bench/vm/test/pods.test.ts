@@ -1,0 +1,24 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CONTAINER_LOG_PATH, RUN_LABEL, vmCreateContainerRequest, vmPodName, vmPodSandboxConfig } from '../pods.js';
+
+test('the pod config carries the run label, the log directory and a hostname that is the pod name', () => {
+  const name = vmPodName('abc123', 'm', 2);
+  assert.equal(name, 'vmbench-abc123-m2');
+  const c = vmPodSandboxConfig({ name, uid: 'u-1', logDirectory: '/tmp/x/logs' }, 'abc123', '2026-01-01T00:00:00Z') as any;
+  assert.equal(c.metadata.name, name);
+  assert.equal(c.hostname, name);
+  assert.equal(c.log_directory, '/tmp/x/logs');
+  assert.equal(c.labels[RUN_LABEL], 'abc123');
+  assert.match(c.hostname, /^[a-z0-9-]{1,63}$/);
+});
+
+test('the container request asks for the image by URL, the memory limit in bytes and kubelet\'s log path', () => {
+  const pod = vmPodSandboxConfig({ name: 'p', uid: 'u', logDirectory: '/l' }, 't', 'now');
+  const r = vmCreateContainerRequest('sb', pod, 'http://127.0.0.1:1/g.qcow2', 256) as any;
+  assert.equal(r.pod_sandbox_id, 'sb');
+  assert.equal(r.config.image.image, 'http://127.0.0.1:1/g.qcow2');
+  assert.equal(r.config.linux.resources.memory_limit_in_bytes, String(256 * 1024 * 1024));
+  assert.equal(r.config.log_path, CONTAINER_LOG_PATH);
+  assert.equal(r.sandbox_config, pod);
+});

@@ -1,0 +1,69 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { formatReport, memoryGrowth, shareVerdict, VMLET_SHARE_TARGET_MS } from '../report.js';
+import { RESULT_FORMAT, type PodSample, type VmBenchResult } from '../result.js';
+
+function pod(name: string, run: number, create: number, start: number, boot: number, warmup = false): PodSample {
+  const runSentAt = 1_000_000;
+  const startReturnedAt = runSentAt + run + create + start;
+  return {
+    name, warmup, runMs: run, createMs: create, startMs: start, vmletMs: run + create + start,
+    runSentAt, startReturnedAt, ack: { atMs: startReturnedAt + boot }, bootMs: boot, totalMs: run + create + start + boot,
+    podIp: '198.19.1.2', ackCounterSeenAt: startReturnedAt + boot + 100,
+    console: { bootAtMs: startReturnedAt + boot - 1000, ipAtMs: startReturnedAt + boot + 50, ip: '198.19.1.2/24', readyAtMs: startReturnedAt + boot + 300, failures: [] },
+    otherCpuCores: 0.1, guestCpuCores: 0.9,
+  };
+}
+
+function mem(at: string, runningVms: number, serveKiB: number, netdKiB: number) {
+  return { at, runningVms, serve: { pid: 1, rssKiB: serveKiB, hwmKiB: serveKiB }, netd: { pid: 2, rssKiB: netdKiB, hwmKiB: netdKiB }, serveSamplesKiB: [serveKiB], netdSamplesKiB: [netdKiB] };
+}
+
+function result(pods: PodSample[]): VmBenchResult {
+  return {
+    format: RESULT_FORMAT, startedAt: '', finishedAt: '',
+    options: { pods: pods.length, concurrency: 1, json: 'x', keepGoing: false, runtime: 'dist', vmMemoryMiB: 256, bootTimeoutS: 240, profile: 'auto', profilePods: 5 },
+    machine: {
+      date: '', hostname: 'h', nproc: 2, cpuModel: 'cpu', memTotalMiB: 1, kernel: 'Linux 6.1 #1', node: 'v20', platform: 'linux/x64', tmpFsType: 'ext2/ext3',
+      cniPluginsVersion: '1', iproute2Version: '1', kvm: 'TCG (--kvm off)', libvirtd: 'libvirtd 9', qemu: 'QEMU 7.2', loadavgStart: [0, 0, 0], loadavgEnd: [0, 0, 0],
+    },
+    runtime: { mode: 'dist' },
+    network: { bridge: 'vbvmabc', subnet: '198.19.1.0/24', conflist: {} },
+    image: { path: '/g.qcow2', bytes: 1, url: 'http://127.0.0.1/g', pullMs: 1 },
+    pods,
+    memory: [mem('before any pod', 0, 70_000, 50_000), mem('baseline: warm-up pod removed', 0, 90_000, 50_000), mem('1 VM(s) running', 1, 90_200, 50_100), mem('2 VM(s) running', 2, 90_400, 50_200), mem('after all removed', 0, 90_050, 50_000)],
+    teardown: [],
+    foreignDomainsAtStart: [],
+    cleanup: { leftoverDomains: [], leftoverNetns: [], leftoverQemuPids: [], bridgeLeft: false, errors: [] },
+  };
+}
+
+test('shareVerdict: every measured pod must stay under the target', () => {
+  assert.equal(shareVerdict([pod('a', 40, 50, 50, 1), pod('b', 40, 50, 59, 1)]), 'PASS');
+  assert.equal(shareVerdict([pod('a', 40, 50, 50, 1), pod('b', 40, 50, VMLET_SHARE_TARGET_MS, 1)]), 'MISS');
+  assert.equal(shareVerdict([]), '-');
+});
+
+test('the report leaves the warm-up out of the stats, states the verdict and the memory growth', () => {
+  const text = formatReport(result([pod('w', 900, 900, 900, 9000, true), pod('a', 60, 100, 500, 6000), pod('b', 80, 120, 600, 7000)]));
+  const share = text.split('\n').find((l) => l.startsWith("vmlet's share"))!;
+  assert.match(share, /^vmlet's share \(Run \+ Create \+ Start\)\s+2\s+730\s+800\s+800\s+target < 150 ms per pod: MISS$/);
+  assert.match(text, /guest boot \(Start answered -> DHCP ACK\)\s+2\s+6500\s+7000\s+7000/);
+  assert.match(text, /warm-up pod \(not in the stats\): Run 900/);
+  assert.match(text, /serve\s+200\s+200\s+50\s+<= 512 KiB\/VM: PASS/);
+  assert.match(text, /cleanup: nothing left/);
+});
+
+test('memoryGrowth needs a baseline and readings with VMs up', () => {
+  const r = result([]);
+  assert.equal(memoryGrowth(r.memory)!.netd.slopeKiB, 100);
+  assert.equal(memoryGrowth(r.memory.filter((m) => !m.at.startsWith('baseline'))), undefined);
+});
+
+test('a failed pod and leftovers are reported, not hidden', () => {
+  const r = result([pod('a', 60, 100, 500, 6000), { name: 'b', warmup: false, error: 'no DHCP ACK' }]);
+  r.cleanup.leftoverDomains = ['vmlet-x-y'];
+  const text = formatReport(r);
+  assert.match(text, /b: FAILED: no DHCP ACK/);
+  assert.match(text, /cleanup LEFT: domain vmlet-x-y/);
+});
