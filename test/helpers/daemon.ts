@@ -47,7 +47,7 @@ export interface TestDaemon {
   output: () => string;
   /** SIGTERM, wait, return the exit code; keeps the temp dir. */
   stop(): Promise<number | null>;
-  /** stop() if running, then remove the temp dir. */
+  /** stop() if running, then remove the temp dir (also one passed in as `dir`). */
   cleanup(): Promise<void>;
 }
 
@@ -84,12 +84,18 @@ export async function startTestDaemon(opts: DaemonOptions = {}): Promise<TestDae
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
 
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 60_000);
-  while (!output.includes('CRI server listening')) {
-    if (child.exitCode !== null) throw new Error(`vmlet serve exited with ${child.exitCode}:\n${output}`);
-    if (Date.now() > deadline) {
+  // A daemon that does not come up (some tests expect that) leaves no temp dir of ours behind.
+  const failStart = async (message: string): Promise<never> => {
+    if (child.exitCode === null) {
       child.kill('SIGKILL');
-      throw new Error(`vmlet serve did not start:\n${output}`);
+      await exited;
     }
+    if (!opts.dir) rmSync(dir, { recursive: true, force: true });
+    throw new Error(message);
+  };
+  while (!output.includes('CRI server listening')) {
+    if (child.exitCode !== null) await failStart(`vmlet serve exited with ${child.exitCode}:\n${output}`);
+    if (Date.now() > deadline) await failStart(`vmlet serve did not start:\n${output}`);
     await new Promise((r) => setTimeout(r, 50));
   }
   const { runtime, image } = criClient(socket);
@@ -111,7 +117,8 @@ export async function startTestDaemon(opts: DaemonOptions = {}): Promise<TestDae
       const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
       await stop();
       clearTimeout(timer);
-      if (!opts.dir && existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+      // Also a dir reused from an earlier daemon (restart tests): the last cleanup removes it.
+      if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
