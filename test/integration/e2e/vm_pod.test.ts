@@ -102,10 +102,19 @@ test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vm
   const stats = await d.runtime.ContainerStats!({ container_id: id });
   assert.ok(BigInt(stats.stats.cpu.usage_core_nano_seconds.value) > 0n);
   assert.ok(BigInt(stats.stats.writable_layer.used_bytes.value) > 0n);
-  await new Promise((r) => setTimeout(r, 300));
-  const again = await d.runtime.ListContainerStats!({ filter: {} });
-  const mine = again.stats.find((s: { attributes: { id: string } }) => s.attributes.id === id);
-  assert.ok(BigInt(mine.cpu.usage_nano_cores.value) > 0n, 'usage_nano_cores from two samples');
+  // crictl stats calls ListContainerStats twice: the second answer's usage_nano_cores is the CPU
+  // used between the two samples per second (proto3 sends a rate of 0 as an empty value).
+  const sample = async () => {
+    const all = await d.runtime.ListContainerStats!({ filter: {} });
+    return all.stats.find((x: { attributes: { id: string } }) => x.attributes.id === id).cpu;
+  };
+  const first = await sample();
+  await new Promise((r) => setTimeout(r, 500));
+  const second = await sample();
+  const cpuDelta = BigInt(second.usage_core_nano_seconds.value) - BigInt(first.usage_core_nano_seconds.value);
+  const timeDelta = BigInt(second.timestamp) - BigInt(first.timestamp);
+  assert.ok(timeDelta > 0n && cpuDelta >= 0n);
+  assert.equal(BigInt(second.usage_nano_cores?.value ?? '0'), (cpuDelta * 1_000_000_000n) / timeDelta);
 
   // UpdateContainerResources changes the running VM, and ContainerStatus reports what is in effect.
   await d.runtime.UpdateContainerResources!({ container_id: id, linux: { cpu_shares: '768', cpu_period: '100000', cpu_quota: '60000' } });
