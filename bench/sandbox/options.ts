@@ -1,9 +1,10 @@
 /** Command-line options of `npm run bench -- sandbox`. Pure. */
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
+import { UsageError, intOption, oneOfOption } from '../lib/options.js';
 import type { SandboxBenchOptions } from './result.js';
 
-export class UsageError extends Error {}
+export { UsageError };
 
 export const SANDBOX_USAGE = `usage: npm run bench -- sandbox [options]   (as root)
 
@@ -21,20 +22,6 @@ export const SANDBOX_USAGE = `usage: npm run bench -- sandbox [options]   (as ro
   --log-level <level>       the daemon's log level (default debug: the breakdown reads its lines)
   --help
 `;
-
-function int(value: string | undefined, name: string, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, not ${JSON.stringify(value)}`);
-  const n = Number(value);
-  if (n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}`);
-  return n;
-}
-
-function oneOf<T extends string>(value: string | undefined, name: string, allowed: readonly T[], fallback: T): T {
-  if (value === undefined) return fallback;
-  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}`);
-  return value as T;
-}
 
 /** Undefined for --help. `now` names the default results file. */
 export function parseSandboxOptions(argv: readonly string[], repoRoot: string, now: Date): SandboxBenchOptions | undefined {
@@ -64,14 +51,14 @@ export function parseSandboxOptions(argv: readonly string[], repoRoot: string, n
   const str = (k: string) => values[k] as string | undefined;
   const stamp = now.toISOString().replace(/[:.]/g, '-');
   return {
-    n: int(str('n'), 'n', 20, 1, 1000),
-    concurrency: int(str('concurrency'), 'concurrency', 10, 1, 1000),
+    n: intOption(str('n'), 'n', 20, 1, 1000),
+    concurrency: intOption(str('concurrency'), 'concurrency', 10, 1, 1000),
     json: str('json') ?? join(repoRoot, 'bench', 'results', `sandbox-${stamp}.json`),
-    runtime: oneOf(str('runtime'), 'runtime', ['dist', 'tsx'] as const, 'dist'),
-    listRecords: int(str('list-records'), 'list-records', 500, 1, 100_000),
-    listCalls: int(str('list-calls'), 'list-calls', 200, 1, 100_000),
-    profile: oneOf(str('profile'), 'profile', ['auto', 'always', 'never'] as const, 'auto'),
-    profileIterations: int(str('profile-iterations'), 'profile-iterations', 10, 1, 1000),
-    logLevel: oneOf(str('log-level'), 'log-level', ['trace', 'debug', 'info', 'warn', 'error'] as const, 'debug'),
+    runtime: oneOfOption(str('runtime'), 'runtime', ['dist', 'tsx'] as const, 'dist'),
+    listRecords: intOption(str('list-records'), 'list-records', 500, 1, 100_000),
+    listCalls: intOption(str('list-calls'), 'list-calls', 200, 1, 100_000),
+    profile: oneOfOption(str('profile'), 'profile', ['auto', 'always', 'never'] as const, 'auto'),
+    profileIterations: intOption(str('profile-iterations'), 'profile-iterations', 10, 1, 1000),
+    logLevel: oneOfOption(str('log-level'), 'log-level', ['trace', 'debug', 'info', 'warn', 'error'] as const, 'debug'),
   };
 }

@@ -8,6 +8,7 @@
  * Whatever happens (failure, Ctrl-C), the bench removes its sandboxes through the daemon, stops
  * its daemons, deletes any namespace it can attribute to itself and its bridge, and says so.
  */
+import { benchPrologue } from '../lib/options.js';
 import { mkdtemp, mkdir, readdir, readFile, rm, writeFile, access } from 'node:fs/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { loadavg, tmpdir } from 'node:os';
@@ -27,7 +28,7 @@ import { podIdentity, podSandboxConfig, GROUPS } from './pods.js';
 import { listCases, startReferenceServer, timeListCase, timeRoundTrips, writeStoppedSandboxes } from './list.js';
 import { CriRuntimeClient } from '../lib/cri_client.js';
 import { removeBreakdown, runBreakdown, stopBreakdown } from './log_breakdown.js';
-import { parseSandboxOptions, SANDBOX_USAGE, UsageError } from './options.js';
+import { parseSandboxOptions, SANDBOX_USAGE } from './options.js';
 import { formatReport, runRatio, runVerdict } from './report.js';
 import { RESULT_FORMAT, type FloorSamples, type MemorySample, type PhaseResult, type SandboxBenchOptions, type SandboxBenchResult } from './result.js';
 import type { SpanReport } from './netd_spans.js';
@@ -385,24 +386,9 @@ function errorText(err: unknown): string {
 
 export async function runSandboxBench(argv: readonly string[]): Promise<number> {
   const startedAt = new Date();
-  let opts: SandboxBenchOptions | undefined;
-  try {
-    opts = parseSandboxOptions(argv, REPO_ROOT, startedAt);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`${err.message}\n\n${SANDBOX_USAGE}`);
-      return 2;
-    }
-    throw err;
-  }
-  if (!opts) {
-    process.stdout.write(SANDBOX_USAGE);
-    return 0;
-  }
-  if (process.getuid?.() !== 0) {
-    process.stderr.write('the sandbox bench creates network namespaces and bridges: run it as root\n');
-    return 2;
-  }
+  const prologue = benchPrologue(() => parseSandboxOptions(argv, REPO_ROOT, startedAt), SANDBOX_USAGE, 'the sandbox bench creates network namespaces and bridges');
+  if (typeof prologue === 'number') return prologue;
+  const opts: SandboxBenchOptions = prologue;
   const jsonPath = resolve(opts.json);
 
   const aborter = new AbortController();

@@ -1,8 +1,9 @@
 /** Command-line options of `npm run bench -- vm`. Pure. */
 import { parseArgs } from 'node:util';
 import { join } from 'node:path';
+import { UsageError, intOption, oneOfOption } from '../lib/options.js';
 
-export class UsageError extends Error {}
+export { UsageError };
 
 export interface VmBenchOptions {
   /** Measured pods (the warm-up pod comes on top). */
@@ -41,20 +42,6 @@ export const VM_USAGE = `usage: npm run bench -- vm [options]   (as root; needs 
   --help
 `;
 
-function int(value: string | undefined, name: string, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback;
-  if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a whole number, not ${JSON.stringify(value)}`);
-  const n = Number(value);
-  if (n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}`);
-  return n;
-}
-
-function oneOf<T extends string>(value: string | undefined, name: string, allowed: readonly T[], fallback: T): T {
-  if (value === undefined) return fallback;
-  if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}`);
-  return value as T;
-}
-
 /** Undefined for --help. `now` names the default results file. */
 export function parseVmOptions(argv: readonly string[], repoRoot: string, now: Date): VmBenchOptions | undefined {
   let values: Record<string, string | boolean | undefined>;
@@ -82,16 +69,16 @@ export function parseVmOptions(argv: readonly string[], repoRoot: string, now: D
   if (values.help) return undefined;
   const str = (k: string) => values[k] as string | undefined;
   const stamp = now.toISOString().replace(/[:.]/g, '-');
-  const pods = int(str('pods'), 'pods', 4, 1, 64);
+  const pods = intOption(str('pods'), 'pods', 4, 1, 64);
   return {
     pods,
-    concurrency: Math.min(int(str('concurrency'), 'concurrency', 1, 1, 64), pods),
+    concurrency: Math.min(intOption(str('concurrency'), 'concurrency', 1, 1, 64), pods),
     json: str('json') ?? join(repoRoot, 'bench', 'results', `vm-${stamp}.json`),
     keepGoing: values['keep-going'] === true,
-    runtime: oneOf(str('runtime'), 'runtime', ['dist', 'tsx'] as const, 'dist'),
-    vmMemoryMiB: int(str('vm-memory'), 'vm-memory', 256, 64, 4096),
-    bootTimeoutS: int(str('boot-timeout'), 'boot-timeout', 240, 5, 3600),
-    profile: oneOf(str('profile'), 'profile', ['auto', 'always', 'never'] as const, 'auto'),
-    profilePods: int(str('profile-pods'), 'profile-pods', 5, 1, 100),
+    runtime: oneOfOption(str('runtime'), 'runtime', ['dist', 'tsx'] as const, 'dist'),
+    vmMemoryMiB: intOption(str('vm-memory'), 'vm-memory', 256, 64, 4096),
+    bootTimeoutS: intOption(str('boot-timeout'), 'boot-timeout', 240, 5, 3600),
+    profile: oneOfOption(str('profile'), 'profile', ['auto', 'always', 'never'] as const, 'auto'),
+    profilePods: intOption(str('profile-pods'), 'profile-pods', 5, 1, 100),
   };
 }

@@ -10,6 +10,7 @@
  * daemon, stops it, removes by name any domain or netns of its own that is left, deletes its
  * bridge and checks that no domain, netns or QEMU process of its own remains.
  */
+import { benchPrologue } from '../lib/options.js';
 import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -30,7 +31,7 @@ import { cpuBetween, cpuReading, definedDomains, destroyAndUndefine, domainNameF
 import { LibvirtFloor } from './libvirt_floor.js';
 import { CriImageClient } from './image_client.js';
 import { podBreakdown } from './log_breakdown.js';
-import { parseVmOptions, UsageError, VM_USAGE, type VmBenchOptions } from './options.js';
+import { parseVmOptions, VM_USAGE, type VmBenchOptions } from './options.js';
 import { CONTAINER_LOG_PATH, RUN_LABEL, vmCreateContainerRequest, vmPodName, vmPodSandboxConfig } from './pods.js';
 import { formatReport, measuredPods, shareVerdict } from './report.js';
 import { RESULT_FORMAT, type MemorySample, type PodSample, type ProfileResult, type TeardownSample, type VmBenchResult } from './result.js';
@@ -450,24 +451,9 @@ function roundAll(result: VmBenchResult): void {
 
 export async function runVmBench(argv: readonly string[]): Promise<number> {
   const startedAt = new Date();
-  let opts: VmBenchOptions | undefined;
-  try {
-    opts = parseVmOptions(argv, REPO_ROOT, startedAt);
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`${err.message}\n\n${VM_USAGE}`);
-      return 2;
-    }
-    throw err;
-  }
-  if (!opts) {
-    process.stdout.write(VM_USAGE);
-    return 0;
-  }
-  if (process.getuid?.() !== 0) {
-    process.stderr.write('the VM bench creates network namespaces, bridges and libvirt domains: run it as root\n');
-    return 2;
-  }
+  const prologue = benchPrologue(() => parseVmOptions(argv, REPO_ROOT, startedAt), VM_USAGE, 'the VM bench creates network namespaces, bridges and libvirt domains');
+  if (typeof prologue === 'number') return prologue;
+  const opts: VmBenchOptions = prologue;
   const jsonPath = resolve(opts.json);
 
   const aborter = new AbortController();

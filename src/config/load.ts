@@ -54,8 +54,3 @@ export function configMarkdownTable(): string {
   }
   return lines.join('\n');
 }
-
-/** The effective configuration as plain JSON (for Status verbose and logs). */
-export function configJson(config: Config): string {
-  return JSON.stringify(config);
-}

@@ -41,9 +41,6 @@ export class ConsolePumps implements ConsoleLogs {
     await pump.reopen();
   }
 
-  /** The saved position lives in the container's directory, which RemoveContainer deletes. */
-  async discard(_containerId: string): Promise<void> {}
-
   /** vmlet is stopping while VMs run on: keep unfinished lines for the next vmlet to continue. */
   async shutdown(): Promise<void> {
     const pumps = [...this.pumps.values()];

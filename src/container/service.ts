@@ -63,8 +63,6 @@ export interface ConsoleLogs {
   start(record: ContainerRecord): Promise<void>;
   stop(containerId: string): Promise<void>;
   reopen(containerId: string): Promise<void>;
-  /** Forget the pump's saved position (container removed). */
-  discard(containerId: string): Promise<void>;
 }
 
 type Undo = () => Promise<void>;
@@ -305,7 +303,7 @@ export class ContainerService {
         await this.undefine(dom);
       }
       await this.consoles.stop(id);
-      await this.consoles.discard(id);
+      // The pump's saved position lives in r.dir and goes with it.
       await rm(r.dir, { recursive: true, force: true });
       await this.store.delete(id);
       this.byKey.delete(r.key);

@@ -38,9 +38,6 @@ export interface SandboxNetworkRecord {
   id: string;
   netnsName: string;
   netnsPath: string;
-  /** The CNI network the sandbox is attached to (its cached ADD result drives DEL). */
-  networkName?: string;
-  attachment?: Omit<AttachmentRequest, 'netns'>;
   /** Each wired interface with the context its binding needs to undo it. */
   interfaces: { context: BindingContext; state: WiredInterface }[];
   network?: VmNetwork;
@@ -137,10 +134,7 @@ export class NetworkManager implements NetdMethods {
         pod: { namespace: params.podNamespace, name: params.podName, uid: params.podUid, infraContainerId: params.sandboxId },
         capabilityArgs: capabilityArgs(params),
       };
-      record.networkName = netConfig.name;
-      record.attachment = attachment;
-      await this.records.put(record);
-      steps.mark('record');
+      // DEL needs no record of its own: the CNI cache (written before ADD runs) drives it.
       const outcome = await this.chain.add(netConfig, { ...attachment, netns: record.netnsPath });
       steps.mark('cni-add');
       undos.push({ what: 'cni', run: () => this.chain.del(netConfig.name, { ...attachment, netns: record.netnsPath }, netConfig) });
