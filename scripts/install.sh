@@ -20,6 +20,7 @@ packages=(
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils ovmf-
   containernetworking-plugins iproute2 nftables iptables ebtables genisoimage
   busybox-static util-linux openssl ca-certificates libxml2-utils
+  gcc libc6-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -54,8 +54,10 @@ export async function prepareEntryPoints(mode: RuntimeMode, buildDir: string): P
       (err, stdout) => resolve(err ? stdout.trim() || err.message : ''),
     );
   });
-  // The compiled tree must find what the sources find two levels up: proto/, package.json, node_modules.
+  // The compiled tree must find what the sources find two levels up: proto/, the native helper,
+  // package.json, node_modules.
   await symlink(join(REPO_ROOT, 'proto'), join(buildDir, 'proto'));
+  await symlink(join(REPO_ROOT, 'native'), join(buildDir, 'native'));
   await symlink(join(REPO_ROOT, 'node_modules'), join(buildDir, 'node_modules'));
   await copyFile(join(REPO_ROOT, 'package.json'), join(buildDir, 'package.json'));
   const serveMain = join(buildDir, 'src', 'main.js');

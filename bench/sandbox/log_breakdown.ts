@@ -39,7 +39,8 @@ function minus(a: readonly number[], ...bs: (readonly number[])[]): number[] {
 /**
  * RunPodSandbox, split: client round trip = gRPC (client + HTTP/2 + server framing) + serve's
  * handler; serve's handler = its own work (validation, two record writes, IPC) + netd's setup;
- * netd's setup = CNI plugins + interface wiring + the rest (netns, records, cache, DHCP helper).
+ * netd's setup = CNI plugins + the rest (netns, records, cache). The interface wiring runs after
+ * the reply (CreateContainer waits for it) and is shown apart.
  * Returns undefined when the lines do not match the calls one to one.
  */
 export function runBreakdown(lines: readonly LogLine[], ids: readonly string[], clientMs: readonly number[]): CallComponents | undefined {
@@ -55,8 +56,8 @@ export function runBreakdown(lines: readonly LogLine[], ids: readonly string[], 
     '    serve own work (records, IPC) (handler - netd setup)': minus(rpc, setup),
     '    netd setup': setup,
     '      CNI plugins ADD': cni,
-    '      tap wiring (ip -batch + nft)': wire,
-    '      rest of netd setup (netns, records, CNI cache, DHCP helper)': minus(setup, cni, wire),
+    '      rest of netd setup (netns, records, CNI cache)': minus(setup, cni),
+    'after the reply, in the background: tap wiring (ip -batch + nft)': wire,
   };
 }
 

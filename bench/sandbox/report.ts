@@ -186,7 +186,6 @@ export function formatReport(result: SandboxBenchResult): string {
   if (result.spans) {
     out.push(`netd's NetworkManager driven directly with timing spans (${result.spans.mode}; "(other)" = parent minus children, negative when children overlap):`);
     out.push(spansTable(result));
-    out.push(`bare node start-up with netd's execArgv: median ${ms(median(result.spans.nodeStartupMs))} ms`);
     const mem = result.spans.memoryAfterGc;
     if (mem) {
       const n = result.spans.iterations.length;

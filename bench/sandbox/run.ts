@@ -130,7 +130,16 @@ async function expectSandboxes(daemon: BenchDaemon, tag: string, state: 'SANDBOX
   const filter: Record<string, unknown> = { label_selector: { [RUN_LABEL]: tag } };
   if (state) filter.state = { state };
   const res = await daemon.client.call<{ items: unknown[] }>('ListPodSandbox', { filter });
-  if (res.items.length !== expected) throw new Error(`${what}: ListPodSandbox shows ${res.items.length} bench sandboxes, expected ${expected}`);
+  if (res.items.length === expected) return;
+  // Say why: the reasons the daemon gives for the bench sandboxes that are not ready.
+  const all = await daemon.client.call<{ items: { id: string; state: string }[] }>('ListPodSandbox', { filter: { label_selector: { [RUN_LABEL]: tag } } });
+  const reasons = new Set<string>();
+  for (const item of all.items.filter((i) => i.state !== 'SANDBOX_READY')) {
+    const st = await daemon.client.call<{ info: Record<string, string> }>('PodSandboxStatus', { pod_sandbox_id: item.id, verbose: true });
+    const info = JSON.parse(st.info.info ?? '{}') as { notReadyReason?: string; pendingCleanup?: string };
+    reasons.add(info.notReadyReason ?? info.pendingCleanup ?? 'no reason given');
+  }
+  throw new Error(`${what}: ListPodSandbox shows ${res.items.length} bench sandboxes, expected ${expected}${reasons.size > 0 ? `; not ready because: ${[...reasons].join('; ')}` : ''}`);
 }
 
 const rpcLine = (method: string) => (l: LogLine) => l.msg === 'rpc' && l.method === method;

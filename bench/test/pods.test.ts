@@ -18,7 +18,7 @@ test('a stored record matches what serve would persist for the same pod', () => 
   const r = stoppedSandboxRecord('f'.repeat(64), pod, 'abc123', 13, 1_700_000_000_000_000_000n, '2025-01-01T00:00:00Z');
   assert.equal(r.key, sandboxKey(r.metadata));
   assert.equal(r.state, 'NOTREADY');
-  assert.equal(r.network, undefined);
+  assert.equal(r.podIps, undefined);
   assert.equal(r.pendingCleanup, undefined);
   assert.equal(r.createdAtNs, '1700000000000000000');
   assert.equal(r.labels[GROUP_LABEL], 'g3');

@@ -58,9 +58,9 @@ export function podBreakdown(lines: readonly LogLine[], sandboxId: string, clien
   const steps = stepMs(seg.RunPodSandbox, sandboxId);
   const stepsSum = Object.values(steps).reduce((a, b) => a + b, 0);
   const create = rpcMs(seg.CreateContainer);
-  const createWait = netdMs(seg.CreateContainer, 'dhcpReady');
+  const createWait = netdMs(seg.CreateContainer, 'vmNetwork');
   const start = rpcMs(seg.StartContainer);
-  const startWait = netdMs(seg.StartContainer, 'dhcpReady');
+  const startWait = netdMs(seg.StartContainer, 'vmNetwork');
   // Labels are unique keys (rows of one table); indentation shows what each part belongs to.
   const out: PodBreakdown = {
     RunPodSandbox: clientMs.RunPodSandbox,
@@ -74,12 +74,12 @@ export function podBreakdown(lines: readonly LogLine[], sandboxId: string, clien
   out.CreateContainer = clientMs.CreateContainer;
   out['  Create: gRPC + client'] = clientMs.CreateContainer - create;
   out['  Create: serve handler'] = create;
-  out['    netd dhcpReady (wait for the DHCP responder, beside overlay + seed)'] = createWait;
-  out['    handler - dhcpReady (define, record, and overlay + seed time the wait did not cover)'] = create - createWait;
+  out['    netd vmNetwork (wait for the VM side: wiring + DHCP, beside the overlay)'] = createWait;
+  out['    handler - vmNetwork (seed, define, record, and overlay time the wait did not cover)'] = create - createWait;
   out.StartContainer = clientMs.StartContainer;
   out['  Start: gRPC + client'] = clientMs.StartContainer - start;
   out['  Start: serve handler'] = start;
-  out['    netd dhcpReady (responder already up)'] = startWait;
-  out['    handler - dhcpReady (console pump, lookup, libvirt start, record)'] = start - startWait;
+  out['    netd vmNetwork (already prepared)'] = startWait;
+  out['    handler - vmNetwork (console pump, lookup, libvirt start, record)'] = start - startWait;
   return out;
 }

@@ -181,7 +181,7 @@ async function install(): Promise<void> {
   const { LibvirtClient } = await import('../../src/libvirt/client.js');
   const { ConsolePumps } = await import('../../src/container/console_logs.js');
   wrapMethod(SandboxService.prototype, 'run', 'RunPodSandbox', true);
-  wrapMethod(SandboxService.prototype, 'awaitNetworkReady', 'await DHCP responder');
+  wrapMethod(SandboxService.prototype, 'vmNetwork', 'await VM side of the sandbox');
   wrapMethod(ContainerService.prototype, 'create', 'CreateContainer', true);
   wrapMethod(ContainerService.prototype, 'start', 'StartContainer', true);
   wrapMethod(NetdClient.prototype, 'call', (args) => `netd ${String(args[0])}`);

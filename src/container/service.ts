@@ -136,7 +136,7 @@ export class ContainerService {
 
   async create(spec: ContainerSpec): Promise<string> {
     const sandbox = this.sandboxes.mustGet(spec.sandboxId);
-    if (sandbox.state !== 'READY' || !sandbox.network || !sandbox.netnsPath) {
+    if (sandbox.state !== 'READY' || !sandbox.podIps || !sandbox.netnsPath) {
       throw new FailedPreconditionError(`pod sandbox ${sandbox.id} is not ready`);
     }
     const key = containerKey(sandbox.id, spec.name, spec.attempt);
@@ -180,9 +180,9 @@ export class ContainerService {
     this.byKey.set(key, id);
     this.creating.add(id);
     const undos: Undo[] = [async () => void this.byKey.delete(key)];
-    // Runs alongside the disk and seed work; the domain is defined only once DHCP serves.
-    const networkReady = this.sandboxes.awaitNetworkReady(sandbox.id);
-    networkReady.catch(() => {}); // observed below; no unhandled rejection meanwhile
+    // The sandbox's VM side is still being prepared in netd: wait for it beside the disk work.
+    const vmNetwork = this.sandboxes.vmNetwork(sandbox.id);
+    vmNetwork.catch(() => {}); // observed below; no unhandled rejection meanwhile
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       undos.push(() => rm(dir, { recursive: true, force: true }));
@@ -193,13 +193,14 @@ export class ContainerService {
         overlayPath: join(dir, OVERLAY),
         ...(annotations.rootVolumeSizeBytes !== undefined ? { sizeBytes: annotations.rootVolumeSizeBytes } : {}),
       });
+      const network = await vmNetwork;
       const seed = buildSeedDocuments(
         {
           instanceId: id,
           hostname: sandbox.hostname || sandbox.metadata.name,
           annotations,
           env: spec.envs.map((e) => ({ name: e.key, value: e.value })),
-          network: sandbox.network,
+          network,
         },
         annotations.cloudInitImageType,
       );
@@ -213,7 +214,7 @@ export class ContainerService {
           domainUuid: record.domainUuid,
           resources: spec.resources,
           annotations,
-          network: sandbox.network,
+          network,
           netnsName: basename(sandbox.netnsPath),
           overlayPath: join(dir, OVERLAY),
           seedPath: join(dir, SEED),
@@ -223,7 +224,6 @@ export class ContainerService {
         ANNOTATION.vcpuCount in sandbox.annotations,
       );
       record.vm = { memoryBytes: vmSpec.memoryBytes, vcpus: vmSpec.vcpus, domainType: vmSpec.domainType };
-      await networkReady;
       const dom = await this.client().defineXml(buildDomainXml(vmSpec));
       undos.push(() => this.undefine(dom));
       this.byDomain.set(record.domainName, id);
@@ -248,7 +248,8 @@ export class ContainerService {
       if (current.state !== 'CREATED') throw new FailedPreconditionError(`container ${r.id} is ${current.state}; only a created container can start`);
       const sandbox = this.sandboxes.get(current.sandboxId);
       if (!sandbox || sandbox.state !== 'READY') throw new FailedPreconditionError(`pod sandbox ${current.sandboxId} is not ready`);
-      await this.sandboxes.awaitNetworkReady(current.sandboxId);
+      // Also brings back a DHCP responder a netd restart could not restore.
+      await this.sandboxes.vmNetwork(current.sandboxId);
       await this.consoles.start(current);
       const dom = await this.lookup(current);
       if (!dom) throw new FailedPreconditionError(`libvirt domain ${current.domainName} of container ${r.id} is gone`);

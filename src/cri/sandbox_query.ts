@@ -64,7 +64,7 @@ function sandboxItem(r: SandboxRecord): PodSandbox {
 }
 
 export function sandboxStatus(r: SandboxRecord): PodSandboxStatus {
-  const ips = (r.state === 'READY' ? r.network?.interfaces ?? [] : []).flatMap((i) => i.ips.map((ip) => ip.address));
+  const ips = r.state === 'READY' ? r.podIps ?? [] : [];
   return {
     id: r.id,
     metadata: metadataOf(r),
@@ -81,7 +81,7 @@ export function sandboxStatus(r: SandboxRecord): PodSandboxStatus {
 async function verboseInfo(sandboxes: SandboxService, r: SandboxRecord): Promise<object> {
   let network: unknown = null;
   let networkError: string | undefined;
-  if (r.state === 'READY') {
+  if (r.podIps) {
     try {
       network = await sandboxes.networkStatus(r.id);
     } catch (err) {
@@ -93,9 +93,9 @@ async function verboseInfo(sandboxes: SandboxService, r: SandboxRecord): Promise
     hostname: r.hostname,
     dns: r.dns,
     portMappings: r.portMappings,
-    vmNetwork: r.network ?? null,
     network,
     ...(networkError ? { networkError } : {}),
+    ...(r.notReadyReason ? { notReadyReason: r.notReadyReason } : {}),
     ...(r.pendingCleanup ? { pendingCleanup: r.pendingCleanup } : {}),
   };
 }

@@ -78,6 +78,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     await images.init();
     cleanups.push(async () => images.close());
     await sandboxes.load();
+    cleanups.push(() => sandboxes.flush());
     await netd.start();
     cleanups.push(() => netd.stop());
 

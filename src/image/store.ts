@@ -302,7 +302,7 @@ export class ImageStore {
   }
 
   private async persist(): Promise<void> {
-    await writeFileAtomic(this.indexPath, encodeIndex(this.images.values()), 0o600);
+    await writeFileAtomic(this.indexPath, encodeIndex(this.images.values()), { mode: 0o600 });
   }
 
   /**

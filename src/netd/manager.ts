@@ -7,6 +7,7 @@
 import { join } from 'node:path';
 import type dgram from 'node:dgram';
 import { RecordStore } from '../store/record_store.js';
+import { SyncBehind } from '../store/sync_behind.js';
 import { FailedPreconditionError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Config } from '../config/table.js';
@@ -14,7 +15,7 @@ import { loadNetworkConfig, type NetworkConfigList } from '../network/cni/config
 import { CniChain, type AttachmentRequest } from '../network/cni/chain.js';
 import { AttachmentCache } from '../network/cni/cache.js';
 import { ExecPluginRunner } from '../network/cni/exec.js';
-import { toVmNetworkView } from '../network/cni/result.js';
+import { toVmNetworkView, type VmNetworkView } from '../network/cni/result.js';
 import { DhcpServer } from '../network/dhcp/server.js';
 import { bindDhcpSocketInNetns } from '../network/dhcp/bind_in_netns.js';
 import type { DhcpLease } from '../network/dhcp/lease_policy.js';
@@ -27,7 +28,7 @@ import { BindingSelector } from '../network/bindings/select.js';
 import { readInterfaceSnapshot } from '../network/bindings/snapshot.js';
 import { ExecIpRunner, type IpRunner } from '../network/iproute.js';
 import { DhcpIsolation, ExecNftRunner } from '../network/isolation.js';
-import type { NetdMethods, Readiness, SandboxNetworkStatus, SetupParams, SetupResult } from './protocol.js';
+import type { NetdMethods, Readiness, SandboxNetworkStatus, SetupParams, SetupResult, VmNetworkResult } from './protocol.js';
 
 /** The interface name CNI creates in the sandbox, as kubelet asks for it. */
 export const POD_IFNAME = 'eth0';
@@ -38,26 +39,34 @@ export interface SandboxNetworkRecord {
   id: string;
   netnsName: string;
   netnsPath: string;
+  /** What CNI ADD gave the sandbox, as the VM side reads it; set once ADD succeeded. */
+  cni?: VmNetworkView;
+  /** What the VM side needs from the pod spec besides CNI's answer. */
+  pod?: { hostname: string; dns: SetupParams['dns'] };
   /** Each wired interface with the context its binding needs to undo it. */
   interfaces: { context: BindingContext; state: WiredInterface }[];
+  /** The VM side, once every interface is wired. */
   network?: VmNetwork;
   leases: DhcpLease[];
 }
 
 type Undo = { what: string; run: () => Promise<void> };
 
+/**
+ * A sandbox's network is built in two parts. `setup` (RunPodSandbox) does what the pod IP depends
+ * on: netns and CNI ADD. The VM side (each interface's binding, then its DHCP responder) is
+ * prepared right after in the background, and whoever needs it (CreateContainer) waits for it
+ * through `vmNetwork`; teardown waits for it too, so it never races a half-done preparation.
+ */
 export class NetworkManager implements NetdMethods {
   private readonly records: RecordStore<SandboxNetworkRecord>;
   private readonly chain: CniChain;
   private readonly cache: AttachmentCache;
+  private readonly syncBehind: SyncBehind;
   private readonly dhcp = new Map<string, DhcpServer>();
-  /**
-   * DHCP responders being started. Binding the socket inside the netns takes a short-lived child
-   * process (~150 ms, most of a sandbox's setup), so setup returns without waiting for it and
-   * the VM side (CreateContainer) waits through dhcpReady before anything can send DHCP.
-   */
-  private readonly dhcpStarting = new Map<string, Promise<void>>();
-  private readonly dhcpFailures = new Map<string, string>();
+  /** VM-side preparations in progress, and why the last one of a sandbox failed. */
+  private readonly preparing = new Map<string, Promise<void>>();
+  private readonly prepareFailures = new Map<string, string>();
   private readonly netns: NetnsManager;
   private readonly ip: IpRunner = new ExecIpRunner();
   private readonly selector: BindingSelector;
@@ -66,8 +75,10 @@ export class NetworkManager implements NetdMethods {
     private readonly config: Config,
     private readonly logger: Logger,
   ) {
-    this.records = new RecordStore(join(config.stateDir, 'netd'), logger);
-    this.cache = new AttachmentCache(config.cniCacheDir);
+    // Everything netd records describes kernel objects a reboot wipes: write-behind durability.
+    this.syncBehind = new SyncBehind((err, path) => logger.error({ err, path }, 'could not make netd state durable'));
+    this.records = new RecordStore(join(config.stateDir, 'netd'), logger, this.syncBehind);
+    this.cache = new AttachmentCache(config.cniCacheDir, this.syncBehind);
     const runner = new ExecPluginRunner({ binDirs: config.cniBinDir, timeoutMs: config.cniTimeoutMs, logger });
     this.chain = new CniChain({ runner, cache: this.cache, logger });
     this.netns = new NetnsManager({ logger });
@@ -76,15 +87,24 @@ export class NetworkManager implements NetdMethods {
     this.selector = new BindingSelector({ bindings: { tap: new TapBinding({ ip: this.ip, isolation, logger }) } });
   }
 
-  /** Loads the records and brings back the DHCP responders of sandboxes whose netns still exists. */
+  /**
+   * Loads the records and brings back what the VM side of each live sandbox had: its DHCP
+   * responder, or, when a previous netd stopped in the middle of preparing it, the preparation.
+   */
   async load(): Promise<void> {
     await this.records.load();
     for (const record of this.records.values()) {
-      if (record.leases.length === 0) continue;
+      if (!record.cni) continue;
       if (!(await this.netns.exists(record.netnsName))) {
-        this.logger.warn({ sandboxId: record.id }, 'netns of a sandbox is gone; DHCP not restored');
+        this.logger.warn({ sandboxId: record.id }, 'netns of a sandbox is gone; its VM side is not restored');
         continue;
       }
+      if (!record.network) {
+        this.logger.warn({ sandboxId: record.id }, 'VM side of a sandbox was being prepared when netd stopped; preparing it again');
+        this.beginPrepare(record);
+        continue;
+      }
+      if (record.leases.length === 0) continue;
       try {
         await this.startDhcp(record.id, record.netnsPath, record.leases);
       } catch (err) {
@@ -102,7 +122,7 @@ export class NetworkManager implements NetdMethods {
 
   async setup(params: SetupParams): Promise<SetupResult> {
     const existing = this.records.get(params.sandboxId);
-    if (existing?.network) return { netnsPath: existing.netnsPath, network: existing.network };
+    if (existing?.cni) return setupResultOf(existing, existing.cni);
 
     const loaded = await loadNetworkConfig(this.config.cniConfDir);
     if (!loaded.ok) throw new FailedPreconditionError(`network is not ready: ${loaded.reason}`);
@@ -141,36 +161,82 @@ export class NetworkManager implements NetdMethods {
 
       const view = toVmNetworkView(outcome.result, { ifName: POD_IFNAME });
       if (view.interfaces.length === 0) throw new FailedPreconditionError(`CNI network ${netConfig.name} gave the sandbox no interface`);
-      const vmInterfaces: VmInterface[] = [];
-      for (const [index, iface] of view.interfaces.entries()) {
-        const snapshot = await readInterfaceSnapshot(this.ip, netnsName, iface.name);
-        steps.mark('snapshot');
-        const binding: NetworkBinding<WiredInterface> = await this.selector.select(snapshot.link);
-        const context: BindingContext = { netnsName, netnsPath: record.netnsPath, sandboxId: params.sandboxId, index, cniInterface: iface };
-        const slot = record.interfaces.length;
-        // The plan is persisted before anything changes, so a crash mid-wire can still be undone.
-        const state = await bindInterface(binding, context, async (planned) => {
-          record.interfaces[slot] = { context, state: planned };
-          await this.records.put(record);
-        }, snapshot);
-        steps.mark('wire');
-        undos.push({ what: `wire ${iface.name}`, run: () => binding.unwire(context, state) });
-        vmInterfaces.push(state.vm);
-      }
-
-      const dns = podDns(params.dns, view.dns);
-      const network: VmNetwork = { interfaces: vmInterfaces, dns, ...(params.hostname ? { hostname: params.hostname } : {}) };
-      record.leases = leasesFor(network);
-      record.network = network;
+      record.cni = view;
+      record.pod = { hostname: params.hostname, dns: params.dns };
       await this.records.put(record);
       steps.mark('record');
-      if (record.leases.length > 0) this.beginDhcp(record);
+      this.beginPrepare(record);
       this.logger.debug({ sandboxId: params.sandboxId, stepsMs: steps.totals() }, 'sandbox network set up');
-      return { netnsPath: record.netnsPath, network };
+      return setupResultOf(record, view);
     } catch (err) {
       await this.runUndos(params.sandboxId, undos, err);
       throw err;
     }
+  }
+
+  /** Starts preparing the VM side of a sandbox whose CNI ADD is done; `vmNetwork` waits for it. */
+  private beginPrepare(record: SandboxNetworkRecord): void {
+    this.prepareFailures.delete(record.id);
+    // Its first step spawns a process (synchronous, several ms in a process of netd's size): only
+    // after setup's reply has gone out.
+    const preparing = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.prepareVmSide(record)).then(
+      () => void this.prepareFailures.delete(record.id),
+      (err: unknown) => {
+        this.prepareFailures.set(record.id, errorText(err));
+        this.logger.error({ err, sandboxId: record.id }, 'VM side of a sandbox could not be prepared');
+      },
+    );
+    this.preparing.set(record.id, preparing);
+    void preparing.finally(() => {
+      if (this.preparing.get(record.id) === preparing) this.preparing.delete(record.id);
+    });
+  }
+
+  /**
+   * Wires every CNI interface for the VM and starts the DHCP responder. A wiring failure undoes
+   * the wiring; CNI's part stays for the teardown. A restarted preparation first undoes whatever
+   * an interrupted one had persisted.
+   */
+  private async prepareVmSide(record: SandboxNetworkRecord): Promise<void> {
+    const cni = record.cni!;
+    const steps = new StepTimer();
+    if (!record.network && record.interfaces.length > 0) {
+      await this.unwireAll(record);
+      record.interfaces = [];
+    }
+    if (!record.network) {
+      const undos: Undo[] = [];
+      try {
+        const vmInterfaces: VmInterface[] = [];
+        for (const [index, iface] of cni.interfaces.entries()) {
+          const snapshot = await readInterfaceSnapshot(this.ip, record.netnsName, iface.name);
+          steps.mark('snapshot');
+          const binding: NetworkBinding<WiredInterface> = await this.selector.select(snapshot.link);
+          const context: BindingContext = { netnsName: record.netnsName, netnsPath: record.netnsPath, sandboxId: record.id, index, cniInterface: iface };
+          const slot = record.interfaces.length;
+          // The plan is persisted before anything changes, so a crash mid-wire can still be undone.
+          const state = await bindInterface(binding, context, async (planned) => {
+            record.interfaces[slot] = { context, state: planned };
+            await this.records.put(record);
+          }, snapshot);
+          steps.mark('wire');
+          undos.push({ what: `wire ${iface.name}`, run: () => binding.unwire(context, state) });
+          vmInterfaces.push(state.vm);
+        }
+        const pod = record.pod ?? { hostname: '', dns: { servers: [], searches: [], options: [] } };
+        const network: VmNetwork = { interfaces: vmInterfaces, dns: podDns(pod.dns, cni.dns), ...(pod.hostname ? { hostname: pod.hostname } : {}) };
+        record.leases = leasesFor(network);
+        record.network = network;
+        await this.records.put(record);
+        steps.mark('record');
+      } catch (err) {
+        await this.runUndos(record.id, undos, err);
+        throw err;
+      }
+    }
+    if (record.leases.length > 0) await this.startDhcp(record.id, record.netnsPath, record.leases);
+    steps.mark('dhcp');
+    this.logger.debug({ sandboxId: record.id, stepsMs: steps.totals() }, 'VM side of a sandbox prepared');
   }
 
   private async runUndos(sandboxId: string, undos: Undo[], cause: unknown): Promise<void> {
@@ -184,25 +250,29 @@ export class NetworkManager implements NetdMethods {
     }
   }
 
+  /** Unwires every interface of the record (idempotent); returns what failed. */
+  private async unwireAll(record: SandboxNetworkRecord): Promise<string[]> {
+    const failures: string[] = [];
+    for (const { context, state } of [...record.interfaces].reverse()) {
+      try {
+        await this.selector.forState(state).unwire(context, state);
+      } catch (err) {
+        failures.push(`unwire ${context.cniInterface.name}: ${errorText(err)}`);
+      }
+    }
+    return failures;
+  }
+
   /** Idempotent: tears down whatever exists for the sandbox, from its record or by its names. */
   async teardown({ sandboxId }: { sandboxId: string }): Promise<Record<string, never>> {
     const record = this.records.get(sandboxId);
     const netnsName = record?.netnsName ?? netnsNameFor(sandboxId);
     const nsPath = record?.netnsPath ?? netnsPath(netnsName);
-    // A responder still starting must be up (or failed) before it can be closed.
-    await this.dhcpStarting.get(sandboxId);
-    this.dhcpFailures.delete(sandboxId);
+    // A preparation still running must finish (or fail and undo itself) before its work is undone.
+    await this.preparing.get(sandboxId);
+    this.prepareFailures.delete(sandboxId);
     await this.stopDhcp(sandboxId);
-    const failures: string[] = [];
-    if (record) {
-      for (const { context, state } of [...record.interfaces].reverse()) {
-        try {
-          await this.selector.forState(state).unwire(context, state);
-        } catch (err) {
-          failures.push(`unwire ${context.cniInterface.name}: ${errorText(err)}`);
-        }
-      }
-    }
+    const failures = record ? await this.unwireAll(record) : [];
     // DEL from the cache of every attachment ADD left for this sandbox, even without a record.
     for (const cached of await this.cache.list()) {
       if (cached.containerId !== sandboxId) continue;
@@ -226,42 +296,34 @@ export class NetworkManager implements NetdMethods {
     const record = this.records.get(sandboxId);
     if (!record) return null;
     const server = this.dhcp.get(sandboxId);
+    const failure = this.prepareFailures.get(sandboxId);
     return {
       sandboxId,
       netnsPath: record.netnsPath,
+      vmSide: this.preparing.has(sandboxId) ? 'preparing' : failure !== undefined ? 'failed' : record.network ? 'ready' : 'not prepared',
+      ...(failure !== undefined ? { error: failure } : {}),
+      vmNetwork: record.network ?? null,
       interfaces: record.interfaces.map((w) => ({ ...w.state })),
-      dhcp: server
-        ? { running: true, leases: record.leases.map((l) => ({ mac: l.mac, ip: l.ip })), stats: server.stats() }
-        : { running: false, starting: this.dhcpStarting.has(sandboxId), ...(this.dhcpFailures.has(sandboxId) ? { error: this.dhcpFailures.get(sandboxId) } : {}) },
+      dhcp: server ? { running: true, leases: record.leases.map((l) => ({ mac: l.mac, ip: l.ip })), stats: server.stats() } : { running: false },
     };
   }
 
-  private beginDhcp(record: SandboxNetworkRecord): void {
-    const starting = this.startDhcp(record.id, record.netnsPath, record.leases).then(
-      () => void this.dhcpFailures.delete(record.id),
-      (err: unknown) => {
-        this.dhcpFailures.set(record.id, errorText(err));
-        this.logger.error({ err, sandboxId: record.id }, 'DHCP responder did not start');
-      },
-    );
-    this.dhcpStarting.set(record.id, starting);
-    void starting.finally(() => {
-      if (this.dhcpStarting.get(record.id) === starting) this.dhcpStarting.delete(record.id);
-    });
-  }
-
-  async dhcpReady({ sandboxId }: { sandboxId: string }): Promise<Record<string, never>> {
-    const record = this.records.get(sandboxId);
-    if (!record?.network) throw new FailedPreconditionError(`sandbox ${sandboxId} has no network`);
-    await this.dhcpStarting.get(sandboxId);
-    const failure = this.dhcpFailures.get(sandboxId);
-    if (failure !== undefined) throw new FailedPreconditionError(`the DHCP responder of sandbox ${sandboxId} did not start: ${failure}`);
-    if (record.leases.length > 0 && !this.dhcp.has(sandboxId)) {
-      // Lost since (netd restarted and could not restore it): try once more now.
-      this.beginDhcp(record);
-      return this.dhcpReady({ sandboxId });
+  /**
+   * Waits for the VM side of the sandbox and returns it, or why it could not be prepared. A lost
+   * DHCP responder (netd restarted and could not bring it back) gets one more try here.
+   */
+  async vmNetwork({ sandboxId }: { sandboxId: string }): Promise<VmNetworkResult> {
+    for (let attempt = 0; ; attempt++) {
+      const record = this.records.get(sandboxId);
+      if (!record?.cni) throw new FailedPreconditionError(`sandbox ${sandboxId} has no network`);
+      await this.preparing.get(sandboxId);
+      const failure = this.prepareFailures.get(sandboxId);
+      if (failure !== undefined) return { ready: false, message: failure };
+      const serving = record.leases.length === 0 || this.dhcp.has(sandboxId);
+      if (record.network && serving) return { ready: true, network: record.network };
+      if (attempt > 0) return { ready: false, message: 'the DHCP responder is not running' };
+      this.beginPrepare(record);
     }
-    return {};
   }
 
   private async startDhcp(sandboxId: string, netnsPath: string, leases: DhcpLease[]): Promise<void> {
@@ -282,12 +344,21 @@ export class NetworkManager implements NetdMethods {
   /** netd exiting: close the sockets, leave the networks (the VMs keep running). */
   async close(): Promise<void> {
     for (const id of [...this.dhcp.keys()]) await this.stopDhcp(id);
+    await this.syncBehind.flush();
   }
+}
+
+/** The pod IPs, in CNI's interface order: the first is the pod IP, the rest its additional IPs. */
+function setupResultOf(record: SandboxNetworkRecord, view: VmNetworkView): SetupResult {
+  return { netnsPath: record.netnsPath, podIps: view.interfaces.flatMap((i) => i.ips.map((ip) => ip.address)) };
 }
 
 function capabilityArgs(params: SetupParams): Record<string, unknown> {
   const args: Record<string, unknown> = {
-    portMappings: params.portMappings.map((p) => ({ hostPort: p.hostPort, containerPort: p.containerPort, protocol: p.protocol, hostIP: p.hostIP })),
+    // Only mappings that publish a host port, as containerd passes them: portmap refuses host port 0.
+    portMappings: params.portMappings
+      .filter((p) => p.hostPort > 0)
+      .map((p) => ({ hostPort: p.hostPort, containerPort: p.containerPort, protocol: p.protocol, hostIP: p.hostIP })),
   };
   if (params.dns.servers.length > 0 || params.dns.searches.length > 0) {
     args.dns = { servers: params.dns.servers, searches: params.dns.searches, options: params.dns.options };

@@ -23,14 +23,22 @@ export interface SetupParams {
   portMappings: PortMappingSpec[];
 }
 
+/** What RunPodSandbox needs; the VM side follows in the background (see vmNetwork). */
 export interface SetupResult {
   netnsPath: string;
-  network: VmNetwork;
+  /** CNI's addresses for the sandbox, in interface order. */
+  podIps: string[];
 }
+
+export type VmNetworkResult = { ready: true; network: VmNetwork } | { ready: false; message: string };
 
 export interface SandboxNetworkStatus {
   sandboxId: string;
   netnsPath: string;
+  /** Where the VM side of the sandbox (wiring, DHCP) stands. */
+  vmSide: 'preparing' | 'ready' | 'failed' | 'not prepared';
+  error?: string;
+  vmNetwork: VmNetwork | null;
   interfaces: Record<string, unknown>[];
   dhcp: Record<string, unknown>;
 }
@@ -46,8 +54,8 @@ export interface NetdMethods {
   setup(params: SetupParams): Promise<SetupResult>;
   teardown(params: { sandboxId: string }): Promise<Record<string, never>>;
   status(params: { sandboxId: string }): Promise<SandboxNetworkStatus | null>;
-  /** Resolves once the sandbox's DHCP responder serves (it starts after setup returns). */
-  dhcpReady(params: { sandboxId: string }): Promise<Record<string, never>>;
+  /** Waits for the sandbox's VM side (wired interfaces, DHCP serving), prepared after setup returns. */
+  vmNetwork(params: { sandboxId: string }): Promise<VmNetworkResult>;
   networkReady(params: Record<string, never>): Promise<Readiness>;
 }
 

@@ -1,14 +1,16 @@
 /**
  * Named network namespaces for pod sandboxes, bind-mounted under /run/netns like `ip netns` does,
  * so `ip -n NAME`, `ip netns exec` and CNI plugins (given the path) all find them. netd never
- * enters a namespace itself: creation runs in a child (`unshare`), everything else by name/path.
+ * enters a namespace itself: creation and removal run on a thread of the native helper (or, for
+ * the first namespace since boot, through `ip netns add`), everything else by name/path.
  */
 import { open, readdir, readFile, statfs, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AlreadyExistsError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import { runTool, ToolFailedError } from './iproute.js';
+import { runTool } from './iproute.js';
 import { assertNetnsName, isVmletNetnsName } from './names.js';
+import { netnsNative } from '../native/netns.js';
 
 /** Where iproute2 keeps named namespaces (compiled into it; /var/run is a link to /run). */
 export const NETNS_RUN_DIR = '/run/netns';
@@ -24,14 +26,12 @@ export interface NetnsManagerOptions {
   logger?: Logger;
   timeoutMs?: number;
   ipPath?: string;
-  unsharePath?: string;
 }
 
 export class NetnsManager {
   private readonly logger: Logger;
   private readonly timeoutMs: number;
   private readonly ipPath: string;
-  private readonly unsharePath: string;
   /** Set once /run/netns is known to be the shared mount `ip netns add` makes of it. */
   private runDirReady = false;
 
@@ -39,7 +39,6 @@ export class NetnsManager {
     this.logger = options.logger ?? silentLogger;
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.ipPath = options.ipPath ?? 'ip';
-    this.unsharePath = options.unsharePath ?? 'unshare';
   }
 
   path(name: string): string {
@@ -66,8 +65,8 @@ export class NetnsManager {
     await unlink(path).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
     });
-    const oneSpawn = await this.runDirIsMounted();
-    if (oneSpawn) {
+    const runDirReady = await this.runDirIsMounted();
+    if (runDirReady) {
       // O_EXCL: a concurrent create of the same name loses here, before it can touch anything.
       const file = await open(path, 'wx', 0o444).catch((err: NodeJS.ErrnoException) => {
         throw err.code === 'EEXIST' ? new AlreadyExistsError(`netns ${name} already exists`) : err;
@@ -75,9 +74,9 @@ export class NetnsManager {
       await file.close();
     }
     try {
-      if (oneSpawn) {
-        // One process: unshare makes the namespace, bind-mounts it on the file and runs ip in it.
-        await this.tool(this.unsharePath, [`--net=${path}`, this.ipPath, 'link', 'set', 'dev', 'lo', 'up']);
+      if (runDirReady) {
+        // No process: a helper thread makes the namespace, brings lo up and bind-mounts it on the file.
+        netnsNative().createNetns(path);
       } else {
         // First namespace since boot: `ip netns add` also turns /run/netns into a shared mount, so
         // namespaces made later show up in other mount namespaces (libvirt's, a CNI plugin's).
@@ -103,13 +102,8 @@ export class NetnsManager {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    try {
-      // Unmounts (lazily: QEMU may still hold the namespace open) and removes the file.
-      await this.tool(this.ipPath, ['netns', 'delete', name]);
-    } catch (err) {
-      if (err instanceof ToolFailedError && /No such file or directory/.test(err.stderr)) return;
-      throw err;
-    }
+    // Unmounts (lazily: QEMU may still hold the namespace open) and removes the file.
+    netnsNative().removeNetns(path);
     this.logger.debug({ netns: name }, 'netns deleted');
   }
 

@@ -1,4 +1,3 @@
-import type { VmNetwork } from '../network/types.js';
 import type { PortMappingSpec } from '../netd/protocol.js';
 
 export type SandboxState = 'READY' | 'NOTREADY';
@@ -18,9 +17,11 @@ export interface SandboxRecord {
   annotations: Record<string, string>;
   dns: { servers: string[]; searches: string[]; options: string[] };
   portMappings: PortMappingSpec[];
-  /** Set while netd has (or may have) built something for this sandbox. */
   netnsPath?: string;
-  network?: VmNetwork;
+  /** CNI's addresses for the pod (the first is the pod IP); set while its network is up. */
+  podIps?: string[];
+  /** Why a sandbox whose network is still up went NOTREADY (its VM side could not be prepared). */
+  notReadyReason?: string;
   /** Why the sandbox is NOTREADY when a teardown could not finish; cleared once it does. */
   pendingCleanup?: string;
 }

@@ -4,7 +4,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { RecordStore } from '../store/record_store.js';
-import { NotFoundError, errorText, VmletError, Code } from '../errors.js';
+import { SyncBehind } from '../store/sync_behind.js';
+import type { VmNetwork } from '../network/types.js';
+import { NotFoundError, FailedPreconditionError, errorText, VmletError, Code } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { NetdClient } from '../netd/client.js';
 import type { SetupParams } from '../netd/protocol.js';
@@ -34,6 +36,7 @@ export interface SandboxContainerHooks {
 
 export class SandboxService {
   private readonly store: RecordStore<SandboxRecord>;
+  private readonly syncBehind: SyncBehind;
   private readonly byKey = new Map<string, string>();
   /** RunPodSandbox calls in progress by key, so concurrent duplicates share one build. */
   private readonly building = new Map<string, Promise<string>>();
@@ -47,7 +50,9 @@ export class SandboxService {
     private readonly logger: Logger,
     private readonly netdTimeoutMs: number,
   ) {
-    this.store = new RecordStore<SandboxRecord>(dir, logger);
+    // Sandbox records describe network namespaces a reboot wipes: write-behind durability.
+    this.syncBehind = new SyncBehind((err, path) => logger.error({ err, path }, 'could not make a sandbox record durable'));
+    this.store = new RecordStore<SandboxRecord>(dir, logger, this.syncBehind);
   }
 
   async load(): Promise<void> {
@@ -112,7 +117,9 @@ export class SandboxService {
     };
     try {
       const result = await this.netd.call('setup', params, this.netdTimeoutMs);
-      await this.store.put({ ...record, state: 'READY', netnsPath: result.netnsPath, network: result.network, pendingCleanup: undefined });
+      await this.store.put({ ...record, state: 'READY', netnsPath: result.netnsPath, podIps: result.podIps, pendingCleanup: undefined });
+      // The VM side is prepared in the background; a failure there shows as NOTREADY right away.
+      setImmediate(() => void this.vmNetwork(id).catch(() => {}));
       return id;
     } catch (err) {
       await this.rollbackFailedBuild(record, err);
@@ -145,7 +152,7 @@ export class SandboxService {
         await this.store.put({ ...current, state: 'NOTREADY', pendingCleanup: `network teardown failed: ${errorText(err)}` });
         throw err instanceof VmletError ? err : new VmletError(Code.INTERNAL, errorText(err));
       }
-      await this.store.put({ ...current, state: 'NOTREADY', network: undefined, pendingCleanup: undefined });
+      await this.store.put({ ...current, state: 'NOTREADY', podIps: undefined, notReadyReason: undefined, pendingCleanup: undefined });
     });
   }
 
@@ -154,7 +161,7 @@ export class SandboxService {
     const id = this.resolve(idOrPrefix);
     if (id === undefined) return;
     const record = this.store.get(id)!;
-    if (record.state === 'READY' || record.network || record.pendingCleanup) await this.stop(id);
+    if (record.state === 'READY' || record.podIps || record.pendingCleanup) await this.stop(id);
     await this.locks.run(id, async () => {
       await this.containerHooks.removeContainersOf(id);
       await this.store.delete(id);
@@ -162,9 +169,24 @@ export class SandboxService {
     });
   }
 
-  /** Waits until the sandbox's VM-facing network (its DHCP responder) serves. */
-  async awaitNetworkReady(id: string): Promise<void> {
-    await this.netd.call('dhcpReady', { sandboxId: id }, this.netdTimeoutMs);
+  /**
+   * Waits for the sandbox's VM side (interfaces wired, DHCP serving) and returns it. When netd
+   * could not prepare it, the sandbox goes NOTREADY (kubelet then replaces the pod's sandbox)
+   * and this throws FAILED_PRECONDITION with netd's reason.
+   */
+  async vmNetwork(id: string): Promise<VmNetwork> {
+    const result = await this.netd.call('vmNetwork', { sandboxId: id }, this.netdTimeoutMs);
+    if (result.ready) return result.network;
+    await this.locks.run(id, async () => {
+      const current = this.store.get(id);
+      if (current?.state === 'READY') await this.store.put({ ...current, state: 'NOTREADY', notReadyReason: result.message });
+    });
+    throw new FailedPreconditionError(`the network of pod sandbox ${id} could not be prepared for its VM: ${result.message}`);
+  }
+
+  /** Makes every record change so far durable (daemon shutdown). */
+  flush(): Promise<void> {
+    return this.syncBehind.flush();
   }
 
   async networkStatus(id: string): Promise<unknown> {

@@ -1,22 +1,35 @@
 import { open, rename, unlink, mkdir } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import type { SyncBehind } from './sync_behind.js';
 
 /** Prefix of temp files written by writeFileAtomic; a directory scan may delete leftovers with it. */
 export const TEMP_PREFIX = '.tmp-';
+
+export interface AtomicWriteOptions {
+  mode?: number;
+  /**
+   * Without it the write is durable when the call resolves (fsync of the file before the rename,
+   * of the directory after). With it the call resolves once the rename is done (atomic for readers
+   * and for a crash of this process) and `syncBehind` makes it durable right after, off the
+   * caller's path.
+   */
+  syncBehind?: SyncBehind;
+}
 
 /**
  * Writes `data` to `path` so that a reader (or a crash) only ever sees the old or the new whole
  * file: write a temp file beside it, fsync it, rename it over the target, fsync the directory.
  */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+export async function writeFileAtomic(path: string, data: string | Uint8Array, options: AtomicWriteOptions = {}): Promise<void> {
+  const { mode = 0o600, syncBehind } = options;
   const dir = dirname(path);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const tmp = join(dir, `${TEMP_PREFIX}${basename(path)}.${randomBytes(6).toString('hex')}`);
   const fh = await open(tmp, 'wx', mode);
   try {
     await fh.writeFile(data);
-    await fh.sync();
+    if (!syncBehind) await fh.sync();
   } catch (err) {
     await fh.close().catch(() => {});
     await unlink(tmp).catch(() => {});
@@ -29,7 +42,8 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     await unlink(tmp).catch(() => {});
     throw err;
   }
-  await fsyncDir(dir);
+  if (syncBehind) syncBehind.add(dir, path);
+  else await fsyncDir(dir);
 }
 
 /** Makes a rename or unlink in `dir` durable. */

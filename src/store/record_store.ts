@@ -6,6 +6,7 @@
 import { readdir, readFile, unlink, rename, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic, fsyncDir, TEMP_PREFIX } from './atomic_file.js';
+import type { SyncBehind } from './sync_behind.js';
 import type { Logger } from '../log.js';
 
 /** Record ids become file names: only these characters, so no id can escape the directory. */
@@ -14,9 +15,11 @@ const ID_PATTERN = /^[a-z0-9]{1,128}$/;
 export class RecordStore<T extends { id: string }> {
   private readonly records = new Map<string, T>();
 
+  /** With `syncBehind`, changes resolve once visible and reach the disk right after (see SyncBehind). */
   constructor(
     private readonly dir: string,
     private readonly logger: Logger,
+    private readonly syncBehind?: SyncBehind,
   ) {}
 
   /** Loads every record; removes temp files a crash left; sets aside files that do not parse. */
@@ -60,7 +63,7 @@ export class RecordStore<T extends { id: string }> {
 
   async put(record: T): Promise<void> {
     assertId(record.id);
-    await writeFileAtomic(this.path(record.id), JSON.stringify(record));
+    await writeFileAtomic(this.path(record.id), JSON.stringify(record), { syncBehind: this.syncBehind });
     this.records.set(record.id, record);
   }
 
@@ -68,7 +71,8 @@ export class RecordStore<T extends { id: string }> {
     assertId(id);
     try {
       await unlink(this.path(id));
-      await fsyncDir(this.dir);
+      if (this.syncBehind) this.syncBehind.add(this.dir);
+      else await fsyncDir(this.dir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }

@@ -11,9 +11,9 @@ function window(): Record<string, unknown>[] {
     { msg: 'sandbox network set up', sandboxId: SB, stepsMs: { record: 5, netns: 6, 'cni-add': 20, wire: 10 } },
     { msg: 'netd call', method: 'setup', durationMs: 45 },
     { msg: 'rpc', method: 'RunPodSandbox', durationMs: 52 },
-    { msg: 'netd call', method: 'dhcpReady', durationMs: 90 },
+    { msg: 'netd call', method: 'vmNetwork', durationMs: 90 },
     { msg: 'rpc', method: 'CreateContainer', durationMs: 110 },
-    { msg: 'netd call', method: 'dhcpReady', durationMs: 0.1 },
+    { msg: 'netd call', method: 'vmNetwork', durationMs: 0.1 },
     { msg: 'rpc', method: 'StartContainer', durationMs: 600 },
     { msg: 'netd call', method: 'status', durationMs: 0.1 },
     { msg: 'rpc', method: 'PodSandboxStatus', durationMs: 1 },
@@ -27,10 +27,10 @@ test('podBreakdown splits Run, Create and Start by the daemon lines', () => {
   assert.equal(b['    serve own work (records, IPC) (handler - netd setup)'], 7);
   assert.equal(b['      netd step cni-add'], 20);
   assert.equal(b['      netd setup - its steps (CNI config load, DHCP kick-off)'], 4);
-  assert.equal(b['    netd dhcpReady (wait for the DHCP responder, beside overlay + seed)'], 90);
-  assert.equal(b['    handler - dhcpReady (define, record, and overlay + seed time the wait did not cover)'], 20);
+  assert.equal(b['    netd vmNetwork (wait for the VM side: wiring + DHCP, beside the overlay)'], 90);
+  assert.equal(b['    handler - vmNetwork (seed, define, record, and overlay time the wait did not cover)'], 20);
   assert.equal(b['  Start: gRPC + client'], 4);
-  assert.equal(b['    handler - dhcpReady (console pump, lookup, libvirt start, record)'], 599.9);
+  assert.equal(b['    handler - vmNetwork (console pump, lookup, libvirt start, record)'], 599.9);
   // Rows come in table order: Run's parts, then Create's, then Start's.
   const keys = Object.keys(b);
   assert.ok(keys.indexOf('RunPodSandbox') < keys.indexOf('CreateContainer') && keys.indexOf('CreateContainer') < keys.indexOf('StartContainer'));

@@ -10,8 +10,8 @@ function create(durMs: number, waitMs: number, ok = true): RootSpanRecord {
     durMs,
     ok,
     spans: {
-      'await DHCP responder': [1, waitMs, 0, waitMs],
-      'await DHCP responder > netd dhcpReady': [1, waitMs - 1, 0.5, waitMs],
+      'await VM side of the sandbox': [1, waitMs, 0, waitMs],
+      'await VM side of the sandbox > netd vmNetwork': [1, waitMs - 1, 0.5, waitMs],
       'exec qemu-img create': [1, 15, 5, 20],
       'libvirt define': [1, 5, waitMs, waitMs + 5],
     },
@@ -28,9 +28,9 @@ test('summarizeSpans: medians per path in tree order, untimed rows, warm-up and 
   assert.deepEqual(
     s!.rows.map((r) => [r.path, r.depth, r.medianMs]),
     [
-      ['await DHCP responder', 0, 160],
-      ['await DHCP responder > netd dhcpReady', 1, 159],
-      [`await DHCP responder > ${UNTIMED}`, 1, 1],
+      ['await VM side of the sandbox', 0, 160],
+      ['await VM side of the sandbox > netd vmNetwork', 1, 159],
+      [`await VM side of the sandbox > ${UNTIMED}`, 1, 1],
       ['exec qemu-img create', 0, 15],
       ['libvirt define', 0, 5],
       [UNTIMED, 0, 170 - 160 - 15 - 5],

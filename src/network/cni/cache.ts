@@ -8,6 +8,7 @@ import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InternalError } from '../../errors.js';
 import { fsyncDir, writeFileAtomic } from '../../store/atomic_file.js';
+import type { SyncBehind } from '../../store/sync_behind.js';
 import { isValidNetworkName, parseConfigList, type NetworkConfigList } from './config.js';
 import { validateContainerId, validateIfName, type CapabilityArgs, type PodArgs } from './invocation.js';
 
@@ -41,7 +42,11 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 export class AttachmentCache {
-  constructor(readonly dir: string) {}
+  /** With `syncBehind`, writes resolve once visible and reach the disk right after, as libcni's (unsynced) cache at best. */
+  constructor(
+    readonly dir: string,
+    private readonly syncBehind?: SyncBehind,
+  ) {}
 
   /** File of one attachment; every part is validated and escaped, and "+" cannot occur in them after escaping. */
   fileFor(key: AttachmentKey): string {
@@ -53,7 +58,7 @@ export class AttachmentCache {
   }
 
   async save(entry: CachedAttachment): Promise<void> {
-    await writeFileAtomic(this.fileFor(entry), `${JSON.stringify(entry, null, 2)}\n`);
+    await writeFileAtomic(this.fileFor(entry), `${JSON.stringify(entry, null, 2)}\n`, { syncBehind: this.syncBehind });
   }
 
   /** The record for `key`, undefined when there is none; a record that does not hold up throws. */
@@ -81,7 +86,8 @@ export class AttachmentCache {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    await fsyncDir(this.dir);
+    if (this.syncBehind) this.syncBehind.add(this.dir);
+    else await fsyncDir(this.dir);
   }
 
   /** Every readable record, for garbage collection of attachments whose sandbox is gone. */

@@ -72,14 +72,16 @@ function leases(): string[] {
   return existsSync(dir) ? readdirSync(dir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f)) : [];
 }
 
-async function dhcpRunning(id: string): Promise<boolean> {
-  for (let i = 0; i < 100; i++) {
+/** The verbose info once netd has prepared the VM side (it does so after RunPodSandbox returns). */
+async function vmSideReady(id: string): Promise<{ netnsPath: string; network: { vmSide: string; vmNetwork: any; dhcp: { running: boolean } } }> {
+  for (let i = 0; i < 200; i++) {
     const info = JSON.parse((await d.runtime.PodSandboxStatus!({ pod_sandbox_id: id, verbose: true })).info.info);
-    if (info.network.dhcp.running) return true;
-    assert.equal(info.network.dhcp.error, undefined, `DHCP failed: ${info.network.dhcp.error}`);
-    await new Promise((r) => setTimeout(r, 50));
+    // network is null while netd restarts.
+    assert.notEqual(info.network?.vmSide, 'failed', `VM side failed: ${info.network?.error}`);
+    if (info.network?.vmSide === 'ready') return info;
+    await new Promise((r) => setTimeout(r, 25));
   }
-  return false;
+  throw new Error(`VM side of sandbox ${id} not ready after 5 s`);
 }
 
 function linksIn(ns: string): string[] {
@@ -98,16 +100,16 @@ test('RunPodSandbox builds netns + CNI + bridge/TAP + DHCP; status, list, stop, 
   assert.equal(st.status.labels.tier, 'web');
   assert.equal(st.status.annotations.note, 'x');
   assert.ok(BigInt(st.status.created_at) > 1_600_000_000_000_000_000n);
-  const info = JSON.parse(st.info.info);
+  // The VM side (wiring, DHCP) is prepared after RunPodSandbox returns (CreateContainer waits for it).
+  const info = await vmSideReady(id);
   assert.match(info.netnsPath, /^\/run\/netns\/vmlet-/);
-  const iface = info.vmNetwork.interfaces[0];
+  const iface = info.network.vmNetwork.interfaces[0];
   assert.equal(iface.binding.kind, 'tap');
   assert.equal(iface.ips[0].address, st.status.network.ip);
-  assert.deepEqual(info.vmNetwork.dns.nameservers, ['198.18.0.53']);
-  // The responder starts after RunPodSandbox returns (CreateContainer waits for it).
-  assert.equal(await dhcpRunning(id), true);
+  assert.deepEqual(info.network.vmNetwork.dns.nameservers, ['198.18.0.53']);
+  assert.equal(info.network.dhcp.running, true);
 
-  const ns = info.netnsPath.split('/').pop();
+  const ns = info.netnsPath.split('/').pop()!;
   assert.ok(netnsList().includes(ns));
   const links = linksIn(ns);
   assert.ok(links.includes(iface.binding.tap), `TAP in ${links}`);
@@ -177,6 +179,49 @@ test('a failing plugin rolls everything back and returns its error text', async 
   }
 });
 
+test('an interface that cannot be wired after Run: the sandbox goes NOTREADY with the reason, and stop/remove leave nothing', async () => {
+  const pluginDir = join(process.env.TMPDIR ?? '/tmp', `vmlet-failing-${tag}`);
+  execFileSync('mkdir', ['-p', pluginDir]);
+  execFileSync('cp', [join(import.meta.dirname, '../../fixtures/cni/plugins/multinic'), join(pluginDir, 'vmlet-test-multinic')]);
+  const conf = join(d.cniConfDir, '05-phantom.conflist');
+  writeFileSync(conf, JSON.stringify({
+    cniVersion: '1.0.0',
+    name: `vmlet-test-${tag}`,
+    plugins: [
+      { type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: ipamDir(), ranges: [[{ subnet: '198.18.77.0/24' }]] } },
+      // Claims a second sandbox interface that does not exist: CNI ADD succeeds, the wiring cannot.
+      { type: 'vmlet-test-multinic', passthrough: true, phantomInterface: 'ghost0' },
+    ],
+  }));
+  const nsBefore = netnsList();
+  try {
+    const { pod_sandbox_id: id } = await d.runtime.RunPodSandbox!({ config: podConfig('phantom') });
+    let status: any;
+    for (let i = 0; i < 200; i++) {
+      status = await d.runtime.PodSandboxStatus!({ pod_sandbox_id: id, verbose: true });
+      if (status.status.state === 'SANDBOX_NOTREADY') break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.equal(status.status.state, 'SANDBOX_NOTREADY', 'kubelet must see the sandbox is not usable');
+    const info = JSON.parse(status.info.info);
+    assert.match(info.notReadyReason, /ghost0/);
+    assert.equal(info.network.vmSide, 'failed');
+    // The interface that was wired first (eth0) was unwired again: no bridge or TAP left in the netns.
+    const ns = (info.netnsPath as string).split('/').pop()!;
+    assert.deepEqual(linksIn(ns).filter((l) => l !== 'lo').sort(), ['eth0']);
+    const err = await d.runtime.CreateContainer!({ pod_sandbox_id: id, config: { metadata: { name: 'vm' }, image: { image: 'none' } }, sandbox_config: podConfig('phantom') })
+      .then(() => assert.fail('CreateContainer succeeded in a sandbox whose network failed'), (e: grpc.ServiceError) => e);
+    assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
+    await d.runtime.StopPodSandbox!({ pod_sandbox_id: id });
+    await d.runtime.RemovePodSandbox!({ pod_sandbox_id: id });
+    assert.deepEqual(netnsList().sort(), nsBefore.sort());
+    assert.equal(leases().length, 0);
+    assert.equal(readdirSync(join(d.stateDir, 'netd')).filter((f) => f.endsWith('.json')).length, 0);
+  } finally {
+    rmSync(conf, { force: true });
+  }
+});
+
 /** Runs `busybox udhcpc` in `ns` on `ifname`; returns the env its script saw, or undefined when no lease came. */
 function udhcpc(ns: string, ifname: string, dir: string): Record<string, string> | undefined {
   const script = join(dir, `udhcpc-${ifname}.sh`);
@@ -200,8 +245,8 @@ test('DHCP: the VM MAC on the sandbox bridge gets exactly the pod network; other
   execFileSync('mkdir', ['-p', work]);
   const { pod_sandbox_id: id } = await d.runtime.RunPodSandbox!({ config: podConfig('dhcp') });
   try {
-    const info = JSON.parse((await d.runtime.PodSandboxStatus!({ pod_sandbox_id: id, verbose: true })).info.info);
-    const iface = info.vmNetwork.interfaces[0];
+    const info = await vmSideReady(id);
+    const iface = info.network.vmNetwork.interfaces[0];
     const sandboxNs = (info.netnsPath as string).split('/').pop()!;
     // A stand-in VM: a veth whose one end carries the VM's MAC, the other joins the sandbox bridge like the TAP.
     execFileSync('ip', ['netns', 'add', vmNs]);
@@ -275,6 +320,7 @@ async function waitForNewNetd(old: number): Promise<number> {
 test('netd dies: in-flight calls fail UNAVAILABLE, serve restarts it, DHCP of running sandboxes comes back', async () => {
   const { pod_sandbox_id: id } = await d.runtime.RunPodSandbox!({ config: podConfig('survivor') });
   try {
+    await vmSideReady(id);
     const first = netdPid();
     // A call in flight when netd dies fails cleanly, and leaves nothing once retried away.
     const inflight = d.runtime.RunPodSandbox!({ config: podConfig('inflight') }).then(() => 'ok', (e: grpc.ServiceError) => e.code);
@@ -284,10 +330,10 @@ test('netd dies: in-flight calls fail UNAVAILABLE, serve restarts it, DHCP of ru
     assert.ok(outcome === grpc.status.UNAVAILABLE || outcome === 'ok', `in-flight call ended with ${outcome}`);
     const second = await waitForNewNetd(first);
     assert.notEqual(second, first);
-    assert.equal(await dhcpRunning(id), true, 'the DHCP responder was restored');
-    const info = JSON.parse((await d.runtime.PodSandboxStatus!({ pod_sandbox_id: id, verbose: true })).info.info);
+    const info = await vmSideReady(id);
+    assert.equal(info.network.dhcp.running, true, 'the DHCP responder was restored');
     const vmNs = `vt-${tag}-vm2`;
-    const iface = info.vmNetwork.interfaces[0];
+    const iface = info.network.vmNetwork.interfaces[0];
     const sandboxNs = (info.netnsPath as string).split('/').pop()!;
     try {
       execFileSync('ip', ['netns', 'add', vmNs]);
@@ -308,5 +354,28 @@ test('netd dies: in-flight calls fail UNAVAILABLE, serve restarts it, DHCP of ru
     for (const item of (await d.runtime.ListPodSandbox!({})).items) await d.runtime.RemovePodSandbox!({ pod_sandbox_id: item.id });
   }
   assert.deepEqual(netnsList(), []);
+  assert.equal(leases().length, 0);
+});
+
+test('netd dies while preparing the VM side of a sandbox: the new netd prepares it once, and teardown leaves nothing', async () => {
+  const nsBefore = netnsList();
+  const { pod_sandbox_id: id } = await d.runtime.RunPodSandbox!({ config: podConfig('midway') });
+  try {
+    // Right after the reply the wiring and the DHCP responder are still being set up.
+    process.kill(netdPid(), 'SIGKILL');
+    const info = await vmSideReady(id);
+    assert.equal(info.network.dhcp.running, true);
+    const iface = info.network.vmNetwork.interfaces[0];
+    const ns = (info.netnsPath as string).split('/').pop()!;
+    const links = linksIn(ns);
+    assert.deepEqual(links.filter((l) => l.startsWith('vtap')), [iface.binding.tap], `one TAP in ${links}`);
+    assert.ok(links.includes(iface.binding.bridge), `bridge in ${links}`);
+    const st = await d.runtime.PodSandboxStatus!({ pod_sandbox_id: id });
+    assert.equal(st.status.state, 'SANDBOX_READY');
+    assert.equal(iface.ips[0].address, st.status.network.ip);
+  } finally {
+    await d.runtime.RemovePodSandbox!({ pod_sandbox_id: id });
+  }
+  assert.deepEqual(netnsList().sort(), nsBefore.sort());
   assert.equal(leases().length, 0);
 });

@@ -103,7 +103,7 @@ export function strayChildren(): string[] {
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
       if (ppid !== process.pid) continue;
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ');
-      if (/bind_socket_child|nsenter|udhcpc/.test(cmdline)) stray.push(`${entry}: ${cmdline}`);
+      if (/nsenter|udhcpc/.test(cmdline)) stray.push(`${entry}: ${cmdline}`);
     } catch {
       // the process ended while we looked
     }

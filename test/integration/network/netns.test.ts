@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync, existsSync } from 'node:fs';
 import { NetnsManager, netnsPath } from '../../../src/network/netns.js';
 import { AlreadyExistsError, InvalidArgumentError } from '../../../src/errors.js';
+import { bindDhcpSocketInNetns } from '../../../src/network/dhcp/bind_in_netns.js';
 import { TEST_NETNS_PREFIX, ipJson, testIds } from './helpers.js';
 
 test('netns: create with lo up, list, refuse a second create, delete idempotently', async (t) => {
@@ -53,5 +54,24 @@ test('netns: names outside the vmlet scheme are refused before touching anything
   for (const bad of ['cni-1234', 'vmlet-../../etc', 'vmlet-a b', 'vmlet-']) {
     await assert.rejects(manager.create(bad), InvalidArgumentError, bad);
     await assert.rejects(manager.delete(bad), InvalidArgumentError, bad);
+  }
+});
+
+test('netns: delete while a socket still lives in the namespace detaches it; the name is free again at once', async (t) => {
+  const manager = new NetnsManager();
+  const name = `${TEST_NETNS_PREFIX}${testIds().tag}`;
+  t.after(() => manager.delete(name));
+  const path = await manager.create(name);
+  // A DHCP server socket made inside the namespace holds it, as a running QEMU would.
+  const socket = await bindDhcpSocketInNetns(path, { port: 6767 });
+  try {
+    await manager.delete(name);
+    assert.equal(existsSync(path), false);
+    assert.equal(await manager.exists(name), false);
+    assert.equal(socket.address().port, 6767, 'the socket still works in the detached namespace');
+    await manager.create(name);
+    assert.deepEqual((await ipJson(name, 'link', 'show')).map((l) => l.ifname), ['lo'], 'a new, empty namespace under the same name');
+  } finally {
+    socket.close();
   }
 });

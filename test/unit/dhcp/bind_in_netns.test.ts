@@ -1,17 +1,17 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { bindDhcpSocketInNetns, childExecArgv } from '../../../src/network/dhcp/bind_in_netns.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { bindDhcpSocketInNetns } from '../../../src/network/dhcp/bind_in_netns.js';
+import { NATIVE_HELPER_PATH } from '../../../src/native/netns.js';
 import { InvalidArgumentError } from '../../../src/errors.js';
 
-test('the helper inherits loader flags but not test-runner, inspector, watch or eval flags', () => {
-  assert.deepEqual(childExecArgv(['--import', 'tsx']), ['--import', 'tsx']);
-  assert.deepEqual(
-    childExecArgv([
-      '--import=tsx', '--test', '--test-reporter', 'spec', '--test-reporter-destination=stdout', '--inspect-brk=9229',
-      '--enable-source-maps', '--watch', '--inspect-port', '9230', '-e', 'code()', '--require', './hook.cjs', '--test-only',
-    ]),
-    ['--import=tsx', '--enable-source-maps', '--require', './hook.cjs'],
-  );
+test('the native helper path is the same from src/ and from the tsc build in dist/', () => {
+  const repoRoot = join(import.meta.dirname, '..', '..', '..');
+  assert.equal(NATIVE_HELPER_PATH, join(repoRoot, 'native', 'build', 'vmlet_netns.node'));
+  // src/native/netns.ts finds the helper by a path relative to itself: dist/ must mirror src/ one level below the root.
+  const tsconfig = JSON.parse(readFileSync(join(repoRoot, 'tsconfig.json'), 'utf8'));
+  assert.deepEqual([tsconfig.compilerOptions.rootDir, tsconfig.compilerOptions.outDir], ['src', 'dist']);
 });
 
 test('bindDhcpSocketInNetns refuses relative, unnormalised and NUL-bearing paths before running anything', async () => {
