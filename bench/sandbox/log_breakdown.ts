@@ -57,7 +57,7 @@ export function runBreakdown(lines: readonly LogLine[], ids: readonly string[], 
     '    netd setup': setup,
     '      CNI plugins ADD': cni,
     '      rest of netd setup (netns, records, CNI cache)': minus(setup, cni),
-    'after the reply, in the background: tap wiring (ip -batch + nft)': wire,
+    'after the reply, once netd is idle: tap wiring (ip -batch + nft)': wire,
   };
 }
 
@@ -84,6 +84,6 @@ export function removeBreakdown(lines: readonly LogLine[], clientMs: readonly nu
   return {
     'client round trip': [...clientMs],
     '  gRPC + client (round trip - serve handler)': minus(clientMs, rpc),
-    '  serve handler (record delete + fsync)': rpc,
+    '  serve handler (record delete; synced behind)': rpc,
   };
 }

@@ -48,12 +48,12 @@ export interface SpanReport {
 
 /** Which methods of which product classes get a span, and under what name. */
 const TIMED: { cls: Function; methods: Record<string, string | ((args: unknown[]) => string)> }[] = [
-  { cls: RecordStore, methods: { put: 'netd record write (fsync)', delete: 'netd record delete (fsync)' } },
+  { cls: RecordStore, methods: { put: 'netd record write (synced behind)', delete: 'netd record delete (synced behind)' } },
   { cls: NetnsManager, methods: { create: 'netns create', delete: 'netns delete' } },
   { cls: CniChain, methods: { add: 'CniChain.add', del: 'CniChain.del' } },
   {
     cls: AttachmentCache,
-    methods: { save: 'CNI cache write (fsync)', load: 'CNI cache read', remove: 'CNI cache remove', list: 'CNI cache list' },
+    methods: { save: 'CNI cache write (synced behind)', load: 'CNI cache read', remove: 'CNI cache remove', list: 'CNI cache list' },
   },
   {
     cls: ExecPluginRunner,

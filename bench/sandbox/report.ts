@@ -153,6 +153,14 @@ export function formatReport(result: SandboxBenchResult): string {
   if (result.phases.length > 0) {
     out.push(sandboxTable(result), '');
     out.push('floor of Run = ip netns add + CNI ADD of the same conflist; floor of Stop = CNI DEL + ip netns delete');
+    out.push(
+      'RunPodSandbox returns after netns + CNI ADD; netd wires the VM side (bridge, TAP, isolation, DHCP) once idle,',
+      'or at once for a CreateContainer. Before its Stops, each phase waits for every VM side, so Stop tears down whole sandboxes:',
+    );
+    for (const p of result.phases) {
+      const ready = p.wallMs.vmSidesReadyAfterRuns;
+      if (ready !== undefined) out.push(`  ${phaseLabel(p)}: all ${p.n} VM sides ready ${ms(ready)} ms after the last RunPodSandbox returned`);
+    }
     if (result.versionMs) {
       const v = summarize(result.versionMs);
       out.push(`fixed cost of one RPC (Version round trip, ${v.n} calls): median ${ms(v.median)} ms, p95 ${ms(v.p95)} ms`);

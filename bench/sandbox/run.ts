@@ -144,6 +144,24 @@ async function expectSandboxes(daemon: BenchDaemon, tag: string, state: 'SANDBOX
 
 const rpcLine = (method: string) => (l: LogLine) => l.msg === 'rpc' && l.method === method;
 
+/** Waits until netd reports every sandbox's VM side ready; returns how long that took. */
+async function waitForVmSides(daemon: BenchDaemon, ids: readonly string[], signal: AbortSignal): Promise<number> {
+  const t0 = now();
+  const deadline = t0 + 120_000;
+  for (const id of ids) {
+    for (;;) {
+      if (signal.aborted) throw new InterruptedError();
+      const st = await daemon.client.call<{ info: Record<string, string> }>('PodSandboxStatus', { pod_sandbox_id: id, verbose: true });
+      const network = (JSON.parse(st.info.info ?? '{}') as { network?: { vmSide?: string; error?: string } }).network;
+      if (network?.vmSide === 'ready') break;
+      if (network?.vmSide === 'failed') throw new Error(`VM side of sandbox ${id} failed: ${network.error}`);
+      if (now() > deadline) throw new Error(`VM side of sandbox ${id} not ready after 120 s (${network?.vmSide})`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+  return now() - t0;
+}
+
 /** N Runs, then (with all N up) memory, then N Stops, then N Removes, `concurrency` at a time. */
 async function vmletPhase(
   state: BenchState,
@@ -175,8 +193,14 @@ async function vmletPhase(
   });
   const t1 = now();
   await daemon.waitForLines(marks[0]!, rpcLine('RunPodSandbox'), n);
+  // netd's lines come through their own pipe and may trail serve's.
+  await daemon.waitForLines(marks[0]!, (l) => l.msg === 'netd call' && l.method === 'setup', n);
   marks.push(daemon.logs.length);
   await expectSandboxes(daemon, state.tag, 'SANDBOX_READY', n, `after ${n} RunPodSandbox`);
+  // As each pod's CreateContainer would have it: every sandbox's VM side (wiring, DHCP) prepared,
+  // so the memory sample and the Stops below see whole sandboxes.
+  const vmSidesReadyMs = await waitForVmSides(daemon, ids, signal);
+  const afterVmSides = daemon.logs.length;
   await sampleMemory(memory, `${n} sandboxes up (${phase})`, daemon);
 
   const t2 = now();
@@ -196,13 +220,14 @@ async function vmletPhase(
 
   const result: Omit<PhaseResult, 'floor' | 'name' | 'concurrency' | 'n' | 'otherCpuCores'> & { marks: number[] } = {
     vmlet: { run, stop, remove, sandboxIds: ids },
-    wallMs: { runAll: t1 - t0, stopAll: t3 - t2, removeAll: t5 - t4 },
+    wallMs: { runAll: t1 - t0, vmSidesReadyAfterRuns: vmSidesReadyMs, stopAll: t3 - t2, removeAll: t5 - t4 },
     marks,
   };
   if (phase === 'sequential') {
     const window = (k: number) => daemon.logs.slice(marks[k], marks[k + 1]);
     result.logBreakdown = {
-      run: runBreakdown(window(0), ids, run),
+      // Through the VM-side wait: the wiring lines come after the Runs.
+      run: runBreakdown(daemon.logs.slice(marks[0], afterVmSides), ids, run),
       stop: stopBreakdown(window(1), ids, stop),
       remove: removeBreakdown(window(2), remove),
     };

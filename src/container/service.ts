@@ -186,25 +186,32 @@ export class ContainerService {
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       undos.push(() => rm(dir, { recursive: true, force: true }));
-      await createOverlay({
+      // The overlay and the seed are two independent tool runs: side by side.
+      const overlay = createOverlay({
         backingPath: this.images.blobPath(image.id),
         backingFormat: image.format,
         backingVirtualSize: image.virtualSize,
         overlayPath: join(dir, OVERLAY),
         ...(annotations.rootVolumeSizeBytes !== undefined ? { sizeBytes: annotations.rootVolumeSizeBytes } : {}),
       });
-      const network = await vmNetwork;
-      const seed = buildSeedDocuments(
-        {
-          instanceId: id,
-          hostname: sandbox.hostname || sandbox.metadata.name,
-          annotations,
-          env: spec.envs.map((e) => ({ name: e.key, value: e.value })),
-          network,
-        },
-        annotations.cloudInitImageType,
-      );
-      await writeSeedIso(join(dir, SEED), seed);
+      const seeded = vmNetwork.then((network) => {
+        const seed = buildSeedDocuments(
+          {
+            instanceId: id,
+            hostname: sandbox.hostname || sandbox.metadata.name,
+            annotations,
+            env: spec.envs.map((e) => ({ name: e.key, value: e.value })),
+            network,
+          },
+          annotations.cloudInitImageType,
+        );
+        return writeSeedIso(join(dir, SEED), seed).then(() => network);
+      });
+      // Both settle before anything is rolled back, so no undo races a tool still writing.
+      const [overlayDone, seedDone] = await Promise.allSettled([overlay, seeded]);
+      if (overlayDone.status === 'rejected') throw overlayDone.reason;
+      if (seedDone.status === 'rejected') throw seedDone.reason;
+      const network = seedDone.value;
       const vmSpec = buildVmSpec(
         {
           containerId: id,

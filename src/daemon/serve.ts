@@ -71,6 +71,9 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   const netd = new NetdClient({ args: ['--config-json', JSON.stringify(config)], logger: logger.child({ component: 'netd-client' }) });
   const images = new ImageStore({ imageDir: config.imageDir, translationsDir: config.imageTranslationsDir, logger: logger.child({ component: 'images' }) });
   const sandboxes = new SandboxService(join(config.stateDir, 'sandboxes'), netd, logger.child({ component: 'sandboxes' }), netdTimeoutMs(config));
+  netd.onEvent = (event) => {
+    if (event.event === 'vmSideFailed') sandboxes.onVmSideFailed(event.sandboxId, event.message);
+  };
   const consoles = new ConsolePumps(logger.child({ component: 'console' }));
 
   const cleanups: (() => Promise<void>)[] = [];

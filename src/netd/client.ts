@@ -7,7 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { VmletError, UnavailableError, DeadlineExceededError, type CodeValue } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { NetdMethods, NetdMethod, NetdResponse, NetdReady } from './protocol.js';
+import type { NetdMethods, NetdMethod, NetdResponse, NetdReady, NetdEvent } from './protocol.js';
 
 const MAIN = fileURLToPath(new URL('../main.js', import.meta.url)).replace(/\.js$/, mainExtension());
 
@@ -37,6 +37,8 @@ export class NetdClient {
   private readonly pending = new Map<number, Pending>();
   private stopping = false;
   private restarts = 0;
+  /** Where netd's unsolicited events go (set by whoever acts on them). */
+  onEvent: (event: NetdEvent) => void = () => {};
 
   constructor(private readonly options: NetdClientOptions) {}
 
@@ -63,7 +65,11 @@ export class NetdClient {
         reject(new UnavailableError('netd did not become ready in time'));
         child.kill('SIGKILL');
       }, this.options.startTimeoutMs ?? 60_000);
-      child.on('message', (msg: NetdResponse | NetdReady) => {
+      child.on('message', (msg: NetdResponse | NetdReady | NetdEvent) => {
+        if ('event' in msg) {
+          this.onEvent(msg);
+          return;
+        }
         if ('ready' in msg) {
           clearTimeout(timer);
           logger.info({ pid: msg.pid }, 'netd ready');

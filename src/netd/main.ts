@@ -10,7 +10,9 @@ import type { NetdReady } from './protocol.js';
 
 export async function runNetd(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, 'vmlet-netd');
-  const manager = new NetworkManager(config, logger);
+  const manager = new NetworkManager(config, logger, (event) => {
+    if (process.connected) process.send!(event);
+  });
   await manager.load();
   serveIpc(manager, logger);
   let stopping = false;

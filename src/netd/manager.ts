@@ -28,10 +28,15 @@ import { BindingSelector } from '../network/bindings/select.js';
 import { readInterfaceSnapshot } from '../network/bindings/snapshot.js';
 import { ExecIpRunner, type IpRunner } from '../network/iproute.js';
 import { DhcpIsolation, ExecNftRunner } from '../network/isolation.js';
-import type { NetdMethods, Readiness, SandboxNetworkStatus, SetupParams, SetupResult, VmNetworkResult } from './protocol.js';
+import type { NetdEvent, NetdMethods, Readiness, SandboxNetworkStatus, SetupParams, SetupResult, VmNetworkResult } from './protocol.js';
 
 /** The interface name CNI creates in the sandbox, as kubelet asks for it. */
 export const POD_IFNAME = 'eth0';
+/**
+ * How long netd must have had no setup or teardown in flight before it prepares a VM side that
+ * nobody waits for yet: a burst of RunPodSandbox calls is not slowed by the work of the ones before.
+ */
+const IDLE_BEFORE_PREPARE_MS = 25;
 /** VMs renew long before this; a short-ish lease keeps a stale VM from holding on forever. */
 const LEASE_SECONDS = 86_400;
 
@@ -54,9 +59,10 @@ type Undo = { what: string; run: () => Promise<void> };
 
 /**
  * A sandbox's network is built in two parts. `setup` (RunPodSandbox) does what the pod IP depends
- * on: netns and CNI ADD. The VM side (each interface's binding, then its DHCP responder) is
- * prepared right after in the background, and whoever needs it (CreateContainer) waits for it
- * through `vmNetwork`; teardown waits for it too, so it never races a half-done preparation.
+ * on: netns and CNI ADD. The VM side (each interface's binding, then its DHCP responder) follows:
+ * at once when someone waits for it (`vmNetwork`, from CreateContainer), otherwise as soon as
+ * netd is idle. A failure there is reported to serve as a `vmSideFailed` event. Teardown drops a
+ * pending preparation and waits for a running one, so it never races a half-done wiring.
  */
 export class NetworkManager implements NetdMethods {
   private readonly records: RecordStore<SandboxNetworkRecord>;
@@ -67,6 +73,10 @@ export class NetworkManager implements NetdMethods {
   /** VM-side preparations in progress, and why the last one of a sandbox failed. */
   private readonly preparing = new Map<string, Promise<void>>();
   private readonly prepareFailures = new Map<string, string>();
+  /** VM sides to prepare once netd is idle, and what keeps it from being idle. */
+  private readonly deferred = new Map<string, SandboxNetworkRecord>();
+  private foregroundCalls = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
   private readonly netns: NetnsManager;
   private readonly ip: IpRunner = new ExecIpRunner();
   private readonly selector: BindingSelector;
@@ -74,6 +84,7 @@ export class NetworkManager implements NetdMethods {
   constructor(
     private readonly config: Config,
     private readonly logger: Logger,
+    private readonly notify: (event: NetdEvent) => void = () => {},
   ) {
     // Everything netd records describes kernel objects a reboot wipes: write-behind durability.
     this.syncBehind = new SyncBehind((err, path) => logger.error({ err, path }, 'could not make netd state durable'));
@@ -100,8 +111,8 @@ export class NetworkManager implements NetdMethods {
         continue;
       }
       if (!record.network) {
-        this.logger.warn({ sandboxId: record.id }, 'VM side of a sandbox was being prepared when netd stopped; preparing it again');
-        this.beginPrepare(record);
+        this.logger.warn({ sandboxId: record.id }, 'VM side of a sandbox was not ready when netd stopped; preparing it again');
+        this.defer(record);
         continue;
       }
       if (record.leases.length === 0) continue;
@@ -120,16 +131,21 @@ export class NetworkManager implements NetdMethods {
     return { ready: false, reason: 'NetworkPluginNotReady', message: skipped ? `${loaded.reason} (${skipped})` : loaded.reason };
   }
 
-  async setup(params: SetupParams): Promise<SetupResult> {
+  setup(params: SetupParams): Promise<SetupResult> {
+    return this.inForeground(() => this.setupNetwork(params));
+  }
+
+  private async setupNetwork(params: SetupParams): Promise<SetupResult> {
     const existing = this.records.get(params.sandboxId);
     if (existing?.cni) return setupResultOf(existing, existing.cni);
 
+    const steps = new StepTimer();
     const loaded = await loadNetworkConfig(this.config.cniConfDir);
     if (!loaded.ok) throw new FailedPreconditionError(`network is not ready: ${loaded.reason}`);
     const netConfig = loaded.config;
+    steps.mark('config');
 
     const undos: Undo[] = [];
-    const steps = new StepTimer();
     const netnsName = netnsNameFor(params.sandboxId);
     const record: SandboxNetworkRecord = {
       id: params.sandboxId,
@@ -165,7 +181,7 @@ export class NetworkManager implements NetdMethods {
       record.pod = { hostname: params.hostname, dns: params.dns };
       await this.records.put(record);
       steps.mark('record');
-      this.beginPrepare(record);
+      this.defer(record);
       this.logger.debug({ sandboxId: params.sandboxId, stepsMs: steps.totals() }, 'sandbox network set up');
       return setupResultOf(record, view);
     } catch (err) {
@@ -174,20 +190,53 @@ export class NetworkManager implements NetdMethods {
     }
   }
 
-  /** Starts preparing the VM side of a sandbox whose CNI ADD is done; `vmNetwork` waits for it. */
-  private beginPrepare(record: SandboxNetworkRecord): void {
+  /** Runs a setup or teardown; while any runs, netd is not idle. */
+  private async inForeground<T>(work: () => Promise<T>): Promise<T> {
+    this.foregroundCalls++;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    try {
+      return await work();
+    } finally {
+      this.foregroundCalls--;
+      this.armIdleTimer();
+    }
+  }
+
+  /** Queues the VM side of a sandbox whose CNI ADD is done, for when netd is idle. */
+  private defer(record: SandboxNetworkRecord): void {
+    this.deferred.set(record.id, record);
+    this.armIdleTimer();
+  }
+
+  private armIdleTimer(): void {
+    if (this.idleTimer || this.foregroundCalls > 0 || this.deferred.size === 0) return;
+    this.idleTimer = setTimeout(() => {
+      this.idleTimer = undefined;
+      if (this.foregroundCalls > 0) return;
+      // One at a time: a call that arrives meanwhile waits for at most one preparation.
+      const [next] = this.deferred.values();
+      if (!next) return;
+      this.deferred.delete(next.id);
+      void this.beginPrepare(next).finally(() => this.armIdleTimer());
+    }, IDLE_BEFORE_PREPARE_MS);
+  }
+
+  /** Starts preparing the VM side of a sandbox now (`vmNetwork` waits for it); resolves when done, failed or not. */
+  private beginPrepare(record: SandboxNetworkRecord): Promise<void> {
+    this.deferred.delete(record.id);
     this.prepareFailures.delete(record.id);
-    // Its first step spawns a process (synchronous, several ms in a process of netd's size): only
-    // after setup's reply has gone out.
-    const preparing = new Promise<void>((resolve) => setImmediate(resolve)).then(() => this.prepareVmSide(record)).then(
+    const preparing = this.prepareVmSide(record).then(
       () => void this.prepareFailures.delete(record.id),
       (err: unknown) => {
-        this.prepareFailures.set(record.id, errorText(err));
+        const message = errorText(err);
+        this.prepareFailures.set(record.id, message);
         this.logger.error({ err, sandboxId: record.id }, 'VM side of a sandbox could not be prepared');
+        this.notify({ event: 'vmSideFailed', sandboxId: record.id, message });
       },
     );
     this.preparing.set(record.id, preparing);
-    void preparing.finally(() => {
+    return preparing.finally(() => {
       if (this.preparing.get(record.id) === preparing) this.preparing.delete(record.id);
     });
   }
@@ -264,7 +313,12 @@ export class NetworkManager implements NetdMethods {
   }
 
   /** Idempotent: tears down whatever exists for the sandbox, from its record or by its names. */
-  async teardown({ sandboxId }: { sandboxId: string }): Promise<Record<string, never>> {
+  teardown(params: { sandboxId: string }): Promise<Record<string, never>> {
+    return this.inForeground(() => this.teardownNetwork(params));
+  }
+
+  private async teardownNetwork({ sandboxId }: { sandboxId: string }): Promise<Record<string, never>> {
+    this.deferred.delete(sandboxId);
     const record = this.records.get(sandboxId);
     const netnsName = record?.netnsName ?? netnsNameFor(sandboxId);
     const nsPath = record?.netnsPath ?? netnsPath(netnsName);
@@ -300,7 +354,15 @@ export class NetworkManager implements NetdMethods {
     return {
       sandboxId,
       netnsPath: record.netnsPath,
-      vmSide: this.preparing.has(sandboxId) ? 'preparing' : failure !== undefined ? 'failed' : record.network ? 'ready' : 'not prepared',
+      vmSide: this.deferred.has(sandboxId)
+        ? 'pending'
+        : this.preparing.has(sandboxId)
+          ? 'preparing'
+          : failure !== undefined
+            ? 'failed'
+            : record.network
+              ? 'ready'
+              : 'not prepared',
       ...(failure !== undefined ? { error: failure } : {}),
       vmNetwork: record.network ?? null,
       interfaces: record.interfaces.map((w) => ({ ...w.state })),
@@ -316,13 +378,15 @@ export class NetworkManager implements NetdMethods {
     for (let attempt = 0; ; attempt++) {
       const record = this.records.get(sandboxId);
       if (!record?.cni) throw new FailedPreconditionError(`sandbox ${sandboxId} has no network`);
+      // Someone waits for it now: no more waiting for netd to be idle.
+      if (this.deferred.has(sandboxId)) void this.beginPrepare(record);
       await this.preparing.get(sandboxId);
       const failure = this.prepareFailures.get(sandboxId);
       if (failure !== undefined) return { ready: false, message: failure };
       const serving = record.leases.length === 0 || this.dhcp.has(sandboxId);
       if (record.network && serving) return { ready: true, network: record.network };
       if (attempt > 0) return { ready: false, message: 'the DHCP responder is not running' };
-      this.beginPrepare(record);
+      void this.beginPrepare(record);
     }
   }
 
@@ -343,6 +407,9 @@ export class NetworkManager implements NetdMethods {
 
   /** netd exiting: close the sockets, leave the networks (the VMs keep running). */
   async close(): Promise<void> {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    this.deferred.clear();
     for (const id of [...this.dhcp.keys()]) await this.stopDhcp(id);
     await this.syncBehind.flush();
   }

@@ -36,7 +36,7 @@ export interface SandboxNetworkStatus {
   sandboxId: string;
   netnsPath: string;
   /** Where the VM side of the sandbox (wiring, DHCP) stands. */
-  vmSide: 'preparing' | 'ready' | 'failed' | 'not prepared';
+  vmSide: 'pending' | 'preparing' | 'ready' | 'failed' | 'not prepared';
   error?: string;
   vmNetwork: VmNetwork | null;
   interfaces: Record<string, unknown>[];
@@ -71,6 +71,13 @@ export interface NetdResponse {
   id: number;
   result?: unknown;
   error?: { code: CodeValue; message: string };
+}
+
+/** Sent by netd on its own when serve must learn something about a sandbox without asking. */
+export interface NetdEvent {
+  event: 'vmSideFailed';
+  sandboxId: string;
+  message: string;
 }
 
 /** Sent once by netd when it has loaded its state and is ready for requests. */

@@ -93,8 +93,13 @@ export class SandboxService {
     return build;
   }
 
-  private async build(key: string, spec: SandboxSpec): Promise<string> {
+  private build(key: string, spec: SandboxSpec): Promise<string> {
     const id = randomBytes(32).toString('hex');
+    // Held through the build, so a netd event about this sandbox waits until it is READY.
+    return this.locks.run(id, () => this.buildLocked(id, key, spec));
+  }
+
+  private async buildLocked(id: string, key: string, spec: SandboxSpec): Promise<string> {
     const record: SandboxRecord = {
       id,
       key,
@@ -118,8 +123,6 @@ export class SandboxService {
     try {
       const result = await this.netd.call('setup', params, this.netdTimeoutMs);
       await this.store.put({ ...record, state: 'READY', netnsPath: result.netnsPath, podIps: result.podIps, pendingCleanup: undefined });
-      // The VM side is prepared in the background; a failure there shows as NOTREADY right away.
-      setImmediate(() => void this.vmNetwork(id).catch(() => {}));
       return id;
     } catch (err) {
       await this.rollbackFailedBuild(record, err);
@@ -177,11 +180,20 @@ export class SandboxService {
   async vmNetwork(id: string): Promise<VmNetwork> {
     const result = await this.netd.call('vmNetwork', { sandboxId: id }, this.netdTimeoutMs);
     if (result.ready) return result.network;
+    await this.markNotReady(id, result.message);
+    throw new FailedPreconditionError(`the network of pod sandbox ${id} could not be prepared for its VM: ${result.message}`);
+  }
+
+  /** netd's report that a sandbox's VM side failed (prepared while nobody waited): NOTREADY now. */
+  onVmSideFailed(id: string, message: string): void {
+    this.markNotReady(id, message).catch((err: unknown) => this.logger.error({ err, sandboxId: id }, 'could not mark a sandbox NOTREADY'));
+  }
+
+  private async markNotReady(id: string, reason: string): Promise<void> {
     await this.locks.run(id, async () => {
       const current = this.store.get(id);
-      if (current?.state === 'READY') await this.store.put({ ...current, state: 'NOTREADY', notReadyReason: result.message });
+      if (current?.state === 'READY') await this.store.put({ ...current, state: 'NOTREADY', notReadyReason: reason });
     });
-    throw new FailedPreconditionError(`the network of pod sandbox ${id} could not be prepared for its VM: ${result.message}`);
   }
 
   /** Makes every record change so far durable (daemon shutdown). */

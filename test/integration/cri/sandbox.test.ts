@@ -359,22 +359,36 @@ test('netd dies: in-flight calls fail UNAVAILABLE, serve restarts it, DHCP of ru
 
 test('netd dies while preparing the VM side of a sandbox: the new netd prepares it once, and teardown leaves nothing', async () => {
   const nsBefore = netnsList();
-  const { pod_sandbox_id: id } = await d.runtime.RunPodSandbox!({ config: podConfig('midway') });
+  const ids: string[] = [];
   try {
-    // Right after the reply the wiring and the DHCP responder are still being set up.
-    process.kill(netdPid(), 'SIGKILL');
-    const info = await vmSideReady(id);
+    // The VM side is prepared ~25 ms after netd goes idle and takes tens of ms: kill netd when it is seen preparing.
+    let interrupted: string | undefined;
+    for (let attempt = 0; attempt < 5 && !interrupted; attempt++) {
+      const { pod_sandbox_id: id } = await d.runtime.RunPodSandbox!({ config: podConfig(`midway${attempt}`) });
+      ids.push(id);
+      for (let i = 0; i < 400; i++) {
+        const info = JSON.parse((await d.runtime.PodSandboxStatus!({ pod_sandbox_id: id, verbose: true })).info.info);
+        if (info.network?.vmSide === 'preparing') {
+          process.kill(netdPid(), 'SIGKILL');
+          interrupted = id;
+          break;
+        }
+        if (info.network?.vmSide === 'ready') break;
+      }
+    }
+    assert.ok(interrupted, 'netd was never caught preparing a VM side');
+    const info = await vmSideReady(interrupted);
     assert.equal(info.network.dhcp.running, true);
     const iface = info.network.vmNetwork.interfaces[0];
     const ns = (info.netnsPath as string).split('/').pop()!;
     const links = linksIn(ns);
     assert.deepEqual(links.filter((l) => l.startsWith('vtap')), [iface.binding.tap], `one TAP in ${links}`);
     assert.ok(links.includes(iface.binding.bridge), `bridge in ${links}`);
-    const st = await d.runtime.PodSandboxStatus!({ pod_sandbox_id: id });
+    const st = await d.runtime.PodSandboxStatus!({ pod_sandbox_id: interrupted });
     assert.equal(st.status.state, 'SANDBOX_READY');
     assert.equal(iface.ips[0].address, st.status.network.ip);
   } finally {
-    await d.runtime.RemovePodSandbox!({ pod_sandbox_id: id });
+    for (const id of ids) await d.runtime.RemovePodSandbox!({ pod_sandbox_id: id });
   }
   assert.deepEqual(netnsList().sort(), nsBefore.sort());
   assert.equal(leases().length, 0);

@@ -28,8 +28,8 @@ async function conf(content: string): Promise<string> {
   return path;
 }
 
-async function configure(path: string): Promise<string> {
-  const { stderr } = await execFileAsync(script, ['--qemu-conf', path, '--no-restart'], { timeout: 30_000 });
+async function configure(path: string, ...extra: string[]): Promise<string> {
+  const { stderr } = await execFileAsync(script, ['--qemu-conf', path, '--no-restart', ...extra], { timeout: 30_000 });
   return stderr;
 }
 
@@ -52,6 +52,7 @@ test('adds the managed block once; a second run changes nothing', async () => {
   assert.equal(active(first, 'cgroup_device_acl').length, 1);
   assert.ok(first.includes('"/dev/net/tun"'));
   assert.ok(first.includes('"/dev/kvm"'), "libvirt's default devices stay allowed");
+  assert.deepEqual(active(first, 'capability_filters'), ['capability_filters = [ "cpu-unavailable-features" ]']);
   const mtime = (await stat(path)).mtimeMs;
   assert.match(await configure(path), /already in place/);
   assert.equal(await readFile(path, 'utf8'), first);
@@ -101,4 +102,18 @@ test('an unterminated block is an error and leaves the file alone', async () => 
   const path = await conf(broken);
   await assert.rejects(configure(path));
   assert.equal(await readFile(path, 'utf8'), broken);
+});
+
+test('--keep-cpu-feature-probe leaves capability_filters out, and switching back and forth rewrites only the block', async () => {
+  const path = await conf('a = 1\ncapability_filters = [ "other" ]\nb = 2\n');
+  await configure(path, '--keep-cpu-feature-probe');
+  const kept = await readFile(path, 'utf8');
+  assert.deepEqual(active(kept, 'capability_filters'), [], 'no filter is active, not even the one the file had');
+  assert.ok(kept.includes('#vmlet-disabled# capability_filters = [ "other" ]'));
+  assert.match(await configure(path, '--keep-cpu-feature-probe'), /already in place/);
+  await configure(path);
+  const filtered = await readFile(path, 'utf8');
+  assert.deepEqual(active(filtered, 'capability_filters'), ['capability_filters = [ "cpu-unavailable-features" ]']);
+  assert.deepEqual(active(filtered, 'user'), ['user = "+0"']);
+  assert.ok(filtered.startsWith('a = 1\n#vmlet-disabled# capability_filters'));
 });
