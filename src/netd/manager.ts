@@ -420,7 +420,7 @@ function setupResultOf(record: SandboxNetworkRecord, view: VmNetworkView): Setup
   return { netnsPath: record.netnsPath, podIps: view.interfaces.flatMap((i) => i.ips.map((ip) => ip.address)) };
 }
 
-function capabilityArgs(params: SetupParams): Record<string, unknown> {
+export function capabilityArgs(params: SetupParams): Record<string, unknown> {
   const args: Record<string, unknown> = {
     // Only mappings that publish a host port, as containerd passes them: portmap refuses host port 0.
     portMappings: params.portMappings
