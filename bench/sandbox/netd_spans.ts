@@ -78,8 +78,9 @@ const TIMED: { cls: Function; methods: Record<string, string | ((args: unknown[]
 function instrument(manager: NetworkManager, spans: SpanRecorder): { timed: string[]; notFound: string[] } {
   spans.wrap(manager, 'setup', 'setup');
   spans.wrap(manager, 'teardown', 'teardown');
-  // Runs after setup has returned (CreateContainer waits for it), so it shows under setup but past its end.
-  spans.wrap(manager as unknown as Record<string, unknown>, 'prepareVmSide', 'prepare VM side (background, after setup returned)');
+  // The VM side, asked for right after setup as CreateContainer does (netd would otherwise wait until idle).
+  spans.wrap(manager, 'vmNetwork', 'vmNetwork (VM side: wiring + DHCP)');
+  spans.wrap(manager as unknown as Record<string, unknown>, 'prepareVmSide', 'prepare VM side');
   spans.wrap(manager, 'startDhcp', 'start DHCP (native helper binds :67 in the netns)');
   spans.wrap(manager, 'stopDhcp', 'stop DHCP');
   const seen = new Set<object>([manager]);
