@@ -171,7 +171,7 @@ if [ -d "/proc/$pid" ]; then
   for _ in $(seq 1 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
   [ ! -d "/proc/$pid" ] || die "libvirtd (pid $pid) does not exit"
 fi
-rm -f /run/libvirtd.pid
-libvirtd -d
+# start-libvirt.sh starts it the way vmlet's scripts always do (and records that they did).
+"$(dirname "$0")/start-libvirt.sh"
 wait_answers
 log "libvirtd restarted (pid $(cat /run/libvirtd.pid 2>/dev/null || echo '?'))"

@@ -5,6 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -58,9 +59,11 @@ test('the probe guest itself is sound: under TCG it exits through isa-debug-exit
   assert.equal(code, PROBE_SUCCESS_EXIT);
 });
 
-test('the device check accepts /dev/kvm here and refuses a missing path and a directory', async () => {
+test('the device check accepts a character device it can open, refuses a missing path and a directory', async () => {
   const runner = new ProcessKvmProbeRunner();
-  assert.deepEqual(await runner.checkDevice('/dev/kvm'), { ok: true });
+  // /dev/kvm exists on some of these machines and not on others; /dev/null is on all of them.
+  assert.deepEqual(await runner.checkDevice('/dev/null'), { ok: true });
+  if (existsSync('/dev/kvm')) assert.deepEqual(await runner.checkDevice('/dev/kvm'), { ok: true });
   const missing = await runner.checkDevice('/dev/vmlet-test-no-such-device');
   assert.equal(missing.ok, false);
   assert.equal(!missing.ok && missing.missing, true);
