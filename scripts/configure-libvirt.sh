@@ -17,7 +17,7 @@
 #                     older check (the feature-words and filtered-features properties, 2 calls).
 #                     qemu.conf marks capability_filters as a debugging knob and libvirt logs the
 #                     domain as tainted (custom-hypervisor-feature). --keep-cpu-feature-probe
-#                     leaves it out.
+#                     leaves it out (and leaves any capability_filters of the file's own alone).
 #
 # Usage: configure-libvirt.sh [--qemu-conf PATH] [--no-restart] [--keep-cpu-feature-probe]
 #   --qemu-conf PATH          file to edit (default /etc/libvirt/qemu.conf)
@@ -45,9 +45,12 @@ begin='# BEGIN vmlet managed block: written by vmlet scripts/configure-libvirt.s
 end='# END vmlet managed block'
 # Keys the block sets; an active setting of one of them elsewhere in the file is commented out so
 # exactly one value is in force.
-keys='user group cgroup_device_acl capability_filters'
+keys='user group cgroup_device_acl'
 cpu_filter_line=
-[ "$cpu_filter" = 0 ] || cpu_filter_line=$'capability_filters = [ "cpu-unavailable-features" ]\n'
+if [ "$cpu_filter" = 1 ]; then
+  keys="$keys capability_filters"
+  cpu_filter_line=$'capability_filters = [ "cpu-unavailable-features" ]\n'
+fi
 block=$(cat <<EOF
 $begin
 user = "+0"

@@ -77,6 +77,10 @@ export class NetworkManager implements NetdMethods {
   private readonly deferred = new Map<string, SandboxNetworkRecord>();
   private foregroundCalls = 0;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** A preparation the idle timer started is running: the timer starts no second one meanwhile. */
+  private idlePreparing = false;
+  /** Sandboxes whose teardown is running: nothing may be (re)built for them meanwhile. */
+  private readonly tearingDown = new Set<string>();
   private readonly netns: NetnsManager;
   private readonly ip: IpRunner = new ExecIpRunner();
   private readonly selector: BindingSelector;
@@ -115,12 +119,8 @@ export class NetworkManager implements NetdMethods {
         this.defer(record);
         continue;
       }
-      if (record.leases.length === 0) continue;
-      try {
-        await this.startDhcp(record.id, record.netnsPath, record.leases);
-      } catch (err) {
-        this.logger.error({ err, sandboxId: record.id }, 'could not restore DHCP for a sandbox');
-      }
+      // Wired already: this only brings the DHCP responder back; a failure reaches serve as an event.
+      if (record.leases.length > 0) void this.beginPrepare(record);
     }
   }
 
@@ -210,21 +210,30 @@ export class NetworkManager implements NetdMethods {
   }
 
   private armIdleTimer(): void {
-    if (this.idleTimer || this.foregroundCalls > 0 || this.deferred.size === 0) return;
+    if (this.idleTimer || this.idlePreparing || this.foregroundCalls > 0 || this.deferred.size === 0) return;
     this.idleTimer = setTimeout(() => {
       this.idleTimer = undefined;
       if (this.foregroundCalls > 0) return;
       // One at a time: a call that arrives meanwhile waits for at most one preparation.
       const [next] = this.deferred.values();
       if (!next) return;
-      this.deferred.delete(next.id);
-      void this.beginPrepare(next).finally(() => this.armIdleTimer());
+      this.idlePreparing = true;
+      void this.beginPrepare(next).finally(() => {
+        this.idlePreparing = false;
+        this.armIdleTimer();
+      });
     }, IDLE_BEFORE_PREPARE_MS);
   }
 
-  /** Starts preparing the VM side of a sandbox now (`vmNetwork` waits for it); resolves when done, failed or not. */
+  /**
+   * Starts preparing the VM side of a sandbox now (`vmNetwork` waits for it), or joins the
+   * preparation already running; resolves when done, failed or not. Never during its teardown.
+   */
   private beginPrepare(record: SandboxNetworkRecord): Promise<void> {
+    const running = this.preparing.get(record.id);
+    if (running) return running;
     this.deferred.delete(record.id);
+    if (this.tearingDown.has(record.id)) return Promise.resolve();
     this.prepareFailures.delete(record.id);
     const preparing = this.prepareVmSide(record).then(
       () => void this.prepareFailures.delete(record.id),
@@ -250,7 +259,9 @@ export class NetworkManager implements NetdMethods {
     const cni = record.cni!;
     const steps = new StepTimer();
     if (!record.network && record.interfaces.length > 0) {
-      await this.unwireAll(record);
+      // What an interrupted preparation left; wiring over it would fail on the names.
+      const failures = await this.unwireAll(record);
+      if (failures.length > 0) throw new FailedPreconditionError(`cannot undo an interrupted wiring: ${failures.join('; ')}`);
       record.interfaces = [];
     }
     if (!record.network) {
@@ -276,7 +287,14 @@ export class NetworkManager implements NetdMethods {
         const network: VmNetwork = { interfaces: vmInterfaces, dns: podDns(pod.dns, cni.dns), ...(pod.hostname ? { hostname: pod.hostname } : {}) };
         record.leases = leasesFor(network);
         record.network = network;
-        await this.records.put(record);
+        try {
+          await this.records.put(record);
+        } catch (err) {
+          // Not on disk, so not true in memory either: the undos below take the wiring back.
+          record.leases = [];
+          delete record.network;
+          throw err;
+        }
         steps.mark('record');
       } catch (err) {
         await this.runUndos(record.id, undos, err);
@@ -318,6 +336,16 @@ export class NetworkManager implements NetdMethods {
   }
 
   private async teardownNetwork({ sandboxId }: { sandboxId: string }): Promise<Record<string, never>> {
+    // Before any await: from here on vmNetwork refuses and no preparation starts.
+    this.tearingDown.add(sandboxId);
+    try {
+      return await this.teardownUnlocked(sandboxId);
+    } finally {
+      this.tearingDown.delete(sandboxId);
+    }
+  }
+
+  private async teardownUnlocked(sandboxId: string): Promise<Record<string, never>> {
     this.deferred.delete(sandboxId);
     const record = this.records.get(sandboxId);
     const netnsName = record?.netnsName ?? netnsNameFor(sandboxId);
@@ -378,6 +406,7 @@ export class NetworkManager implements NetdMethods {
     for (let attempt = 0; ; attempt++) {
       const record = this.records.get(sandboxId);
       if (!record?.cni) throw new FailedPreconditionError(`sandbox ${sandboxId} has no network`);
+      if (this.tearingDown.has(sandboxId)) throw new FailedPreconditionError(`the network of sandbox ${sandboxId} is being torn down`);
       // Someone waits for it now: no more waiting for netd to be idle.
       if (this.deferred.has(sandboxId)) void this.beginPrepare(record);
       await this.preparing.get(sandboxId);

@@ -84,10 +84,11 @@ export class SandboxService {
 
   async run(spec: SandboxSpec): Promise<string> {
     const key = sandboxKey(spec.metadata);
-    const existing = this.byKey.get(key);
-    if (existing !== undefined) return existing;
+    // A duplicate of a Run still building gets its answer when the build is done, not before.
     const inFlight = this.building.get(key);
     if (inFlight) return inFlight;
+    const existing = this.byKey.get(key);
+    if (existing !== undefined) return existing;
     const build = this.build(key, spec).finally(() => this.building.delete(key));
     this.building.set(key, build);
     return build;
@@ -180,7 +181,9 @@ export class SandboxService {
   async vmNetwork(id: string): Promise<VmNetwork> {
     const result = await this.netd.call('vmNetwork', { sandboxId: id }, this.netdTimeoutMs);
     if (result.ready) return result.network;
-    await this.markNotReady(id, result.message);
+    // Not awaited: the caller may hold a container lock that a Stop holding this sandbox's lock
+    // waits for (StartContainer against StopPodSandbox).
+    this.onVmSideFailed(id, result.message);
     throw new FailedPreconditionError(`the network of pod sandbox ${id} could not be prepared for its VM: ${result.message}`);
   }
 

@@ -5,7 +5,10 @@
  * loop, so they are on disk a few milliseconds later without the caller waiting for the disk.
  *
  * Meant for records of things a reboot wipes anyway (network namespaces, links, DHCP responders):
- * a power loss inside that window loses a record whose objects the same power loss destroyed.
+ * a power loss inside that window loses a record whose objects the same power loss destroyed. On a
+ * filesystem that does not write a file's data before a rename over an older file (ext4 without
+ * auto_da_alloc, for one) the older version can be lost too: the store sets such an empty file
+ * aside on load, and the sandbox it described is gone with the reboot anyway.
  */
 import { open } from 'node:fs/promises';
 import { fsyncDir } from './atomic_file.js';
@@ -17,7 +20,7 @@ export class SyncBehind {
 
   constructor(
     private readonly onError: (err: unknown, path: string) => void,
-    private readonly sync: { file(path: string): Promise<void>; dir(path: string): Promise<void> } = { file: fsyncFile, dir: fsyncDir },
+    private readonly sync: { file(path: string): Promise<void>; dir(path: string): Promise<void> } = REAL_FSYNC,
   ) {}
 
   /** Queues `dir` (after a rename or unlink in it) and, when given, the file written there. */
@@ -61,6 +64,9 @@ export class SyncBehind {
     }
   }
 }
+
+/** The fsyncs SyncBehind does unless a test gives it others. */
+export const REAL_FSYNC = { file: fsyncFile, dir: fsyncDir };
 
 async function fsyncFile(path: string): Promise<void> {
   const fh = await open(path, 'r');

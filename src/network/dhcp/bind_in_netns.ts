@@ -4,6 +4,7 @@
  * the socket on a short-lived thread that alone enters the namespace; this adopts its fd.
  */
 import dgram from 'node:dgram';
+import { closeSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { isAbsolute, normalize } from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError, errorText } from '../../errors.js';
@@ -36,17 +37,24 @@ export async function bindDhcpSocketInNetns(netnsPath: string, options: BindInNe
     throw new FailedPreconditionError(`cannot bind UDP port ${port} in ${netnsPath}: ${code ?? ''} ${errorText(err)}`, { cause: err });
   }
   const socket = dgram.createSocket({ type: 'udp4' });
+  // With an fd, bind() either throws (before taking the fd over) or emits 'listening' at once.
+  let listening = false;
+  socket.once('listening', () => (listening = true));
   try {
-    await new Promise<void>((resolve, reject) => {
-      socket.once('error', reject);
-      socket.bind({ fd }, () => {
-        socket.off('error', reject);
-        resolve();
-      });
-    });
+    socket.bind({ fd });
   } catch (err) {
+    closeSync(fd);
     socket.close();
     throw new FailedPreconditionError(`cannot adopt the socket bound in ${netnsPath}: ${errorText(err)}`, { cause: err });
+  }
+  if (!listening) {
+    await new Promise<void>((resolve, reject) => {
+      socket.once('listening', () => resolve());
+      socket.once('error', (err) => {
+        socket.close(); // owns the fd by now
+        reject(new FailedPreconditionError(`cannot adopt the socket bound in ${netnsPath}: ${errorText(err)}`, { cause: err }));
+      });
+    });
   }
   return socket;
 }

@@ -104,16 +104,15 @@ test('an unterminated block is an error and leaves the file alone', async () => 
   assert.equal(await readFile(path, 'utf8'), broken);
 });
 
-test('--keep-cpu-feature-probe leaves capability_filters out, and switching back and forth rewrites only the block', async () => {
+test('--keep-cpu-feature-probe leaves capability_filters to the file; the default replaces it', async () => {
   const path = await conf('a = 1\ncapability_filters = [ "other" ]\nb = 2\n');
   await configure(path, '--keep-cpu-feature-probe');
   const kept = await readFile(path, 'utf8');
-  assert.deepEqual(active(kept, 'capability_filters'), [], 'no filter is active, not even the one the file had');
-  assert.ok(kept.includes('#vmlet-disabled# capability_filters = [ "other" ]'));
+  assert.deepEqual(active(kept, 'capability_filters'), ['capability_filters = [ "other" ]'], "the file's own setting stays in force");
+  assert.deepEqual(active(kept, 'user'), ['user = "+0"']);
   assert.match(await configure(path, '--keep-cpu-feature-probe'), /already in place/);
   await configure(path);
   const filtered = await readFile(path, 'utf8');
   assert.deepEqual(active(filtered, 'capability_filters'), ['capability_filters = [ "cpu-unavailable-features" ]']);
-  assert.deepEqual(active(filtered, 'user'), ['user = "+0"']);
-  assert.ok(filtered.startsWith('a = 1\n#vmlet-disabled# capability_filters'));
+  assert.ok(filtered.startsWith('a = 1\n#vmlet-disabled# capability_filters = [ "other" ]'));
 });

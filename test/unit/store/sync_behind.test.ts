@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SyncBehind } from '../../../src/store/sync_behind.js';
+import { REAL_FSYNC, SyncBehind } from '../../../src/store/sync_behind.js';
 import { RecordStore } from '../../../src/store/record_store.js';
 import { silentLogger } from '../../../src/log.js';
 
@@ -63,14 +63,20 @@ test('RecordStore with SyncBehind: a put is visible and atomic at once, and sync
   assert.deepEqual(readdirSync(dir), []);
 });
 
-test('SyncBehind with the real fsyncs: a written record is synced without error', async (t) => {
+test('SyncBehind with the real fsyncs: the written file and its directory are synced, without error', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'vmlet-syncbehind-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const errors: string[] = [];
-  const behind = new SyncBehind((err, path) => errors.push(`${path}: ${String(err)}`));
+  const synced: string[] = [];
+  const spy = {
+    file: async (p: string) => (synced.push(`file ${p}`), REAL_FSYNC.file(p)),
+    dir: async (p: string) => (synced.push(`dir ${p}`), REAL_FSYNC.dir(p)),
+  };
+  const behind = new SyncBehind((err, path) => errors.push(`${path}: ${String(err)}`), spy);
   const store = new RecordStore<{ id: string }>(dir, silentLogger, behind);
   await store.load();
   await store.put({ id: 'real' });
   await behind.flush();
+  assert.deepEqual(synced, [`file ${join(dir, 'real.json')}`, `dir ${dir}`]);
   assert.deepEqual(errors, []);
 });
