@@ -26,54 +26,57 @@
 #include <unistd.h>
 #include <node_api.h>
 
-struct request {
-  const char *netns_path;
-  int port;
-  int fd;      /* result */
+/* One operation for a helper thread: its inputs, and its result or the step that failed. */
+struct op {
+  const char *path;
+  int port;    /* udp4SocketInNetns only */
+  int fd;      /* result of udp4SocketInNetns */
   int err;     /* errno of the failed step, 0 on success */
   const char *step;
 };
 
-static void *bind_in_netns(void *arg) {
-  struct request *req = arg;
-  int ns = open(req->netns_path, O_RDONLY | O_CLOEXEC);
-  if (ns < 0) { req->err = errno; req->step = "open netns"; return NULL; }
-  if (setns(ns, CLONE_NEWNET) != 0) { req->err = errno; req->step = "setns"; close(ns); return NULL; }
-  close(ns);
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) { req->err = errno; req->step = "socket"; return NULL; }
-  int on = 1;
-  if (setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &on, sizeof on) != 0) { req->err = errno; req->step = "SO_BROADCAST"; close(fd); return NULL; }
-  struct sockaddr_in addr;
-  memset(&addr, 0, sizeof addr);
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons((unsigned short)req->port);
-  addr.sin_addr.s_addr = htonl(INADDR_ANY);
-  /* No SO_REUSEADDR: a second server on the port in one namespace is a bug that must fail. */
-  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) { req->err = errno; req->step = "bind"; close(fd); return NULL; }
-  req->fd = fd;
+/* Records the failed step with errno (read before close can change it), closes `fd` if open. */
+static void *failed(struct op *op, const char *step, int fd) {
+  op->err = errno;
+  op->step = step;
+  if (fd >= 0) close(fd);
   return NULL;
 }
 
-struct netns_request {
-  const char *path;
-  int err;
-  const char *step;
-};
+static void *bind_in_netns(void *arg) {
+  struct op *op = arg;
+  int ns = open(op->path, O_RDONLY | O_CLOEXEC);
+  if (ns < 0) return failed(op, "open netns", -1);
+  if (setns(ns, CLONE_NEWNET) != 0) return failed(op, "setns", ns);
+  close(ns);
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return failed(op, "socket", -1);
+  int on = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &on, sizeof on) != 0) return failed(op, "SO_BROADCAST", fd);
+  struct sockaddr_in addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((unsigned short)op->port);
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  /* No SO_REUSEADDR: a second server on the port in one namespace is a bug that must fail. */
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) return failed(op, "bind", fd);
+  op->fd = fd;
+  return NULL;
+}
 
 static void *create_netns(void *arg) {
-  struct netns_request *req = arg;
-  if (unshare(CLONE_NEWNET) != 0) { req->err = errno; req->step = "unshare"; return NULL; }
-  if (mount("/proc/thread-self/ns/net", req->path, "none", MS_BIND, NULL) != 0) { req->err = errno; req->step = "bind mount"; return NULL; }
+  struct op *op = arg;
+  if (unshare(CLONE_NEWNET) != 0) return failed(op, "unshare", -1);
+  if (mount("/proc/thread-self/ns/net", op->path, "none", MS_BIND, NULL) != 0) return failed(op, "bind mount", -1);
   /* Loopback up, as a namespace made for a pod has it. */
   int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) { req->err = errno; req->step = "socket"; return NULL; }
+  if (fd < 0) return failed(op, "socket", -1);
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
   strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-  if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) { req->err = errno; req->step = "get lo flags"; close(fd); return NULL; }
+  if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) return failed(op, "get lo flags", fd);
   ifr.ifr_flags |= IFF_UP;
-  if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0) { req->err = errno; req->step = "set lo up"; close(fd); return NULL; }
+  if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0) return failed(op, "set lo up", fd);
   close(fd);
   return NULL;
 }
@@ -89,11 +92,41 @@ static napi_value throw_errno(napi_env env, int err, const char *step) {
   return NULL;
 }
 
-/* Reads a path argument (non-empty, no NUL, < 4096 bytes) into `path`; throws and returns 0 otherwise. */
-static int path_arg(napi_env env, napi_value value, char *path, size_t size) {
+/*
+ * Reads the call's arguments: a path (non-empty, no NUL, < 4096 bytes) into `path`, then, when
+ * `port` is given, a port in 1..65535. Throws and returns 0 on anything else.
+ */
+static int read_args(napi_env env, napi_callback_info info, const char *usage, char *path, size_t size, int32_t *port) {
+  size_t want = port ? 2 : 1;
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != want) {
+    napi_throw_type_error(env, NULL, usage);
+    return 0;
+  }
   size_t len = 0;
-  if (napi_get_value_string_utf8(env, value, path, size, &len) != napi_ok || len == 0 || len >= size - 1 || strlen(path) != len) {
+  if (napi_get_value_string_utf8(env, argv[0], path, size, &len) != napi_ok || len == 0 || len >= size - 1 || strlen(path) != len) {
     napi_throw_type_error(env, NULL, "path must be a non-empty string without NUL, shorter than 4096 bytes");
+    return 0;
+  }
+  if (port && (napi_get_value_int32(env, argv[1], port) != napi_ok || *port < 1 || *port > 65535)) {
+    napi_throw_range_error(env, NULL, "port must be in 1..65535");
+    return 0;
+  }
+  return 1;
+}
+
+/* Runs `fn(op)` on a new thread and waits for it; throws and returns 0 when it failed. */
+static int run_on_thread(napi_env env, void *(*fn)(void *), struct op *op) {
+  pthread_t thread;
+  int rc = pthread_create(&thread, NULL, fn, op);
+  if (rc != 0) {
+    throw_errno(env, rc, "pthread_create");
+    return 0;
+  }
+  pthread_join(thread, NULL);
+  if (op->err != 0) {
+    throw_errno(env, op->err, op->step);
     return 0;
   }
   return 1;
@@ -101,59 +134,29 @@ static int path_arg(napi_env env, napi_value value, char *path, size_t size) {
 
 /* udp4SocketInNetns(netnsPath: string, port: number): number (the fd) */
 static napi_value udp4_socket_in_netns(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2) {
-    napi_throw_type_error(env, NULL, "udp4SocketInNetns(netnsPath, port)");
-    return NULL;
-  }
   char path[4097];
-  if (!path_arg(env, argv[0], path, sizeof path)) return NULL;
   int32_t port = 0;
-  if (napi_get_value_int32(env, argv[1], &port) != napi_ok || port < 1 || port > 65535) {
-    napi_throw_range_error(env, NULL, "port must be in 1..65535");
-    return NULL;
-  }
-  struct request req = { path, port, -1, 0, NULL };
-  pthread_t thread;
-  int rc = pthread_create(&thread, NULL, bind_in_netns, &req);
-  if (rc != 0) return throw_errno(env, rc, "pthread_create");
-  pthread_join(thread, NULL);
-  if (req.err != 0) return throw_errno(env, req.err, req.step);
+  if (!read_args(env, info, "udp4SocketInNetns(netnsPath, port)", path, sizeof path, &port)) return NULL;
+  struct op op = { path, port, -1, 0, NULL };
+  if (!run_on_thread(env, bind_in_netns, &op)) return NULL;
   napi_value result;
-  napi_create_int32(env, req.fd, &result);
+  napi_create_int32(env, op.fd, &result);
   return result;
 }
 
 /* createNetns(path: string): undefined */
 static napi_value create_netns_fn(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   char path[4097];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1) {
-    napi_throw_type_error(env, NULL, "createNetns(path)");
-    return NULL;
-  }
-  if (!path_arg(env, argv[0], path, sizeof path)) return NULL;
-  struct netns_request req = { path, 0, NULL };
-  pthread_t thread;
-  int rc = pthread_create(&thread, NULL, create_netns, &req);
-  if (rc != 0) return throw_errno(env, rc, "pthread_create");
-  pthread_join(thread, NULL);
-  if (req.err != 0) return throw_errno(env, req.err, req.step);
+  if (!read_args(env, info, "createNetns(path)", path, sizeof path, NULL)) return NULL;
+  struct op op = { path, 0, -1, 0, NULL };
+  run_on_thread(env, create_netns, &op);
   return NULL;
 }
 
 /* removeNetns(path: string): undefined. Lazy detach: a running QEMU may still hold the namespace. */
 static napi_value remove_netns_fn(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
   char path[4097];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 1) {
-    napi_throw_type_error(env, NULL, "removeNetns(path)");
-    return NULL;
-  }
-  if (!path_arg(env, argv[0], path, sizeof path)) return NULL;
+  if (!read_args(env, info, "removeNetns(path)", path, sizeof path, NULL)) return NULL;
   /* EINVAL: not a mount point (a half-made namespace file); ENOENT: already gone. */
   if (umount2(path, MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) return throw_errno(env, errno, "unmount");
   if (unlink(path) != 0 && errno != ENOENT) return throw_errno(env, errno, "unlink");

@@ -77,8 +77,6 @@ export class NetworkManager implements NetdMethods {
   private readonly deferred = new Map<string, SandboxNetworkRecord>();
   private foregroundCalls = 0;
   private idleTimer: NodeJS.Timeout | undefined;
-  /** A preparation the idle timer started is running: the timer starts no second one meanwhile. */
-  private idlePreparing = false;
   /** Sandboxes whose teardown is running: nothing may be (re)built for them meanwhile. */
   private readonly tearingDown = new Set<string>();
   private readonly netns: NetnsManager;
@@ -137,7 +135,7 @@ export class NetworkManager implements NetdMethods {
 
   private async setupNetwork(params: SetupParams): Promise<SetupResult> {
     const existing = this.records.get(params.sandboxId);
-    if (existing?.cni) return setupResultOf(existing, existing.cni);
+    if (existing?.cni) return setupResultOf(existing);
 
     const steps = new StepTimer();
     const loaded = await loadNetworkConfig(this.config.cniConfDir);
@@ -183,7 +181,7 @@ export class NetworkManager implements NetdMethods {
       steps.mark('record');
       this.defer(record);
       this.logger.debug({ sandboxId: params.sandboxId, stepsMs: steps.totals() }, 'sandbox network set up');
-      return setupResultOf(record, view);
+      return setupResultOf(record);
     } catch (err) {
       await this.runUndos(params.sandboxId, undos, err);
       throw err;
@@ -210,18 +208,12 @@ export class NetworkManager implements NetdMethods {
   }
 
   private armIdleTimer(): void {
-    if (this.idleTimer || this.idlePreparing || this.foregroundCalls > 0 || this.deferred.size === 0) return;
+    // One at a time: a call that arrives meanwhile waits for at most one preparation.
+    if (this.idleTimer || this.preparing.size > 0 || this.foregroundCalls > 0 || this.deferred.size === 0) return;
     this.idleTimer = setTimeout(() => {
       this.idleTimer = undefined;
-      if (this.foregroundCalls > 0) return;
-      // One at a time: a call that arrives meanwhile waits for at most one preparation.
       const [next] = this.deferred.values();
-      if (!next) return;
-      this.idlePreparing = true;
-      void this.beginPrepare(next).finally(() => {
-        this.idlePreparing = false;
-        this.armIdleTimer();
-      });
+      if (next && this.foregroundCalls === 0) void this.beginPrepare(next);
     }, IDLE_BEFORE_PREPARE_MS);
   }
 
@@ -247,6 +239,7 @@ export class NetworkManager implements NetdMethods {
     this.preparing.set(record.id, preparing);
     return preparing.finally(() => {
       if (this.preparing.get(record.id) === preparing) this.preparing.delete(record.id);
+      this.armIdleTimer();
     });
   }
 
@@ -283,7 +276,7 @@ export class NetworkManager implements NetdMethods {
           undos.push({ what: `wire ${iface.name}`, run: () => binding.unwire(context, state) });
           vmInterfaces.push(state.vm);
         }
-        const pod = record.pod ?? { hostname: '', dns: { servers: [], searches: [], options: [] } };
+        const pod = record.pod!;
         const network: VmNetwork = { interfaces: vmInterfaces, dns: podDns(pod.dns, cni.dns), ...(pod.hostname ? { hostname: pod.hostname } : {}) };
         record.leases = leasesFor(network);
         record.network = network;
@@ -339,13 +332,14 @@ export class NetworkManager implements NetdMethods {
     // Before any await: from here on vmNetwork refuses and no preparation starts.
     this.tearingDown.add(sandboxId);
     try {
-      return await this.teardownUnlocked(sandboxId);
+      await this.tearDown(sandboxId);
     } finally {
       this.tearingDown.delete(sandboxId);
     }
+    return {};
   }
 
-  private async teardownUnlocked(sandboxId: string): Promise<Record<string, never>> {
+  private async tearDown(sandboxId: string): Promise<void> {
     this.deferred.delete(sandboxId);
     const record = this.records.get(sandboxId);
     const netnsName = record?.netnsName ?? netnsNameFor(sandboxId);
@@ -371,7 +365,6 @@ export class NetworkManager implements NetdMethods {
     }
     if (failures.length > 0) throw new FailedPreconditionError(`sandbox network teardown incomplete: ${failures.join('; ')}`);
     await this.records.delete(sandboxId);
-    return {};
   }
 
   async status({ sandboxId }: { sandboxId: string }): Promise<SandboxNetworkStatus | null> {
@@ -382,20 +375,19 @@ export class NetworkManager implements NetdMethods {
     return {
       sandboxId,
       netnsPath: record.netnsPath,
-      vmSide: this.deferred.has(sandboxId)
-        ? 'pending'
-        : this.preparing.has(sandboxId)
-          ? 'preparing'
-          : failure !== undefined
-            ? 'failed'
-            : record.network
-              ? 'ready'
-              : 'not prepared',
+      vmSide: this.vmSideOf(record),
       ...(failure !== undefined ? { error: failure } : {}),
       vmNetwork: record.network ?? null,
       interfaces: record.interfaces.map((w) => ({ ...w.state })),
       dhcp: server ? { running: true, leases: record.leases.map((l) => ({ mac: l.mac, ip: l.ip })), stats: server.stats() } : { running: false },
     };
+  }
+
+  private vmSideOf(record: SandboxNetworkRecord): SandboxNetworkStatus['vmSide'] {
+    if (this.deferred.has(record.id)) return 'pending';
+    if (this.preparing.has(record.id)) return 'preparing';
+    if (this.prepareFailures.has(record.id)) return 'failed';
+    return record.network ? 'ready' : 'not prepared';
   }
 
   /**
@@ -445,8 +437,8 @@ export class NetworkManager implements NetdMethods {
 }
 
 /** The pod IPs, in CNI's interface order: the first is the pod IP, the rest its additional IPs. */
-function setupResultOf(record: SandboxNetworkRecord, view: VmNetworkView): SetupResult {
-  return { netnsPath: record.netnsPath, podIps: view.interfaces.flatMap((i) => i.ips.map((ip) => ip.address)) };
+function setupResultOf(record: SandboxNetworkRecord): SetupResult {
+  return { netnsPath: record.netnsPath, podIps: record.cni!.interfaces.flatMap((i) => i.ips.map((ip) => ip.address)) };
 }
 
 export function capabilityArgs(params: SetupParams): Record<string, unknown> {

@@ -42,7 +42,15 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
     await unlink(tmp).catch(() => {});
     throw err;
   }
-  if (syncBehind) syncBehind.add(dir, path);
+  await dirChanged(dir, syncBehind, path);
+}
+
+/**
+ * Makes a rename or unlink in `dir` durable: now, or through `syncBehind` right after (with the
+ * file written there, when there is one).
+ */
+export async function dirChanged(dir: string, syncBehind?: SyncBehind, file?: string): Promise<void> {
+  if (syncBehind) syncBehind.add(dir, file);
   else await fsyncDir(dir);
 }
 

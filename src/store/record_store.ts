@@ -5,7 +5,7 @@
  */
 import { readdir, readFile, unlink, rename, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic, fsyncDir, TEMP_PREFIX } from './atomic_file.js';
+import { writeFileAtomic, dirChanged, TEMP_PREFIX } from './atomic_file.js';
 import type { SyncBehind } from './sync_behind.js';
 import type { Logger } from '../log.js';
 
@@ -71,8 +71,7 @@ export class RecordStore<T extends { id: string }> {
     assertId(id);
     try {
       await unlink(this.path(id));
-      if (this.syncBehind) this.syncBehind.add(this.dir);
-      else await fsyncDir(this.dir);
+      await dirChanged(this.dir, this.syncBehind);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }

@@ -7,7 +7,7 @@
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InternalError } from '../../errors.js';
-import { fsyncDir, writeFileAtomic } from '../../store/atomic_file.js';
+import { dirChanged, writeFileAtomic } from '../../store/atomic_file.js';
 import type { SyncBehind } from '../../store/sync_behind.js';
 import { isValidNetworkName, parseConfigList, type NetworkConfigList } from './config.js';
 import { validateContainerId, validateIfName, type CapabilityArgs, type PodArgs } from './invocation.js';
@@ -86,8 +86,7 @@ export class AttachmentCache {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    if (this.syncBehind) this.syncBehind.add(this.dir);
-    else await fsyncDir(this.dir);
+    await dirChanged(this.dir, this.syncBehind);
   }
 
   /** Every readable record, for garbage collection of attachments whose sandbox is gone. */

@@ -5,7 +5,6 @@
  */
 import dgram from 'node:dgram';
 import { closeSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import { isAbsolute, normalize } from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError, errorText } from '../../errors.js';
 import { netnsNative } from '../../native/netns.js';
@@ -22,11 +21,6 @@ export async function bindDhcpSocketInNetns(netnsPath: string, options: BindInNe
   validateNetnsPath(netnsPath);
   const port = options.port ?? DHCP_SERVER_PORT;
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError(`port ${port} is not in 1..65535`);
-  try {
-    await stat(netnsPath);
-  } catch (err) {
-    throw new NotFoundError(`network namespace ${netnsPath} is not there: ${errorText(err)}`, { cause: err });
-  }
   let fd: number;
   try {
     fd = netnsNative().udp4SocketInNetns(netnsPath, port);

@@ -17,11 +17,12 @@ let d: TestDaemon;
 const tag = randomBytes(3).toString('hex');
 const bridge = `vtb${tag}`;
 const ipamDir = () => join(d.dir, 'ipam');
-const failingPluginDir = () => join(d.dir, 'cni-bin');
+/** Where the tests put their own CNI plugins (a second bin dir of the daemon). */
+const testPluginDir = join(process.env.TMPDIR ?? '/tmp', `vmlet-failing-${tag}`);
 
 before(async () => {
   await ensureLibvirtd();
-  d = await startTestDaemon({ args: ['--cni-bin-dir', '/usr/lib/cni:' + join(process.env.TMPDIR ?? '/tmp', `vmlet-failing-${tag}`)] });
+  d = await startTestDaemon({ args: ['--cni-bin-dir', `/usr/lib/cni:${testPluginDir}`] });
   writeFileSync(join(d.cniConfDir, '10-test.conflist'), JSON.stringify({
     cniVersion: '1.0.0',
     name: `vmlet-test-${tag}`,
@@ -46,8 +47,22 @@ after(async () => {
   } catch {
     /* not there */
   }
-  rmSync(join(process.env.TMPDIR ?? '/tmp', `vmlet-failing-${tag}`), { recursive: true, force: true });
+  rmSync(testPluginDir, { recursive: true, force: true });
 });
+
+/** Writes a conflist of the test bridge network with `next` chained after the bridge; returns its path. */
+function writeBridgeChain(file: string, next: object): string {
+  const conf = join(d.cniConfDir, file);
+  writeFileSync(conf, JSON.stringify({
+    cniVersion: '1.0.0',
+    name: `vmlet-test-${tag}`,
+    plugins: [
+      { type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: ipamDir(), ranges: [[{ subnet: '198.18.77.0/24' }]] } },
+      next,
+    ],
+  }));
+  return conf;
+}
 
 function podConfig(name: string, attempt = 0) {
   return {
@@ -150,20 +165,11 @@ test('concurrent RunPodSandbox calls for one pod build one sandbox', async () =>
 });
 
 test('a failing plugin rolls everything back and returns its error text', async () => {
-  const dir = join(process.env.TMPDIR ?? '/tmp', `vmlet-failing-${tag}`);
-  execFileSync('mkdir', ['-p', dir]);
-  const plugin = join(dir, 'vmlet-test-fail');
+  execFileSync('mkdir', ['-p', testPluginDir]);
+  const plugin = join(testPluginDir, 'vmlet-test-fail');
   writeFileSync(plugin, '#!/bin/sh\nif [ "$CNI_COMMAND" = ADD ]; then echo \'{"cniVersion":"1.0.0","code":7,"msg":"deliberate test failure"}\'; exit 1; fi\nexit 0\n');
   chmodSync(plugin, 0o755);
-  const conf = join(d.cniConfDir, '05-failing.conflist');
-  writeFileSync(conf, JSON.stringify({
-    cniVersion: '1.0.0',
-    name: `vmlet-test-${tag}`,
-    plugins: [
-      { type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: ipamDir(), ranges: [[{ subnet: '198.18.77.0/24' }]] } },
-      { type: 'vmlet-test-fail' },
-    ],
-  }));
+  const conf = writeBridgeChain('05-failing.conflist', { type: 'vmlet-test-fail' });
   const nsBefore = netnsList();
   try {
     const err = await d.runtime.RunPodSandbox!({ config: podConfig('broken') }).then(
@@ -180,19 +186,10 @@ test('a failing plugin rolls everything back and returns its error text', async 
 });
 
 test('an interface that cannot be wired after Run: the sandbox goes NOTREADY with the reason, and stop/remove leave nothing', async () => {
-  const pluginDir = join(process.env.TMPDIR ?? '/tmp', `vmlet-failing-${tag}`);
-  execFileSync('mkdir', ['-p', pluginDir]);
-  execFileSync('cp', [join(import.meta.dirname, '../../fixtures/cni/plugins/multinic'), join(pluginDir, 'vmlet-test-multinic')]);
-  const conf = join(d.cniConfDir, '05-phantom.conflist');
-  writeFileSync(conf, JSON.stringify({
-    cniVersion: '1.0.0',
-    name: `vmlet-test-${tag}`,
-    plugins: [
-      { type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: ipamDir(), ranges: [[{ subnet: '198.18.77.0/24' }]] } },
-      // Claims a second sandbox interface that does not exist: CNI ADD succeeds, the wiring cannot.
-      { type: 'vmlet-test-multinic', passthrough: true, phantomInterface: 'ghost0' },
-    ],
-  }));
+  execFileSync('mkdir', ['-p', testPluginDir]);
+  execFileSync('cp', [join(import.meta.dirname, '../../fixtures/cni/plugins/multinic'), join(testPluginDir, 'vmlet-test-multinic')]);
+  // Claims a second sandbox interface that does not exist: CNI ADD succeeds, the wiring cannot.
+  const conf = writeBridgeChain('05-phantom.conflist', { type: 'vmlet-test-multinic', passthrough: true, phantomInterface: 'ghost0' });
   const nsBefore = netnsList();
   try {
     const { pod_sandbox_id: id } = await d.runtime.RunPodSandbox!({ config: podConfig('phantom') });

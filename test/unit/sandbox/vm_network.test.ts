@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,11 +29,17 @@ const spec = (name: string) => ({
   dns: { servers: [], searches: [], options: [] }, portMappings: [],
 });
 
-test('a failed VM side does not wait for the sandbox lock: a Stop waiting for the caller finishes (no deadlock)', async (t) => {
+/** A SandboxService over the fake netd, in a temp dir the test removes. */
+async function serviceFor(t: TestContext): Promise<SandboxService> {
   const dir = mkdtempSync(join(tmpdir(), 'vmlet-sandbox-unit-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const sandboxes = new SandboxService(dir, fakeNetd(), silentLogger, 5000);
   await sandboxes.load();
+  return sandboxes;
+}
+
+test('a failed VM side does not wait for the sandbox lock: a Stop waiting for the caller finishes (no deadlock)', async (t) => {
+  const sandboxes = await serviceFor(t);
   const id = await sandboxes.run(spec('a'));
   // StartContainer holds its container's lock while it asks for the VM side; Stop holds the
   // sandbox lock and waits for that container. Here Stop's hook waits for the caller's answer.
@@ -58,10 +64,7 @@ test('a failed VM side does not wait for the sandbox lock: a Stop waiting for th
 });
 
 test('a failed VM side makes a READY sandbox NOTREADY with the reason', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'vmlet-sandbox-unit-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const sandboxes = new SandboxService(dir, fakeNetd(), silentLogger, 5000);
-  await sandboxes.load();
+  const sandboxes = await serviceFor(t);
   const id = await sandboxes.run(spec('b'));
   assert.equal(sandboxes.get(id)?.state, 'READY');
   await assert.rejects(sandboxes.vmNetwork(id), FailedPreconditionError);
@@ -72,10 +75,7 @@ test('a failed VM side makes a READY sandbox NOTREADY with the reason', async (t
 });
 
 test('a duplicate RunPodSandbox during the build gets the id only once the sandbox is READY', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'vmlet-sandbox-unit-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const sandboxes = new SandboxService(dir, fakeNetd(), silentLogger, 5000);
-  await sandboxes.load();
+  const sandboxes = await serviceFor(t);
   const first = sandboxes.run(spec('c'));
   // The build is under way: its NOTREADY record is stored, netd's setup not answered yet.
   while (sandboxes.list().length === 0) await new Promise((r) => setImmediate(r));
