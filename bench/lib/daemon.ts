@@ -138,7 +138,8 @@ export class BenchDaemon {
     return this.rawTail;
   }
 
-  static async start(entry: EntryPoints, dirs: DaemonDirs, logLevel: string, readyTimeoutMs = 90_000): Promise<BenchDaemon> {
+  /** `extraArgs` go after the bench's own flags (a later flag wins). */
+  static async start(entry: EntryPoints, dirs: DaemonDirs, logLevel: string, extraArgs: readonly string[] = [], readyTimeoutMs = 90_000): Promise<BenchDaemon> {
     await mkdir(dirname(dirs.socket), { recursive: true, mode: 0o700 });
     const args = [
       ...entry.serve,
@@ -151,6 +152,7 @@ export class BenchDaemon {
       '--image-translations-dir', dirs.translationsDir,
       '--kvm', 'off',
       '--log-level', logLevel,
+      ...extraArgs,
     ];
     // Own process group: a Ctrl-C at the terminal reaches the bench, which then removes the
     // sandboxes through this daemon before stopping it.

@@ -33,6 +33,12 @@ import { formatReport, runRatio, runVerdict } from './report.js';
 import { RESULT_FORMAT, type FloorSamples, type MemorySample, type PhaseResult, type SandboxBenchOptions, type SandboxBenchResult } from './result.js';
 import type { SpanReport } from './netd_spans.js';
 
+/**
+ * No warm VMs: these pods never get a container, so a warm VM a Run adopted would only be
+ * destroyed again at Stop (~1.8 s of libvirt destroy), and refills would start QEMUs mid-run.
+ */
+const SANDBOX_BENCH_DAEMON_ARGS = ['--vm-warm-pool', '0'];
+
 const RUN_LABEL = 'bench.vmlet.io/run';
 const CANDIDATE_BIN_DIRS = ['/opt/cni/bin', '/usr/lib/cni'];
 const CNI_TIMEOUT_MS = 60_000;
@@ -274,7 +280,7 @@ async function listPhase(state: BenchState, entry: EntryPoints, cniConfDir: stri
   const t = now();
   await writeStoppedSandboxes(dirs.stateDir, opts.listRecords, state.tag);
   const recordsWriteMs = now() - t;
-  const daemon = await BenchDaemon.start(entry, dirs, opts.logLevel);
+  const daemon = await BenchDaemon.start(entry, dirs, opts.logLevel, SANDBOX_BENCH_DAEMON_ARGS);
   state.daemons.push(daemon);
   await sampleMemory(memory, `list daemon, ${opts.listRecords} records loaded`, daemon);
   const cases = [];
@@ -494,7 +500,7 @@ export async function runSandboxBench(argv: readonly string[]): Promise<number> 
     step('starting vmlet serve');
     const mainDirs = daemonDirs(join(state.dir, 'main'), cniConfDir, binDirs);
     state.stateDirs.push(mainDirs.stateDir);
-    const daemon = await BenchDaemon.start(entry, mainDirs, opts.logLevel);
+    const daemon = await BenchDaemon.start(entry, mainDirs, opts.logLevel, SANDBOX_BENCH_DAEMON_ARGS);
     state.daemons.push(daemon);
     await sampleMemory(result.memory, 'after start', daemon);
 

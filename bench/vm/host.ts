@@ -28,6 +28,15 @@ export async function definedDomains(uri: string): Promise<string[]> {
     .filter((n) => n !== '');
 }
 
+/** Warm VMs vmlet keeps (src/container/warm_pool.ts): paused domains named vmlet-warm-…. */
+export const WARM_DOMAIN_PREFIX = 'vmlet-warm-';
+
+/** Paused domains whose name starts with `vmlet-warm-`: idle (or just claimed) warm VMs. */
+export async function pausedWarmDomains(uri: string): Promise<string[]> {
+  const { stdout } = await execFileP('virsh', ['-q', '-c', uri, 'list', '--state-paused', '--name'], { timeout: VIRSH_TIMEOUT_MS });
+  return stdout.split('\n').map((l) => l.trim()).filter((n) => n.startsWith(WARM_DOMAIN_PREFIX));
+}
+
 /** Every libvirt domain (running or not) whose name starts with `vmlet-`. */
 export async function vmletDomains(uri: string): Promise<string[]> {
   return (await definedDomains(uri)).filter((n) => n.startsWith(VMLET_DOMAIN_PREFIX));

@@ -16,6 +16,8 @@ export interface VmBenchOptions {
   runtime: 'dist' | 'tsx';
   /** Guest memory (the container's memory limit). */
   vmMemoryMiB: number;
+  /** The daemon's --vm-warm-pool. */
+  warmPool: number;
   /** How long a guest may take from StartContainer's return to its DHCP ACK and "ready" line. */
   bootTimeoutS: number;
   /** Span profile of serve's Run/Create/Start: when vmlet's share misses its target, always, or never. */
@@ -32,7 +34,10 @@ export const VM_USAGE = `usage: npm run bench -- vm [options]   (as root; needs 
   --keep-going              record a failed pod and go on with the others (default: stop at the first)
   --runtime dist|tsx        daemon from a tsc build run by plain node (default, as in production)
                             or from the .ts sources under tsx (as the integration tests run it)
-  --vm-memory <MiB>         guest memory (default 256)
+  --vm-memory <MiB>         guest memory (default 256; also the daemon's --vm-memory, so warm VMs fit)
+  --warm-pool <count>       the daemon's --vm-warm-pool (default 1; 0 measures cold starts only).
+                            Before each pod the bench waits (untimed) until a warm VM is idle, as
+                            it would be for pods that do not arrive within a second of each other
   --boot-timeout <seconds>  limit from StartContainer's return to the guest's "ready" (default 240)
   --profile auto|always|never
                             after the measured pods, a second daemon with timing spans around
@@ -55,6 +60,7 @@ export function parseVmOptions(argv: readonly string[], repoRoot: string, now: D
         'keep-going': { type: 'boolean' },
         runtime: { type: 'string' },
         'vm-memory': { type: 'string' },
+        'warm-pool': { type: 'string' },
         'boot-timeout': { type: 'string' },
         profile: { type: 'string' },
         'profile-pods': { type: 'string' },
@@ -77,6 +83,7 @@ export function parseVmOptions(argv: readonly string[], repoRoot: string, now: D
     keepGoing: values['keep-going'] === true,
     runtime: oneOfOption(str('runtime'), 'runtime', ['dist', 'tsx'] as const, 'dist'),
     vmMemoryMiB: intOption(str('vm-memory'), 'vm-memory', 256, 64, 4096),
+    warmPool: intOption(str('warm-pool'), 'warm-pool', 1, 0, 16),
     bootTimeoutS: intOption(str('boot-timeout'), 'boot-timeout', 240, 5, 3600),
     profile: oneOfOption(str('profile'), 'profile', ['auto', 'always', 'never'] as const, 'auto'),
     profilePods: intOption(str('profile-pods'), 'profile-pods', 5, 1, 100),

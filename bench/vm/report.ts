@@ -37,14 +37,23 @@ function mainTable(result: VmBenchResult): string {
     ['per pod', 'n', 'median ms', 'p95 ms', 'max ms', ''],
     [
       summaryRow('RunPodSandbox', values(pods, (p) => p.runMs)),
-      summaryRow('CreateContainer (overlay, seed, define)', values(pods, (p) => p.createMs)),
-      summaryRow('StartContainer (libvirt start)', values(pods, (p) => p.startMs)),
+      summaryRow('CreateContainer (overlay, seed, define or plug)', values(pods, (p) => p.createMs)),
+      summaryRow('StartContainer (libvirt start or resume)', values(pods, (p) => p.startMs)),
       summaryRow("vmlet's share (Run + Create + Start)", share, `target < ${VMLET_SHARE_TARGET_MS} ms per pod: ${verdict}`),
       summaryRow('guest boot (Start answered -> DHCP ACK)', values(pods, (p) => p.bootMs)),
       summaryRow('total (Run sent -> DHCP ACK)', values(pods, (p) => p.totalMs)),
     ],
     ['left', 'right', 'right', 'right', 'right', 'left'],
   );
+}
+
+/** How many measured pods got a warm VM, with the pool size and the untimed wait for one. */
+function warmLine(result: VmBenchResult): string {
+  const pods = measuredPods(result).filter((p) => p.vmletMs !== undefined);
+  const warm = pods.filter((p) => p.warm).length;
+  const waits = values(pods, (p) => p.warmWaitMs);
+  const wait = waits.length > 0 ? `; untimed wait before Run for an idle warm VM: median ${ms(median(waits))}, max ${ms(Math.max(...waits))} ms` : '';
+  return `warm VMs (--vm-warm-pool ${result.options.warmPool}): ${warm} of ${pods.length} measured pod(s) adopted one (Start = resume), ${pods.length - warm} started cold${wait}`;
 }
 
 function warmupLine(result: VmBenchResult): string {
@@ -198,7 +207,7 @@ export function formatReport(result: VmBenchResult): string {
     `machine: ${m.nproc} CPUs (${m.cpuModel}), ${m.memTotalMiB} MiB, ${m.kernel.split(' ').slice(0, 2).join(' ')}, node ${m.node}, ${m.libvirtd}, ${m.qemu}`,
     `load average at start ${m.loadavgStart.map((l) => l.toFixed(2)).join(' ')}, at end ${m.loadavgEnd.map((l) => l.toFixed(2)).join(' ')}`,
   ];
-  const sections = [header.join('\n'), mainTable(result), [warmupLine(result), ...podLines(result)].join('\n'), signalLines(result).join('\n'), cpuLine(result)];
+  const sections = [header.join('\n'), mainTable(result), [warmLine(result), warmupLine(result), ...podLines(result)].join('\n'), signalLines(result).join('\n'), cpuLine(result)];
   const b = breakdownSection(result);
   if (b) sections.push(b);
   const prof = profileSection(result);

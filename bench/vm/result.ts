@@ -16,6 +16,10 @@ export interface PodSample {
   sandboxId?: string;
   containerId?: string;
   domainName?: string;
+  /** The container's VM was a warm one (adopted), not started by StartContainer. */
+  warm?: boolean;
+  /** Untimed wait before Run for an idle warm VM (ms). */
+  warmWaitMs?: number;
   podIp?: string;
   runMs?: number;
   createMs?: number;

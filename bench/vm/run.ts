@@ -27,7 +27,7 @@ import { pool, InterruptedError } from '../lib/pool.js';
 import { roundSamples } from '../lib/stats.js';
 import { benchConflist, deleteLink, deleteNetns, hostRouteDsts, linkExists, listNetns, pickBenchSubnet, type BenchNetwork } from '../sandbox/network.js';
 import { buildTestGuest, serveGuest, type GuestServer } from './guest_image.js';
-import { cpuBetween, cpuReading, definedDomains, destroyAndUndefine, domainNameFor, qemuPidsOf, toolVersion, vmletDomains } from './host.js';
+import { cpuBetween, cpuReading, definedDomains, destroyAndUndefine, pausedWarmDomains, qemuPidsOf, toolVersion, vmletDomains } from './host.js';
 import { LibvirtFloor } from './libvirt_floor.js';
 import { CriImageClient } from './image_client.js';
 import { podBreakdown } from './log_breakdown.js';
@@ -211,6 +211,7 @@ async function bringUp(ctx: PodContext, sample: PodSample): Promise<void> {
   const cpu0 = await cpuReading(own, await guestPids(state), now());
   const mark = daemon.logs.length;
 
+  if (opts.warmPool > 0 && opts.concurrency === 1) sample.warmWaitMs = await waitForWarmVm(ctx.signal);
   sample.runSentAt = epochNow();
   let t = now();
   const run = await daemon.client.call<{ pod_sandbox_id: string }>('RunPodSandbox', { config: podConfig });
@@ -222,7 +223,8 @@ async function bringUp(ctx: PodContext, sample: PodSample): Promise<void> {
   const created = await daemon.client.call<{ container_id: string }>('CreateContainer', vmCreateContainerRequest(run.pod_sandbox_id, podConfig, ctx.imageUrl, opts.vmMemoryMiB));
   sample.createMs = now() - t;
   sample.containerId = created.container_id;
-  sample.domainName = domainNameFor(run.pod_sandbox_id, created.container_id);
+  sample.domainName = await domainNameOf(daemon, created.container_id);
+  sample.warm = sample.domainName.startsWith('vmlet-warm-');
   state.domains.add(sample.domainName);
 
   t = now();
@@ -325,7 +327,7 @@ async function spanProfile(state: BenchState, entry: EntryPoints, buildDir: stri
   process.env[SPANS_FILE_ENV] = spansFile;
   let daemon: BenchDaemon;
   try {
-    daemon = await BenchDaemon.start(withSpanPreload(entry, buildDir), dirs, 'debug');
+    daemon = await BenchDaemon.start(withSpanPreload(entry, buildDir), dirs, 'debug', vmDaemonArgs(opts));
   } finally {
     delete process.env[SPANS_FILE_ENV];
   }
@@ -352,7 +354,7 @@ async function spanProfile(state: BenchState, entry: EntryPoints, buildDir: stri
       const created = await daemon.client.call<{ container_id: string }>('CreateContainer', vmCreateContainerRequest(run.pod_sandbox_id, podConfig, imageUrl, opts.vmMemoryMiB));
       out.clientMs.create.push(now() - t);
       sample.containerId = created.container_id;
-      state.domains.add(domainNameFor(run.pod_sandbox_id, created.container_id));
+      state.domains.add(await domainNameOf(daemon, created.container_id));
       t = now();
       await daemon.client.call('StartContainer', { container_id: created.container_id });
       out.clientMs.start.push(now() - t);
@@ -539,9 +541,9 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
     if (entry.buildDiagnostics) step(`tsc reported type errors (JavaScript emitted anyway; see the JSON): ${entry.buildDiagnostics.split('\n')[0]}`);
     checkAbort();
 
-    step('starting vmlet serve (--kvm off, log level debug)');
+    step(`starting vmlet serve (--kvm off, log level debug, ${vmDaemonArgs(opts).join(' ')})`);
     const dirs = daemonDirs(join(state.dir, 'main'), cniConfDir, binDirs);
-    const daemon = await BenchDaemon.start(entry, dirs, 'debug');
+    const daemon = await BenchDaemon.start(entry, dirs, 'debug', vmDaemonArgs(opts));
     state.daemons.push(daemon);
     result.memory.push(await readMemory(daemon, 'before any pod', 0, signal));
 
@@ -584,7 +586,7 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
         return sample;
       }
       running++;
-      step(`${sample.name}: share ${sample.vmletMs!.toFixed(1)} ms, boot ${sample.bootMs!.toFixed(0)} ms, ${running} VM(s) up`);
+      step(`${sample.name}: share ${sample.vmletMs!.toFixed(1)} ms (${sample.warm ? 'warm' : 'cold'} VM), boot ${sample.bootMs!.toFixed(0)} ms, ${running} VM(s) up`);
       if (opts!.concurrency === 1) {
         await sleep(SETTLE_MS, signal);
         result.memory.push(await readMemory(daemon, `${running} VM(s) running`, running, signal));
@@ -631,4 +633,28 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
   const c = result.cleanup;
   const failedPods = result.pods.some((p) => p.error !== undefined);
   return c.leftoverDomains.length > 0 || c.leftoverNetns.length > 0 || c.leftoverQemuPids.length > 0 || c.bridgeLeft || failedPods ? 1 : 0;
+}
+
+/** The daemon flags the VM bench runs with: guests of the measured size, and the warm pool. */
+function vmDaemonArgs(opts: VmBenchOptions): string[] {
+  return ['--vm-memory', `${opts.vmMemoryMiB}Mi`, '--vm-warm-pool', String(opts.warmPool)];
+}
+
+/** The container's libvirt domain name, from ContainerStatus (verbose carries the domain XML). */
+async function domainNameOf(daemon: BenchDaemon, containerId: string): Promise<string> {
+  const status = await daemon.client.call<{ info: Record<string, string> }>('ContainerStatus', { container_id: containerId, verbose: true });
+  const xml = (JSON.parse(status.info.info ?? '{}') as { domainXml?: string }).domainXml ?? '';
+  const name = /<name>([^<]+)<\/name>/.exec(xml)?.[1];
+  if (!name) throw new Error(`ContainerStatus of ${containerId} names no domain`);
+  return name;
+}
+
+/** Waits (untimed, up to 120 s) until the daemon has an idle warm VM; returns how long that took. */
+async function waitForWarmVm(signal: AbortSignal): Promise<number> {
+  const started = now();
+  while ((await pausedWarmDomains(LIBVIRT_URI)).length === 0) {
+    if (now() - started > 120_000) throw new Error('no warm VM became idle within 120 s');
+    await sleep(100, signal);
+  }
+  return now() - started;
 }

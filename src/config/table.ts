@@ -23,6 +23,7 @@ export interface Config {
   cniTimeoutMs: number;
   vmMemory: number;
   vmVcpus: number;
+  vmWarmPool: number;
 }
 
 export type ConfigKey = keyof Config;
@@ -62,6 +63,15 @@ function oneOf<T extends string>(key: string, values: readonly T[]) {
       throw new ConfigError(key, `must be one of ${values.join(', ')}, got ${JSON.stringify(raw)}`);
     }
     return raw as T;
+  };
+}
+
+function countUpTo(key: string, max: number) {
+  return (raw: string): number => {
+    if (!/^\d+$/.test(raw.trim())) throw new ConfigError(key, `must be a whole number, got ${JSON.stringify(raw)}`);
+    const n = Number(raw);
+    if (n > max) throw new ConfigError(key, `must be between 0 and ${max}, got ${n}`);
+    return n;
   };
 }
 
@@ -124,6 +134,8 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
     description: "VM memory when the container sets no memory limit", parse: byteQuantity('vm-memory') },
   { key: 'vmVcpus', flag: 'vm-vcpus', env: 'VMLET_VM_VCPUS', defaultText: '1',
     description: 'vCPUs when neither VirtletVCPUCount nor a CPU limit is given', parse: positiveInt('vm-vcpus', 256) },
+  { key: 'vmWarmPool', flag: 'vm-warm-pool', env: 'VMLET_VM_WARM_POOL', defaultText: '1',
+    description: 'Paused VMs of the default shape kept ready for new pods (0: none)', parse: countUpTo('vm-warm-pool', 16) },
 ];
 
 /** The default as a string the row's parser accepts, with `{stateDir}` resolved. */

@@ -39,6 +39,8 @@ export interface ContainerRecord {
   /** Private directory holding the overlay, the seed ISO and the raw console. */
   dir: string;
   vm: { memoryBytes: number; vcpus: number; domainType: 'kvm' | 'qemu' };
+  /** The domain was a warm VM (src/container/warm_pool.ts): started paused, so Start resumes it. */
+  warm?: boolean;
 }
 
 export function containerKey(sandboxId: string, name: string, attempt: number): string {

@@ -15,9 +15,9 @@ import {
 } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { LibvirtConnection } from '../libvirt/connection.js';
-import type { LibvirtClient, DomainRef, LifecycleEvent } from '../libvirt/client.js';
-import { isNoDomain, DomainEvent, DomainEventStoppedDetail, DomainShutdownFlags, DomainUndefineFlags, DomainState } from '../libvirt/client.js';
-import { buildDomainXml, parseDomainMetadata } from '../libvirt/domain_xml.js';
+import type { LibvirtClient, DomainRef, LifecycleEvent, TypedParam } from '../libvirt/client.js';
+import { isNoDomain, DomainAffect, SchedulerParam, DomainEvent, DomainEventStoppedDetail, DomainShutdownFlags, DomainUndefineFlags, DomainState } from '../libvirt/client.js';
+import { buildDomainXml, parseDomainMetadata, validateCputune } from '../libvirt/domain_xml.js';
 import type { ImageStore } from '../image/store.js';
 import type { SandboxService } from '../sandbox/service.js';
 import type { SandboxRecord } from '../sandbox/records.js';
@@ -26,7 +26,13 @@ import { buildSeedDocuments } from '../vm/cloudinit.js';
 import { writeSeedIso } from '../vm/seed_iso.js';
 import { createOverlay } from './disk.js';
 import { CONSOLE_RAW } from './console_logs.js';
-import { buildVmSpec, type HostFacts } from './vm_spec_builder.js';
+import { buildVmSpec, cputuneFor, memoryBytesFor, vcpusFor, type HostFacts } from './vm_spec_builder.js';
+import { WARM_MAX_NICS, type WarmPool, type WarmVm } from './warm_pool.js';
+import { warmNicCommands, warmRootDiskCommands, warmSeedCommand, type QmpCommand } from '../libvirt/warm_hotplug.js';
+import { nicsFromNetwork, type CpuTune } from '../libvirt/vm_spec.js';
+import type { VmAnnotations } from '../vm/annotations.js';
+import type { VmNetwork } from '../network/types.js';
+import type { TapNic } from '../vmwrapper/tap_nic_args.js';
 import { containerKey, type ContainerRecord, type ContainerResources, type ContainerState } from './records.js';
 import { resolveId, nowNs } from '../cri/validate.js';
 import { KeyedLock } from '../store/keyed_lock.js';
@@ -87,6 +93,7 @@ export class ContainerService {
     private readonly consoles: ConsoleLogs,
     private readonly host: HostFacts,
     private readonly logger: Logger,
+    private readonly pool?: WarmPool,
   ) {
     this.store = new RecordStore<ContainerRecord>(join(stateDir, 'containers'), logger);
     this.dataDir = join(stateDir, 'vms');
@@ -151,8 +158,12 @@ export class ContainerService {
     const image = this.images.status(spec.image);
     if (!image) throw new NotFoundError(`image ${spec.image} is not present; pull it first`);
 
-    const id = randomBytes(32).toString('hex');
+    // A warm VM claimed by RunPodSandbox is ours from here; it becomes this container's VM if it fits.
+    const warm = this.pool?.adopt(sandbox.id);
+    let useWarm = warm !== undefined && warmFits(warm, spec.resources, annotations, ANNOTATION.vcpuCount in sandbox.annotations, this.host);
+    const id = warm?.id ?? randomBytes(32).toString('hex');
     const dir = join(this.dataDir, id);
+    const coldDomainName = `${DOMAIN_PREFIX}${sandbox.id.slice(0, 12)}-${id.slice(0, 12)}`;
     const record: ContainerRecord = {
       id,
       sandboxId: sandbox.id,
@@ -171,8 +182,8 @@ export class ContainerService {
       resources: spec.resources,
       state: 'CREATED',
       createdAtNs: nowNs().toString(),
-      domainName: `${DOMAIN_PREFIX}${sandbox.id.slice(0, 12)}-${id.slice(0, 12)}`,
-      domainUuid: annotations.systemUuid ?? randomUUID(),
+      domainName: useWarm ? warm!.domainName : coldDomainName,
+      domainUuid: useWarm ? warm!.uuid : (annotations.systemUuid ?? randomUUID()),
       dir,
       vm: { memoryBytes: 0, vcpus: 0, domainType: this.host.domainType },
     };
@@ -184,6 +195,8 @@ export class ContainerService {
     const vmNetwork = this.sandboxes.vmNetwork(sandbox.id);
     vmNetwork.catch(() => {}); // observed below; no unhandled rejection meanwhile
     try {
+      if (warm && !useWarm) await this.pool!.discard(warm);
+      else if (warm) undos.push(() => this.pool!.discard(warm));
       await mkdir(dir, { recursive: true, mode: 0o700 });
       undos.push(() => rm(dir, { recursive: true, force: true }));
       // The overlay and the seed are two independent tool runs: side by side.
@@ -207,11 +220,29 @@ export class ContainerService {
         );
         return writeSeedIso(join(dir, SEED), seed).then(() => network);
       });
-      // Both settle before anything is rolled back, so no undo races a tool still writing.
-      const [overlayDone, seedDone] = await Promise.allSettled([overlay, seeded]);
+      // A warm VM gets each piece as soon as it exists: root disk, NICs, then the seed.
+      const plugged = useWarm ? this.plugWarm(warm!, cputuneFor(spec.resources), annotations.diskDriver, overlay.then(() => join(dir, OVERLAY)), vmNetwork, seeded.then(() => join(dir, SEED))) : Promise.resolve(true);
+      // All settle before anything is rolled back, so no undo races a tool still writing.
+      const [overlayDone, seedDone, pluggedDone] = await Promise.allSettled([overlay, seeded, plugged]);
       if (overlayDone.status === 'rejected') throw overlayDone.reason;
       if (seedDone.status === 'rejected') throw seedDone.reason;
+      if (pluggedDone.status === 'rejected') throw pluggedDone.reason;
       const network = seedDone.value;
+      if (useWarm && !pluggedDone.value) {
+        // The pod's interfaces do not fit a warm VM (SR-IOV, too many): a cold VM after all.
+        useWarm = false;
+        await this.pool!.discard(warm!);
+        record.domainName = coldDomainName;
+        record.domainUuid = annotations.systemUuid ?? randomUUID();
+      }
+      if (useWarm) {
+        record.warm = true;
+        record.vm = { memoryBytes: warm!.memoryBytes, vcpus: warm!.vcpus, domainType: warm!.domainType };
+        this.byDomain.set(record.domainName, id);
+        undos.push(async () => void this.byDomain.delete(record.domainName));
+        await this.store.put(record);
+        return id;
+      }
       const vmSpec = buildVmSpec(
         {
           containerId: id,
@@ -261,7 +292,9 @@ export class ContainerService {
       const dom = await this.lookup(current);
       if (!dom) throw new FailedPreconditionError(`libvirt domain ${current.domainName} of container ${r.id} is gone`);
       try {
-        await this.client().create(dom);
+        // A warm VM is already running QEMU, paused before its first instruction.
+        if (current.warm) await this.client().resume(dom);
+        else await this.client().create(dom);
       } catch (err) {
         await this.consoles.stop(r.id).catch(() => {});
         throw err;
@@ -320,11 +353,44 @@ export class ContainerService {
   }
 
   async stopAllOf(sandboxId: string): Promise<void> {
+    await this.pool?.release(sandboxId);
     for (const r of this.list({ sandboxId })) await this.stop(r.id, 0);
   }
 
   async removeAllOf(sandboxId: string): Promise<void> {
+    await this.pool?.release(sandboxId);
     for (const r of this.list({ sandboxId })) await this.remove(r.id);
+  }
+
+  /** RunPodSandbox's side of the warm pool: the netns of a warm VM to adopt, if one is idle. */
+  claimWarmNetns(sandboxId: string): string | undefined {
+    return this.pool?.claim(sandboxId);
+  }
+
+  async releaseWarm(sandboxId: string): Promise<void> {
+    await this.pool?.release(sandboxId);
+  }
+
+  /**
+   * Plugs the container's pieces into a warm VM as each becomes ready. Resolves false, plugging
+   * no NIC, when the pod's interfaces cannot go to a warm VM (the caller then makes a cold one).
+   */
+  private async plugWarm(vm: WarmVm, cputune: CpuTune, diskDriver: VmAnnotations['diskDriver'], overlayPath: Promise<string>, network: Promise<VmNetwork>, seedPath: Promise<string>): Promise<boolean> {
+    const root = overlayPath.then((path) => this.qmpAll(vm.dom, warmRootDiskCommands(path, diskDriver)));
+    const nics = network.then(async (net) => {
+      const taps = warmTapNics(net);
+      if (!taps) return false;
+      await this.qmpAll(vm.dom, warmNicCommands(taps, vm.ports));
+      return true;
+    });
+    const seed = seedPath.then((path) => this.qmpAll(vm.dom, [warmSeedCommand(path)]));
+    const tuned = Object.keys(cputune).length > 0 ? this.client().setSchedulerParametersFlags(vm.dom, schedulerParams(cputune), DomainAffect.LIVE | DomainAffect.CONFIG) : undefined;
+    const [, fits] = await Promise.all([root, nics, seed, tuned]);
+    return fits;
+  }
+
+  private async qmpAll(dom: DomainRef, commands: QmpCommand[]): Promise<void> {
+    for (const c of commands) await this.client().qmp(dom, c.execute, c.arguments);
   }
 
   async reopenLog(idOrPrefix: string): Promise<void> {
@@ -371,7 +437,7 @@ export class ContainerService {
         // Only a domain whose metadata says this vmlet (this state dir) made it is ours to remove;
         // another vmlet on the same libvirtd keeps its VMs.
         const meta = parseDomainMetadata(await client.getXmlDesc(dom).catch(() => ''));
-        if (meta && meta.owner === this.owner && !this.store.get(meta.containerId) && !this.creating.has(meta.containerId)) {
+        if (meta && meta.owner === this.owner && !this.store.get(meta.containerId) && !this.creating.has(meta.containerId) && !this.pool?.owns(meta.containerId)) {
           this.logger.warn({ domain: dom.name }, 'removing a vmlet domain no record owns');
           await this.destroyIfActive(dom).catch(() => {});
           await this.undefine(dom).catch((err) => this.logger.error({ err, domain: dom.name }, 'could not undefine orphan domain'));
@@ -391,7 +457,7 @@ export class ContainerService {
       await this.markExited(r.id, { exitCode: 255, reason: 'Error', message: 'libvirt domain vanished' });
     }
     for (const name of await readdir(this.dataDir).catch(() => [] as string[])) {
-      if (/^[0-9a-f]{64}$/.test(name) && !this.store.get(name) && !this.creating.has(name)) {
+      if (/^[0-9a-f]{64}$/.test(name) && !this.store.get(name) && !this.creating.has(name) && !this.pool?.owns(name)) {
         this.logger.warn({ dir: name }, 'removing a VM directory no record owns');
         await rm(join(this.dataDir, name), { recursive: true, force: true });
       }
@@ -489,4 +555,47 @@ export class ContainerService {
     }
   }
 
+}
+
+/**
+ * Whether a warm VM has the shape this container asks for. Pure. NICs are checked later
+ * (warmTapNics), once the sandbox's VM side is known.
+ */
+export function warmFits(vm: WarmVm, resources: ContainerResources, annotations: VmAnnotations, vcpuAnnotationGiven: boolean, host: HostFacts): boolean {
+  try {
+    if (memoryBytesFor(resources, host) !== vm.memoryBytes) return false;
+    if (vcpusFor(resources, annotations, vcpuAnnotationGiven, host) !== vm.vcpus) return false;
+  } catch {
+    return false; // invalid resources: the cold path reports them
+  }
+  try {
+    validateCputune(cputuneFor(resources)); // applied live (plugWarm); bad values: the cold path reports them
+  } catch {
+    return false;
+  }
+  // A CPU model or a system UUID are fixed when QEMU starts.
+  if (annotations.systemUuid !== undefined) return false;
+  if (annotations.cpuModel === 'host-model' && vm.domainType === 'kvm') return false;
+  return vm.domainType === host.domainType;
+}
+
+/** The TAP NICs of a sandbox network, or undefined when they cannot go to a warm VM. */
+export function warmTapNics(network: VmNetwork): TapNic[] | undefined {
+  const nics = nicsFromNetwork(network);
+  if (nics.length > WARM_MAX_NICS) return undefined;
+  const taps: TapNic[] = [];
+  for (const n of nics) {
+    if (n.kind !== 'tap') return undefined;
+    taps.push({ tap: n.tap, mac: n.mac, mtu: n.mtu });
+  }
+  return taps;
+}
+
+/** cputune as libvirt scheduler parameters (as UpdateContainerResources sends them). */
+export function schedulerParams(tune: CpuTune): TypedParam[] {
+  const params: TypedParam[] = [];
+  if (tune.shares !== undefined) params.push({ field: SchedulerParam.CPU_SHARES, type: 'ullong', value: BigInt(tune.shares) });
+  if (tune.period !== undefined) params.push({ field: SchedulerParam.VCPU_PERIOD, type: 'ullong', value: BigInt(tune.period) });
+  if (tune.quota !== undefined) params.push({ field: SchedulerParam.VCPU_QUOTA, type: 'llong', value: BigInt(tune.quota) });
+  return params;
 }

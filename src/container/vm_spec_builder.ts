@@ -2,7 +2,7 @@
  * Pure: what a container's VM looks like, from the CRI container config, its sandbox, the pod's
  * Virtlet annotations and the host's facts. The domain XML is then a pure function of the result.
  */
-import type { VmSpec } from '../libvirt/vm_spec.js';
+import type { CpuTune, VmSpec } from '../libvirt/vm_spec.js';
 import { nicsFromNetwork } from '../libvirt/vm_spec.js';
 import type { VmAnnotations } from '../vm/annotations.js';
 import type { VmNetwork } from '../network/types.js';
@@ -56,13 +56,19 @@ export function vcpusFor(resources: ContainerResources, annotations: VmAnnotatio
   return host.defaultVcpus;
 }
 
-export function buildVmSpec(inputs: VmInputs, host: HostFacts, vcpuAnnotationGiven: boolean): VmSpec {
-  const r = inputs.resources;
-  const nics = nicsFromNetwork(inputs.network);
-  const cputune: NonNullable<VmSpec['cputune']> = {};
+/** The CRI's CPU shares/period/quota as libvirt cputune; only the fields set (> 0). */
+export function cputuneFor(r: ContainerResources): CpuTune {
+  const cputune: CpuTune = {};
   if (r.cpuShares && Number(r.cpuShares) > 0) cputune.shares = Number(r.cpuShares);
   if (r.cpuPeriod && Number(r.cpuPeriod) > 0) cputune.period = Number(r.cpuPeriod);
   if (r.cpuQuota && Number(r.cpuQuota) > 0) cputune.quota = Number(r.cpuQuota);
+  return cputune;
+}
+
+export function buildVmSpec(inputs: VmInputs, host: HostFacts, vcpuAnnotationGiven: boolean): VmSpec {
+  const r = inputs.resources;
+  const nics = nicsFromNetwork(inputs.network);
+  const cputune = cputuneFor(r);
   return {
     name: inputs.domainName,
     uuid: inputs.domainUuid,

@@ -4,7 +4,9 @@ import type { ReopenContainerLogRequest__Output } from './generated/runtime/v1/R
 import { FailedPreconditionError, InvalidArgumentError, errorText } from '../errors.js';
 import type { ContainerService } from '../container/service.js';
 import type { LibvirtConnection } from '../libvirt/connection.js';
-import { DomainAffect, SchedulerParam, type TypedParam } from '../libvirt/client.js';
+import { DomainAffect } from '../libvirt/client.js';
+import { schedulerParams } from '../container/service.js';
+import { cputuneFor } from '../container/vm_spec_builder.js';
 import { resourcesFrom } from './container_create.js';
 import type { HandlerMap } from './rpc.js';
 import { checkIdOrPrefix } from './validate.js';
@@ -26,10 +28,7 @@ export function containerUpdateHandlers(containers: ContainerService, libvirt: L
           }
           await apply('memory', () => client.setMemoryFlags(dom, kib, affect));
         }
-        const params: TypedParam[] = [];
-        if (wanted.cpuShares) params.push({ field: SchedulerParam.CPU_SHARES, type: 'ullong', value: BigInt(wanted.cpuShares) });
-        if (wanted.cpuPeriod) params.push({ field: SchedulerParam.VCPU_PERIOD, type: 'ullong', value: BigInt(wanted.cpuPeriod) });
-        if (wanted.cpuQuota) params.push({ field: SchedulerParam.VCPU_QUOTA, type: 'llong', value: BigInt(wanted.cpuQuota) });
+        const params = schedulerParams(cputuneFor(wanted));
         if (params.length > 0) await apply('CPU tuning', () => client.setSchedulerParametersFlags(dom, params, affect));
       });
       return {};

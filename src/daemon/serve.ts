@@ -19,7 +19,8 @@ import { NetdClient } from '../netd/client.js';
 import { SandboxService } from '../sandbox/service.js';
 import { ImageStore } from '../image/store.js';
 import { errorText } from '../errors.js';
-import { ContainerService } from '../container/service.js';
+import { ContainerService, ownerIdFor } from '../container/service.js';
+import { WarmPool } from '../container/warm_pool.js';
 import { ConsolePumps } from '../container/console_logs.js';
 import { containerCreateHandlers } from '../cri/container_create.js';
 import { containerLifecycleHandlers } from '../cri/container_lifecycle.js';
@@ -31,6 +32,8 @@ import { installVmwrapper } from '../vmwrapper/install.js';
 
 /** First libvirt contact after libvirtd starts waits for its QEMU capability probe (HOST-NOTES). */
 const LIBVIRT_FIRST_CONNECT_MS = 60_000;
+/** netd creates or deletes a warm netns in a few ms; this only bounds a stuck netd. */
+const NETD_WARM_TIMEOUT_MS = 30_000;
 
 /** netd calls run CNI chains: allow each plugin its time limit plus margin. */
 function netdTimeoutMs(config: Config): number {
@@ -88,26 +91,39 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     const kvm = await probeKvm(config.kvm, { logger });
     logger.info({ domainType: kvm.domainType, reason: kvm.reason }, 'VM accelerator chosen');
     const emulator = await installVmwrapper();
-    const containers = new ContainerService(
-      config.stateDir,
-      libvirt,
-      images,
-      sandboxes,
-      consoles,
-      { domainType: kvm.domainType, emulator, defaultMemoryBytes: config.vmMemory, defaultVcpus: config.vmVcpus },
-      logger.child({ component: 'containers' }),
-    );
+    const host = { domainType: kvm.domainType, emulator, defaultMemoryBytes: config.vmMemory, defaultVcpus: config.vmVcpus };
+    const warmPool = new WarmPool({
+      size: config.vmWarmPool,
+      client: () => libvirt.current(),
+      netns: {
+        create: () => netd.call('createWarmNetns', {}, NETD_WARM_TIMEOUT_MS),
+        delete: async (netnsName) => void (await netd.call('deleteWarmNetns', { netnsName }, NETD_WARM_TIMEOUT_MS)),
+      },
+      host,
+      owner: ownerIdFor(config.stateDir),
+      dataDir: join(config.stateDir, 'vms'),
+      logger: logger.child({ component: 'warm-pool' }),
+    });
+    const containers = new ContainerService(config.stateDir, libvirt, images, sandboxes, consoles, host, logger.child({ component: 'containers' }), warmPool);
     await containers.load();
     cleanups.push(() => consoles.shutdown());
     // A sandbox stops and removes its VM before its network goes.
-    sandboxes.containerHooks = { stopContainersOf: (id) => containers.stopAllOf(id), removeContainersOf: (id) => containers.removeAllOf(id) };
+    sandboxes.containerHooks = {
+      stopContainersOf: (id) => containers.stopAllOf(id),
+      removeContainersOf: (id) => containers.removeAllOf(id),
+      claimWarmNetns: (id) => containers.claimWarmNetns(id),
+      releaseWarm: (id) => containers.releaseWarm(id),
+    };
     try {
       await libvirt.whenConnected(LIBVIRT_FIRST_CONNECT_MS);
       await containers.reconcile();
+      // Filled only after reconcile has collected what an earlier run left.
+      warmPool.start();
     } catch (err) {
       // Serving without libvirt is still useful (Status says RuntimeReady=false); reconcile runs on connect.
-      logger.error({ err }, 'libvirt not reachable at start; containers reconcile when it is');
+      logger.error({ err }, 'libvirt not reachable at start; containers reconcile when it is; no warm VMs');
     }
+    cleanups.push(() => warmPool.close());
     const stats = new StatsCollector(containers, libvirt, config.stateDir, logger);
 
     const health: RuntimeHealth = {

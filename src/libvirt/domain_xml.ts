@@ -26,7 +26,7 @@
 import { create } from 'xmlbuilder2';
 import { isAbsolute, normalize } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
-import type { SeedKind, VmNic, VmSpec, VmletDomainMetadata } from './vm_spec.js';
+import { WARM_PORT_ALIAS, WARM_SEED_ALIAS, type CpuTune, type SeedKind, type VmNic, type VmSpec, type VmletDomainMetadata } from './vm_spec.js';
 
 type XMLBuilder = ReturnType<typeof create>;
 
@@ -103,7 +103,9 @@ export function buildDomainXml(spec: VmSpec): string {
   for (const nic of spec.nics) addNic(devices, nic);
   addSerial(devices, spec);
   add(devices, 'memballoon', { model: spec.memballoon ?? 'none' });
-  text(add(add(devices, 'rng', { model: 'virtio' }), 'backend', { model: 'random' }), '/dev/urandom');
+  const rng = add(devices, 'rng', { model: 'virtio' });
+  text(add(rng, 'backend', { model: 'random' }), '/dev/urandom');
+  if (spec.warm) addWarmPorts(devices, rng, spec.warm.hotplugPorts);
 
   if (hasCommandline) {
     const cmdline = domain.ele(QEMU_NAMESPACE, 'qemu:commandline');
@@ -197,8 +199,36 @@ function addCputune(domain: XMLBuilder, spec: VmSpec): void {
   if (tune.quota !== undefined) text(add(el, 'quota'), String(tune.quota));
 }
 
+/**
+ * A warm domain's controllers. libvirt puts a device without an address on the first free root
+ * port, so the RNG gets port 1 and the virtio-scsi controller (for a SCSI root disk, Virtlet's
+ * default) port 2 explicitly; ports 3.. stay free for hotplug, named by alias.
+ */
+function addWarmPorts(devices: XMLBuilder, rng: XMLBuilder, count: number): void {
+  add(devices, 'controller', { type: 'pci', index: '0', model: 'pcie-root' });
+  add(devices, 'controller', { type: 'pci', index: '1', model: 'pcie-root-port' });
+  add(rng, 'address', { type: 'pci', domain: '0x0000', bus: '0x01', slot: '0x00', function: '0x0' });
+  add(devices, 'controller', { type: 'pci', index: '2', model: 'pcie-root-port' });
+  const scsi = add(devices, 'controller', { type: 'scsi', index: '0', model: 'virtio-scsi' });
+  add(scsi, 'address', { type: 'pci', domain: '0x0000', bus: '0x02', slot: '0x00', function: '0x0' });
+  for (let i = 0; i < count; i++) {
+    const port = add(devices, 'controller', { type: 'pci', index: String(i + 3), model: 'pcie-root-port' });
+    add(port, 'alias', { name: `${WARM_PORT_ALIAS}${i}` });
+  }
+}
+
 function addDisks(devices: XMLBuilder, spec: VmSpec): void {
   const root = spec.rootDisk;
+  if (!root) {
+    // Warm domain: an empty tray the seed is inserted into later; the root disk is plugged in.
+    const cd = add(devices, 'disk', { type: 'file', device: 'cdrom' });
+    add(cd, 'driver', { name: 'qemu', type: 'raw' });
+    add(cd, 'target', { dev: 'sda', bus: 'sata' });
+    add(cd, 'readonly');
+    add(cd, 'alias', { name: WARM_SEED_ALIAS });
+    add(cd, 'address', { type: 'drive', controller: '0', bus: '0', target: '0', unit: '0' });
+    return;
+  }
   const rootEl = add(devices, 'disk', { type: 'file', device: 'disk' });
   add(rootEl, 'driver', { name: 'qemu', type: root.format });
   add(rootEl, 'source', { file: root.path });
@@ -276,23 +306,20 @@ export function validateVmSpec(spec: VmSpec): void {
     String(spec.memoryBytes),
   );
   check(Number.isInteger(spec.vcpus) && spec.vcpus >= 1 && spec.vcpus <= 255, 'vcpus', String(spec.vcpus));
-  const tune = spec.cputune;
-  if (tune) {
-    if (tune.shares !== undefined) check(intIn(tune.shares, 2, 262144), 'cpu shares', String(tune.shares));
-    if (tune.period !== undefined) check(intIn(tune.period, 1000, 1000000), 'cpu period', String(tune.period));
-    if (tune.quota !== undefined) {
-      const q = tune.quota;
-      check(q === -1 || intIn(q, 1000, 17592186044415), 'cpu quota', String(q));
-    }
-  }
+  if (spec.cputune) validateCputune(spec.cputune);
   if (spec.cpuMode !== undefined) {
     check(spec.cpuMode === 'host-model' || spec.cpuMode === 'host-passthrough', 'cpu mode', spec.cpuMode);
     // libvirt's TCG domain capabilities offer host-model but not host-passthrough.
     check(!(spec.cpuMode === 'host-passthrough' && spec.domainType === 'qemu'), 'cpu mode for TCG', spec.cpuMode);
   }
-  checkPath('root disk path', spec.rootDisk.path);
-  check(spec.rootDisk.format === 'qcow2', 'root disk format', spec.rootDisk.format);
-  check(spec.rootDisk.driver === 'virtio' || spec.rootDisk.driver === 'scsi', 'disk driver', spec.rootDisk.driver);
+  if (spec.rootDisk) {
+    checkPath('root disk path', spec.rootDisk.path);
+    check(spec.rootDisk.format === 'qcow2', 'root disk format', spec.rootDisk.format);
+    check(spec.rootDisk.driver === 'virtio' || spec.rootDisk.driver === 'scsi', 'disk driver', spec.rootDisk.driver);
+  } else {
+    check(spec.warm !== undefined && spec.seed === undefined, 'root disk (only a warm domain, without a seed, has none)', 'absent');
+  }
+  if (spec.warm) check(intIn(spec.warm.hotplugPorts, 1, 16), 'warm hotplug ports', String(spec.warm.hotplugPorts));
   if (spec.seed) {
     checkPath('seed path', spec.seed.path);
     check(spec.seed.kind === 'nocloud' || spec.seed.kind === 'configdrive', 'seed kind', spec.seed.kind);
@@ -342,6 +369,13 @@ export function validateVmSpec(spec: VmSpec): void {
   if (spec.memballoon !== undefined) {
     check(spec.memballoon === 'none' || spec.memballoon === 'virtio', 'memballoon', spec.memballoon);
   }
+}
+
+/** Throws InvalidArgumentError when a cputune value is outside what libvirt accepts. */
+export function validateCputune(tune: CpuTune): void {
+  if (tune.shares !== undefined) check(intIn(tune.shares, 2, 262144), 'cpu shares', String(tune.shares));
+  if (tune.period !== undefined) check(intIn(tune.period, 1000, 1000000), 'cpu period', String(tune.period));
+  if (tune.quota !== undefined) check(tune.quota === -1 || intIn(tune.quota, 1000, 17592186044415), 'cpu quota', String(tune.quota));
 }
 
 function intIn(n: number, min: number, max: number): boolean {

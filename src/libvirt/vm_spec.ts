@@ -41,6 +41,20 @@ export interface SeedDisk {
 }
 
 /**
+ * A warm domain (src/container/warm_pool.ts) starts paused before any container exists: no root
+ * disk, an empty CD-ROM tray for the seed, and PCIe root ports left free for the root disk and
+ * the NICs that CreateContainer plugs in through QMP. Their ids are WARM_PORT_ALIAS + index.
+ */
+export interface WarmLayout {
+  /** Free pcie-root-ports: one for the root disk, the rest for NICs. */
+  hotplugPorts: number;
+}
+
+/** QEMU ids (libvirt user aliases) of a warm domain's free root ports and its seed CD-ROM. */
+export const WARM_PORT_ALIAS = 'ua-vmletport';
+export const WARM_SEED_ALIAS = 'ua-vmletseed';
+
+/**
  * The guest's first serial port (its console).
  * - `file`: QEMU appends every byte to `path`; vmlet tails it into the CRI log (recommended, see
  *   domain_xml.ts for why).
@@ -93,8 +107,10 @@ export interface VmSpec {
   vcpus: number;
   cputune?: CpuTune;
   cpuMode?: CpuMode;
-  rootDisk: RootDisk;
+  /** Absent only in a warm domain (`warm`), which gets its disks later. */
+  rootDisk?: RootDisk;
   seed?: SeedDisk;
+  warm?: WarmLayout;
   console: SerialConsole;
   nics: VmNic[];
   /** Environment for the emulator process (<qemu:env>), e.g. what the vmwrapper needs. */

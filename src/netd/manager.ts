@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import type dgram from 'node:dgram';
 import { RecordStore } from '../store/record_store.js';
 import { SyncBehind } from '../store/sync_behind.js';
-import { FailedPreconditionError, errorText } from '../errors.js';
+import { randomBytes } from 'node:crypto';
+import { FailedPreconditionError, InvalidArgumentError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Config } from '../config/table.js';
 import { loadNetworkConfig, type NetworkConfigList } from '../network/cni/config.js';
@@ -21,7 +22,7 @@ import { bindDhcpSocketInNetns } from '../network/dhcp/bind_in_netns.js';
 import type { DhcpLease } from '../network/dhcp/lease_policy.js';
 import type { DnsConfig, VmInterface, VmNetwork } from '../network/types.js';
 import { NetnsManager, netnsPath } from '../network/netns.js';
-import { netnsNameFor } from '../network/names.js';
+import { isWarmNetnsName, netnsNameFor } from '../network/names.js';
 import { bindInterface, type BindingContext, type NetworkBinding, type WiredInterface } from '../network/bindings/binding.js';
 import { TapBinding } from '../network/bindings/tap.js';
 import { BindingSelector } from '../network/bindings/select.js';
@@ -106,6 +107,7 @@ export class NetworkManager implements NetdMethods {
    */
   async load(): Promise<void> {
     await this.records.load();
+    await this.deleteUnadoptedWarmNetns();
     for (const record of this.records.values()) {
       if (!record.cni) continue;
       if (!(await this.netns.exists(record.netnsName))) {
@@ -119,6 +121,30 @@ export class NetworkManager implements NetdMethods {
       }
       // Wired already: this only brings the DHCP responder back; a failure reaches serve as an event.
       if (record.leases.length > 0) void this.beginPrepare(record);
+    }
+  }
+
+  async createWarmNetns(): Promise<{ netnsName: string; netnsPath: string }> {
+    const netnsName = `vmlet-warm-${randomBytes(8).toString('hex')}`;
+    return { netnsName, netnsPath: await this.netns.create(netnsName) };
+  }
+
+  async deleteWarmNetns({ netnsName }: { netnsName: string }): Promise<Record<string, never>> {
+    if (!isWarmNetnsName(netnsName)) throw new InvalidArgumentError(`netns ${JSON.stringify(netnsName)} is not a warm netns`);
+    if ([...this.records.values()].some((r) => r.netnsName === netnsName)) {
+      throw new FailedPreconditionError(`warm netns ${netnsName} belongs to a sandbox now`);
+    }
+    await this.netns.delete(netnsName);
+    return {};
+  }
+
+  /** Warm netns no sandbox adopted: what serve left when it stopped (its warm VMs go with it). */
+  private async deleteUnadoptedWarmNetns(): Promise<void> {
+    const adopted = new Set([...this.records.values()].map((r) => r.netnsName));
+    for (const name of await this.netns.list()) {
+      if (!isWarmNetnsName(name) || adopted.has(name)) continue;
+      this.logger.info({ netns: name }, 'deleting a warm netns no sandbox adopted');
+      await this.netns.delete(name).catch((err) => this.logger.error({ err, netns: name }, 'could not delete a warm netns'));
     }
   }
 
@@ -144,7 +170,9 @@ export class NetworkManager implements NetdMethods {
     steps.mark('config');
 
     const undos: Undo[] = [];
-    const netnsName = netnsNameFor(params.sandboxId);
+    const adopting = params.netnsName !== undefined;
+    if (adopting && !isWarmNetnsName(params.netnsName!)) throw new InvalidArgumentError(`netns ${JSON.stringify(params.netnsName)} is not a warm netns`);
+    const netnsName = params.netnsName ?? netnsNameFor(params.sandboxId);
     const record: SandboxNetworkRecord = {
       id: params.sandboxId,
       netnsName,
@@ -158,7 +186,11 @@ export class NetworkManager implements NetdMethods {
       undos.push({ what: 'record', run: () => this.records.delete(record.id) });
       steps.mark('record');
 
-      await this.netns.create(netnsName);
+      if (adopting) {
+        if (!(await this.netns.exists(netnsName))) throw new FailedPreconditionError(`warm netns ${netnsName} does not exist`);
+      } else {
+        await this.netns.create(netnsName);
+      }
       steps.mark('netns');
       undos.push({ what: 'netns', run: () => this.netns.delete(netnsName) });
 

@@ -21,6 +21,8 @@ export interface SetupParams {
   /** The pod's DNSConfig; when empty, DNS comes from the CNI result. */
   dns: { servers: string[]; searches: string[]; options: string[] };
   portMappings: PortMappingSpec[];
+  /** A warm netns (from createWarmNetns) to adopt instead of creating one; teardown deletes it. */
+  netnsName?: string;
 }
 
 /** What RunPodSandbox needs; the VM side follows in the background (see vmNetwork). */
@@ -57,6 +59,10 @@ export interface NetdMethods {
   /** Waits for the sandbox's VM side (wired interfaces, DHCP serving), prepared after setup returns. */
   vmNetwork(params: { sandboxId: string }): Promise<VmNetworkResult>;
   networkReady(params: Record<string, never>): Promise<Readiness>;
+  /** A fresh netns (lo up) for a warm VM, before any sandbox exists. */
+  createWarmNetns(params: Record<string, never>): Promise<{ netnsName: string; netnsPath: string }>;
+  /** Deletes a warm netns no sandbox adopted. */
+  deleteWarmNetns(params: { netnsName: string }): Promise<Record<string, never>>;
 }
 
 export type NetdMethod = keyof NetdMethods;

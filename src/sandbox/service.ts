@@ -32,6 +32,10 @@ export type SandboxFilter = RecordFilter<SandboxRecord['state']>;
 export interface SandboxContainerHooks {
   stopContainersOf(sandboxId: string): Promise<void>;
   removeContainersOf(sandboxId: string): Promise<void>;
+  /** The netns of a warm VM the new sandbox adopts (see src/container/warm_pool.ts), if one is idle. */
+  claimWarmNetns?(sandboxId: string): string | undefined;
+  /** Discards the warm VM claimed for a sandbox whose build failed. */
+  releaseWarm?(sandboxId: string): Promise<void>;
 }
 
 export class SandboxService {
@@ -121,11 +125,14 @@ export class SandboxService {
       dns: spec.dns,
       portMappings: spec.portMappings,
     };
+    const warmNetns = this.containerHooks.claimWarmNetns?.(id);
+    if (warmNetns !== undefined) params.netnsName = warmNetns;
     try {
       const result = await this.netd.call('setup', params, this.netdTimeoutMs);
       await this.store.put({ ...record, state: 'READY', netnsPath: result.netnsPath, podIps: result.podIps, pendingCleanup: undefined });
       return id;
     } catch (err) {
+      await this.containerHooks.releaseWarm?.(id).catch((e: unknown) => this.logger.error({ err: e, sandboxId: id }, 'could not discard the warm VM of a failed sandbox'));
       await this.rollbackFailedBuild(record, err);
       throw err;
     }

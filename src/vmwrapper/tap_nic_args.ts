@@ -44,14 +44,31 @@ const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 
 /** `-netdev`/`-device` pairs for `nics` in order (guest sees them in that PCI order). Pure. */
 export function tapNicQemuArgs(nics: readonly TapNic[], options: TapNicArgsOptions = {}): string[] {
+  const bus = options.rootBus ?? 'pcie.0';
+  if (bus !== 'pcie.0' && bus !== 'pci.0') throw new InvalidArgumentError(`root bus ${JSON.stringify(bus)} is not pcie.0 or pci.0`);
+  validateTapNics(nics);
+  const args: string[] = [];
+  nics.forEach((nic, i) => {
+    const netdev = `vmletnet${i}`;
+    args.push(
+      '-netdev',
+      `tap,id=${netdev},ifname=${nic.tap},script=no,downscript=no,vhost=${options.vhost === true ? 'on' : 'off'}`,
+      '-device',
+      // romfile= (empty): no PXE option ROM, vmlet never network-boots and it slows the BIOS.
+      `virtio-net-pci,id=vmletnic${i},netdev=${netdev},mac=${nic.mac},host_mtu=${nic.mtu},` +
+        `bus=${bus},addr=0x${(NIC_FIRST_SLOT + i).toString(16)},romfile=`,
+    );
+  });
+  return args;
+}
+
+/** Throws InvalidArgumentError naming the first NIC that is unusable (also for QMP hotplug). */
+export function validateTapNics(nics: readonly TapNic[]): void {
   if (nics.length > MAX_TAP_NICS) {
     throw new InvalidArgumentError(`at most ${MAX_TAP_NICS} TAP NICs per VM, got ${nics.length}`);
   }
-  const bus = options.rootBus ?? 'pcie.0';
-  if (bus !== 'pcie.0' && bus !== 'pci.0') throw new InvalidArgumentError(`root bus ${JSON.stringify(bus)} is not pcie.0 or pci.0`);
   const taps = new Set<string>();
   const macs = new Set<string>();
-  const args: string[] = [];
   nics.forEach((nic, i) => {
     // Values go into QEMU's comma-separated option syntax: only characters without meaning there.
     if (!IFNAME.test(nic.tap) || nic.tap === '.' || nic.tap === '..') {
@@ -67,15 +84,5 @@ export function tapNicQemuArgs(nics: readonly TapNic[], options: TapNicArgsOptio
     if (macs.has(nic.mac)) throw new InvalidArgumentError(`NIC ${i}: MAC ${nic.mac} used twice`);
     taps.add(nic.tap);
     macs.add(nic.mac);
-    const netdev = `vmletnet${i}`;
-    args.push(
-      '-netdev',
-      `tap,id=${netdev},ifname=${nic.tap},script=no,downscript=no,vhost=${options.vhost === true ? 'on' : 'off'}`,
-      '-device',
-      // romfile= (empty): no PXE option ROM, vmlet never network-boots and it slows the BIOS.
-      `virtio-net-pci,id=vmletnic${i},netdev=${netdev},mac=${nic.mac},host_mtu=${nic.mtu},` +
-        `bus=${bus},addr=0x${(NIC_FIRST_SLOT + i).toString(16)},romfile=`,
-    );
   });
-  return args;
 }

@@ -75,6 +75,8 @@ export async function startTestDaemon(opts: DaemonOptions = {}): Promise<TestDae
     '--cni-conf-dir', cniConfDir,
     '--image-translations-dir', translationsDir,
     '--log-level', 'debug',
+    // No warm VMs unless a test asks (--vm-warm-pool N later on the line wins): most tests count domains and QEMUs.
+    '--vm-warm-pool', '0',
     ...(opts.args ?? []),
   ];
   const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -9,6 +9,10 @@ import { XdrError, type XdrReader, type XdrWriter } from './xdr.js';
 
 export const REMOTE_PROGRAM = 0x20008086;
 export const REMOTE_PROTOCOL_VERSION = 1;
+/** qemu_protocol.x: libvirt's QEMU-specific program (monitor pass-through). */
+export const QEMU_PROGRAM = 0x20008087;
+export const QEMU_PROTOCOL_VERSION = 1;
+export const QemuProc = { DOMAIN_MONITOR_COMMAND: 1 } as const;
 export const KEEPALIVE_PROGRAM = 0x6b656570;
 export const KEEPALIVE_PROTOCOL_VERSION = 1;
 export const KeepaliveProc = { PING: 1, PONG: 2 } as const;
@@ -22,6 +26,7 @@ export const Proc = {
   DOMAIN_GET_INFO: 16,
   DOMAIN_LOOKUP_BY_NAME: 23,
   DOMAIN_LOOKUP_BY_UUID: 24,
+  DOMAIN_RESUME: 28,
   DOMAIN_GET_SCHEDULER_TYPE: 56,
   CONNECT_GET_HOSTNAME: 59,
   AUTH_LIST: 66,

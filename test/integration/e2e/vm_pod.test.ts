@@ -22,11 +22,13 @@ let d: TestDaemon;
 let imageServer: Server;
 let imageUrl: string;
 let dir: string;
+const DAEMON_ARGS = ['--kvm', 'off', '--vm-memory', '256Mi', '--vm-warm-pool', '1'];
 
 before(async () => {
   await ensureLibvirtd();
   ({ url: imageUrl, server: imageServer } = await serveTestGuest());
-  d = await startTestDaemon({ args: ['--kvm', 'off', '--vm-memory', '256Mi'] });
+  // With one warm VM, the product's default path: the pod adopts a VM libvirt started in advance.
+  d = await startTestDaemon({ args: DAEMON_ARGS });
   dir = d.dir;
   writeFileSync(join(d.cniConfDir, '10-e2e.conflist'), JSON.stringify({
     cniVersion: '1.0.0',
@@ -67,6 +69,8 @@ test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vm
     log_directory: logDir,
     linux: {},
   };
+  await waitFor('a warm VM', 120_000, () => warmDomains().length === 1 || undefined);
+  const warmDomain = warmDomains()[0]!;
   const { pod_sandbox_id: sandboxId } = await d.runtime.RunPodSandbox!({ config: podConfig });
   const podIp = (await d.runtime.PodSandboxStatus!({ pod_sandbox_id: sandboxId })).status.network.ip;
   assert.match(podIp, new RegExp(`^${subnet.replace(/\./g, '\\.')}\\.\\d+$`));
@@ -78,6 +82,10 @@ test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vm
   });
   // One VM per pod.
   await assert.rejects(d.runtime.CreateContainer!({ pod_sandbox_id: sandboxId, config: { metadata: { name: 'vm2' }, image: { image: imageUrl } } }), /one VM/);
+
+  // The container's VM is the warm one, adopted, with its disks and NIC plugged in.
+  const created = JSON.parse((await d.runtime.ContainerStatus!({ container_id: id, verbose: true })).info.info).domainXml as string;
+  assert.match(created, new RegExp(`<name>${warmDomain}</name>`));
 
   await d.runtime.StartContainer!({ container_id: id }, { deadlineMs: 180_000 });
   const status = await d.runtime.ContainerStatus!({ container_id: id });
@@ -131,7 +139,7 @@ test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vm
   // Restart vmlet: the VM keeps running and its status stays right; the console keeps flowing.
   assert.equal(await d.stop(), 0);
   assert.equal((await httpGet(podIp, 8080)).trim(), 'vmlet-guest e2e-guest', 'VM serves while vmlet is down');
-  d = await startTestDaemon({ dir, args: ['--kvm', 'off', '--vm-memory', '256Mi'] });
+  d = await startTestDaemon({ dir, args: DAEMON_ARGS });
   assert.equal((await d.runtime.ContainerStatus!({ container_id: id })).status.state, 'CONTAINER_RUNNING');
   assert.equal((await d.runtime.PodSandboxStatus!({ pod_sandbox_id: sandboxId })).status.network.ip, podIp);
 
@@ -156,10 +164,21 @@ test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vm
   await d.runtime.StopPodSandbox!({ pod_sandbox_id: sandboxId });
   await d.runtime.RemovePodSandbox!({ pod_sandbox_id: sandboxId });
   const domains = execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'list', '--all', '--name'], { encoding: 'utf8' });
-  assert.ok(!domains.includes(sandboxId.slice(0, 12)), `domain left: ${domains}`);
-  assert.deepEqual(readdirSync(join(d.stateDir, 'vms')), []);
+  assert.ok(!domains.includes(sandboxId.slice(0, 12)) && !domains.includes(warmDomain), `domain left: ${domains}`);
   assert.equal(existsSync(netns), false);
   assert.deepEqual(readdirSync(join(dir, 'ipam', `vmlet-e2e-${tag}`)).filter((f) => /^\d/.test(f)), []);
+  // What is left is the pool's next warm VM; stopping vmlet discards it with its netns.
+  assert.equal(await d.stop(), 0);
+  assert.deepEqual(warmDomains(), []);
+  assert.deepEqual(readdirSync(join(d.stateDir, 'vms')), []);
+  assert.deepEqual(readdirSync('/run/netns').filter((n) => n.startsWith('vmlet-warm-')), []);
   assert.deepEqual(qemuPids(), []);
+  d = await startTestDaemon({ dir, args: ['--kvm', 'off', '--vm-memory', '256Mi'] });
 });
+
+function warmDomains(): string[] {
+  const out = execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'list', '--all', '--name'], { encoding: 'utf8' });
+  // Only this test's daemon makes warm VMs on this machine's libvirtd while it runs.
+  return out.split('\n').map((l) => l.trim()).filter((n) => n.startsWith('vmlet-warm-'));
+}
 

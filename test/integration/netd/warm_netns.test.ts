@@ -1,0 +1,112 @@
+/**
+ * netd's warm netns (src/container/warm_pool.ts makes VMs in them before any sandbox): created on
+ * request, adopted by a sandbox's setup (CNI ADD in it), deleted with that sandbox, refused when
+ * not a warm netns, and collected by a restarted netd when no sandbox adopted it. Real
+ * namespaces and Debian's bridge plugin; pod network in 198.18.0.0/15, no masquerade.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { loadConfig } from '../../../src/config/load.js';
+import { NetworkManager } from '../../../src/netd/manager.js';
+import type { SetupParams } from '../../../src/netd/protocol.js';
+import { FailedPreconditionError, InvalidArgumentError } from '../../../src/errors.js';
+import { silentLogger } from '../../../src/log.js';
+import type { Config } from '../../../src/config/table.js';
+
+const tag = randomBytes(3).toString('hex');
+const bridge = `vtw${tag}`;
+const dir = mkdtempSync(join(tmpdir(), 'vmlet-netd-warm-'));
+const ipamDir = join(dir, 'ipam');
+let config: Config;
+let manager: NetworkManager;
+
+before(async () => {
+  const confDir = join(dir, 'cni');
+  mkdirSync(confDir);
+  writeFileSync(join(confDir, '10-test.conflist'), JSON.stringify({
+    cniVersion: '1.0.0',
+    name: `vmlet-warm-${tag}`,
+    plugins: [{ type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: ipamDir, ranges: [[{ subnet: '198.18.79.0/24' }]], routes: [{ dst: '198.18.0.0/15' }] } }],
+  }));
+  config = loadConfig({ flags: { 'state-dir': join(dir, 'state'), 'cni-conf-dir': confDir, 'log-level': 'silent' } });
+  manager = new NetworkManager(config, silentLogger, () => {});
+  await manager.load();
+});
+
+after(async () => {
+  await manager?.close();
+  for (const name of readdirSync('/run/netns').filter((n) => made.has(n))) execFileSync('ip', ['netns', 'delete', name]);
+  try {
+    execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' });
+  } catch {
+    /* never created */
+  }
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Every warm netns this file made, so after() can remove one a failed test left. */
+const made = new Set<string>();
+
+function params(netnsName?: string): SetupParams {
+  const sandboxId = randomBytes(32).toString('hex');
+  return { sandboxId, podName: 'p', podNamespace: 'default', podUid: sandboxId.slice(0, 8), hostname: 'p', dns: { servers: [], searches: [], options: [] }, portMappings: [], ...(netnsName ? { netnsName } : {}) };
+}
+
+function leases(): string[] {
+  const d = join(ipamDir, `vmlet-warm-${tag}`);
+  return existsSync(d) ? readdirSync(d).filter((f) => /^\d+\./.test(f)) : [];
+}
+
+test('a sandbox adopts a warm netns: CNI ADD runs in it, the VM side is built there, teardown deletes it', async () => {
+  const warm = await manager.createWarmNetns();
+  made.add(warm.netnsName);
+  assert.match(warm.netnsName, /^vmlet-warm-[0-9a-f]{16}$/);
+  assert.equal(warm.netnsPath, `/run/netns/${warm.netnsName}`);
+  assert.ok(existsSync(warm.netnsPath));
+  const p = params(warm.netnsName);
+  const result = await manager.setup(p);
+  assert.equal(result.netnsPath, warm.netnsPath);
+  assert.equal(result.podIps.length, 1);
+  const ready = await manager.vmNetwork({ sandboxId: p.sandboxId });
+  assert.equal(ready.ready, true, JSON.stringify(ready));
+  // The pod's interface is in the adopted namespace.
+  assert.match(execFileSync('ip', ['-n', warm.netnsName, '-br', 'link'], { encoding: 'utf8' }), /eth0/);
+  await assert.rejects(manager.deleteWarmNetns({ netnsName: warm.netnsName }), FailedPreconditionError);
+  await manager.teardown({ sandboxId: p.sandboxId });
+  assert.equal(existsSync(warm.netnsPath), false);
+  assert.deepEqual(leases(), []);
+});
+
+test('setup refuses a netns that is not a warm one, or one that does not exist, and leaves nothing', async () => {
+  const bad = params('vmlet-somebody-else');
+  await assert.rejects(manager.setup(bad), InvalidArgumentError);
+  await assert.rejects(manager.setup(params('../../etc')), InvalidArgumentError);
+  const missing = params('vmlet-warm-00000000deadbeef');
+  await assert.rejects(manager.setup(missing), /does not exist/);
+  await manager.teardown({ sandboxId: missing.sandboxId });
+  assert.deepEqual(leases(), []);
+  assert.deepEqual(readdirSync(join(dir, 'state', 'netd')).filter((f) => f.endsWith('.json')), []);
+  await assert.rejects(manager.deleteWarmNetns({ netnsName: 'vmlet-notwarm' }), InvalidArgumentError);
+});
+
+test('a restarted netd deletes the warm netns no sandbox adopted and keeps adopted ones', async () => {
+  const idle = await manager.createWarmNetns();
+  made.add(idle.netnsName);
+  const adopted = await manager.createWarmNetns();
+  made.add(adopted.netnsName);
+  const p = params(adopted.netnsName);
+  await manager.setup(p);
+  await manager.close();
+  manager = new NetworkManager(config, silentLogger, () => {});
+  await manager.load();
+  assert.equal(existsSync(idle.netnsPath), false, 'the unadopted warm netns is gone');
+  assert.ok(existsSync(adopted.netnsPath), 'the adopted one stays with its sandbox');
+  await manager.teardown({ sandboxId: p.sandboxId });
+  assert.equal(existsSync(adopted.netnsPath), false);
+  assert.deepEqual(leases(), []);
+});
