@@ -63,7 +63,7 @@ test('libxml2 reads hostile values back exactly as given', async (t) => {
   // xmllint ends its --xpath output with one newline of its own.
   const xpath = async (expr: string): Promise<string> => (await run('xmllint', ['--xpath', expr, file])).stdout.replace(/\n$/, '');
 
-  assert.equal(await xpath("string(/domain/devices/disk/source/@file)"), spec.rootDisk.path);
+  assert.equal(await xpath("string(/domain/devices/disk/source/@file)"), spec.rootDisk!.path);
   assert.equal(await xpath("string(/domain/devices/serial/source/@path)"), '/var/lib/vmlet/a&amp;b/console.log');
   assert.equal(await xpath("string(//*[local-name()='env']/@value)"), spec.emulatorEnv[0]!.value);
   assert.equal(await xpath("count(//*[local-name()='arg'])"), '0');

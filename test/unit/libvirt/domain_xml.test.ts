@@ -61,9 +61,9 @@ test('domain XML: scsi root disk with virtio-scsi controller, config drive, pty 
 
 test('domain XML: markup and entity-like text in paths and env values stay literal', () => {
   const spec = scsiConfigDriveSpec();
-  spec.rootDisk.driver = 'virtio';
+  spec.rootDisk!.driver = 'virtio';
   // "&#46;&#46;" must not turn into ".." for libvirt, nor "&lt;" into "<".
-  spec.rootDisk.path = `/var/lib/vmlet/c/<x>&"'/&#46;&#46;/&lt;root.qcow2`;
+  spec.rootDisk!.path = `/var/lib/vmlet/c/<x>&"'/&#46;&#46;/&lt;root.qcow2`;
   spec.console = { kind: 'file', path: `/var/lib/vmlet/c/a&b/"console".log` };
   spec.emulatorEnv = [{ name: 'EVIL', value: `"/><qemu:arg value="-S"/><x y="'&amp;&#10;` }];
   delete spec.seed;
@@ -81,13 +81,13 @@ test('domain XML: hostile or out-of-range values are refused with InvalidArgumen
   const cases: Array<[string, (s: VmSpec) => void, RegExp]> = [
     ['markup in name', (s) => (s.name = `vm<name>&"'`), /domain name/],
     ['control char in name', (s) => (s.name = 'vm\u0007x'), /domain name/],
-    ['newline in disk path', (s) => (s.rootDisk.path = '/var/lib/x\n/root.qcow2'), /root disk path/],
+    ['newline in disk path', (s) => (s.rootDisk!.path = '/var/lib/x\n/root.qcow2'), /root disk path/],
     ['DEL in seed path', (s) => (s.seed = { path: '/var/lib/x\u007f.iso', kind: 'nocloud' }), /seed path/],
-    ['relative path', (s) => (s.rootDisk.path = 'root.qcow2'), /root disk path/],
-    ['dot-dot path', (s) => (s.rootDisk.path = '/var/lib/vmlet/../../etc/shadow'), /root disk path/],
+    ['relative path', (s) => (s.rootDisk!.path = 'root.qcow2'), /root disk path/],
+    ['dot-dot path', (s) => (s.rootDisk!.path = '/var/lib/vmlet/../../etc/shadow'), /root disk path/],
     ['relative emulator', (s) => (s.emulator = 'qemu-system-x86_64'), /emulator/],
     ['console path with tab', (s) => (s.console = { kind: 'file', path: '/var/log/a\tb' }), /console path/],
-    ['lone surrogate', (s) => (s.rootDisk.path = '/var/lib/\ud800x'), /root disk path/],
+    ['lone surrogate', (s) => (s.rootDisk!.path = '/var/lib/\ud800x'), /root disk path/],
     ['env value control char', (s) => (s.emulatorEnv = [{ name: 'A', value: 'x\u0001' }]), /emulator env A value/],
     ['env name with dash', (s) => (s.emulatorEnv = [{ name: 'A-B', value: 'x' }]), /emulator env name/],
     ['bad uuid', (s) => (s.uuid = 'not-a-uuid'), /uuid/],
