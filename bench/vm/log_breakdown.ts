@@ -39,8 +39,8 @@ function netdMs(segment: readonly LogLine[], method: string): number {
   return hits.length === 0 ? NaN : hits.reduce((sum, l) => sum + Number(l.durationMs), 0);
 }
 
-function stepMs(segment: readonly LogLine[], sandboxId: string): Record<string, number> {
-  const line = segment.find((l) => l.msg === 'sandbox network set up' && l.sandboxId === sandboxId);
+function stepMs(segment: readonly LogLine[], sandboxId: string, msg = 'sandbox network set up'): Record<string, number> {
+  const line = segment.find((l) => l.msg === msg && l.sandboxId === sandboxId);
   const steps = line?.stepsMs;
   if (!steps || typeof steps !== 'object') return {};
   return Object.fromEntries(Object.entries(steps as Record<string, unknown>).map(([k, v]) => [k, Number(v)]));
@@ -75,6 +75,8 @@ export function podBreakdown(lines: readonly LogLine[], sandboxId: string, clien
   out['  Create: gRPC + client'] = clientMs.CreateContainer - create;
   out['  Create: serve handler'] = create;
   out['    netd vmNetwork (wait for the VM side: wiring + DHCP, beside the overlay)'] = createWait;
+  // netd's own step totals of that VM side (snapshot, plan, wire, record, dhcp), when logged then.
+  for (const [step, ms] of Object.entries(stepMs(seg.CreateContainer, sandboxId, 'VM side of a sandbox prepared'))) out[`      VM side step ${step}`] = ms;
   out['    handler - vmNetwork (seed, define, record, and overlay time the wait did not cover)'] = create - createWait;
   out.StartContainer = clientMs.StartContainer;
   out['  Start: gRPC + client'] = clientMs.StartContainer - start;

@@ -1,12 +1,9 @@
 /** The VM's root disk: a qcow2 overlay backed by the (never written) image blob. */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { stat } from 'node:fs/promises';
-import { InvalidArgumentError, InternalError } from '../errors.js';
+import { stat, writeFile } from 'node:fs/promises';
+import { InvalidArgumentError } from '../errors.js';
+import { qcow2Overlay } from './qcow2_overlay.js';
 
-const run = promisify(execFile);
-const QEMU_IMG_TIMEOUT_MS = 60_000;
-
+/** Writes the overlay (built in memory, see qcow2_overlay.ts); fails if `overlayPath` exists. */
 export async function createOverlay(opts: {
   backingPath: string;
   backingFormat: 'qcow2' | 'raw';
@@ -15,20 +12,19 @@ export async function createOverlay(opts: {
   /** Grow the disk to this size (VirtletRootVolumeSize); never shrink. */
   sizeBytes?: number;
 }): Promise<void> {
-  const args = ['create', '-q', '-f', 'qcow2', '-b', opts.backingPath, '-F', opts.backingFormat, opts.overlayPath];
+  let size = opts.backingVirtualSize;
   if (opts.sizeBytes !== undefined) {
     if (BigInt(opts.sizeBytes) < opts.backingVirtualSize) {
       throw new InvalidArgumentError(
         `VirtletRootVolumeSize (${opts.sizeBytes} bytes) is smaller than the image's virtual size (${opts.backingVirtualSize} bytes)`,
       );
     }
-    args.push(String(opts.sizeBytes));
+    size = BigInt(opts.sizeBytes);
   }
-  try {
-    await run('qemu-img', args, { timeout: QEMU_IMG_TIMEOUT_MS });
-  } catch (err) {
-    throw new InternalError(`qemu-img create of the root disk overlay failed: ${(err as { stderr?: string }).stderr ?? (err as Error).message}`);
-  }
+  // Whole sectors, rounded up (as qemu-img does).
+  size = ((size + 511n) / 512n) * 512n;
+  const image = qcow2Overlay({ backingPath: opts.backingPath, backingFormat: opts.backingFormat, virtualSize: size });
+  await writeFile(opts.overlayPath, image, { flag: 'wx', mode: 0o644 });
 }
 
 /** Bytes the overlay occupies on disk (what the VM wrote), and its inode count (1). */

@@ -27,8 +27,9 @@ import { writeSeedIso } from '../vm/seed_iso.js';
 import { createOverlay } from './disk.js';
 import { CONSOLE_RAW } from './console_logs.js';
 import { buildVmSpec, cputuneFor, memoryBytesFor, vcpusFor, type HostFacts } from './vm_spec_builder.js';
-import { WARM_MAX_NICS, type WarmPool, type WarmVm } from './warm_pool.js';
+import { WARM_MAX_NICS, warmQmpPath, type WarmPool, type WarmVm } from './warm_pool.js';
 import { warmNicCommands, warmRootDiskCommands, warmSeedCommand, type QmpCommand } from '../libvirt/warm_hotplug.js';
+import { QmpSocket } from '../libvirt/qmp_socket.js';
 import { nicsFromNetwork, type CpuTune } from '../libvirt/vm_spec.js';
 import type { VmAnnotations } from '../vm/annotations.js';
 import type { VmNetwork } from '../network/types.js';
@@ -46,6 +47,8 @@ export function ownerIdFor(stateDir: string): string {
 /** Domains vmlet owns carry this prefix, so leftovers are recognisable. */
 export const DOMAIN_PREFIX = 'vmlet-';
 export const OVERLAY = 'root.qcow2';
+/** Under the state dir: warm VMs' QMP sockets (src/container/warm_pool.ts warmQmpPath). */
+export const QMP_DIR = 'qmp';
 const SEED = 'seed.iso';
 const STATE_POLL_MS = 200;
 
@@ -81,6 +84,7 @@ export class ContainerService {
   /** Resolvers waiting for a domain to reach SHUTOFF (StopContainer). */
   private readonly stopWaiters = new Map<string, Set<() => void>>();
   private readonly dataDir: string;
+  private readonly qmpDir: string;
   private readonly owner: string;
   /** Containers being created: their domain and directory exist before their record does. */
   private readonly creating = new Set<string>();
@@ -97,6 +101,7 @@ export class ContainerService {
   ) {
     this.store = new RecordStore<ContainerRecord>(join(stateDir, 'containers'), logger);
     this.dataDir = join(stateDir, 'vms');
+    this.qmpDir = join(stateDir, QMP_DIR);
     this.owner = ownerIdFor(stateDir);
   }
 
@@ -192,8 +197,11 @@ export class ContainerService {
     this.creating.add(id);
     const undos: Undo[] = [async () => void this.byKey.delete(key)];
     // The sandbox's VM side is still being prepared in netd: wait for it beside the disk work.
+    // Its plan (the network's description) comes first and is all the seed needs.
     const vmNetwork = this.sandboxes.vmNetwork(sandbox.id);
+    const planned = this.sandboxes.vmNetworkPlan(sandbox.id);
     vmNetwork.catch(() => {}); // observed below; no unhandled rejection meanwhile
+    planned.catch(() => {});
     try {
       if (warm && !useWarm) await this.pool!.discard(warm);
       else if (warm) undos.push(() => this.pool!.discard(warm));
@@ -207,7 +215,7 @@ export class ContainerService {
         overlayPath: join(dir, OVERLAY),
         ...(annotations.rootVolumeSizeBytes !== undefined ? { sizeBytes: annotations.rootVolumeSizeBytes } : {}),
       });
-      const seeded = vmNetwork.then((network) => {
+      const seeded = planned.then((network) => {
         const seed = buildSeedDocuments(
           {
             instanceId: id,
@@ -223,8 +231,9 @@ export class ContainerService {
       // A warm VM gets each piece as soon as it exists: root disk, NICs, then the seed.
       const plugged = useWarm ? this.plugWarm(warm!, cputuneFor(spec.resources), annotations.diskDriver, overlay.then(() => join(dir, OVERLAY)), vmNetwork, seeded.then(() => join(dir, SEED))) : Promise.resolve(true);
       // All settle before anything is rolled back, so no undo races a tool still writing.
-      const [overlayDone, seedDone, pluggedDone] = await Promise.allSettled([overlay, seeded, plugged]);
+      const [overlayDone, seedDone, pluggedDone, readyDone] = await Promise.allSettled([overlay, seeded, plugged, vmNetwork]);
       if (overlayDone.status === 'rejected') throw overlayDone.reason;
+      if (readyDone.status === 'rejected') throw readyDone.reason;
       if (seedDone.status === 'rejected') throw seedDone.reason;
       if (pluggedDone.status === 'rejected') throw pluggedDone.reason;
       const network = seedDone.value;
@@ -288,14 +297,16 @@ export class ContainerService {
       if (!sandbox || sandbox.state !== 'READY') throw new FailedPreconditionError(`pod sandbox ${current.sandboxId} is not ready`);
       // Also brings back a DHCP responder a netd restart could not restore.
       await this.sandboxes.vmNetwork(current.sandboxId);
-      await this.consoles.start(current);
-      const dom = await this.lookup(current);
-      if (!dom) throw new FailedPreconditionError(`libvirt domain ${current.domainName} of container ${r.id} is gone`);
+      const pump = this.consoles.start(current);
       try {
+        // The pump is running before the VM does, so a failed Start leaves no VM running.
+        const [dom] = await Promise.all([this.lookup(current), pump]);
+        if (!dom) throw new FailedPreconditionError(`libvirt domain ${current.domainName} of container ${r.id} is gone`);
         // A warm VM is already running QEMU, paused before its first instruction.
-        if (current.warm) await this.client().resume(dom);
+        if (current.warm) await this.resumeWarm(dom, current.id);
         else await this.client().create(dom);
       } catch (err) {
+        await pump.catch(() => {});
         await this.consoles.stop(r.id).catch(() => {});
         throw err;
       }
@@ -346,6 +357,7 @@ export class ContainerService {
       await this.consoles.stop(id);
       // The pump's saved position lives in r.dir and goes with it.
       await rm(r.dir, { recursive: true, force: true });
+      if (r.warm) await rm(warmQmpPath(this.qmpDir, id), { force: true });
       await this.store.delete(id);
       this.byKey.delete(r.key);
       this.byDomain.delete(r.domainName);
@@ -362,6 +374,27 @@ export class ContainerService {
     for (const r of this.list({ sandboxId })) await this.remove(r.id);
   }
 
+  /**
+   * `cont` on the warm domain's own QMP socket (~2 ms; libvirt's resume costs ~12 ms here).
+   * libvirt learns of it from QEMU's RESUME event and shows the domain running (unpaused). Without
+   * the socket (gone with a QEMU that vmlet did not see exit) libvirt resumes it.
+   */
+  private async resumeWarm(dom: DomainRef, id: string): Promise<void> {
+    let qmp: QmpSocket;
+    try {
+      qmp = await QmpSocket.connect(warmQmpPath(this.qmpDir, id));
+    } catch (err) {
+      this.logger.warn({ err: errorText(err), containerId: id }, 'warm VM QMP socket unusable; resuming through libvirt');
+      await this.client().resume(dom);
+      return;
+    }
+    try {
+      await qmp.execute('cont');
+    } finally {
+      qmp.close();
+    }
+  }
+
   /** RunPodSandbox's side of the warm pool: the netns of a warm VM to adopt, if one is idle. */
   claimWarmNetns(sandboxId: string): string | undefined {
     return this.pool?.claim(sandboxId);
@@ -376,21 +409,29 @@ export class ContainerService {
    * no NIC, when the pod's interfaces cannot go to a warm VM (the caller then makes a cold one).
    */
   private async plugWarm(vm: WarmVm, cputune: CpuTune, diskDriver: VmAnnotations['diskDriver'], overlayPath: Promise<string>, network: Promise<VmNetwork>, seedPath: Promise<string>): Promise<boolean> {
-    const root = overlayPath.then((path) => this.qmpAll(vm.dom, warmRootDiskCommands(path, diskDriver)));
-    const nics = network.then(async (net) => {
-      const taps = warmTapNics(net);
-      if (!taps) return false;
-      await this.qmpAll(vm.dom, warmNicCommands(taps, vm.ports));
-      return true;
-    });
-    const seed = seedPath.then((path) => this.qmpAll(vm.dom, [warmSeedCommand(path)]));
-    const tuned = Object.keys(cputune).length > 0 ? this.client().setSchedulerParametersFlags(vm.dom, schedulerParams(cputune), DomainAffect.LIVE | DomainAffect.CONFIG) : undefined;
-    const [, fits] = await Promise.all([root, nics, seed, tuned]);
-    return fits;
-  }
-
-  private async qmpAll(dom: DomainRef, commands: QmpCommand[]): Promise<void> {
-    for (const c of commands) await this.client().qmp(dom, c.execute, c.arguments);
+    const qmp = QmpSocket.connect(vm.qmpPath);
+    qmp.catch(() => {}); // observed by every run() and below
+    const run = async (commands: QmpCommand[]): Promise<void> => {
+      const socket = await qmp;
+      for (const c of commands) await socket.execute(c.execute, c.arguments);
+    };
+    try {
+      const root = overlayPath.then((path) => run(warmRootDiskCommands(path, diskDriver)));
+      const nics = network.then(async (net) => {
+        const taps = warmTapNics(net);
+        if (!taps) return false;
+        await run(warmNicCommands(taps, vm.ports));
+        return true;
+      });
+      const seed = seedPath.then((path) => run([warmSeedCommand(path)]));
+      const tuned = Object.keys(cputune).length > 0 ? this.client().setSchedulerParametersFlags(vm.dom, schedulerParams(cputune), DomainAffect.LIVE | DomainAffect.CONFIG) : undefined;
+      // allSettled first: nothing may still be talking to QEMU once this returns.
+      const results = await Promise.allSettled([root, nics, seed, tuned]);
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
+      return (results[1] as PromiseFulfilledResult<boolean>).value;
+    } finally {
+      await qmp.then((socket) => socket.close(), () => undefined);
+    }
   }
 
   async reopenLog(idOrPrefix: string): Promise<void> {
@@ -456,11 +497,19 @@ export class ContainerService {
       if (seen.has(r.id) || r.state === 'EXITED') continue;
       await this.markExited(r.id, { exitCode: 255, reason: 'Error', message: 'libvirt domain vanished' });
     }
-    for (const name of await readdir(this.dataDir).catch(() => [] as string[])) {
-      if (/^[0-9a-f]{64}$/.test(name) && !this.store.get(name) && !this.creating.has(name) && !this.pool?.owns(name)) {
+    const vmDirs = await readdir(this.dataDir).catch(() => [] as string[]);
+    const kept = (id: string) => this.store.get(id) !== undefined || this.creating.has(id) || this.pool?.owns(id) === true;
+    for (const name of vmDirs) {
+      if (/^[0-9a-f]{64}$/.test(name) && !kept(name)) {
         this.logger.warn({ dir: name }, 'removing a VM directory no record owns');
         await rm(join(this.dataDir, name), { recursive: true, force: true });
       }
+    }
+    // A QMP socket a QEMU killed outright left behind (a live one is named after a kept VM's id).
+    const liveQmp = new Set(vmDirs.filter(kept).map((id) => warmQmpPath(this.qmpDir, id)));
+    for (const name of await readdir(this.qmpDir).catch(() => [] as string[])) {
+      const path = join(this.qmpDir, name);
+      if (/^[0-9a-f]{16}$/.test(name) && !liveQmp.has(path)) await rm(path, { force: true });
     }
   }
 

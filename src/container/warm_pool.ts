@@ -26,7 +26,7 @@ import { errorText } from '../errors.js';
 import type { LibvirtClient, DomainRef } from '../libvirt/client.js';
 import { DomainCreateFlags, DomainUndefineFlags, isNoDomain } from '../libvirt/client.js';
 import { buildDomainXml } from '../libvirt/domain_xml.js';
-import { warmPortsFor } from '../libvirt/warm_hotplug.js';
+import { warmPortsFor, warmQmpArgs } from '../libvirt/warm_hotplug.js';
 import { vmwrapperEnv } from '../vmwrapper/netns_env.js';
 import { CONSOLE_RAW } from './console_logs.js';
 import type { HostFacts } from './vm_spec_builder.js';
@@ -49,6 +49,17 @@ export interface WarmVm {
   domainType: HostFacts['domainType'];
   /** Free root ports (root disk + NICs). */
   ports: number;
+  /** The domain's own QMP monitor socket (warmQmpArgs): warmQmpPath(qmpDir, id). */
+  qmpPath: string;
+}
+
+/**
+ * Where a warm VM's QMP socket lives: <qmpDir>/<first 16 hex of its id>. Not in the VM's own
+ * directory: a unix socket path has at most 107 bytes, and <dataDir>/<64 hex>/… overflows that
+ * under a long state dir. QEMU removes the socket when it exits; vmlet removes any it leaves.
+ */
+export function warmQmpPath(qmpDir: string, id: string): string {
+  return join(qmpDir, id.slice(0, 16));
 }
 
 /** The netd calls the pool needs. */
@@ -65,6 +76,8 @@ export interface WarmPoolOptions {
   host: HostFacts;
   owner: string;
   dataDir: string;
+  /** Directory of the warm VMs' QMP sockets (see warmQmpPath); made by start(). */
+  qmpDir: string;
   logger: Logger;
   /** Quiet time after a claim before refilling, so the refill's QEMU start stays off that pod's calls. */
   refillDelayMs?: number;
@@ -91,7 +104,8 @@ export class WarmPool {
   }
 
   /** Starts filling the pool (after the daemon's reconcile). */
-  start(): void {
+  async start(): Promise<void> {
+    await mkdir(this.options.qmpDir, { recursive: true, mode: 0o700 });
     this.scheduleRefill(0);
   }
 
@@ -120,6 +134,7 @@ export class WarmPool {
   async discard(vm: WarmVm): Promise<void> {
     await this.destroy(vm.dom);
     await this.undefine(vm.dom);
+    await rm(vm.qmpPath, { force: true });
   }
 
   /** Discards the VM claimed for `sandboxId`, if any (the sandbox failed or stopped before using it). */
@@ -173,6 +188,7 @@ export class WarmPool {
     const domainName = `${WARM_DOMAIN_PREFIX}${id.slice(0, 12)}`;
     const uuid = randomUUID();
     const ports = warmPortsFor(WARM_MAX_NICS);
+    const qmpPath = warmQmpPath(this.options.qmpDir, id);
     const started = performance.now();
     this.reserved.add(id);
     const undos: (() => Promise<void>)[] = [async () => void this.reserved.delete(id)];
@@ -190,6 +206,7 @@ export class WarmPool {
         vcpus: host.defaultVcpus,
         console: { kind: 'file', path: join(dir, CONSOLE_RAW) },
         nics: [],
+        emulatorArgs: warmQmpArgs(qmpPath),
         emulatorEnv: vmwrapperEnv(netnsName),
         warm: { hotplugPorts: ports },
         metadata: { sandboxId: 'warm', containerId: id, owner: this.options.owner },
@@ -200,7 +217,7 @@ export class WarmPool {
       undos.push(() => this.destroy(dom));
       if (this.closed) throw new Error('pool closed while a warm VM was being made');
       logger.debug({ domain: domainName, ms: +(performance.now() - started).toFixed(1) }, 'warm VM ready');
-      return { id, domainName, uuid, dom, dir, netnsName, memoryBytes: host.defaultMemoryBytes, vcpus: host.defaultVcpus, domainType: host.domainType, ports };
+      return { id, domainName, uuid, dom, dir, netnsName, memoryBytes: host.defaultMemoryBytes, vcpus: host.defaultVcpus, domainType: host.domainType, ports, qmpPath };
     } catch (err) {
       for (const undo of undos.reverse()) await undo().catch((e: unknown) => logger.error({ err: e, domain: domainName }, 'undoing a warm VM failed'));
       throw err;

@@ -19,7 +19,7 @@ import { NetdClient } from '../netd/client.js';
 import { SandboxService } from '../sandbox/service.js';
 import { ImageStore } from '../image/store.js';
 import { errorText } from '../errors.js';
-import { ContainerService, ownerIdFor } from '../container/service.js';
+import { ContainerService, ownerIdFor, QMP_DIR } from '../container/service.js';
 import { WarmPool } from '../container/warm_pool.js';
 import { ConsolePumps } from '../container/console_logs.js';
 import { containerCreateHandlers } from '../cri/container_create.js';
@@ -102,6 +102,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       host,
       owner: ownerIdFor(config.stateDir),
       dataDir: join(config.stateDir, 'vms'),
+      qmpDir: join(config.stateDir, QMP_DIR),
       logger: logger.child({ component: 'warm-pool' }),
     });
     const containers = new ContainerService(config.stateDir, libvirt, images, sandboxes, consoles, host, logger.child({ component: 'containers' }), warmPool);
@@ -118,7 +119,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       await libvirt.whenConnected(LIBVIRT_FIRST_CONNECT_MS);
       await containers.reconcile();
       // Filled only after reconcile has collected what an earlier run left.
-      warmPool.start();
+      await warmPool.start();
     } catch (err) {
       // Serving without libvirt is still useful (Status says RuntimeReady=false); reconcile runs on connect.
       logger.error({ err }, 'libvirt not reachable at start; containers reconcile when it is; no warm VMs');

@@ -24,9 +24,6 @@ import { LibvirtConnectionError } from './rpc/errors.js';
 import {
   AuthType,
   Proc,
-  QEMU_PROGRAM,
-  QEMU_PROTOCOL_VERSION,
-  QemuProc,
   readDomain,
   readTypedParam,
   REMOTE_AUTH_TYPE_LIST_MAX,
@@ -66,7 +63,7 @@ export const DEFAULT_URI = 'qemu:///system';
 /** virDomainCreateFlags */
 export const DomainCreateFlags = { START_PAUSED: 1 } as const;
 
-/** A QMP command sent through libvirt (LibvirtClient.qmp) that QEMU refused. */
+/** A QMP command QEMU refused (see qmp_socket.ts). */
 export class QmpError extends Error {
   constructor(
     readonly command: string,
@@ -346,36 +343,6 @@ export class LibvirtClient {
     return this.call(Proc.DOMAIN_RESUME, (w) => writeDomain(w, dom), nothing);
   }
 
-  /**
-   * Sends one QMP command to the domain's QEMU through libvirt and returns its `return` value.
-   * A QMP error is thrown as QmpError (its class and description). libvirt marks the domain
-   * tainted ("custom-monitor") and does not track what the command changed.
-   */
-  async qmp(dom: DomainRef, execute: string, args?: Record<string, unknown>): Promise<unknown> {
-    checkDomain(dom);
-    const command = JSON.stringify(args === undefined ? { execute } : { execute, arguments: args });
-    checkText('QMP command', command);
-    const reply = await this.call(
-      QemuProc.DOMAIN_MONITOR_COMMAND,
-      (w) => {
-        writeDomain(w, dom);
-        w.string(command, REMOTE_STRING_MAX);
-        w.uint(0);
-      },
-      (r) => r.string(REMOTE_STRING_MAX),
-      this.callTimeoutMs,
-      QEMU_PROGRAM,
-    );
-    let parsed: { return?: unknown; error?: { class?: string; desc?: string } };
-    try {
-      parsed = JSON.parse(reply) as typeof parsed;
-    } catch {
-      throw new QmpError(execute, 'GenericError', `unparsable reply ${JSON.stringify(reply.slice(0, 200))}`);
-    }
-    if (parsed.error) throw new QmpError(execute, parsed.error.class ?? 'GenericError', parsed.error.desc ?? 'no description');
-    return parsed.return;
-  }
-
   /** Asks the guest to shut down (DomainShutdownFlags.ACPI_POWER_BTN presses the power button); returns at once. */
   async shutdown(dom: DomainRef, flags = 0): Promise<void> {
     return this.domainCall(Proc.DOMAIN_SHUTDOWN_FLAGS, dom, flags);
@@ -599,7 +566,7 @@ export class LibvirtClient {
     );
   }
 
-  private async call<T>(proc: number, encode: Encode | null, decode: Decode<T>, timeoutMs = this.callTimeoutMs, program = REMOTE_PROGRAM): Promise<T> {
+  private async call<T>(proc: number, encode: Encode | null, decode: Decode<T>, timeoutMs = this.callTimeoutMs): Promise<T> {
     const w = new XdrWriter();
     try {
       if (encode) encode(w);
@@ -609,8 +576,7 @@ export class LibvirtClient {
       throw err;
     }
     const started = performance.now();
-    const version = program === QEMU_PROGRAM ? QEMU_PROTOCOL_VERSION : REMOTE_PROTOCOL_VERSION;
-    const payload = await this.transport.call(program, version, proc, w.finish(), timeoutMs);
+    const payload = await this.transport.call(REMOTE_PROGRAM, REMOTE_PROTOCOL_VERSION, proc, w.finish(), timeoutMs);
     const r = new XdrReader(payload);
     const result = decode(r);
     r.end();

@@ -23,7 +23,7 @@ import type { DhcpLease } from '../network/dhcp/lease_policy.js';
 import type { DnsConfig, VmInterface, VmNetwork } from '../network/types.js';
 import { NetnsManager, netnsPath } from '../network/netns.js';
 import { isWarmNetnsName, netnsNameFor } from '../network/names.js';
-import { bindInterface, type BindingContext, type NetworkBinding, type WiredInterface } from '../network/bindings/binding.js';
+import type { BindingContext, NetworkBinding, WiredInterface } from '../network/bindings/binding.js';
 import { TapBinding } from '../network/bindings/tap.js';
 import { BindingSelector } from '../network/bindings/select.js';
 import { readInterfaceSnapshot } from '../network/bindings/snapshot.js';
@@ -74,6 +74,9 @@ export class NetworkManager implements NetdMethods {
   /** VM-side preparations in progress, and why the last one of a sandbox failed. */
   private readonly preparing = new Map<string, Promise<void>>();
   private readonly prepareFailures = new Map<string, string>();
+  /** The plan of each preparation in progress (see vmNetworkPlan), and who waits for one. */
+  private readonly plans = new Map<string, VmNetwork>();
+  private readonly planWaiters = new Map<string, Set<() => void>>();
   /** VM sides to prepare once netd is idle, and what keeps it from being idle. */
   private readonly deferred = new Map<string, SandboxNetworkRecord>();
   private foregroundCalls = 0;
@@ -270,6 +273,8 @@ export class NetworkManager implements NetdMethods {
     );
     this.preparing.set(record.id, preparing);
     return preparing.finally(() => {
+      // Done or failed: record.network (or the failure) answers from now on.
+      this.plans.delete(record.id);
       if (this.preparing.get(record.id) === preparing) this.preparing.delete(record.id);
       this.armIdleTimer();
     });
@@ -292,24 +297,35 @@ export class NetworkManager implements NetdMethods {
     if (!record.network) {
       const undos: Undo[] = [];
       try {
-        const vmInterfaces: VmInterface[] = [];
+        // Every interface is planned (and the plans persisted) before any is wired: the plan is
+        // the VM's whole network description, which vmNetworkPlan hands out while wiring runs.
+        const plans: { binding: NetworkBinding<WiredInterface>; context: BindingContext; planned: WiredInterface }[] = [];
         for (const [index, iface] of cni.interfaces.entries()) {
           const snapshot = await readInterfaceSnapshot(this.ip, record.netnsName, iface.name);
           steps.mark('snapshot');
           const binding: NetworkBinding<WiredInterface> = await this.selector.select(snapshot.link);
           const context: BindingContext = { netnsName: record.netnsName, netnsPath: record.netnsPath, sandboxId: record.id, index, cniInterface: iface };
-          const slot = record.interfaces.length;
-          // The plan is persisted before anything changes, so a crash mid-wire can still be undone.
-          const state = await bindInterface(binding, context, async (planned) => {
-            record.interfaces[slot] = { context, state: planned };
+          plans.push({ binding, context, planned: await binding.plan(context, snapshot) });
+        }
+        // Persisted before anything changes, so a crash mid-wire can still be undone.
+        record.interfaces = plans.map(({ context, planned }) => ({ context, state: planned }));
+        await this.records.put(record);
+        const pod = record.pod!;
+        const describe = (interfaces: VmInterface[]): VmNetwork => ({ interfaces, dns: podDns(pod.dns, cni.dns), ...(pod.hostname ? { hostname: pod.hostname } : {}) });
+        this.publishPlan(record.id, describe(plans.map((p) => p.planned.vm)));
+        steps.mark('plan');
+        const vmInterfaces: VmInterface[] = [];
+        for (const [slot, { binding, context, planned }] of plans.entries()) {
+          const state = await binding.wire(context, planned);
+          if (state !== planned) {
+            record.interfaces[slot] = { context, state };
             await this.records.put(record);
-          }, snapshot);
-          steps.mark('wire');
-          undos.push({ what: `wire ${iface.name}`, run: () => binding.unwire(context, state) });
+          }
+          undos.push({ what: `wire ${context.cniInterface.name}`, run: () => binding.unwire(context, state) });
           vmInterfaces.push(state.vm);
         }
-        const pod = record.pod!;
-        const network: VmNetwork = { interfaces: vmInterfaces, dns: podDns(pod.dns, cni.dns), ...(pod.hostname ? { hostname: pod.hostname } : {}) };
+        steps.mark('wire');
+        const network = describe(vmInterfaces);
         record.leases = leasesFor(network);
         record.network = network;
         try {
@@ -426,6 +442,42 @@ export class NetworkManager implements NetdMethods {
    * Waits for the VM side of the sandbox and returns it, or why it could not be prepared. A lost
    * DHCP responder (netd restarted and could not bring it back) gets one more try here.
    */
+  /** The plan of a preparation in progress becomes known: wake whoever waits for it. */
+  private publishPlan(sandboxId: string, network: VmNetwork): void {
+    this.plans.set(sandboxId, network);
+    for (const wake of this.planWaiters.get(sandboxId) ?? []) wake();
+    this.planWaiters.delete(sandboxId);
+  }
+
+  /**
+   * The VM's network as planned (names, MACs, addresses, routes, DNS), as soon as it is decided:
+   * before the wiring is done (vmNetwork waits for that). For what only describes the network,
+   * such as the cloud-init seed. Starts the preparation if nothing has.
+   */
+  async vmNetworkPlan({ sandboxId }: { sandboxId: string }): Promise<VmNetworkResult> {
+    const record = this.records.get(sandboxId);
+    if (!record?.cni) throw new FailedPreconditionError(`sandbox ${sandboxId} has no network`);
+    if (this.tearingDown.has(sandboxId)) throw new FailedPreconditionError(`the network of sandbox ${sandboxId} is being torn down`);
+    const known = record.network ?? this.plans.get(sandboxId);
+    if (known) return { ready: true, network: known };
+    const failure = this.preparing.has(sandboxId) ? undefined : this.prepareFailures.get(sandboxId);
+    if (failure !== undefined) return { ready: false, message: failure };
+    const preparation = this.preparing.get(sandboxId) ?? this.beginPrepare(record);
+    let wake: () => void = () => {};
+    const planned = new Promise<void>((resolve) => (wake = resolve));
+    const waiters = this.planWaiters.get(sandboxId) ?? new Set<() => void>();
+    this.planWaiters.set(sandboxId, waiters.add(wake));
+    try {
+      await Promise.race([planned, preparation]);
+    } finally {
+      waiters.delete(wake);
+      if (waiters.size === 0 && this.planWaiters.get(sandboxId) === waiters) this.planWaiters.delete(sandboxId);
+    }
+    const network = record.network ?? this.plans.get(sandboxId);
+    if (network) return { ready: true, network };
+    return { ready: false, message: this.prepareFailures.get(sandboxId) ?? 'the VM side of the sandbox was not prepared' };
+  }
+
   async vmNetwork({ sandboxId }: { sandboxId: string }): Promise<VmNetworkResult> {
     for (let attempt = 0; ; attempt++) {
       const record = this.records.get(sandboxId);

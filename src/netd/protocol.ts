@@ -56,6 +56,8 @@ export interface NetdMethods {
   setup(params: SetupParams): Promise<SetupResult>;
   teardown(params: { sandboxId: string }): Promise<Record<string, never>>;
   status(params: { sandboxId: string }): Promise<SandboxNetworkStatus | null>;
+  /** The sandbox's VM network as soon as it is planned, before the wiring is done. */
+  vmNetworkPlan(params: { sandboxId: string }): Promise<VmNetworkResult>;
   /** Waits for the sandbox's VM side (wired interfaces, DHCP serving), prepared after setup returns. */
   vmNetwork(params: { sandboxId: string }): Promise<VmNetworkResult>;
   networkReady(params: Record<string, never>): Promise<Readiness>;

@@ -194,6 +194,17 @@ export class SandboxService {
     throw new FailedPreconditionError(`the network of pod sandbox ${id} could not be prepared for its VM: ${result.message}`);
   }
 
+  /**
+   * The sandbox's VM network as soon as netd has planned it, before the wiring is done: enough
+   * to describe the network (cloud-init), not to use it. A failure is handled as in vmNetwork.
+   */
+  async vmNetworkPlan(id: string): Promise<VmNetwork> {
+    const result = await this.netd.call('vmNetworkPlan', { sandboxId: id }, this.netdTimeoutMs);
+    if (result.ready) return result.network;
+    this.onVmSideFailed(id, result.message);
+    throw new FailedPreconditionError(`the network of pod sandbox ${id} could not be prepared for its VM: ${result.message}`);
+  }
+
   /** netd's report that a sandbox's VM side failed (prepared while nobody waited): NOTREADY now. */
   onVmSideFailed(id: string, message: string): void {
     this.markNotReady(id, message).catch((err: unknown) => this.logger.error({ err, sandboxId: id }, 'could not mark a sandbox NOTREADY'));

@@ -171,6 +171,7 @@ test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vm
   assert.equal(await d.stop(), 0);
   assert.deepEqual(warmDomains(), []);
   assert.deepEqual(readdirSync(join(d.stateDir, 'vms')), []);
+  assert.deepEqual(readdirSync(join(d.stateDir, 'qmp')), [], 'no warm VM QMP socket left');
   assert.deepEqual(readdirSync('/run/netns').filter((n) => n.startsWith('vmlet-warm-')), []);
   assert.deepEqual(qemuPids(), []);
   d = await startTestDaemon({ dir, args: ['--kvm', 'off', '--vm-memory', '256Mi'] });

@@ -115,3 +115,29 @@ test('a VM side nobody asks for is prepared once netd is idle', async () => {
   }
   assertNothingLeft(p.sandboxId);
 });
+
+test('vmNetworkPlan answers while the wiring still runs, with exactly the network vmNetwork then returns', async () => {
+  const p = params();
+  await manager.setup(p);
+  try {
+    const planning = manager.vmNetworkPlan({ sandboxId: p.sandboxId });
+    let wired = false;
+    const ready = manager.vmNetwork({ sandboxId: p.sandboxId }).then((r) => {
+      wired = true;
+      return r;
+    });
+    const plan = await planning;
+    assert.equal(plan.ready, true, JSON.stringify(plan));
+    assert.equal(wired, false, 'the plan came only after the wiring');
+    const done = await ready;
+    assert.equal(done.ready, true, JSON.stringify(done));
+    assert.deepEqual(plan.ready && plan.network, done.ready && done.network);
+    // Once prepared, the plan is the prepared network.
+    assert.deepEqual(await manager.vmNetworkPlan({ sandboxId: p.sandboxId }), done);
+    assert.deepEqual(events, []);
+  } finally {
+    await manager.teardown({ sandboxId: p.sandboxId });
+  }
+  assertNothingLeft(p.sandboxId);
+  await assert.rejects(manager.vmNetworkPlan({ sandboxId: p.sandboxId }), FailedPreconditionError);
+});

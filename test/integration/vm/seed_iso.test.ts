@@ -5,10 +5,12 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { FailedPreconditionError, InternalError, InvalidArgumentError } from '../../../src/errors.js';
+import { FailedPreconditionError, InvalidArgumentError } from '../../../src/errors.js';
 import { parseVmAnnotations } from '../../../src/vm/annotations.js';
 import { buildCloudInit, buildConfigDrive, type CloudInitInput } from '../../../src/vm/cloudinit.js';
-import { writeSeedIso } from '../../../src/vm/seed_iso.js';
+import { seedIsoImage, writeSeedIso } from '../../../src/vm/seed_iso.js';
+import { buildIso9660 } from '../../../src/vm/iso9660.js';
+import { assertGolden } from '../../helpers/golden.js';
 import { threeNicNetwork } from '../../unit/vm/fixtures.js';
 
 const run = promisify(execFile);
@@ -36,9 +38,9 @@ async function volumeId(iso: string): Promise<string> {
   return m[1]!.trim();
 }
 
-/** File paths in the ISO as Rock Ridge names (what a Linux guest sees). */
-async function rockRidgeFiles(iso: string): Promise<string[]> {
-  const { stdout } = await run('isoinfo', ['-R', '-f', '-i', iso]);
+/** File paths in the ISO as Joliet names (what a Linux guest sees: the image has no Rock Ridge). */
+async function jolietFiles(iso: string): Promise<string[]> {
+  const { stdout } = await run('isoinfo', ['-J', '-f', '-i', iso]);
   return stdout
     .split('\n')
     .filter((l) => l !== '')
@@ -46,7 +48,7 @@ async function rockRidgeFiles(iso: string): Promise<string[]> {
 }
 
 async function extract(iso: string, path: string): Promise<string> {
-  const { stdout } = await run('isoinfo', ['-R', '-i', iso, '-x', path], { maxBuffer: 1024 * 1024 });
+  const { stdout } = await run('isoinfo', ['-J', '-i', iso, '-x', path], { maxBuffer: 1024 * 1024 });
   return stdout;
 }
 
@@ -57,13 +59,13 @@ test('NoCloud seed ISO: volume id cidata, the three documents at the root, byte 
   await writeSeedIso(iso, docs);
 
   assert.equal(await volumeId(iso), 'cidata');
-  assert.deepEqual(await rockRidgeFiles(iso), ['/meta-data', '/network-config', '/user-data']);
+  assert.deepEqual(await jolietFiles(iso), ['/meta-data', '/network-config', '/user-data']);
   assert.equal(await extract(iso, '/meta-data'), docs.metaData);
   assert.equal(await extract(iso, '/user-data'), docs.userData);
   assert.equal(await extract(iso, '/network-config'), docs.networkConfig);
-  // Joliet names too (Windows-style readers, cloudbase-init).
-  const { stdout: joliet } = await run('isoinfo', ['-J', '-f', '-i', iso]);
-  assert.match(joliet, /\/network-config/);
+  // The label as blkid (and so cloud-init's device search) reads it.
+  const { stdout: label } = await run('blkid', ['-o', 'value', '-s', 'LABEL', iso]);
+  assert.equal(label.trim(), 'cidata');
   assert.equal((await stat(iso)).mode & 0o777, 0o644);
   assert.deepEqual(await readdir(dir), ['seed.iso'], 'no temp files left beside the ISO');
 });
@@ -75,7 +77,7 @@ test('config drive ISO: volume id config-2 and the openstack/latest tree', async
   await writeSeedIso(iso, docs);
 
   assert.equal(await volumeId(iso), 'config-2');
-  const files = await rockRidgeFiles(iso);
+  const files = await jolietFiles(iso);
   for (const f of ['/openstack/latest/meta_data.json', '/openstack/latest/user_data', '/openstack/latest/network_data.json']) {
     assert.ok(files.includes(f), `${f} missing from ${files.join(', ')}`);
   }
@@ -97,22 +99,36 @@ test('rewriting replaces the ISO whole', async (t) => {
   assert.deepEqual(await readdir(dir), ['seed.iso']);
 });
 
-test('a failing genisoimage leaves the old ISO in place and no temp files', async (t) => {
-  const dir = await scratchDir(t);
-  const iso = join(dir, 'seed.iso');
-  await writeFile(iso, 'previous seed');
-  await assert.rejects(writeSeedIso(iso, buildCloudInit(input()), { genisoimage: '/bin/false' }), InternalError);
-  assert.equal(await readFile(iso, 'utf8'), 'previous seed');
-  assert.deepEqual(await readdir(dir), ['seed.iso']);
+test('the image is a pure function of the documents and the date (golden), and refuses unusable names', () => {
+  const date = new Date(Date.UTC(2026, 11, 5, 12, 34, 56, 780));
+  // The golden files stop before the 150 zero sectors that end every image.
+  const withoutPad = (image: Buffer): Buffer => {
+    const pad = 150 * 2048;
+    assert.ok(image.subarray(image.length - pad).every((b) => b === 0), 'the image ends in 150 zero sectors');
+    return image.subarray(0, image.length - pad);
+  };
+  const docs = buildCloudInit(input());
+  assertGolden('vm/seed-nocloud.iso', withoutPad(seedIsoImage(docs, date)));
+  assert.deepEqual(seedIsoImage(docs, date), seedIsoImage(docs, date));
+  const drive = buildConfigDrive(input());
+  assertGolden('vm/seed-configdrive.iso', withoutPad(seedIsoImage(drive, date)));
+  const one = (path: string) => buildIso9660([{ path, content: Buffer.from('x') }], 'cidata', date);
+  assert.throws(() => one('../etc/passwd'), InvalidArgumentError);
+  assert.throws(() => one('a//b'), InvalidArgumentError);
+  assert.throws(() => one('a/\u0000'), InvalidArgumentError);
+  assert.throws(() => buildIso9660([{ path: 'a', content: Buffer.from('1') }, { path: 'a', content: Buffer.from('2') }], 'cidata', date), /twice/);
+  assert.throws(() => buildIso9660([{ path: 'a', content: Buffer.from('1') }, { path: 'a/b', content: Buffer.from('2') }], 'cidata', date), /is a file/);
+  assert.throws(() => buildIso9660([], 'ci data', date), /volume id/);
 });
 
-test('a missing genisoimage is a failed precondition; nothing is left behind', async (t) => {
+test('a directory of more than one sector and files of many sectors read back whole', async (t) => {
   const dir = await scratchDir(t);
-  await assert.rejects(
-    writeSeedIso(join(dir, 'seed.iso'), buildCloudInit(input()), { genisoimage: join(dir, 'no-such-genisoimage') }),
-    FailedPreconditionError,
-  );
-  assert.deepEqual(await readdir(dir), []);
+  const iso = join(dir, 'big.iso');
+  const files = Array.from({ length: 60 }, (_, i) => ({ path: `d/file-with-a-long-name-${String(i).padStart(3, '0')}`, content: Buffer.alloc(3000 + i, 97 + (i % 26)) }));
+  await writeFile(iso, buildIso9660(files, 'cidata', new Date()));
+  const listed = await jolietFiles(iso);
+  for (const f of files) assert.ok(listed.includes(`/${f.path}`), `${f.path} missing`);
+  assert.equal(await extract(iso, '/d/file-with-a-long-name-059'), files[59]!.content.toString());
 });
 
 test('a missing target directory is a failed precondition (the caller owns its permissions)', async (t) => {

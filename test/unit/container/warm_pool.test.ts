@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WarmPool, WARM_MAX_NICS, type WarmVm } from '../../../src/container/warm_pool.js';
@@ -58,7 +58,9 @@ class FakeNetns {
 }
 
 function makePool(size: number) {
-  const dataDir = mkdtempSync(join(tmpdir(), 'vmlet-warm-'));
+  const root = mkdtempSync(join(tmpdir(), 'vmlet-warm-'));
+  const dataDir = join(root, 'vms');
+  mkdirSync(dataDir);
   const libvirt = new FakeLibvirt();
   const netns = new FakeNetns();
   const pool = new WarmPool({
@@ -68,10 +70,11 @@ function makePool(size: number) {
     host,
     owner: 'a1b2c3d4e5f60718',
     dataDir,
+    qmpDir: join(root, 'qmp'),
     logger: silentLogger,
     refillDelayMs: 0,
   });
-  return { pool, libvirt, netns, dataDir };
+  return { pool, libvirt, netns, dataDir, root };
 }
 
 async function until(what: string, check: () => boolean): Promise<void> {
@@ -83,9 +86,9 @@ async function until(what: string, check: () => boolean): Promise<void> {
 }
 
 test('the pool fills to its size, hands out a netns per claim, refills, and close() leaves nothing', async (t) => {
-  const { pool, libvirt, netns, dataDir } = makePool(2);
-  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
-  pool.start();
+  const { pool, libvirt, netns, dataDir, root } = makePool(2);
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  await pool.start();
   await until('two warm VMs', () => libvirt.running.size === 2);
   const first = pool.claim('sandbox1');
   assert.ok(first && netns.live.has(first));
@@ -111,9 +114,9 @@ test('the pool fills to its size, hands out a netns per claim, refills, and clos
 });
 
 test('a released claim takes its domain and directory with it but leaves the netns to the sandbox', async (t) => {
-  const { pool, libvirt, netns, dataDir } = makePool(1);
-  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
-  pool.start();
+  const { pool, libvirt, netns, dataDir, root } = makePool(1);
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  await pool.start();
   await until('a warm VM', () => libvirt.running.size === 1);
   const ns = pool.claim('s1')!;
   const [id] = readdirSync(dataDir);
@@ -128,10 +131,10 @@ test('a released claim takes its domain and directory with it but leaves the net
 });
 
 test('a warm VM that cannot start is undone: no domain, directory or netns left', async (t) => {
-  const { pool, libvirt, netns, dataDir } = makePool(1);
-  t.after(() => rmSync(dataDir, { recursive: true, force: true }));
+  const { pool, libvirt, netns, dataDir, root } = makePool(1);
+  t.after(() => rmSync(root, { recursive: true, force: true }));
   libvirt.failCreate = true;
-  pool.start();
+  await pool.start();
   // Every undo has run once the directory is gone too (it is removed after the netns).
   await until('the attempt and its undo', () => netns.n === 1 && readdirSync(dataDir).length === 0);
   assert.equal(netns.live.size, 0);
@@ -143,7 +146,7 @@ test('a warm VM that cannot start is undone: no domain, directory or netns left'
 
 const vm: WarmVm = {
   id: 'x'.repeat(64), domainName: 'vmlet-warm-x', uuid: '53008994-44c0-4017-ad44-9c49758083da', dom: { name: 'vmlet-warm-x', uuid: '53008994-44c0-4017-ad44-9c49758083da', id: 3 },
-  dir: '/x', netnsName: 'vmlet-warm-0000000000000001', memoryBytes: 256 * MIB, vcpus: 1, domainType: 'qemu', ports: 5,
+  dir: '/x', netnsName: 'vmlet-warm-0000000000000001', memoryBytes: 256 * MIB, vcpus: 1, domainType: 'qemu', ports: 5, qmpPath: '/q/xxxxxxxxxxxxxxxx',
 };
 
 test('a warm VM fits containers of its shape; cputune is applied live, a system UUID or another size is not', () => {

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildDomainXml } from '../../../src/libvirt/domain_xml.js';
-import { warmNicCommands, warmPortsFor, warmRootDiskCommands, warmSeedCommand } from '../../../src/libvirt/warm_hotplug.js';
+import { warmNicCommands, warmPortsFor, warmQmpArgs, warmRootDiskCommands, warmSeedCommand } from '../../../src/libvirt/warm_hotplug.js';
 import type { VmSpec } from '../../../src/libvirt/vm_spec.js';
 import { assertGolden } from '../../helpers/golden.js';
 
@@ -19,6 +19,7 @@ function warmSpec(): VmSpec {
     vcpus: 1,
     console: { kind: 'file', path: '/var/lib/vmlet/vms/0f3a9c2e71b4/console.raw' },
     nics: [],
+    emulatorArgs: warmQmpArgs('/var/lib/vmlet/vms/0f3a9c2e71b4/qmp'),
     emulatorEnv: [{ name: 'VMLET_NETNS', value: '/run/netns/vmlet-warm-00112233aabbccdd' }],
     warm: { hotplugPorts: warmPortsFor(4) },
     metadata: { sandboxId: 'warm', containerId: '0f3a9c2e71b4', owner: 'a1b2c3d4e5f60718' },
@@ -64,4 +65,7 @@ test('hotplug commands refuse what QEMU must not be handed', () => {
   assert.throws(() => warmNicCommands([{ ...nic(1), tap: 'a,b' }], 5), /TAP name/);
   assert.throws(() => warmNicCommands([{ ...nic(1), mac: '01:00:5e:00:00:01' }], 5), /unicast MAC/);
   assert.equal(warmNicCommands([], 1).length, 0);
+  assert.throws(() => warmQmpArgs('/x,server=off/qmp'), /comma/);
+  assert.throws(() => warmQmpArgs(`/${'a'.repeat(120)}/qmp`), /longer than 107/);
+  assert.throws(() => warmQmpArgs('qmp'), /absolute normalized/);
 });
