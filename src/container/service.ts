@@ -7,6 +7,7 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, rm, readdir } from 'node:fs/promises';
 import { join, basename, resolve } from 'node:path';
 import { RecordStore } from '../store/record_store.js';
+import { SyncBehind } from '../store/sync_behind.js';
 import {
   AlreadyExistsError,
   FailedPreconditionError,
@@ -78,6 +79,7 @@ type Undo = () => Promise<void>;
 
 export class ContainerService {
   private readonly store: RecordStore<ContainerRecord>;
+  private readonly syncBehind: SyncBehind;
   private readonly byKey = new Map<string, string>();
   private readonly byDomain = new Map<string, string>();
   private readonly locks = new KeyedLock();
@@ -99,7 +101,11 @@ export class ContainerService {
     private readonly logger: Logger,
     private readonly pool?: WarmPool,
   ) {
-    this.store = new RecordStore<ContainerRecord>(join(stateDir, 'containers'), logger);
+    // Write-behind: a record change resolves once renamed into place and is fsynced right after.
+    // Only a machine crash can lose the last ones, and that takes the VMs too: reconcile then
+    // marks a record whose domain is gone EXITED and removes a domain no record owns.
+    this.syncBehind = new SyncBehind((err, path) => logger.error({ err, path }, 'could not make a container record durable'));
+    this.store = new RecordStore<ContainerRecord>(join(stateDir, 'containers'), logger, this.syncBehind);
     this.dataDir = join(stateDir, 'vms');
     this.qmpDir = join(stateDir, QMP_DIR);
     this.owner = ownerIdFor(stateDir);
@@ -215,7 +221,7 @@ export class ContainerService {
         overlayPath: join(dir, OVERLAY),
         ...(annotations.rootVolumeSizeBytes !== undefined ? { sizeBytes: annotations.rootVolumeSizeBytes } : {}),
       });
-      const seeded = planned.then((network) => {
+      const seeded = planned.then(({ network }) => {
         const seed = buildSeedDocuments(
           {
             instanceId: id,
@@ -226,10 +232,21 @@ export class ContainerService {
           },
           annotations.cloudInitImageType,
         );
-        return writeSeedIso(join(dir, SEED), seed).then(() => network);
+        // Written behind like the records: it lives and dies with the VM's directory.
+        return writeSeedIso(join(dir, SEED), seed, this.syncBehind).then(() => network);
       });
       // A warm VM gets each piece as soon as it exists: root disk, NICs, then the seed.
-      const plugged = useWarm ? this.plugWarm(warm!, cputuneFor(spec.resources), annotations.diskDriver, overlay.then(() => join(dir, OVERLAY)), vmNetwork, seeded.then(() => join(dir, SEED))) : Promise.resolve(true);
+      // NICs as soon as their TAPs exist: at the plan when they were made in advance, else once wired.
+      const plugged = useWarm
+        ? this.plugWarm(
+            warm!,
+            cputuneFor(spec.resources),
+            annotations.diskDriver,
+            overlay.then(() => join(dir, OVERLAY)),
+            planned.then((plan) => (plan.tapsReady ? plan.network : vmNetwork)),
+            seeded.then(() => join(dir, SEED)),
+          )
+        : Promise.resolve(true);
       // All settle before anything is rolled back, so no undo races a tool still writing.
       const [overlayDone, seedDone, pluggedDone, readyDone] = await Promise.allSettled([overlay, seeded, plugged, vmNetwork]);
       if (overlayDone.status === 'rejected') throw overlayDone.reason;
@@ -249,7 +266,10 @@ export class ContainerService {
         record.vm = { memoryBytes: warm!.memoryBytes, vcpus: warm!.vcpus, domainType: warm!.domainType };
         this.byDomain.set(record.domainName, id);
         undos.push(async () => void this.byDomain.delete(record.domainName));
-        await this.store.put(record);
+        // The paused VM writes nothing yet; its console pump starts now rather than in StartContainer.
+        undos.push(() => this.consoles.stop(id));
+        const results = await Promise.allSettled([this.store.put(record), this.consoles.start(record)]);
+        for (const r of results) if (r.status === 'rejected') throw r.reason;
         return id;
       }
       const vmSpec = buildVmSpec(
@@ -432,6 +452,11 @@ export class ContainerService {
     } finally {
       await qmp.then((socket) => socket.close(), () => undefined);
     }
+  }
+
+  /** Makes every record change so far durable (daemon shutdown). */
+  flush(): Promise<void> {
+    return this.syncBehind.flush();
   }
 
   async reopenLog(idOrPrefix: string): Promise<void> {

@@ -107,6 +107,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     });
     const containers = new ContainerService(config.stateDir, libvirt, images, sandboxes, consoles, host, logger.child({ component: 'containers' }), warmPool);
     await containers.load();
+    cleanups.push(() => containers.flush());
     cleanups.push(() => consoles.shutdown());
     // A sandbox stops and removes its VM before its network goes.
     sandboxes.containerHooks = {

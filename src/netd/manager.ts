@@ -22,14 +22,14 @@ import { bindDhcpSocketInNetns } from '../network/dhcp/bind_in_netns.js';
 import type { DhcpLease } from '../network/dhcp/lease_policy.js';
 import type { DnsConfig, VmInterface, VmNetwork } from '../network/types.js';
 import { NetnsManager, netnsPath } from '../network/netns.js';
-import { isWarmNetnsName, netnsNameFor } from '../network/names.js';
+import { isWarmNetnsName, netnsNameFor, prewiredNames } from '../network/names.js';
 import type { BindingContext, NetworkBinding, WiredInterface } from '../network/bindings/binding.js';
 import { TapBinding } from '../network/bindings/tap.js';
 import { BindingSelector } from '../network/bindings/select.js';
 import { readInterfaceSnapshot } from '../network/bindings/snapshot.js';
 import { ExecIpRunner, type IpRunner } from '../network/iproute.js';
 import { DhcpIsolation, ExecNftRunner } from '../network/isolation.js';
-import type { NetdEvent, NetdMethods, Readiness, SandboxNetworkStatus, SetupParams, SetupResult, VmNetworkResult } from './protocol.js';
+import type { NetdEvent, NetdMethods, Readiness, SandboxNetworkStatus, SetupParams, SetupResult, VmNetworkPlanResult, VmNetworkResult } from './protocol.js';
 
 /** The interface name CNI creates in the sandbox, as kubelet asks for it. */
 export const POD_IFNAME = 'eth0';
@@ -53,6 +53,8 @@ export interface SandboxNetworkRecord {
   interfaces: { context: BindingContext; state: WiredInterface }[];
   /** The VM side, once every interface is wired. */
   network?: VmNetwork;
+  /** Bridge and TAP made in advance for interface 0 (eth0), when the netns was a warm one. */
+  prewired?: { bridge: string; tap: string };
   leases: DhcpLease[];
 }
 
@@ -75,15 +77,18 @@ export class NetworkManager implements NetdMethods {
   private readonly preparing = new Map<string, Promise<void>>();
   private readonly prepareFailures = new Map<string, string>();
   /** The plan of each preparation in progress (see vmNetworkPlan), and who waits for one. */
-  private readonly plans = new Map<string, VmNetwork>();
+  private readonly plans = new Map<string, { network: VmNetwork; tapsReady: boolean }>();
   private readonly planWaiters = new Map<string, Set<() => void>>();
   /** VM sides to prepare once netd is idle, and what keeps it from being idle. */
   private readonly deferred = new Map<string, SandboxNetworkRecord>();
   private foregroundCalls = 0;
+  /** After close(): no preparation starts (one scheduled for a warm sandbox may still fire). */
+  private closed = false;
   private idleTimer: NodeJS.Timeout | undefined;
   /** Sandboxes whose teardown is running: nothing may be (re)built for them meanwhile. */
   private readonly tearingDown = new Set<string>();
   private readonly netns: NetnsManager;
+  private readonly tapBinding: TapBinding;
   private readonly ip: IpRunner = new ExecIpRunner();
   private readonly selector: BindingSelector;
 
@@ -101,7 +106,8 @@ export class NetworkManager implements NetdMethods {
     this.netns = new NetnsManager({ logger });
     const isolation = new DhcpIsolation(new ExecNftRunner());
     // veths get the tap binding; the selector recognises SR-IOV VFs (their binding joins it there).
-    this.selector = new BindingSelector({ bindings: { tap: new TapBinding({ ip: this.ip, isolation, logger }) } });
+    this.tapBinding = new TapBinding({ ip: this.ip, isolation, logger });
+    this.selector = new BindingSelector({ bindings: { tap: this.tapBinding } });
   }
 
   /**
@@ -127,9 +133,20 @@ export class NetworkManager implements NetdMethods {
     }
   }
 
+  /**
+   * A warm netns, with interface 0's bridge, TAP and DHCP isolation already made (TapBinding.prewire),
+   * so a sandbox that adopts it only joins them up, and its VM can have its NIC before that.
+   */
   async createWarmNetns(): Promise<{ netnsName: string; netnsPath: string }> {
     const netnsName = `vmlet-warm-${randomBytes(8).toString('hex')}`;
-    return { netnsName, netnsPath: await this.netns.create(netnsName) };
+    const netnsPath = await this.netns.create(netnsName);
+    try {
+      await this.tapBinding.prewire(netnsName, prewiredNames(netnsName), POD_IFNAME);
+    } catch (err) {
+      await this.netns.delete(netnsName).catch((e: unknown) => this.logger.error({ err: e, netns: netnsName }, 'could not delete a warm netns that failed'));
+      throw err;
+    }
+    return { netnsName, netnsPath };
   }
 
   async deleteWarmNetns({ netnsName }: { netnsName: string }): Promise<Record<string, never>> {
@@ -182,6 +199,7 @@ export class NetworkManager implements NetdMethods {
       netnsPath: netnsPath(netnsName),
       interfaces: [],
       leases: [],
+      ...(adopting ? { prewired: prewiredNames(netnsName) } : {}),
     };
     try {
       // Recorded first, so a crash at any later point leaves what a teardown needs.
@@ -214,7 +232,11 @@ export class NetworkManager implements NetdMethods {
       record.pod = { hostname: params.hostname, dns: params.dns };
       await this.records.put(record);
       steps.mark('record');
-      this.defer(record);
+      // A sandbox on a warm netns is about to get its VM (a warm one waits for it): its VM side
+      // starts now. Any other waits until netd is idle, so a burst of Runs is not slowed.
+      // (After this reply is on its way: the first spawn of the preparation blocks the event loop.)
+      if (record.prewired) setImmediate(() => void this.beginPrepare(record));
+      else this.defer(record);
       this.logger.debug({ sandboxId: params.sandboxId, stepsMs: steps.totals() }, 'sandbox network set up');
       return setupResultOf(record);
     } catch (err) {
@@ -260,7 +282,7 @@ export class NetworkManager implements NetdMethods {
     const running = this.preparing.get(record.id);
     if (running) return running;
     this.deferred.delete(record.id);
-    if (this.tearingDown.has(record.id)) return Promise.resolve();
+    if (this.tearingDown.has(record.id) || this.closed) return Promise.resolve();
     this.prepareFailures.delete(record.id);
     const preparing = this.prepareVmSide(record).then(
       () => void this.prepareFailures.delete(record.id),
@@ -305,6 +327,7 @@ export class NetworkManager implements NetdMethods {
           steps.mark('snapshot');
           const binding: NetworkBinding<WiredInterface> = await this.selector.select(snapshot.link);
           const context: BindingContext = { netnsName: record.netnsName, netnsPath: record.netnsPath, sandboxId: record.id, index, cniInterface: iface };
+          if (index === 0 && iface.name === POD_IFNAME && record.prewired) context.prewired = record.prewired;
           plans.push({ binding, context, planned: await binding.plan(context, snapshot) });
         }
         // Persisted before anything changes, so a crash mid-wire can still be undone.
@@ -312,7 +335,7 @@ export class NetworkManager implements NetdMethods {
         await this.records.put(record);
         const pod = record.pod!;
         const describe = (interfaces: VmInterface[]): VmNetwork => ({ interfaces, dns: podDns(pod.dns, cni.dns), ...(pod.hostname ? { hostname: pod.hostname } : {}) });
-        this.publishPlan(record.id, describe(plans.map((p) => p.planned.vm)));
+        this.publishPlan(record.id, { network: describe(plans.map((p) => p.planned.vm)), tapsReady: plans.every((p) => p.planned.prewired === true) });
         steps.mark('plan');
         const vmInterfaces: VmInterface[] = [];
         for (const [slot, { binding, context, planned }] of plans.entries()) {
@@ -443,8 +466,8 @@ export class NetworkManager implements NetdMethods {
    * DHCP responder (netd restarted and could not bring it back) gets one more try here.
    */
   /** The plan of a preparation in progress becomes known: wake whoever waits for it. */
-  private publishPlan(sandboxId: string, network: VmNetwork): void {
-    this.plans.set(sandboxId, network);
+  private publishPlan(sandboxId: string, plan: { network: VmNetwork; tapsReady: boolean }): void {
+    this.plans.set(sandboxId, plan);
     for (const wake of this.planWaiters.get(sandboxId) ?? []) wake();
     this.planWaiters.delete(sandboxId);
   }
@@ -454,12 +477,13 @@ export class NetworkManager implements NetdMethods {
    * before the wiring is done (vmNetwork waits for that). For what only describes the network,
    * such as the cloud-init seed. Starts the preparation if nothing has.
    */
-  async vmNetworkPlan({ sandboxId }: { sandboxId: string }): Promise<VmNetworkResult> {
+  async vmNetworkPlan({ sandboxId }: { sandboxId: string }): Promise<VmNetworkPlanResult> {
     const record = this.records.get(sandboxId);
     if (!record?.cni) throw new FailedPreconditionError(`sandbox ${sandboxId} has no network`);
     if (this.tearingDown.has(sandboxId)) throw new FailedPreconditionError(`the network of sandbox ${sandboxId} is being torn down`);
-    const known = record.network ?? this.plans.get(sandboxId);
-    if (known) return { ready: true, network: known };
+    if (record.network) return { ready: true, network: record.network, tapsReady: true };
+    const known = this.plans.get(sandboxId);
+    if (known) return { ready: true, ...known };
     const failure = this.preparing.has(sandboxId) ? undefined : this.prepareFailures.get(sandboxId);
     if (failure !== undefined) return { ready: false, message: failure };
     const preparation = this.preparing.get(sandboxId) ?? this.beginPrepare(record);
@@ -473,8 +497,9 @@ export class NetworkManager implements NetdMethods {
       waiters.delete(wake);
       if (waiters.size === 0 && this.planWaiters.get(sandboxId) === waiters) this.planWaiters.delete(sandboxId);
     }
-    const network = record.network ?? this.plans.get(sandboxId);
-    if (network) return { ready: true, network };
+    if (record.network) return { ready: true, network: record.network, tapsReady: true };
+    const plan = this.plans.get(sandboxId);
+    if (plan) return { ready: true, ...plan };
     return { ready: false, message: this.prepareFailures.get(sandboxId) ?? 'the VM side of the sandbox was not prepared' };
   }
 
@@ -512,9 +537,12 @@ export class NetworkManager implements NetdMethods {
 
   /** netd exiting: close the sockets, leave the networks (the VMs keep running). */
   async close(): Promise<void> {
+    this.closed = true;
     clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     this.deferred.clear();
+    // A preparation still running would start a DHCP responder after the ones stopped below.
+    await Promise.allSettled([...this.preparing.values()]);
     for (const id of [...this.dhcp.keys()]) await this.stopDhcp(id);
     await this.syncBehind.flush();
   }

@@ -34,6 +34,9 @@ export interface SetupResult {
 
 export type VmNetworkResult = { ready: true; network: VmNetwork } | { ready: false; message: string };
 
+/** vmNetworkPlan's answer; `tapsReady`: every TAP of the plan exists already (prewired), so QEMU can open them now. */
+export type VmNetworkPlanResult = { ready: true; network: VmNetwork; tapsReady: boolean } | { ready: false; message: string };
+
 export interface SandboxNetworkStatus {
   sandboxId: string;
   netnsPath: string;
@@ -57,7 +60,7 @@ export interface NetdMethods {
   teardown(params: { sandboxId: string }): Promise<Record<string, never>>;
   status(params: { sandboxId: string }): Promise<SandboxNetworkStatus | null>;
   /** The sandbox's VM network as soon as it is planned, before the wiring is done. */
-  vmNetworkPlan(params: { sandboxId: string }): Promise<VmNetworkResult>;
+  vmNetworkPlan(params: { sandboxId: string }): Promise<VmNetworkPlanResult>;
   /** Waits for the sandbox's VM side (wired interfaces, DHCP serving), prepared after setup returns. */
   vmNetwork(params: { sandboxId: string }): Promise<VmNetworkResult>;
   networkReady(params: Record<string, never>): Promise<Readiness>;

@@ -124,6 +124,16 @@ export function interfaceNames(sandboxId: string, index: number): InterfaceNames
   return { bridge: `vbr${tag}${suffix}`, tap: `vtap${tag}${suffix}` };
 }
 
+/**
+ * Bridge and TAP made in a warm netns before any sandbox exists (see TapBinding.prewire): named
+ * after the netns, since the sandbox id is not known yet. Same shapes as interfaceNames.
+ */
+export function prewiredNames(warmNetnsName: string): InterfaceNames {
+  assertNetnsName(warmNetnsName);
+  const tag = base32hex(digest('vmlet-warm-devices', warmNetnsName), SANDBOX_TAG_LENGTH);
+  return { bridge: `vbr${tag}00`, tap: `vtap${tag}00` };
+}
+
 /** Lower-case colon form of a 48-bit MAC; throws InvalidArgumentError on anything else. */
 export function normalizeMac(mac: string): string {
   const lower = typeof mac === 'string' ? mac.toLowerCase() : '';

@@ -196,11 +196,12 @@ export class SandboxService {
 
   /**
    * The sandbox's VM network as soon as netd has planned it, before the wiring is done: enough
-   * to describe the network (cloud-init), not to use it. A failure is handled as in vmNetwork.
+   * to describe the network (cloud-init), and, when `tapsReady` (TAPs made in advance in a warm
+   * netns), for QEMU to open its TAPs. A failure is handled as in vmNetwork.
    */
-  async vmNetworkPlan(id: string): Promise<VmNetwork> {
+  async vmNetworkPlan(id: string): Promise<{ network: VmNetwork; tapsReady: boolean }> {
     const result = await this.netd.call('vmNetworkPlan', { sandboxId: id }, this.netdTimeoutMs);
-    if (result.ready) return result.network;
+    if (result.ready) return { network: result.network, tapsReady: result.tapsReady };
     this.onVmSideFailed(id, result.message);
     throw new FailedPreconditionError(`the network of pod sandbox ${id} could not be prepared for its VM: ${result.message}`);
   }

@@ -7,6 +7,7 @@ import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, normalize } from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
 import { writeFileAtomic } from '../store/atomic_file.js';
+import type { SyncBehind } from '../store/sync_behind.js';
 import { buildIso9660 } from './iso9660.js';
 import type { SeedDocuments } from './cloudinit.js';
 
@@ -35,8 +36,11 @@ export function seedIsoImage(seed: SeedDocuments, date: Date): Buffer {
   return buildIso9660(files, SEED_VOLUME_ID[seed.kind], date);
 }
 
-/** Builds the seed ISO for `seed` and atomically puts it at `path` (mode 0644). */
-export async function writeSeedIso(path: string, seed: SeedDocuments): Promise<void> {
+/**
+ * Builds the seed ISO for `seed` and atomically puts it at `path` (mode 0644); with `syncBehind`
+ * it is made durable right after instead of before returning.
+ */
+export async function writeSeedIso(path: string, seed: SeedDocuments, syncBehind?: SyncBehind): Promise<void> {
   // eslint-disable-next-line no-control-regex
   if (!isAbsolute(path) || normalize(path) !== path || path.endsWith('/') || /[\u0000-\u001f\u007f]/.test(path)) {
     throw new InvalidArgumentError(`seed ISO path must be an absolute normalized path: ${JSON.stringify(path)}`);
@@ -46,5 +50,5 @@ export async function writeSeedIso(path: string, seed: SeedDocuments): Promise<v
   // to traverse); creating it here with guessed permissions could lock QEMU out.
   const st = await stat(dir).catch(() => undefined);
   if (!st?.isDirectory()) throw new FailedPreconditionError(`directory for the seed ISO does not exist: ${dir}`);
-  await writeFileAtomic(path, seedIsoImage(seed, new Date()), { mode: 0o644 });
+  await writeFileAtomic(path, seedIsoImage(seed, new Date()), { mode: 0o644, ...(syncBehind ? { syncBehind } : {}) });
 }

@@ -33,6 +33,11 @@ export interface BindingContext {
   /** Position of the interface in the CNI result; derives device names and MACs. */
   index: number;
   cniInterface: CniInterfaceView;
+  /**
+   * Devices made for this interface before the sandbox existed (a warm netns, TapBinding.prewire):
+   * the binding uses them instead of making its own.
+   */
+  prewired?: { bridge: string; tap: string };
 }
 
 /** Fields every binding's persisted state carries. */

@@ -44,6 +44,8 @@ export interface TapWiredInterface extends WiredInterfaceBase {
   tap: { name: string; multiQueue: boolean; uid?: number; gid?: number };
   /** Link group of bridge and TAP (see LINK_GROUP_BASE). */
   linkGroup: number;
+  /** Bridge, TAP and isolation rules were made in advance (BindingContext.prewired); wiring only joins them up. */
+  prewired?: true;
 }
 
 export interface TapBindingOptions {
@@ -102,13 +104,15 @@ export function planTap(
     throw new FailedPreconditionError(`the tap binding needs a veth; ${ifname} is ${link.kind ?? 'a plain device'}`);
   }
   if (link.mac === undefined) throw new FailedPreconditionError(`${ifname} has no Ethernet address`);
-  const names = interfaceNames(ctx.sandboxId, ctx.index);
+  const names = ctx.prewired ?? interfaceNames(ctx.sandboxId, ctx.index);
   if (link.master !== undefined) {
     throw new FailedPreconditionError(`${ifname} is already a port of ${link.master}; unwire the persisted state first`);
   }
-  const leftovers = snapshot.links.filter((l) => l.name === names.bridge || l.name === names.tap).map((l) => l.name);
-  if (leftovers.length > 0) {
-    throw new FailedPreconditionError(`${leftovers.join(' and ')} already exist in ${ctx.netnsName}; unwire first`);
+  if (!ctx.prewired) {
+    const leftovers = snapshot.links.filter((l) => l.name === names.bridge || l.name === names.tap).map((l) => l.name);
+    if (leftovers.length > 0) {
+      throw new FailedPreconditionError(`${leftovers.join(' and ')} already exist in ${ctx.netnsName}; unwire first`);
+    }
   }
   const queues = options.queues ?? 1;
   if (!Number.isInteger(queues) || queues < 1 || queues > 256) {
@@ -149,7 +153,33 @@ export function planTap(
     bridge: { name: names.bridge, mac: bridgeMac },
     tap,
     linkGroup: linkGroupFor(ctx.index),
+    ...(ctx.prewired ? { prewired: true as const } : {}),
   };
+}
+
+// ageing_time 0 turns off MAC learning's memory: with two ports flooding costs nothing, while a
+// learned entry can go stale (QEMU restarted, a MAC seen on the wrong port) and black-hole the VM
+// until it ages out (300 s by default). No multicast snooping for the same reason.
+function bridgeCreateCommand(name: string, group: string, mac: string | undefined, mtu: string | undefined): IpCommand {
+  return [
+    'link', 'add', 'name', name, 'group', group, ...(mac ? ['address', mac] : []), ...(mtu ? ['mtu', mtu] : []),
+    'type', 'bridge', 'ageing_time', '0', 'mcast_snooping', '0', 'stp_state', '0',
+  ];
+}
+
+// Created through /dev/net/tun (rtnetlink refuses TAP creation). vnet_hdr matches what QEMU asks
+// for when it attaches (it resets the feature flags anyway); multi_queue must match.
+function tapCreateCommand(tap: TapWiredInterface['tap']): IpCommand {
+  const owner = [...(tap.uid !== undefined ? ['user', String(tap.uid)] : []), ...(tap.gid !== undefined ? ['group', String(tap.gid)] : [])];
+  return ['tuntap', 'add', 'dev', tap.name, 'mode', 'tap', 'vnet_hdr', ...(tap.multiQueue ? ['multi_queue'] : []), ...owner];
+}
+
+/**
+ * The `ip -batch` that makes a warm netns's bridge and TAP in advance, both down and in the link
+ * group of interface 0 (so an unwire deletes them as it deletes its own). Pure.
+ */
+export function tapPrewireCommands(names: { bridge: string; tap: string }, tap: Omit<TapWiredInterface['tap'], 'name'>): IpCommand[] {
+  return [bridgeCreateCommand(names.bridge, String(linkGroupFor(0)), undefined, undefined), tapCreateCommand({ ...tap, name: names.tap })];
 }
 
 /** The `ip -batch` that wires a plan. Pure. */
@@ -161,10 +191,6 @@ export function tapWireCommands(state: TapWiredInterface): IpCommand[] {
   // their MACs on the pod network. Only where IPv6 is on at all (else the command would fail).
   const noLinkLocal = (dev: string): IpCommand[] =>
     uplink.addrGenMode === undefined ? [] : [['link', 'set', 'dev', dev, 'addrgenmode', 'none']];
-  const tapOwner = [
-    ...(tap.uid !== undefined ? ['user', String(tap.uid)] : []),
-    ...(tap.gid !== undefined ? ['group', String(tap.gid)] : []),
-  ];
   return [
     // Routes first, gateway routes before the routes that make their gateways reachable.
     ...routeRestoreOrder(uplink.routes)
@@ -175,17 +201,9 @@ export function tapWireCommands(state: TapWiredInterface): IpCommand[] {
     // the VM takes over; a live MAC change is fine on a veth.
     ['link', 'set', 'dev', uplink.name, 'address', uplink.wiredMac],
     ['address', 'flush', 'dev', uplink.name],
-    // ageing_time 0 turns off MAC learning's memory: with two ports flooding costs nothing, while a
-    // learned entry can go stale (QEMU restarted, a MAC seen on the wrong port) and black-hole the
-    // VM until it ages out (300 s by default). No multicast snooping for the same reason.
-    [
-      'link', 'add', 'name', bridge.name, 'group', group, 'address', bridge.mac, 'mtu', mtu,
-      'type', 'bridge', 'ageing_time', '0', 'mcast_snooping', '0', 'stp_state', '0',
-    ],
+    state.prewired ? ['link', 'set', 'dev', bridge.name, 'group', group, 'address', bridge.mac, 'mtu', mtu] : bridgeCreateCommand(bridge.name, group, bridge.mac, mtu),
     ...noLinkLocal(bridge.name),
-    // Created through /dev/net/tun (rtnetlink refuses TAP creation). vnet_hdr matches what QEMU
-    // asks for when it attaches (it resets the feature flags anyway); multi_queue must match.
-    ['tuntap', 'add', 'dev', tap.name, 'mode', 'tap', 'vnet_hdr', ...(tap.multiQueue ? ['multi_queue'] : []), ...tapOwner],
+    ...(state.prewired ? [] : [tapCreateCommand(tap)]),
     ...noLinkLocal(tap.name),
     ['link', 'set', 'dev', tap.name, 'group', group, 'mtu', mtu, 'master', bridge.name, 'up'],
     ['link', 'set', 'dev', uplink.name, 'master', bridge.name, 'up'],
@@ -252,6 +270,22 @@ export class TapBinding implements NetworkBinding<TapWiredInterface> {
     this.logger = options.logger ?? silentLogger;
   }
 
+  /**
+   * Makes, in a warm netns that no sandbox has yet, what wiring its interface 0 (`uplinkName`)
+   * will need: bridge and TAP (down) and the DHCP isolation rules. The sandbox that adopts the
+   * netns passes `names` as BindingContext.prewired.
+   */
+  async prewire(netnsName: string, names: { bridge: string; tap: string }, uplinkName: string): Promise<void> {
+    const queues = this.options.queues ?? 1;
+    const tap: Omit<TapWiredInterface['tap'], 'name'> = { multiQueue: queues > 1 };
+    if (this.options.tapOwner?.uid !== undefined) tap.uid = this.options.tapOwner.uid;
+    if (this.options.tapOwner?.gid !== undefined) tap.gid = this.options.tapOwner.gid;
+    await both(
+      this.options.ip.apply(netnsName, tapPrewireCommands(names, tap)),
+      this.options.isolation.install(netnsName, { uplink: uplinkName, bridge: names.bridge }),
+    );
+  }
+
   async plan(ctx: BindingContext, snapshot?: InterfaceSnapshot): Promise<TapWiredInterface> {
     const current = snapshot ?? (await readInterfaceSnapshot(this.options.ip, ctx.netnsName, ctx.cniInterface.name));
     const state = planTap(ctx, current, this.options);
@@ -270,7 +304,8 @@ export class TapBinding implements NetworkBinding<TapWiredInterface> {
       // The nft rules name interfaces as strings, so they can go in while the bridge is being built.
       await both(
         this.options.ip.apply(ctx.netnsName, tapWireCommands(planned)),
-        this.options.isolation.install(ctx.netnsName, isolationSpec(planned)),
+        // Prewired: the rules went in with the devices.
+        planned.prewired ? Promise.resolve() : this.options.isolation.install(ctx.netnsName, isolationSpec(planned)),
       );
     } catch (err) {
       await this.unwire(ctx, planned).catch((undoErr) =>

@@ -129,11 +129,12 @@ test('vmNetworkPlan answers while the wiring still runs, with exactly the networ
     const plan = await planning;
     assert.equal(plan.ready, true, JSON.stringify(plan));
     assert.equal(wired, false, 'the plan came only after the wiring');
+    assert.equal(plan.ready && plan.tapsReady, false, 'a netns of its own gets its TAP only when wired');
     const done = await ready;
     assert.equal(done.ready, true, JSON.stringify(done));
     assert.deepEqual(plan.ready && plan.network, done.ready && done.network);
     // Once prepared, the plan is the prepared network.
-    assert.deepEqual(await manager.vmNetworkPlan({ sandboxId: p.sandboxId }), done);
+    assert.deepEqual(await manager.vmNetworkPlan({ sandboxId: p.sandboxId }), { ...done, tapsReady: true });
     assert.deepEqual(events, []);
   } finally {
     await manager.teardown({ sandboxId: p.sandboxId });

@@ -15,6 +15,7 @@ import { loadConfig } from '../../../src/config/load.js';
 import { NetworkManager } from '../../../src/netd/manager.js';
 import type { SetupParams } from '../../../src/netd/protocol.js';
 import { FailedPreconditionError, InvalidArgumentError } from '../../../src/errors.js';
+import { prewiredNames } from '../../../src/network/names.js';
 import { silentLogger } from '../../../src/log.js';
 import type { Config } from '../../../src/config/table.js';
 
@@ -57,6 +58,10 @@ function params(netnsName?: string): SetupParams {
   return { sandboxId, podName: 'p', podNamespace: 'default', podUid: sandboxId.slice(0, 8), hostname: 'p', dns: { servers: [], searches: [], options: [] }, portMappings: [], ...(netnsName ? { netnsName } : {}) };
 }
 
+function links(netnsName: string): { ifname: string; flags: string[]; master?: string }[] {
+  return JSON.parse(execFileSync('ip', ['-n', netnsName, '-j', 'link'], { encoding: 'utf8' }));
+}
+
 function leases(): string[] {
   const d = join(ipamDir, `vmlet-warm-${tag}`);
   return existsSync(d) ? readdirSync(d).filter((f) => /^\d+\./.test(f)) : [];
@@ -68,12 +73,26 @@ test('a sandbox adopts a warm netns: CNI ADD runs in it, the VM side is built th
   assert.match(warm.netnsName, /^vmlet-warm-[0-9a-f]{16}$/);
   assert.equal(warm.netnsPath, `/run/netns/${warm.netnsName}`);
   assert.ok(existsSync(warm.netnsPath));
+  // Interface 0's bridge and TAP are there already (down), with the DHCP isolation rules.
+  const names = prewiredNames(warm.netnsName);
+  const before = links(warm.netnsName);
+  assert.deepEqual(before.map((l) => l.ifname).sort(), [names.bridge, 'lo', names.tap].sort());
+  assert.ok(before.every((l) => l.ifname === 'lo' || !l.flags.includes('UP')), 'prewired devices stay down');
+  assert.match(execFileSync('nsenter', [`--net=${warm.netnsPath}`, '--', 'nft', 'list', 'tables'], { encoding: 'utf8' }), /bridge/);
   const p = params(warm.netnsName);
   const result = await manager.setup(p);
   assert.equal(result.netnsPath, warm.netnsPath);
   assert.equal(result.podIps.length, 1);
+  const plan = await manager.vmNetworkPlan({ sandboxId: p.sandboxId });
+  assert.ok(plan.ready && plan.tapsReady, `the TAPs of a warm netns exist at the plan: ${JSON.stringify(plan)}`);
+  assert.equal(plan.ready && plan.network.interfaces[0]!.binding.kind === 'tap' && plan.network.interfaces[0]!.binding.tap, names.tap);
   const ready = await manager.vmNetwork({ sandboxId: p.sandboxId });
   assert.equal(ready.ready, true, JSON.stringify(ready));
+  // Wired with the prewired devices: both up, eth0 and the TAP ports of the bridge.
+  const wiredLinks = links(warm.netnsName);
+  assert.equal(wiredLinks.find((l) => l.ifname === names.tap)?.master, names.bridge);
+  assert.equal(wiredLinks.find((l) => l.ifname === 'eth0')?.master, names.bridge);
+  assert.ok(wiredLinks.find((l) => l.ifname === names.bridge)?.flags.includes('UP'));
   // The pod's interface is in the adopted namespace.
   assert.match(execFileSync('ip', ['-n', warm.netnsName, '-br', 'link'], { encoding: 'utf8' }), /eth0/);
   await assert.rejects(manager.deleteWarmNetns({ netnsName: warm.netnsName }), FailedPreconditionError);
