@@ -10,6 +10,7 @@ import { bindInterface } from '../../../src/network/bindings/binding.js';
 import { FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError } from '../../../src/errors.js';
 import { assertGolden } from '../../helpers/golden.js';
 import { FakeIpRunner, FakeNftRunner } from './fakes.js';
+import { prewiredNames } from '../../../src/network/names.js';
 
 const docs = JSON.parse(readFileSync(new URL('./fixtures/veth-snapshot.json', import.meta.url), 'utf8')) as unknown[];
 const snapshot = parseSnapshot('eth0', docs);
@@ -166,4 +167,32 @@ test('unwire refuses to take the veth from a bridge it does not own', async () =
     () => tapUnwireCommands(state, [link('eth0', { master: 'cni0' })]),
     FailedPreconditionError,
   );
+});
+
+test('a warm netns is prewired (bridge and TAP down, isolation rules), and wiring it only joins them up (golden)', async () => {
+  const names = prewiredNames('vmlet-warm-00112233aabbccdd');
+  assert.deepEqual(prewiredNames('vmlet-warm-00112233aabbccdd'), names, 'derived from the netns name alone');
+  assert.notDeepEqual(prewiredNames('vmlet-warm-00112233aabbccde'), names);
+  assert.ok(names.bridge.length <= 15 && names.tap.length <= 15);
+
+  const { ip, nft, binding } = setup();
+  await binding.prewire('vmlet-warm-00112233aabbccdd', names, 'eth0');
+  assert.deepEqual(ip.calls.map((c) => c.op), ['apply']);
+  assert.deepEqual(nft.scripts, [{ netns: 'vmlet-warm-00112233aabbccdd', script: isolationScript({ uplink: 'eth0', bridge: names.bridge }) }]);
+
+  // The sandbox's plan takes the prewired devices (present in its snapshot) instead of refusing them.
+  const warmCtx: BindingContext = { ...ctx, netnsName: 'vmlet-warm-00112233aabbccdd', netnsPath: '/run/netns/vmlet-warm-00112233aabbccdd', prewired: names };
+  const withDevices = { ...snapshot, links: [...snapshot.links, link(names.bridge, { kind: 'bridge', group: linkGroupFor(0), up: false }), link(names.tap, { kind: 'tun', up: false })] };
+  assert.throws(() => planTap(ctx, { ...snapshot, links: [...snapshot.links, link(planTap(ctx, snapshot).bridge.name, { kind: 'bridge' })] }), FailedPreconditionError);
+  const state = planTap(warmCtx, withDevices); // the binding's own options, as prewire used
+  assert.equal(state.prewired, true);
+  assert.equal(state.vm.binding.kind === 'tap' && state.vm.binding.tap, names.tap);
+  assertGolden('network/tap-prewired-batches.txt', '# prewire\n' + formatBatch(ip.calls[0]!.commands!) + '# wire\n' + formatBatch(tapWireCommands(state)));
+
+  // Wiring adds no isolation rules of its own: they are there.
+  ip.calls.length = 0;
+  nft.scripts.length = 0;
+  await binding.wire(warmCtx, state);
+  assert.deepEqual(ip.calls.map((c) => c.op), ['apply']);
+  assert.deepEqual(nft.scripts, []);
 });
