@@ -213,7 +213,10 @@ export class ContainerService {
       else if (warm) undos.push(() => this.pool!.discard(warm));
       await mkdir(dir, { recursive: true, mode: 0o700 });
       undos.push(() => rm(dir, { recursive: true, force: true }));
-      // The overlay and the seed are two independent tool runs: side by side.
+      // A paused warm VM writes nothing yet: its console pump can start now, beside the rest.
+      if (useWarm) undos.push(() => this.consoles.stop(id));
+      const pumping = useWarm ? this.consoles.start(record) : Promise.resolve();
+      // The overlay and the seed are independent: side by side.
       const overlay = createOverlay({
         backingPath: this.images.blobPath(image.id),
         backingFormat: image.format,
@@ -248,8 +251,9 @@ export class ContainerService {
           )
         : Promise.resolve(true);
       // All settle before anything is rolled back, so no undo races a tool still writing.
-      const [overlayDone, seedDone, pluggedDone, readyDone] = await Promise.allSettled([overlay, seeded, plugged, vmNetwork]);
+      const [overlayDone, seedDone, pluggedDone, readyDone, pumpDone] = await Promise.allSettled([overlay, seeded, plugged, vmNetwork, pumping]);
       if (overlayDone.status === 'rejected') throw overlayDone.reason;
+      if (pumpDone.status === 'rejected') throw pumpDone.reason;
       if (readyDone.status === 'rejected') throw readyDone.reason;
       if (seedDone.status === 'rejected') throw seedDone.reason;
       if (pluggedDone.status === 'rejected') throw pluggedDone.reason;
@@ -258,6 +262,7 @@ export class ContainerService {
         // The pod's interfaces do not fit a warm VM (SR-IOV, too many): a cold VM after all.
         useWarm = false;
         await this.pool!.discard(warm!);
+        await this.consoles.stop(id); // a cold VM's pump starts with the VM
         record.domainName = coldDomainName;
         record.domainUuid = annotations.systemUuid ?? randomUUID();
       }
@@ -266,10 +271,7 @@ export class ContainerService {
         record.vm = { memoryBytes: warm!.memoryBytes, vcpus: warm!.vcpus, domainType: warm!.domainType };
         this.byDomain.set(record.domainName, id);
         undos.push(async () => void this.byDomain.delete(record.domainName));
-        // The paused VM writes nothing yet; its console pump starts now rather than in StartContainer.
-        undos.push(() => this.consoles.stop(id));
-        const results = await Promise.allSettled([this.store.put(record), this.consoles.start(record)]);
-        for (const r of results) if (r.status === 'rejected') throw r.reason;
+        await this.store.put(record);
         return id;
       }
       const vmSpec = buildVmSpec(
@@ -320,11 +322,10 @@ export class ContainerService {
       const pump = this.consoles.start(current);
       try {
         // The pump is running before the VM does, so a failed Start leaves no VM running.
-        const [dom] = await Promise.all([this.lookup(current), pump]);
-        if (!dom) throw new FailedPreconditionError(`libvirt domain ${current.domainName} of container ${r.id} is gone`);
+        await pump;
         // A warm VM is already running QEMU, paused before its first instruction.
-        if (current.warm) await this.resumeWarm(dom, current.id);
-        else await this.client().create(dom);
+        if (current.warm) await this.resumeWarm(current);
+        else await this.client().create(await this.mustLookup(current));
       } catch (err) {
         await pump.catch(() => {});
         await this.consoles.stop(r.id).catch(() => {});
@@ -399,13 +400,13 @@ export class ContainerService {
    * libvirt learns of it from QEMU's RESUME event and shows the domain running (unpaused). Without
    * the socket (gone with a QEMU that vmlet did not see exit) libvirt resumes it.
    */
-  private async resumeWarm(dom: DomainRef, id: string): Promise<void> {
+  private async resumeWarm(r: ContainerRecord): Promise<void> {
     let qmp: QmpSocket;
     try {
-      qmp = await QmpSocket.connect(warmQmpPath(this.qmpDir, id));
+      qmp = await QmpSocket.connect(warmQmpPath(this.qmpDir, r.id));
     } catch (err) {
-      this.logger.warn({ err: errorText(err), containerId: id }, 'warm VM QMP socket unusable; resuming through libvirt');
-      await this.client().resume(dom);
+      this.logger.warn({ err: errorText(err), containerId: r.id }, 'warm VM QMP socket unusable; resuming through libvirt');
+      await this.client().resume(await this.mustLookup(r));
       return;
     }
     try {
@@ -590,6 +591,12 @@ export class ContainerService {
       if (waiters.size === 0) this.stopWaiters.delete(domainName);
     });
     return { done, cancel: () => finish(false) };
+  }
+
+  private async mustLookup(r: ContainerRecord): Promise<DomainRef> {
+    const dom = await this.lookup(r);
+    if (!dom) throw new FailedPreconditionError(`libvirt domain ${r.domainName} of container ${r.id} is gone`);
+    return dom;
   }
 
   private async lookup(r: ContainerRecord): Promise<DomainRef | undefined> {
