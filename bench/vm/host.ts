@@ -14,11 +14,6 @@ const VIRSH_TIMEOUT_MS = 60_000;
 /** The prefix of every domain vmlet defines (src/container/service.ts DOMAIN_PREFIX). */
 export const VMLET_DOMAIN_PREFIX = 'vmlet-';
 
-/** vmlet's domain name for a container: `vmlet-<sandbox id prefix>-<container id prefix>`. Pure. */
-export function domainNameFor(sandboxId: string, containerId: string): string {
-  return `${VMLET_DOMAIN_PREFIX}${sandboxId.slice(0, 12)}-${containerId.slice(0, 12)}`;
-}
-
 /** Every libvirt domain, running or not. */
 export async function definedDomains(uri: string): Promise<string[]> {
   const { stdout } = await execFileP('virsh', ['-q', '-c', uri, 'list', '--all', '--name'], { timeout: VIRSH_TIMEOUT_MS });

@@ -465,6 +465,14 @@ export class NetworkManager implements NetdMethods {
    * Waits for the VM side of the sandbox and returns it, or why it could not be prepared. A lost
    * DHCP responder (netd restarted and could not bring it back) gets one more try here.
    */
+  /** The record of a sandbox whose VM side may be asked for: CNI ADD done, no teardown running. */
+  private vmSideRecord(sandboxId: string): SandboxNetworkRecord {
+    const record = this.records.get(sandboxId);
+    if (!record?.cni) throw new FailedPreconditionError(`sandbox ${sandboxId} has no network`);
+    if (this.tearingDown.has(sandboxId)) throw new FailedPreconditionError(`the network of sandbox ${sandboxId} is being torn down`);
+    return record;
+  }
+
   /** The plan of a preparation in progress becomes known: wake whoever waits for it. */
   private publishPlan(sandboxId: string, plan: { network: VmNetwork; tapsReady: boolean }): void {
     this.plans.set(sandboxId, plan);
@@ -478,9 +486,7 @@ export class NetworkManager implements NetdMethods {
    * such as the cloud-init seed. Starts the preparation if nothing has.
    */
   async vmNetworkPlan({ sandboxId }: { sandboxId: string }): Promise<VmNetworkPlanResult> {
-    const record = this.records.get(sandboxId);
-    if (!record?.cni) throw new FailedPreconditionError(`sandbox ${sandboxId} has no network`);
-    if (this.tearingDown.has(sandboxId)) throw new FailedPreconditionError(`the network of sandbox ${sandboxId} is being torn down`);
+    const record = this.vmSideRecord(sandboxId);
     if (record.network) return { ready: true, network: record.network, tapsReady: true };
     const known = this.plans.get(sandboxId);
     if (known) return { ready: true, ...known };
@@ -505,9 +511,7 @@ export class NetworkManager implements NetdMethods {
 
   async vmNetwork({ sandboxId }: { sandboxId: string }): Promise<VmNetworkResult> {
     for (let attempt = 0; ; attempt++) {
-      const record = this.records.get(sandboxId);
-      if (!record?.cni) throw new FailedPreconditionError(`sandbox ${sandboxId} has no network`);
-      if (this.tearingDown.has(sandboxId)) throw new FailedPreconditionError(`the network of sandbox ${sandboxId} is being torn down`);
+      const record = this.vmSideRecord(sandboxId);
       // Someone waits for it now: no more waiting for netd to be idle.
       if (this.deferred.has(sandboxId)) void this.beginPrepare(record);
       await this.preparing.get(sandboxId);
