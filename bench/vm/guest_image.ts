@@ -1,5 +1,5 @@
 /**
- * The test guest (images/build-test-image.sh: a busybox initramfs guest that reports its boot on
+ * The test guest (test-guests/build-busybox.sh: a busybox initramfs guest that reports its boot on
  * the serial console) built or taken from its cache, and served over HTTP on 127.0.0.1 so the
  * daemon pulls it through the CRI like any image.
  */
@@ -17,13 +17,13 @@ const BUILD_TIMEOUT_MS = 900_000;
 export function buildTestGuest(): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = execFile(
-      join(REPO_ROOT, 'images', 'build-test-image.sh'),
+      join(REPO_ROOT, 'test-guests', 'build-busybox.sh'),
       [],
       { timeout: BUILD_TIMEOUT_MS, maxBuffer: 1024 * 1024 },
       (err, stdout) => {
-        if (err) return reject(new Error(`images/build-test-image.sh failed: ${err.message}`));
+        if (err) return reject(new Error(`test-guests/build-busybox.sh failed: ${err.message}`));
         const path = stdout.trim().split('\n').pop() ?? '';
-        if (!path.endsWith('.qcow2')) return reject(new Error(`images/build-test-image.sh printed no qcow2 path: ${JSON.stringify(stdout)}`));
+        if (!path.endsWith('.qcow2')) return reject(new Error(`test-guests/build-busybox.sh printed no qcow2 path: ${JSON.stringify(stdout)}`));
         resolve(path);
       },
     );

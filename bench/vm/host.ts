@@ -23,7 +23,7 @@ export async function definedDomains(uri: string): Promise<string[]> {
     .filter((n) => n !== '');
 }
 
-/** Warm VMs vmlet keeps (src/container/warm_pool.ts): paused domains named vmlet-warm-…. */
+/** Warm VMs vmlet keeps (src/container/warm/pool.ts): paused domains named vmlet-warm-…. */
 export const WARM_DOMAIN_PREFIX = 'vmlet-warm-';
 
 /** Paused domains whose name starts with `vmlet-warm-`: idle (or just claimed) warm VMs. */

@@ -527,7 +527,7 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
     if (!loaded.ok) throw new Error(`the bench conflist does not load: ${loaded.reason}`);
     result.network = { bridge: network.bridge, subnet: network.subnet, conflist };
 
-    step('building (or reusing) the test guest: images/build-test-image.sh');
+    step('building (or reusing) the test guest: test-guests/build-busybox.sh');
     const guestPath = await buildTestGuest();
     state.guest = await serveGuest(guestPath);
     result.image = { path: guestPath, bytes: state.guest.bytes, url: state.guest.url, pullMs: NaN };

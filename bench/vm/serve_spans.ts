@@ -179,7 +179,7 @@ async function install(): Promise<void> {
   const { NetdClient } = await import('../../src/netd/client.js');
   const { RecordStore } = await import('../../src/store/record_store.js');
   const { LibvirtClient } = await import('../../src/libvirt/client.js');
-  const { ConsolePumps } = await import('../../src/container/console_logs.js');
+  const { ConsolePumps } = await import('../../src/container/console_pumps.js');
   wrapMethod(SandboxService.prototype, 'run', 'RunPodSandbox', true);
   wrapMethod(SandboxService.prototype, 'vmNetwork', 'await VM side of the sandbox');
   wrapMethod(ContainerService.prototype, 'create', 'CreateContainer', true);

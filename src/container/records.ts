@@ -39,7 +39,7 @@ export interface ContainerRecord {
   /** Private directory holding the overlay, the seed ISO and the raw console. */
   dir: string;
   vm: { memoryBytes: number; vcpus: number; domainType: 'kvm' | 'qemu' };
-  /** The domain was a warm VM (src/container/warm_pool.ts): started paused, so Start resumes it. */
+  /** The domain was a warm VM (src/container/warm/pool.ts): started paused, so Start resumes it. */
   warm?: boolean;
 }
 

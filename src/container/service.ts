@@ -22,17 +22,17 @@ import { buildDomainXml, parseDomainMetadata, validateCputune } from '../libvirt
 import type { ImageStore } from '../image/store.js';
 import type { SandboxService } from '../sandbox/service.js';
 import type { SandboxRecord } from '../sandbox/records.js';
-import { parseVmAnnotations, ANNOTATION } from '../vm/annotations.js';
-import { buildSeedDocuments } from '../vm/cloudinit.js';
-import { writeSeedIso } from '../vm/seed_iso.js';
+import { parseVmAnnotations, ANNOTATION } from '../guest/annotations.js';
+import { buildSeedDocuments } from '../guest/cloudinit.js';
+import { writeSeedIso } from '../guest/seed_iso.js';
 import { createOverlay } from './disk.js';
-import { CONSOLE_RAW } from './console_logs.js';
-import { buildVmSpec, cputuneFor, memoryBytesFor, vcpusFor, type HostFacts } from './vm_spec_builder.js';
-import { WARM_MAX_NICS, warmQmpPath, type WarmPool, type WarmVm } from './warm_pool.js';
-import { warmNicCommands, warmRootDiskCommands, warmSeedCommand, type QmpCommand } from '../libvirt/warm_hotplug.js';
-import { QmpSocket } from '../libvirt/qmp_socket.js';
-import { nicsFromNetwork, type CpuTune } from '../libvirt/vm_spec.js';
-import type { VmAnnotations } from '../vm/annotations.js';
+import { CONSOLE_RAW } from './console_pumps.js';
+import { buildVmSpec, cputuneFor, memoryBytesFor, vcpusFor, type HostFacts } from './domain_spec_builder.js';
+import { WARM_MAX_NICS, warmQmpPath, type WarmPool, type WarmVm } from './warm/pool.js';
+import { warmNicCommands, warmRootDiskCommands, warmSeedCommand, type QmpCommand } from './warm/hotplug_commands.js';
+import { QmpSocket } from '../qmp/socket.js';
+import { nicsFromNetwork, type CpuTune } from '../libvirt/domain_spec.js';
+import type { VmAnnotations } from '../guest/annotations.js';
 import type { VmNetwork } from '../network/types.js';
 import type { TapNic } from '../vmwrapper/tap_nic_args.js';
 import { containerKey, type ContainerRecord, type ContainerResources, type ContainerState } from './records.js';
@@ -48,7 +48,7 @@ export function ownerIdFor(stateDir: string): string {
 /** Domains vmlet owns carry this prefix, so leftovers are recognisable. */
 export const DOMAIN_PREFIX = 'vmlet-';
 export const OVERLAY = 'root.qcow2';
-/** Under the state dir: warm VMs' QMP sockets (src/container/warm_pool.ts warmQmpPath). */
+/** Under the state dir: warm VMs' QMP sockets (src/container/warm/pool.ts warmQmpPath). */
 export const QMP_DIR = 'qmp';
 const SEED = 'seed.iso';
 const STATE_POLL_MS = 200;

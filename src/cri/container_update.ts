@@ -6,7 +6,7 @@ import type { ContainerService } from '../container/service.js';
 import type { LibvirtConnection } from '../libvirt/connection.js';
 import { DomainAffect } from '../libvirt/client.js';
 import { schedulerParams } from '../container/service.js';
-import { cputuneFor } from '../container/vm_spec_builder.js';
+import { cputuneFor } from '../container/domain_spec_builder.js';
 import { resourcesFrom } from './container_create.js';
 import type { HandlerMap } from './rpc.js';
 import { checkIdOrPrefix } from './validate.js';

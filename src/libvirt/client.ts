@@ -16,6 +16,7 @@
  *   native build against libvirt-dev. The subset vmlet needs is small, and libvirt keeps its
  *   procedure numbers and structs stable (append-only), as its own remote driver relies on.
  */
+import { QmpError } from '../qmp/errors.js';
 import { performance } from 'node:perf_hooks';
 import { InvalidArgumentError, errorText } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
@@ -63,17 +64,6 @@ export const DEFAULT_URI = 'qemu:///system';
 /** virDomainCreateFlags */
 export const DomainCreateFlags = { START_PAUSED: 1 } as const;
 
-/** A QMP command QEMU refused (see qmp_socket.ts). */
-export class QmpError extends Error {
-  constructor(
-    readonly command: string,
-    readonly qmpClass: string,
-    readonly description: string,
-  ) {
-    super(`QEMU refused ${command}: ${description} (${qmpClass})`);
-    this.name = 'QmpError';
-  }
-}
 
 export interface LibvirtClientOptions {
   socketPath?: string;
@@ -585,3 +575,5 @@ export class LibvirtClient {
   }
 }
 
+
+export { QmpError };

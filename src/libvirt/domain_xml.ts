@@ -26,7 +26,7 @@
 import { create } from 'xmlbuilder2';
 import { isAbsolute, normalize } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
-import { WARM_PORT_ALIAS, WARM_SEED_ALIAS, type CpuTune, type SeedKind, type VmNic, type VmSpec, type VmletDomainMetadata } from './vm_spec.js';
+import { WARM_PORT_ALIAS, WARM_SEED_ALIAS, type CpuTune, type SeedKind, type VmNic, type VmSpec, type VmletDomainMetadata } from './domain_spec.js';
 
 type XMLBuilder = ReturnType<typeof create>;
 

@@ -18,7 +18,7 @@ import { performance } from 'node:perf_hooks';
 import type { KvmMode } from '../config/table.js';
 import { FailedPreconditionError, InvalidArgumentError, errorText } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
-import type { DomainType } from './vm_spec.js';
+import type { DomainType } from './domain_spec.js';
 
 export interface KvmDecision {
   domainType: DomainType;

@@ -91,7 +91,7 @@ function sandboxTag(sandboxId: string): string {
  * otherwise its first 8 characters (so an operator can match it by eye) and 8 hash characters
  * (so ids sharing a prefix still get distinct namespaces).
  */
-/** Netns made ahead of any sandbox for a warm VM; a sandbox then adopts it (src/container/warm_pool.ts). */
+/** Netns made ahead of any sandbox for a warm VM; a sandbox then adopts it (src/container/warm/pool.ts). */
 const WARM_NETNS_NAME = /^vmlet-warm-[0-9a-f]{16}$/;
 
 export function isWarmNetnsName(name: string): boolean {

@@ -32,7 +32,7 @@ export type SandboxFilter = RecordFilter<SandboxRecord['state']>;
 export interface SandboxContainerHooks {
   stopContainersOf(sandboxId: string): Promise<void>;
   removeContainersOf(sandboxId: string): Promise<void>;
-  /** The netns of a warm VM the new sandbox adopts (see src/container/warm_pool.ts), if one is idle. */
+  /** The netns of a warm VM the new sandbox adopts (see src/container/warm/pool.ts), if one is idle. */
   claimWarmNetns?(sandboxId: string): string | undefined;
   /** Discards the warm VM claimed for a sandbox whose build failed. */
   releaseWarm?(sandboxId: string): Promise<void>;

@@ -9,7 +9,7 @@ import { REPO_ROOT, type TestDaemon } from './daemon.js';
 
 /** Builds (or reuses) the test guest and serves it on 127.0.0.1; returns its URL and the server. */
 export async function serveTestGuest(): Promise<{ url: string; server: Server }> {
-  const guest = execFileSync(join(REPO_ROOT, 'images', 'build-test-image.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 900_000 }).trim();
+  const guest = execFileSync(join(REPO_ROOT, 'test-guests', 'build-busybox.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 900_000 }).trim();
   const server = createServer((_req, res) => {
     res.writeHead(200, { 'content-length': statSync(guest).size });
     createReadStream(guest).pipe(res);

@@ -11,7 +11,7 @@ import { startTestDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { LibvirtClient, isNoDomain } from '../../../src/libvirt/client.js';
 import { buildDomainXml } from '../../../src/libvirt/domain_xml.js';
-import type { VmSpec } from '../../../src/libvirt/vm_spec.js';
+import type { VmSpec } from '../../../src/libvirt/domain_spec.js';
 import { installVmwrapper } from '../../../src/vmwrapper/install.js';
 import { ownerIdFor } from '../../../src/container/service.js';
 

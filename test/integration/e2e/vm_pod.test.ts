@@ -1,6 +1,6 @@
 /**
  * End to end: a real VM boots in a pod and answers on its pod IP.
- * The test guest (images/build-test-image.sh) is served over HTTP on 127.0.0.1, pulled through the
+ * The test guest (test-guests/build-busybox.sh) is served over HTTP on 127.0.0.1, pulled through the
  * CRI, and run under TCG in a sandbox on a real CNI bridge network in 198.18.0.0/15. The host
  * side of that network is the bridge plugin's gateway address, so the host can reach the guest.
  */

@@ -1,5 +1,5 @@
 /**
- * netd's warm netns (src/container/warm_pool.ts makes VMs in them before any sandbox): created on
+ * netd's warm netns (src/container/warm/pool.ts makes VMs in them before any sandbox): created on
  * request, adopted by a sandbox's setup (CNI ADD in it), deleted with that sandbox, refused when
  * not a warm netns, and collected by a restarted netd when no sandbox adopted it. Real
  * namespaces and Debian's bridge plugin; pod network in 198.18.0.0/15, no masquerade.

@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import { assertGolden } from '../../helpers/golden.js';
 import { InvalidArgumentError } from '../../../src/errors.js';
 import { buildDomainXml, parseDomainMetadata, VMLET_METADATA_NAMESPACE } from '../../../src/libvirt/domain_xml.js';
-import { nicsFromNetwork, type VmSpec } from '../../../src/libvirt/vm_spec.js';
-import { threeNicNetwork } from '../vm/fixtures.js';
+import { nicsFromNetwork, type VmSpec } from '../../../src/libvirt/domain_spec.js';
+import { threeNicNetwork } from '../guest/fixtures.js';
 
 function multiNicSpec(): VmSpec {
   return {

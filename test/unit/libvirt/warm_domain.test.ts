@@ -5,8 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildDomainXml } from '../../../src/libvirt/domain_xml.js';
-import { warmNicCommands, warmPortsFor, warmQmpArgs, warmRootDiskCommands, warmSeedCommand } from '../../../src/libvirt/warm_hotplug.js';
-import type { VmSpec } from '../../../src/libvirt/vm_spec.js';
+import { warmNicCommands, warmPortsFor, warmQmpArgs, warmRootDiskCommands, warmSeedCommand } from '../../../src/container/warm/hotplug_commands.js';
+import type { VmSpec } from '../../../src/libvirt/domain_spec.js';
 import { assertGolden } from '../../helpers/golden.js';
 
 function warmSpec(): VmSpec {

@@ -1,0 +1,94 @@
+/**
+ * The QMP commands that turn a warm domain (paused, no disks, empty CD-ROM tray; see WarmLayout)
+ * into one container's VM: the root disk and each TAP NIC on a free root port, the seed in the
+ * tray. Pure: the commands are data, sent one by one on the warm domain's own QMP socket.
+ *
+ * Why QMP and not libvirt's attach-device: libvirt opens `type='ethernet'` TAPs in its own network
+ * namespace, where the pod's TAPs are not (see tap_nic_args.ts); QEMU, inside the pod netns, opens
+ * them by name. Disks go the same way because libvirt's disk hotplug and media change measured
+ * 30-33 ms each here, the same QMP commands through libvirt 6-17 ms, and on QEMU's socket
+ * directly 2-5 ms. libvirt does not track these devices;
+ * vmlet does not need it to (disk usage is read from the overlay file, NICs were never libvirt's).
+ * The guest has not run a single instruction yet, so to its firmware they are cold-plugged.
+ */
+import { isAbsolute, normalize } from 'node:path';
+import { InvalidArgumentError } from '../../errors.js';
+import { validateTapNics, type TapNic } from '../../vmwrapper/tap_nic_args.js';
+import { WARM_PORT_ALIAS, WARM_SEED_ALIAS, type DiskDriver } from '../../libvirt/domain_spec.js';
+import { UNIX_PATH_MAX } from '../../qmp/socket.js';
+
+export interface QmpCommand {
+  execute: string;
+  arguments: Record<string, unknown>;
+}
+
+const ROOT_NODE = 'vmlet-root';
+// Control characters, and anything that is not a plain absolute path.
+const UNSAFE = /[\u0000-\u001f\u007f]/;
+
+function checkPath(what: string, path: string): void {
+  if (typeof path !== 'string' || path.length === 0 || path.length > 4096 || UNSAFE.test(path) || !isAbsolute(path) || normalize(path) !== path) {
+    throw new InvalidArgumentError(`${what} ${JSON.stringify(path)} is not an absolute normalized path`);
+  }
+}
+
+/**
+ * QEMU arguments for a warm domain's own QMP monitor at `path` (libvirt keeps the first one);
+ * vmlet plugs the container's devices in through it (src/qmp/socket.ts).
+ */
+export function warmQmpArgs(path: string): string[] {
+  checkPath('QMP socket path', path);
+  // A comma would end the path in QEMU's option syntax; the kernel takes 107 bytes at most.
+  if (path.includes(',') || Buffer.byteLength(path) > UNIX_PATH_MAX) {
+    throw new InvalidArgumentError(`QMP socket path ${JSON.stringify(path)} has a comma or is longer than ${UNIX_PATH_MAX} bytes`);
+  }
+  return ['-qmp', `unix:${path},server=on,wait=off`];
+}
+
+/** Root ports a warm domain needs for `nics` NICs: one for a virtio root disk plus one per NIC. */
+export function warmPortsFor(nics: number): number {
+  return 1 + nics;
+}
+
+/**
+ * The root disk, a qcow2 overlay: virtio-blk on the first free root port, or a SCSI disk on the
+ * warm domain's virtio-scsi controller (libvirt's alias scsi0), as the cold domain would have it.
+ */
+export function warmRootDiskCommands(overlayPath: string, driver: DiskDriver): QmpCommand[] {
+  checkPath('overlay path', overlayPath);
+  if (driver !== 'virtio' && driver !== 'scsi') throw new InvalidArgumentError(`disk driver ${JSON.stringify(driver)} is not virtio or scsi`);
+  const device =
+    driver === 'virtio'
+      ? { driver: 'virtio-blk-pci', id: 'vmletroot', drive: ROOT_NODE, bus: `${WARM_PORT_ALIAS}0` }
+      : { driver: 'scsi-hd', id: 'vmletroot', drive: ROOT_NODE, bus: 'scsi0.0', channel: 0, 'scsi-id': 0, lun: 0 };
+  return [
+    // The overlay names its backing file (the image blob); QEMU opens that read-only itself.
+    { execute: 'blockdev-add', arguments: { driver: 'qcow2', 'node-name': ROOT_NODE, file: { driver: 'file', filename: overlayPath } } },
+    { execute: 'device_add', arguments: device },
+  ];
+}
+
+/** The seed ISO, into the empty CD-ROM tray. */
+export function warmSeedCommand(seedPath: string): QmpCommand {
+  checkPath('seed path', seedPath);
+  return { execute: 'blockdev-change-medium', arguments: { id: WARM_SEED_ALIAS, filename: seedPath, format: 'raw', 'read-only-mode': 'read-only' } };
+}
+
+/** NIC i on root port i + 1, in the sandbox's interface order; `ports` is how many the domain has. */
+export function warmNicCommands(nics: readonly TapNic[], ports: number): QmpCommand[] {
+  validateTapNics(nics);
+  if (warmPortsFor(nics.length) > ports) {
+    throw new InvalidArgumentError(`${nics.length} NICs and a root disk need ${warmPortsFor(nics.length)} free root ports; the warm domain has ${ports}`);
+  }
+  return nics.flatMap((nic, i): QmpCommand[] => {
+    const netdev = `vmletnet${i}`;
+    return [
+      { execute: 'netdev_add', arguments: { type: 'tap', id: netdev, ifname: nic.tap, script: 'no', downscript: 'no', vhost: false } },
+      {
+        execute: 'device_add',
+        // romfile '': no PXE option ROM (vmlet never network-boots; it slows the BIOS).
+        arguments: { driver: 'virtio-net-pci', id: `vmletnic${i}`, netdev, mac: nic.mac, host_mtu: nic.mtu, bus: `${WARM_PORT_ALIAS}${i + 1}`, romfile: '' },
+      },
+    ];
+  });
+}
