@@ -1,5 +1,5 @@
 /**
- * The real KVM probe on this machine: /dev/kvm exists but KVM guests crawl (HOST-NOTES.md), so
+ * The real KVM probe on this machine: /dev/kvm exists but KVM guests crawl (a real guest stops in SYSLINUX with "KVM internal error ... emulation failure"), so
  * `auto` must settle on qemu (TCG), with a reason, within its deadline, leaving no QEMU process
  * and no temp files. On a host where KVM works, set VMLET_TEST_KVM_WORKS=1 to expect kvm instead.
  */

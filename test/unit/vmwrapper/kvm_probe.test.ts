@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { FailedPreconditionError, InvalidArgumentError } from '../../../src/errors.js';
 import {
   PROBE_SUCCESS_EXIT,
+  KVM_USABLE_MS,
   interpretGuestRun,
   kvmProbeArgs,
   probeKernelImage,
@@ -116,4 +117,11 @@ test('the probe runs KVM only (no TCG fallback) with the debug-exit device at th
   assert.ok(!args.some((a) => a.includes('tcg')));
   assert.equal(args[args.indexOf('-kernel') + 1], '/tmp/x/probe.bin');
   assert.equal(args[args.indexOf('-device') + 1], 'isa-debug-exit,iobase=0xf4,iosize=0x04');
+});
+
+test('a probe guest that exits but crawls (slower than KVM_USABLE_MS) means qemu, with the time in the reason', () => {
+  const slow = interpretGuestRun(ran({ exitCode: PROBE_SUCCESS_EXIT, elapsedMs: KVM_USABLE_MS + 1111 }), 2500);
+  assert.equal(slow.domainType, 'qemu');
+  assert.match(slow.reason, new RegExp(`took ${KVM_USABLE_MS + 1111} ms`));
+  assert.equal(interpretGuestRun(ran({ exitCode: PROBE_SUCCESS_EXIT, elapsedMs: 180 }), 2500).domainType, 'kvm');
 });
