@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { CriRuntimeClient } from './cri_client.js';
 import { findChildren, readMemory, type MemoryReading } from './proc.js';
+import { RUN_LABEL } from './pods.js';
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -211,5 +212,77 @@ export class BenchDaemon {
       return code;
     }
     return this.exited;
+  }
+}
+
+/** A daemon's own socket, state, image and translation dirs below `base`. */
+export function daemonDirs(base: string, cniConfDir: string, binDirs: string[]): DaemonDirs {
+  return {
+    socket: join(base, 'run', 'vmlet.sock'),
+    stateDir: join(base, 'state'),
+    imageDir: join(base, 'images'),
+    cniConfDir,
+    cniBinDirs: binDirs,
+    translationsDir: join(base, 'translations'),
+  };
+}
+
+/** The bench, serve and netd: the processes whose CPU time is ours (children count once reaped). */
+export async function ownPids(daemon: BenchDaemon): Promise<number[]> {
+  const netd = await daemon.netdPid();
+  return [process.pid, daemon.pid, ...(netd !== undefined ? [netd] : [])];
+}
+
+/** How the daemon under test was built, as the result JSON records it. */
+export interface RuntimeInfo {
+  mode: RuntimeMode;
+  buildMs?: number;
+  buildDiagnostics?: string;
+}
+
+/** prepareEntryPoints with the bench's progress lines; also returns what the result records. */
+export async function buildDaemon(mode: RuntimeMode, buildDir: string, step: (text: string) => void): Promise<{ entry: EntryPoints; runtime: RuntimeInfo }> {
+  step(mode === 'dist' ? 'building the daemon with tsc' : 'using the .ts sources under tsx');
+  await mkdir(buildDir, { recursive: true });
+  const entry = await prepareEntryPoints(mode, buildDir);
+  const runtime: RuntimeInfo = { mode: entry.mode, ...(entry.buildMs !== undefined ? { buildMs: entry.buildMs } : {}), ...(entry.buildDiagnostics ? { buildDiagnostics: entry.buildDiagnostics } : {}) };
+  if (entry.buildDiagnostics) step(`tsc reported type errors (JavaScript emitted anyway; see the JSON): ${entry.buildDiagnostics.split('\n')[0]}`);
+  return { entry, runtime };
+}
+
+/**
+ * Cleanup's first part, through the product's own teardown as kubelet would do it: for each
+ * daemon still running, removes the sandboxes labelled with the run's `tag` (their containers
+ * first, with `containers`), then stops the daemon. Failures are noted, not thrown.
+ */
+export async function removeThroughDaemons(
+  daemons: readonly BenchDaemon[],
+  tag: string,
+  opts: { containers: boolean },
+  errors: string[],
+  note: (what: string, err: unknown) => void,
+): Promise<void> {
+  for (const daemon of daemons) {
+    if (!daemon.running) continue;
+    try {
+      const { items } = await daemon.client.call<{ items: { id: string }[] }>('ListPodSandbox', { filter: { label_selector: { [RUN_LABEL]: tag } } }, 30_000);
+      for (const item of items) {
+        if (opts.containers) {
+          const { containers } = await daemon.client.call<{ containers: { id: string }[] }>('ListContainers', { filter: { pod_sandbox_id: item.id } }, 30_000);
+          for (const c of containers) {
+            await daemon.client.call('RemoveContainer', { container_id: c.id }, 120_000).catch((err: unknown) => note(`remove container ${c.id}`, err));
+          }
+        }
+        await daemon.client.call('RemovePodSandbox', { pod_sandbox_id: item.id }, 120_000).catch((err: unknown) => note(`remove sandbox ${item.id}`, err));
+      }
+    } catch (err) {
+      note('list the bench sandboxes for cleanup', err);
+    }
+    try {
+      const code = await daemon.stop();
+      if (code !== 0) errors.push(`vmlet serve (pid ${daemon.pid}) exited with ${code}`);
+    } catch (err) {
+      note('stop daemon', err);
+    }
   }
 }

@@ -1,7 +1,38 @@
 /** Option parsing shared by the benchmarks: a usage error type, checked values, the run prologue. */
+import { parseArgs } from 'node:util';
+import { join } from 'node:path';
 
 /** A bad command line: the runner prints it with the usage text and exits 2. */
 export class UsageError extends Error {}
+
+/**
+ * Parses `argv` against `options` (every one a `--name value` string unless declared boolean;
+ * `--help` is added). Returns a reader of the string values and the flags, or undefined for
+ * --help; an unknown option or a stray argument is a UsageError.
+ */
+export function parseBenchArgs(
+  argv: readonly string[],
+  options: Record<string, 'string' | 'boolean'>,
+): { str: (name: string) => string | undefined; flag: (name: string) => boolean } | undefined {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: [...argv],
+      options: { ...Object.fromEntries(Object.entries(options).map(([k, type]) => [k, { type }])), help: { type: 'boolean' } },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.help) return undefined;
+  return { str: (k) => values[k] as string | undefined, flag: (k) => values[k] === true };
+}
+
+/** The default results file: `bench/results/<bench>-<time>.json`. */
+export function defaultJsonPath(repoRoot: string, bench: string, now: Date): string {
+  return join(repoRoot, 'bench', 'results', `${bench}-${now.toISOString().replace(/[:.]/g, '-')}.json`);
+}
 
 export function intOption(value: string | undefined, name: string, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;

@@ -7,7 +7,6 @@
  * argv: --flags <json of vmlet serve flags> --ids <id,id,…> --tag <run tag>
  */
 import { parseArgs } from 'node:util';
-import { spawn } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
 import { loadConfig } from '../../src/config/load.js';
 import { NetworkManager } from '../../src/netd/manager.js';

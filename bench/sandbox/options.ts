@@ -1,7 +1,5 @@
 /** Command-line options of `npm run bench -- sandbox`. Pure. */
-import { parseArgs } from 'node:util';
-import { join } from 'node:path';
-import { UsageError, intOption, oneOfOption } from '../lib/options.js';
+import { UsageError, defaultJsonPath, intOption, oneOfOption, parseBenchArgs } from '../lib/options.js';
 import type { SandboxBenchOptions } from './result.js';
 
 export { UsageError };
@@ -25,35 +23,23 @@ export const SANDBOX_USAGE = `usage: npm run bench -- sandbox [options]   (as ro
 
 /** Undefined for --help. `now` names the default results file. */
 export function parseSandboxOptions(argv: readonly string[], repoRoot: string, now: Date): SandboxBenchOptions | undefined {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        n: { type: 'string' },
-        concurrency: { type: 'string' },
-        json: { type: 'string' },
-        runtime: { type: 'string' },
-        'list-records': { type: 'string' },
-        'list-calls': { type: 'string' },
-        profile: { type: 'string' },
-        'profile-iterations': { type: 'string' },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  if (values.help) return undefined;
-  const str = (k: string) => values[k] as string | undefined;
-  const stamp = now.toISOString().replace(/[:.]/g, '-');
+  const args = parseBenchArgs(argv, {
+    n: 'string',
+    concurrency: 'string',
+    json: 'string',
+    runtime: 'string',
+    'list-records': 'string',
+    'list-calls': 'string',
+    profile: 'string',
+    'profile-iterations': 'string',
+    'log-level': 'string',
+  });
+  if (args === undefined) return undefined;
+  const { str } = args;
   return {
     n: intOption(str('n'), 'n', 20, 1, 1000),
     concurrency: intOption(str('concurrency'), 'concurrency', 10, 1, 1000),
-    json: str('json') ?? join(repoRoot, 'bench', 'results', `sandbox-${stamp}.json`),
+    json: str('json') ?? defaultJsonPath(repoRoot, 'sandbox', now),
     runtime: oneOfOption(str('runtime'), 'runtime', ['dist', 'tsx'] as const, 'dist'),
     listRecords: intOption(str('list-records'), 'list-records', 500, 1, 100_000),
     listCalls: intOption(str('list-calls'), 'list-calls', 200, 1, 100_000),

@@ -4,8 +4,8 @@
  * src/sandbox/records.ts for the ListPodSandbox store. Pure (ids and times are passed in).
  */
 import { sandboxKey, type SandboxRecord } from '../../src/sandbox/records.js';
+import { BENCH_NAMESPACE, RUN_LABEL } from '../lib/pods.js';
 
-export const BENCH_NAMESPACE = 'vmlet-bench';
 /** The label the ListPodSandbox filter selects on: record i carries group g(i mod GROUPS). */
 export const GROUP_LABEL = 'bench.vmlet.io/group';
 export const GROUPS = 10;
@@ -25,7 +25,7 @@ function kubeletLabels(pod: PodIdentity, tag: string, group: number): Record<str
     'io.kubernetes.pod.namespace': BENCH_NAMESPACE,
     'io.kubernetes.pod.uid': pod.uid,
     app: 'vmlet-bench',
-    'bench.vmlet.io/run': tag,
+    [RUN_LABEL]: tag,
     [GROUP_LABEL]: `g${group}`,
   };
 }

@@ -8,22 +8,21 @@
  * Whatever happens (failure, Ctrl-C), the bench removes its sandboxes through the daemon, stops
  * its daemons, deletes any namespace it can attribute to itself and its bridge, and says so.
  */
-import { benchPrologue } from '../lib/options.js';
-import { mkdtemp, mkdir, readdir, readFile, rm, writeFile, access } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { randomBytes, randomInt, randomUUID } from 'node:crypto';
-import { performance } from 'node:perf_hooks';
-import { loadNetworkConfig, type NetworkConfigList } from '../../src/network/cni/config.js';
-import { ExecPluginRunner, findPlugin } from '../../src/network/cni/exec.js';
+import { join } from 'node:path';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { ExecPluginRunner } from '../../src/network/cni/exec.js';
 import { netnsNameFor } from '../../src/network/names.js';
-import { BenchDaemon, REPO_ROOT, prepareEntryPoints, type DaemonDirs, type EntryPoints, type LogLine } from '../lib/daemon.js';
+import { BenchDaemon, REPO_ROOT, buildDaemon, daemonDirs, ownPids, removeThroughDaemons, type EntryPoints, type LogLine } from '../lib/daemon.js';
+import { openBenchRun, errorText, now } from '../lib/harness.js';
 import { cpuSnapshot, machineInfo, otherCpuCores } from '../lib/proc.js';
 import { pool, InterruptedError } from '../lib/pool.js';
+import { RUN_LABEL } from '../lib/pods.js';
 import { roundSamples } from '../lib/stats.js';
 import { CniFloor, type FloorAttachment } from './floor.js';
-import { benchConflist, deleteLink, deleteNetns, hostRouteDsts, linkExists, listNetns, pickBenchSubnet, type BenchNetwork } from './network.js';
+import { cniBinDirs, deleteLink, deleteNetns, linkExists, listNetns, setUpBenchNetwork, type BenchNetwork } from '../lib/network.js';
 import { podIdentity, podSandboxConfig, GROUPS } from './pods.js';
 import { listCases, startReferenceServer, timeListCase, timeRoundTrips, writeStoppedSandboxes } from './list.js';
 import { CriRuntimeClient } from '../lib/cri_client.js';
@@ -39,8 +38,6 @@ import type { SpanReport } from './netd_spans.js';
  */
 const SANDBOX_BENCH_DAEMON_ARGS = ['--vm-warm-pool', '0'];
 
-const RUN_LABEL = 'bench.vmlet.io/run';
-const CANDIDATE_BIN_DIRS = ['/opt/cni/bin', '/usr/lib/cni'];
 const CNI_TIMEOUT_MS = 60_000;
 
 /** Everything the cleanup needs to find, filled in as the bench goes. */
@@ -61,48 +58,12 @@ interface BenchState {
   children: Set<ChildProcess>;
 }
 
-const now = () => performance.now();
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function cniBinDirs(): Promise<string[]> {
-  const dirs: string[] = [];
-  for (const d of CANDIDATE_BIN_DIRS) if (await exists(d)) dirs.push(d);
-  if (dirs.length === 0) throw new Error(`no CNI plugin directory (${CANDIDATE_BIN_DIRS.join(', ')}); install containernetworking-plugins`);
-  for (const plugin of ['bridge', 'host-local']) await findPlugin(plugin, dirs);
-  return dirs;
-}
-
-function daemonDirs(base: string, cniConfDir: string, binDirs: string[]): DaemonDirs {
-  return {
-    socket: join(base, 'run', 'vmlet.sock'),
-    stateDir: join(base, 'state'),
-    imageDir: join(base, 'images'),
-    cniConfDir,
-    cniBinDirs: binDirs,
-    translationsDir: join(base, 'translations'),
-  };
-}
-
 async function sampleMemory(memory: MemorySample[], at: string, daemon: BenchDaemon): Promise<void> {
   memory.push({ at, ...(await daemon.memory()) });
 }
 
 function emptyFloor(): FloorSamples {
   return { setupMs: [], netnsAddMs: [], pluginAddMs: [], teardownMs: [], pluginDelMs: [], netnsDeleteMs: [] };
-}
-
-/** The bench, serve and netd: the processes whose CPU time is ours (children count once reaped). */
-async function ownPids(daemon: BenchDaemon): Promise<number[]> {
-  const netd = await daemon.netdPid();
-  return [process.pid, daemon.pid, ...(netd !== undefined ? [netd] : [])];
 }
 
 /** N floor setups, then N floor teardowns, `concurrency` at a time. */
@@ -385,25 +346,7 @@ async function cleanup(state: BenchState): Promise<SandboxBenchResult['cleanup']
   for (const child of state.children) {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
   }
-  for (const daemon of state.daemons) {
-    if (!daemon.running) continue;
-    try {
-      // Through the product's own teardown first: that is what kubelet would do.
-      const { items } = await daemon.client.call<{ items: { id: string; labels?: Record<string, string> }[] }>('ListPodSandbox', {}, 30_000);
-      for (const item of items) {
-        if (item.labels?.[RUN_LABEL] !== state.tag) continue;
-        await daemon.client.call('RemovePodSandbox', { pod_sandbox_id: item.id }, 120_000).catch((err: unknown) => note(`remove sandbox ${item.id}`, err));
-      }
-    } catch (err) {
-      note('list sandboxes for cleanup', err);
-    }
-    try {
-      const code = await daemon.stop();
-      if (code !== 0) errors.push(`vmlet serve (pid ${daemon.pid}) exited with ${code}`);
-    } catch (err) {
-      note('stop daemon', err);
-    }
-  }
+  await removeThroughDaemons(state.daemons, state.tag, { containers: false }, errors, note);
   // What the daemon could not remove (or a crash left): delete by name.
   const names = await benchNetnsNames(state);
   for (const name of await listNetns()) {
@@ -417,30 +360,21 @@ async function cleanup(state: BenchState): Promise<SandboxBenchResult['cleanup']
   return { leftoverNetns, bridgeLeft, errors };
 }
 
-function errorText(err: unknown): string {
-  if (err instanceof InterruptedError) return 'interrupted (Ctrl-C)';
-  // A gRPC error's message already says code and details; its stack is grpc-js internals.
-  if (err instanceof Error && 'details' in err) return err.message;
-  return err instanceof Error ? (err.stack ?? err.message) : String(err);
-}
-
 export async function runSandboxBench(argv: readonly string[]): Promise<number> {
-  const startedAt = new Date();
-  const prologue = benchPrologue(() => parseSandboxOptions(argv, REPO_ROOT, startedAt), SANDBOX_USAGE, 'the sandbox bench creates network namespaces and bridges');
-  if (typeof prologue === 'number') return prologue;
-  const opts: SandboxBenchOptions = prologue;
-  const jsonPath = resolve(opts.json);
-
-  const aborter = new AbortController();
-  let interrupts = 0;
-  const onSignal = (signal: string) => {
-    interrupts++;
-    if (interrupts === 1) process.stderr.write(`\n${signal}: letting calls in flight finish, then cleaning up (this takes a few seconds)\n`);
-    else process.stderr.write(`${signal}: still cleaning up; the cleanup is what keeps this host tidy, please wait\n`);
-    aborter.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const opened = openBenchRun({
+    argv,
+    parse: (args, startedAt) => parseSandboxOptions(args, REPO_ROOT, startedAt),
+    usage: SANDBOX_USAGE,
+    rootReason: 'the sandbox bench creates network namespaces and bridges',
+    prefix: '[bench]',
+    interrupt: {
+      first: 'letting calls in flight finish, then cleaning up (this takes a few seconds)',
+      again: 'still cleaning up; the cleanup is what keeps this host tidy, please wait',
+    },
+  });
+  if (typeof opened === 'number') return opened;
+  const { run, opts, startedAt, jsonPath } = opened;
+  const { signal, step, checkAbort } = run;
 
   const tag = randomBytes(3).toString('hex');
   const state: BenchState = {
@@ -466,35 +400,19 @@ export async function runSandboxBench(argv: readonly string[]): Promise<number> 
     memory: [],
     cleanup: { leftoverNetns: [], bridgeLeft: false, errors: [] },
   };
-  const signal = aborter.signal;
-  const step = (text: string) => process.stderr.write(`[bench] ${text}\n`);
-  const checkAbort = () => {
-    if (signal.aborted) throw new InterruptedError();
-  };
 
   try {
     const binDirs = await cniBinDirs();
-    const network: BenchNetwork = {
+    const { network, cniConfDir, conflist, config: netConfig } = await setUpBenchNetwork(state.dir, {
       networkName: `vmlet-bench-${tag}`,
       bridge: `vbench${tag}`,
-      subnet: pickBenchSubnet(await hostRouteDsts(), randomInt(256)),
-      ipamDataDir: join(state.dir, 'ipam'),
-    };
+      fileName: '10-vmlet-bench.conflist',
+    });
     state.network = network;
-    const cniConfDir = join(state.dir, 'cni');
-    await mkdir(cniConfDir, { recursive: true });
-    const conflist = benchConflist(network);
-    await writeFile(join(cniConfDir, '10-vmlet-bench.conflist'), `${JSON.stringify(conflist, null, 2)}\n`);
-    const loaded = await loadNetworkConfig(cniConfDir);
-    if (!loaded.ok) throw new Error(`the bench conflist does not load: ${loaded.reason}`);
-    const netConfig: NetworkConfigList = loaded.config;
     result.network = { conflist, bridge: network.bridge, subnet: network.subnet, cniBinDirs: binDirs };
 
-    step(opts.runtime === 'dist' ? 'building the daemon with tsc' : 'using the .ts sources under tsx');
-    await mkdir(join(state.dir, 'build'), { recursive: true });
-    const entry = await prepareEntryPoints(opts.runtime, join(state.dir, 'build'));
-    result.runtime = { mode: entry.mode, ...(entry.buildMs !== undefined ? { buildMs: entry.buildMs } : {}), ...(entry.buildDiagnostics ? { buildDiagnostics: entry.buildDiagnostics } : {}) };
-    if (entry.buildDiagnostics) step(`tsc reported type errors (JavaScript emitted anyway; see the JSON): ${entry.buildDiagnostics.split('\n')[0]}`);
+    const { entry, runtime } = await buildDaemon(opts.runtime, join(state.dir, 'build'), step);
+    result.runtime = runtime;
     checkAbort();
 
     step('starting vmlet serve');
@@ -552,17 +470,12 @@ export async function runSandboxBench(argv: readonly string[]): Promise<number> 
     result.cleanup = await cleanup(state);
     result.finishedAt = new Date().toISOString();
     result.loadavg.end = loadavg();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    run.close();
   }
 
   roundAll(result);
-  await mkdir(dirname(jsonPath), { recursive: true });
-  await writeFile(jsonPath, `${JSON.stringify(result, null, 2)}\n`);
-  process.stdout.write(`\n${formatReport(result)}\n\nresults: ${jsonPath}\n`);
-  if (result.error) return signal.aborted ? 130 : 1;
   const c = result.cleanup;
-  return c.leftoverNetns.length > 0 || c.bridgeLeft || c.errors.length > 0 ? 1 : 0;
+  return run.finish(jsonPath, result, formatReport(result), c.leftoverNetns.length > 0 || c.bridgeLeft || c.errors.length > 0);
 }
 
 /** Keeps the JSON readable: microsecond precision is plenty for these samples. */

@@ -1,7 +1,5 @@
 /** Command-line options of `npm run bench -- vm`. Pure. */
-import { parseArgs } from 'node:util';
-import { join } from 'node:path';
-import { UsageError, intOption, oneOfOption } from '../lib/options.js';
+import { UsageError, defaultJsonPath, intOption, oneOfOption, parseBenchArgs } from '../lib/options.js';
 
 export { UsageError };
 
@@ -49,38 +47,26 @@ export const VM_USAGE = `usage: npm run bench -- vm [options]   (as root; needs 
 
 /** Undefined for --help. `now` names the default results file. */
 export function parseVmOptions(argv: readonly string[], repoRoot: string, now: Date): VmBenchOptions | undefined {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        pods: { type: 'string' },
-        concurrency: { type: 'string' },
-        json: { type: 'string' },
-        'keep-going': { type: 'boolean' },
-        runtime: { type: 'string' },
-        'vm-memory': { type: 'string' },
-        'warm-pool': { type: 'string' },
-        'boot-timeout': { type: 'string' },
-        profile: { type: 'string' },
-        'profile-pods': { type: 'string' },
-        help: { type: 'boolean' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  if (values.help) return undefined;
-  const str = (k: string) => values[k] as string | undefined;
-  const stamp = now.toISOString().replace(/[:.]/g, '-');
+  const args = parseBenchArgs(argv, {
+    pods: 'string',
+    concurrency: 'string',
+    json: 'string',
+    'keep-going': 'boolean',
+    runtime: 'string',
+    'vm-memory': 'string',
+    'warm-pool': 'string',
+    'boot-timeout': 'string',
+    profile: 'string',
+    'profile-pods': 'string',
+  });
+  if (args === undefined) return undefined;
+  const { str, flag } = args;
   const pods = intOption(str('pods'), 'pods', 4, 1, 64);
   return {
     pods,
     concurrency: Math.min(intOption(str('concurrency'), 'concurrency', 1, 1, 64), pods),
-    json: str('json') ?? join(repoRoot, 'bench', 'results', `vm-${stamp}.json`),
-    keepGoing: values['keep-going'] === true,
+    json: str('json') ?? defaultJsonPath(repoRoot, 'vm', now),
+    keepGoing: flag('keep-going'),
     runtime: oneOfOption(str('runtime'), 'runtime', ['dist', 'tsx'] as const, 'dist'),
     vmMemoryMiB: intOption(str('vm-memory'), 'vm-memory', 256, 64, 4096),
     warmPool: intOption(str('warm-pool'), 'warm-pool', 1, 0, 16),

@@ -4,9 +4,8 @@
  * loader keeps it. Pure: ids, times and paths are passed in.
  */
 
-export const BENCH_NAMESPACE = 'vmlet-bench';
-/** Every bench sandbox carries this label with the run's tag; cleanup removes exactly those. */
-export const RUN_LABEL = 'bench.vmlet.io/run';
+import { BENCH_NAMESPACE, RUN_LABEL } from '../lib/pods.js';
+
 export const CONTAINER_NAME = 'vm';
 /** Relative to the sandbox's log directory, as kubelet sets it (`<name>/<attempt>.log`). */
 export const CONTAINER_LOG_PATH = 'vm/0.log';

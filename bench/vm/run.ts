@@ -10,29 +10,27 @@
  * daemon, stops it, removes by name any domain or netns of its own that is left, deletes its
  * bridge and checks that no domain, netns or QEMU process of its own remains.
  */
-import { benchPrologue } from '../lib/options.js';
-import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { randomBytes, randomInt, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { findPlugin } from '../../src/network/cni/exec.js';
-import { loadNetworkConfig } from '../../src/network/cni/config.js';
 import { netnsNameFor } from '../../src/network/names.js';
 import { ensureLibvirtd } from '../../test/helpers/libvirtd.js';
-import { BenchDaemon, REPO_ROOT, prepareEntryPoints, type DaemonDirs, type EntryPoints } from '../lib/daemon.js';
+import { BenchDaemon, REPO_ROOT, buildDaemon, daemonDirs, ownPids, removeThroughDaemons, type EntryPoints } from '../lib/daemon.js';
+import { openBenchRun, errorText, now, sleep } from '../lib/harness.js';
 import { machineInfo } from '../lib/proc.js';
 import { pool, InterruptedError } from '../lib/pool.js';
 import { roundSamples } from '../lib/stats.js';
-import { benchConflist, deleteLink, deleteNetns, hostRouteDsts, linkExists, listNetns, pickBenchSubnet, type BenchNetwork } from '../sandbox/network.js';
+import { cniBinDirs, deleteLink, deleteNetns, linkExists, listNetns, setUpBenchNetwork, type BenchNetwork } from '../lib/network.js';
 import { buildTestGuest, serveGuest, type GuestServer } from './guest_image.js';
 import { cpuBetween, cpuReading, definedDomains, destroyAndUndefine, pausedWarmDomains, qemuPidsOf, toolVersion, vmletDomains } from './host.js';
 import { LibvirtFloor } from './libvirt_floor.js';
 import { CriImageClient } from './image_client.js';
 import { podBreakdown } from './log_breakdown.js';
 import { parseVmOptions, VM_USAGE, type VmBenchOptions } from './options.js';
-import { CONTAINER_LOG_PATH, RUN_LABEL, vmCreateContainerRequest, vmPodName, vmPodSandboxConfig } from './pods.js';
+import { CONTAINER_LOG_PATH, vmCreateContainerRequest, vmPodName, vmPodSandboxConfig } from './pods.js';
 import { formatReport, measuredPods, shareVerdict } from './report.js';
 import { RESULT_FORMAT, type MemorySample, type PodSample, type ProfileResult, type TeardownSample, type VmBenchResult } from './result.js';
 import { SPANS_FILE_ENV } from './span_record.js';
@@ -40,7 +38,6 @@ import { acksFromVerboseInfo, firstDhcpAck, guestMarks, parseCriLog } from './si
 import { parseSpanLines, summarizeSpans } from './span_profile.js';
 
 const LIBVIRT_URI = 'qemu:///system';
-const CANDIDATE_BIN_DIRS = ['/opt/cni/bin', '/usr/lib/cni'];
 /** How often the bench asks netd's ACK counter (PodSandboxStatus verbose) while a guest boots. */
 const ACK_POLL_MS = 250;
 /** After the ACK line, how long the counter may take to show it before the bench stops asking. */
@@ -63,58 +60,8 @@ interface BenchState {
   domains: Set<string>;
 }
 
-const now = () => performance.now();
 /** Epoch ms with sub-ms precision, comparable with pino's `time` and the CRI log's stamps. */
 const epochNow = () => performance.timeOrigin + performance.now();
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new InterruptedError());
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new InterruptedError());
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-async function cniBinDirs(): Promise<string[]> {
-  const dirs: string[] = [];
-  for (const d of CANDIDATE_BIN_DIRS) if (await exists(d)) dirs.push(d);
-  if (dirs.length === 0) throw new Error(`no CNI plugin directory (${CANDIDATE_BIN_DIRS.join(', ')}); install containernetworking-plugins`);
-  for (const plugin of ['bridge', 'host-local']) await findPlugin(plugin, dirs);
-  return dirs;
-}
-
-function daemonDirs(base: string, cniConfDir: string, binDirs: string[]): DaemonDirs {
-  return {
-    socket: join(base, 'run', 'vmlet.sock'),
-    stateDir: join(base, 'state'),
-    imageDir: join(base, 'images'),
-    cniConfDir,
-    cniBinDirs: binDirs,
-    translationsDir: join(base, 'translations'),
-  };
-}
-
-function errorText(err: unknown): string {
-  if (err instanceof InterruptedError) return 'interrupted (Ctrl-C)';
-  if (err instanceof Error && 'details' in err) return err.message;
-  return err instanceof Error ? (err.stack ?? err.message) : String(err);
-}
 
 /** A pod's failure: the message is the whole story (the bench's own checks, gRPC statuses). */
 function podErrorText(err: unknown): string {
@@ -143,11 +90,6 @@ interface PodContext {
   signal: AbortSignal;
   /** Sequential runs split each pod's time by the daemon's log lines. */
   breakdown: boolean;
-}
-
-async function ownPids(daemon: BenchDaemon): Promise<number[]> {
-  const netd = await daemon.netdPid();
-  return [process.pid, daemon.pid, ...(netd !== undefined ? [netd] : [])];
 }
 
 async function guestPids(state: BenchState): Promise<number[]> {
@@ -381,28 +323,7 @@ async function cleanup(state: BenchState): Promise<VmBenchResult['cleanup']> {
   const errors: string[] = [];
   const note = (what: string, err: unknown) => errors.push(`${what}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
   for (const c of state.imageClients) c.close();
-  for (const daemon of state.daemons) {
-    if (!daemon.running) continue;
-    try {
-      // Through the product's own teardown first, as kubelet would.
-      const { items } = await daemon.client.call<{ items: { id: string; labels?: Record<string, string> }[] }>('ListPodSandbox', { filter: { label_selector: { [RUN_LABEL]: state.tag } } }, 30_000);
-      for (const item of items) {
-        const { containers } = await daemon.client.call<{ containers: { id: string }[] }>('ListContainers', { filter: { pod_sandbox_id: item.id } }, 30_000);
-        for (const c of containers) {
-          await daemon.client.call('RemoveContainer', { container_id: c.id }, 120_000).catch((err: unknown) => note(`remove container ${c.id}`, err));
-        }
-        await daemon.client.call('RemovePodSandbox', { pod_sandbox_id: item.id }, 120_000).catch((err: unknown) => note(`remove sandbox ${item.id}`, err));
-      }
-    } catch (err) {
-      note('list the bench sandboxes for cleanup', err);
-    }
-    try {
-      const code = await daemon.stop();
-      if (code !== 0) errors.push(`vmlet serve (pid ${daemon.pid}) exited with ${code}`);
-    } catch (err) {
-      note('stop daemon', err);
-    }
-  }
+  await removeThroughDaemons(state.daemons, state.tag, { containers: true }, errors, note);
   await state.guest?.close().catch((err: unknown) => note('close the image server', err));
 
   // What the daemon could not remove (or a crash left): by name, only the bench's own.
@@ -452,27 +373,20 @@ function roundAll(result: VmBenchResult): void {
 }
 
 export async function runVmBench(argv: readonly string[]): Promise<number> {
-  const startedAt = new Date();
-  const prologue = benchPrologue(() => parseVmOptions(argv, REPO_ROOT, startedAt), VM_USAGE, 'the VM bench creates network namespaces, bridges and libvirt domains');
-  if (typeof prologue === 'number') return prologue;
-  const opts: VmBenchOptions = prologue;
-  const jsonPath = resolve(opts.json);
-
-  const aborter = new AbortController();
-  let interrupts = 0;
-  const onSignal = (signal: string) => {
-    interrupts++;
-    if (interrupts === 1) process.stderr.write(`\n${signal}: letting calls in flight finish, then cleaning up (VMs, sandboxes, daemon, bridge)\n`);
-    else process.stderr.write(`${signal}: still cleaning up; please wait, the cleanup keeps this host tidy\n`);
-    aborter.abort();
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const signal = aborter.signal;
-  const step = (text: string) => process.stderr.write(`[bench vm] ${text}\n`);
-  const checkAbort = () => {
-    if (signal.aborted) throw new InterruptedError();
-  };
+  const opened = openBenchRun({
+    argv,
+    parse: (args, startedAt) => parseVmOptions(args, REPO_ROOT, startedAt),
+    usage: VM_USAGE,
+    rootReason: 'the VM bench creates network namespaces, bridges and libvirt domains',
+    prefix: '[bench vm]',
+    interrupt: {
+      first: 'letting calls in flight finish, then cleaning up (VMs, sandboxes, daemon, bridge)',
+      again: 'still cleaning up; please wait, the cleanup keeps this host tidy',
+    },
+  });
+  if (typeof opened === 'number') return opened;
+  const { run, opts, startedAt, jsonPath } = opened;
+  const { signal, step, checkAbort } = run;
 
   const tag = randomBytes(3).toString('hex');
   const state: BenchState = {
@@ -512,19 +426,12 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
     result.foreignDomainsAtStart = await waitForNoForeignDomains(signal, step);
 
     const binDirs = await cniBinDirs();
-    const network: BenchNetwork = {
+    const { network, cniConfDir, conflist } = await setUpBenchNetwork(state.dir, {
       networkName: `vmlet-bench-vm-${tag}`,
       bridge: `vbvm${tag}`,
-      subnet: pickBenchSubnet(await hostRouteDsts(), randomInt(256)),
-      ipamDataDir: join(state.dir, 'ipam'),
-    };
+      fileName: '10-vmlet-bench-vm.conflist',
+    });
     state.network = network;
-    const cniConfDir = join(state.dir, 'cni');
-    await mkdir(cniConfDir, { recursive: true });
-    const conflist = benchConflist(network);
-    await writeFile(join(cniConfDir, '10-vmlet-bench-vm.conflist'), `${JSON.stringify(conflist, null, 2)}\n`);
-    const loaded = await loadNetworkConfig(cniConfDir);
-    if (!loaded.ok) throw new Error(`the bench conflist does not load: ${loaded.reason}`);
     result.network = { bridge: network.bridge, subnet: network.subnet, conflist };
 
     step('building (or reusing) the test guest: test-guests/build-busybox.sh');
@@ -533,12 +440,9 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
     result.image = { path: guestPath, bytes: state.guest.bytes, url: state.guest.url, pullMs: NaN };
     checkAbort();
 
-    step(opts.runtime === 'dist' ? 'building the daemon with tsc' : 'using the .ts sources under tsx');
     const buildDir = join(state.dir, 'build');
-    await mkdir(buildDir, { recursive: true });
-    const entry = await prepareEntryPoints(opts.runtime, buildDir);
-    result.runtime = { mode: entry.mode, ...(entry.buildMs !== undefined ? { buildMs: entry.buildMs } : {}), ...(entry.buildDiagnostics ? { buildDiagnostics: entry.buildDiagnostics } : {}) };
-    if (entry.buildDiagnostics) step(`tsc reported type errors (JavaScript emitted anyway; see the JSON): ${entry.buildDiagnostics.split('\n')[0]}`);
+    const { entry, runtime } = await buildDaemon(opts.runtime, buildDir, step);
+    result.runtime = runtime;
     checkAbort();
 
     step(`starting vmlet serve (--kvm off, log level debug, ${vmDaemonArgs(opts).join(' ')})`);
@@ -621,18 +525,13 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
     result.cleanup = await cleanup(state);
     result.finishedAt = new Date().toISOString();
     result.machine.loadavgEnd = loadavg();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    run.close();
   }
 
   roundAll(result);
-  await mkdir(dirname(jsonPath), { recursive: true });
-  await writeFile(jsonPath, `${JSON.stringify(result, null, 2)}\n`);
-  process.stdout.write(`\n${formatReport(result)}\n\nresults: ${jsonPath}\n`);
-  if (result.error) return signal.aborted ? 130 : 1;
   const c = result.cleanup;
   const failedPods = result.pods.some((p) => p.error !== undefined);
-  return c.leftoverDomains.length > 0 || c.leftoverNetns.length > 0 || c.leftoverQemuPids.length > 0 || c.bridgeLeft || failedPods ? 1 : 0;
+  return run.finish(jsonPath, result, formatReport(result), c.leftoverDomains.length > 0 || c.leftoverNetns.length > 0 || c.leftoverQemuPids.length > 0 || c.bridgeLeft || failedPods);
 }
 
 /** The daemon flags the VM bench runs with: guests of the measured size, and the warm pool. */

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { podIdentity, podSandboxConfig, stoppedSandboxRecord, GROUP_LABEL } from '../sandbox/pods.js';
-import { sandboxSpecFromConfig } from '../../src/cri/sandbox_run.js';
-import { sandboxKey } from '../../src/sandbox/records.js';
+import { podIdentity, podSandboxConfig, stoppedSandboxRecord, GROUP_LABEL } from '../../sandbox/pods.js';
+import { sandboxSpecFromConfig } from '../../../src/cri/sandbox_run.js';
+import { sandboxKey } from '../../../src/sandbox/records.js';
 
 test('the pod config passes vmlet\'s own RunPodSandbox validation', () => {
   const pod = podIdentity('abc123', 's', 4, '0b7c6a62-5a7e-4b43-9d59-3b1f1c0de001');

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseVmOptions, UsageError } from '../options.js';
+import { parseVmOptions, UsageError } from '../../vm/options.js';
 
 const NOW = new Date('2026-01-02T03:04:05.678Z');
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { acksFromVerboseInfo, firstDhcpAck, guestMarks, parseCriLog, rfc3339ToEpochMs } from '../signals.js';
+import { acksFromVerboseInfo, firstDhcpAck, guestMarks, parseCriLog, rfc3339ToEpochMs } from '../../vm/signals.js';
 
 const SB = 'a'.repeat(64);
 

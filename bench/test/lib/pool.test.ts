@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pool, InterruptedError } from '../lib/pool.js';
+import { pool, InterruptedError } from '../../lib/pool.js';
 
 test('pool keeps at most `concurrency` in flight and returns results in index order', async () => {
   let inFlight = 0;

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseSpanLines, summarizeSpans, UNTIMED } from '../span_profile.js';
-import type { RootSpanRecord } from '../span_record.js';
+import { parseSpanLines, summarizeSpans, UNTIMED } from '../../vm/span_profile.js';
+import type { RootSpanRecord } from '../../vm/span_record.js';
 
 function create(durMs: number, waitMs: number, ok = true): RootSpanRecord {
   return {

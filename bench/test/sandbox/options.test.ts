@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseSandboxOptions, UsageError } from '../sandbox/options.js';
+import { parseSandboxOptions, UsageError } from '../../sandbox/options.js';
 
 const when = new Date('2025-01-02T03:04:05.678Z');
 

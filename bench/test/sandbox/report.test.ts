@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatReport, runRatio, runVerdict, RUN_TARGET_RATIO } from '../sandbox/report.js';
-import { RESULT_FORMAT, type PhaseResult, type SandboxBenchResult } from '../sandbox/result.js';
-import { formatTable, ms } from '../lib/table.js';
+import { formatReport, runRatio, runVerdict, RUN_TARGET_RATIO } from '../../sandbox/report.js';
+import { RESULT_FORMAT, type PhaseResult, type SandboxBenchResult } from '../../sandbox/result.js';
+import { formatTable, ms } from '../../lib/table.js';
 
 function phase(name: PhaseResult['name'], run: number[], floor: number[]): PhaseResult {
   return {

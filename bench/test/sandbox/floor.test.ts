@@ -9,10 +9,10 @@ import { mkdtempSync, rmSync, readdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { CniFloor } from '../sandbox/floor.js';
-import { benchConflist, deleteLink, linkExists, listNetns } from '../sandbox/network.js';
-import { parseConfigList } from '../../src/network/cni/config.js';
-import { ExecPluginRunner } from '../../src/network/cni/exec.js';
+import { CniFloor } from '../../sandbox/floor.js';
+import { benchConflist, deleteLink, linkExists, listNetns } from '../../lib/network.js';
+import { parseConfigList } from '../../../src/network/cni/config.js';
+import { ExecPluginRunner } from '../../../src/network/cni/exec.js';
 
 const isRoot = process.getuid?.() === 0;
 const pluginsDir = '/usr/lib/cni';

@@ -10,7 +10,7 @@ import {
   processTicks,
   readMemory,
   statusFieldKiB,
-} from '../lib/proc.js';
+} from '../../lib/proc.js';
 
 test('status and stat parsing', () => {
   const status = 'Name:\tnode\nVmHWM:\t  81234 kB\nVmRSS:\t   70000 kB\n';

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatReport, memoryGrowth, shareVerdict, VMLET_SHARE_TARGET_MS } from '../report.js';
-import { RESULT_FORMAT, type PodSample, type VmBenchResult } from '../result.js';
+import { formatReport, memoryGrowth, shareVerdict, VMLET_SHARE_TARGET_MS } from '../../vm/report.js';
+import { RESULT_FORMAT, type PodSample, type VmBenchResult } from '../../vm/result.js';
 
 function pod(name: string, run: number, create: number, start: number, boot: number, warmup = false): PodSample {
   const runSentAt = 1_000_000;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { podBreakdown } from '../log_breakdown.js';
+import { podBreakdown } from '../../vm/log_breakdown.js';
 
 const SB = 'c'.repeat(64);
 

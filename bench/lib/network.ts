@@ -2,11 +2,16 @@
  * The bench's CNI network: a bridge `vbench<tag>` with host-local IPAM in a /24 of 198.19.0.0/16
  * (inside the test range 198.18.0.0/15), gateway on the host bridge, no masquerade and no route
  * beyond 198.18.0.0/15, so nothing a pod sends can leave the machine. Pure builders plus the few
- * host reads and deletes the bench needs around it.
+ * host reads, writes and deletes the benchmarks need around it (the VM bench names its bridge
+ * `vbvm<tag>`).
  */
 import { execFile } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { randomInt } from 'node:crypto';
+import { access, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { loadNetworkConfig, type NetworkConfigList } from '../../src/network/cni/config.js';
+import { findPlugin } from '../../src/network/cni/exec.js';
 
 const execFileP = promisify(execFile);
 
@@ -111,4 +116,50 @@ export async function linkExists(name: string): Promise<boolean> {
 /** The bridge plugin never deletes its bridge; the bench made it, the bench removes it. */
 export async function deleteLink(name: string): Promise<void> {
   if (await linkExists(name)) await execFileP('ip', ['link', 'delete', 'dev', name], { timeout: 10_000 });
+}
+
+const CANDIDATE_BIN_DIRS = ['/opt/cni/bin', '/usr/lib/cni'];
+
+/** The CNI plugin directories present on this host; fails unless `bridge` and `host-local` are found. */
+export async function cniBinDirs(): Promise<string[]> {
+  const dirs: string[] = [];
+  for (const d of CANDIDATE_BIN_DIRS) if (await exists(d)) dirs.push(d);
+  if (dirs.length === 0) throw new Error(`no CNI plugin directory (${CANDIDATE_BIN_DIRS.join(', ')}); install containernetworking-plugins`);
+  for (const plugin of ['bridge', 'host-local']) await findPlugin(plugin, dirs);
+  return dirs;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Picks a free subnet, writes the bench conflist as `fileName` into `<dir>/cni` (the daemon's
+ * `--cni-conf-dir`) and checks that the product's loader accepts it. The bridge is created by the
+ * first CNI ADD; the caller deletes it.
+ */
+export async function setUpBenchNetwork(dir: string, names: { networkName: string; bridge: string; fileName: string }): Promise<{
+  network: BenchNetwork;
+  cniConfDir: string;
+  conflist: Record<string, unknown>;
+  config: NetworkConfigList;
+}> {
+  const network: BenchNetwork = {
+    networkName: names.networkName,
+    bridge: names.bridge,
+    subnet: pickBenchSubnet(await hostRouteDsts(), randomInt(256)),
+    ipamDataDir: join(dir, 'ipam'),
+  };
+  const cniConfDir = join(dir, 'cni');
+  await mkdir(cniConfDir, { recursive: true });
+  const conflist = benchConflist(network);
+  await writeFile(join(cniConfDir, names.fileName), `${JSON.stringify(conflist, null, 2)}\n`);
+  const loaded = await loadNetworkConfig(cniConfDir);
+  if (!loaded.ok) throw new Error(`the bench conflist does not load: ${loaded.reason}`);
+  return { network, cniConfDir, conflist, config: loaded.config };
 }

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import childProcess from 'node:child_process';
 import { syncBuiltinESMExports } from 'node:module';
 import { promisify } from 'node:util';
-import { patchExecFile, setRecordSink, timed, wrapMethod } from '../serve_spans.js';
-import type { RootSpanRecord } from '../span_record.js';
+import { patchExecFile, setRecordSink, timed, wrapMethod } from '../../vm/serve_spans.js';
+import type { RootSpanRecord } from '../../vm/span_record.js';
 
 const records: RootSpanRecord[] = [];
 setRecordSink((r) => records.push(r));

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { median, percentile, summarize, roundSamples } from '../lib/stats.js';
+import { median, percentile, summarize, roundSamples } from '../../lib/stats.js';
 
 test('median of odd and even counts, unsorted input', () => {
   assert.equal(median([5, 1, 3]), 3);

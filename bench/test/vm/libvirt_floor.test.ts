@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { floorDomainXml, FLOOR_DOMAIN_PREFIX } from '../libvirt_floor.js';
+import { floorDomainXml, FLOOR_DOMAIN_PREFIX } from '../../vm/libvirt_floor.js';
 
 // Inline rather than a golden file: test/golden/ belongs to the product's tests.
 const EXPECTED = `<domain type='qemu'>

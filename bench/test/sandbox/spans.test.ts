@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SpanRecorder, spanRows } from '../sandbox/spans.js';
+import { SpanRecorder, spanRows } from '../../sandbox/spans.js';
 
 class Store {
   writes = 0;

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { benchConflist, cidrRange, pickBenchSubnet, POD_ROUTE } from '../sandbox/network.js';
-import { parseConfigList } from '../../src/network/cni/config.js';
+import { benchConflist, cidrRange, pickBenchSubnet, POD_ROUTE } from '../../lib/network.js';
+import { parseConfigList } from '../../../src/network/cni/config.js';
 
 test('cidrRange', () => {
   assert.deepEqual(cidrRange('198.19.5.0/24'), [0xc6130500, 0xc61305ff]);

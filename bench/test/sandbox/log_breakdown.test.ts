@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runBreakdown, stopBreakdown, removeBreakdown } from '../sandbox/log_breakdown.js';
-import { netnsNameFor } from '../../src/network/names.js';
+import { runBreakdown, stopBreakdown, removeBreakdown } from '../../sandbox/log_breakdown.js';
+import { netnsNameFor } from '../../../src/network/names.js';
 
 const a = 'a'.repeat(64);
 const b = 'b'.repeat(64);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { growthVerdict, leastSquaresSlope, rssGrowth, PER_VM_TARGET_KIB } from '../memory.js';
+import { growthVerdict, leastSquaresSlope, rssGrowth, PER_VM_TARGET_KIB } from '../../vm/memory.js';
 
 test('leastSquaresSlope fits a line and refuses degenerate input', () => {
   assert.equal(leastSquaresSlope([{ x: 0, y: 10 }, { x: 1, y: 12 }, { x: 2, y: 14 }]), 2);

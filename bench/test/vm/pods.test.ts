@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CONTAINER_LOG_PATH, RUN_LABEL, vmCreateContainerRequest, vmPodName, vmPodSandboxConfig } from '../pods.js';
+import { RUN_LABEL } from '../../lib/pods.js';
+import { CONTAINER_LOG_PATH, vmCreateContainerRequest, vmPodName, vmPodSandboxConfig } from '../../vm/pods.js';
 
 test('the pod config carries the run label, the log directory and a hostname that is the pod name', () => {
   const name = vmPodName('abc123', 'm', 2);
