@@ -10,7 +10,8 @@ import { NotFoundError, FailedPreconditionError, errorText, VmletError, Code } f
 import type { Logger } from '../log.js';
 import type { NetdClient } from '../netd/client.js';
 import type { SetupParams } from '../netd/protocol.js';
-import { resolveId, nowNs } from '../cri/validate.js';
+import { resolveId } from '../store/id_index.js';
+import { nowNs } from '../clock.js';
 import { sandboxKey, type SandboxRecord } from './records.js';
 import { KeyedLock } from '../store/keyed_lock.js';
 import { filterRecords, type RecordFilter } from '../store/record_filter.js';
