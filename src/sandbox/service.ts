@@ -29,6 +29,9 @@ export interface SandboxSpec {
 
 export type SandboxFilter = RecordFilter<SandboxRecord['state']>;
 
+/** The netd call the sandbox side makes (NetdClient; a fake in tests). */
+export type NetdCalls = Pick<NetdClient, 'call'>;
+
 /** Hooks for the container side: the sandbox must stop/remove its VM before its network goes. */
 export interface SandboxContainerHooks {
   stopContainersOf(sandboxId: string): Promise<void>;
@@ -51,7 +54,7 @@ export class SandboxService {
 
   constructor(
     dir: string,
-    private readonly netd: NetdClient,
+    private readonly netd: NetdCalls,
     private readonly logger: Logger,
     private readonly netdTimeoutMs: number,
   ) {
