@@ -3,11 +3,15 @@ import { join } from 'node:path';
 import { ConsoleLogPump } from '../console/log_pump.js';
 import { FailedPreconditionError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { ConsoleLogs } from './service.js';
 import type { ContainerRecord } from './records.js';
+import { CONSOLE_RAW, CONSOLE_STATE } from './layout.js';
 
-export const CONSOLE_RAW = 'console.raw';
-const CONSOLE_STATE = 'console.state';
+/** The console → CRI log side, as the container verbs see it. */
+export interface ConsoleLogs {
+  start(record: ContainerRecord): Promise<void>;
+  stop(containerId: string): Promise<void>;
+  reopen(containerId: string): Promise<void>;
+}
 
 export class ConsolePumps implements ConsoleLogs {
   private readonly pumps = new Map<string, ConsoleLogPump>();

@@ -11,7 +11,8 @@ import { InvalidArgumentError, errorText } from '../errors.js';
 import type { HandlerMap } from './rpc.js';
 import { loadCriServices } from './proto.js';
 import { RepeatedFieldEncoder, type EncodedMessage } from './encoded_list.js';
-import { checkIdOrPrefix, checkStringMap, nowNs } from './validate.js';
+import { checkIdOrPrefix, checkStringMap } from './validate.js';
+import { nowNs } from '../clock.js';
 
 const STATE: Record<SandboxRecord['state'], 'SANDBOX_READY' | 'SANDBOX_NOTREADY'> = {
   READY: 'SANDBOX_READY',

@@ -73,22 +73,3 @@ export function checkIdOrPrefix(value: string | undefined, field: string): strin
   if (!/^[a-f0-9]{1,64}$/.test(value)) throw new InvalidArgumentError(`${field} ${JSON.stringify(value.slice(0, 80))} is not a valid id`);
   return value;
 }
-
-/** Resolves a full id or a unique prefix among `ids`. */
-export function resolveId(prefix: string, ids: Iterable<string>, kind: string): string | undefined {
-  let found: string | undefined;
-  for (const id of ids) {
-    if (id === prefix) return id;
-    if (id.startsWith(prefix)) {
-      if (found !== undefined) throw new InvalidArgumentError(`${kind} id prefix ${prefix} is ambiguous`);
-      found = id;
-    }
-  }
-  return found;
-}
-
-export function nowNs(): bigint {
-  const ms = BigInt(Date.now());
-  const sub = process.hrtime.bigint() % 1_000_000n;
-  return ms * 1_000_000n + sub;
-}

@@ -19,14 +19,16 @@ import { NetdClient } from '../netd/client.js';
 import { SandboxService } from '../sandbox/service.js';
 import { ImageStore } from '../image/store.js';
 import { errorText } from '../errors.js';
-import { ContainerService, ownerIdFor, QMP_DIR } from '../container/service.js';
+import { ContainerService } from '../container/service.js';
+import { ownerIdFor, QMP_DIR, VM_DIR } from '../container/layout.js';
+import { StatsCollector } from '../container/stats.js';
 import { WarmPool } from '../container/warm/pool.js';
 import { ConsolePumps } from '../container/console_pumps.js';
 import { containerCreateHandlers } from '../cri/container_create.js';
 import { containerLifecycleHandlers } from '../cri/container_lifecycle.js';
 import { containerQueryHandlers } from '../cri/container_query.js';
 import { containerUpdateHandlers } from '../cri/container_update.js';
-import { StatsCollector, statsHandlers } from '../cri/container_stats.js';
+import { statsHandlers } from '../cri/container_stats.js';
 import { probeKvm } from '../libvirt/kvm_probe.js';
 import { installVmwrapper } from '../vmwrapper/install.js';
 
@@ -101,11 +103,11 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       },
       host,
       owner: ownerIdFor(config.stateDir),
-      dataDir: join(config.stateDir, 'vms'),
+      dataDir: join(config.stateDir, VM_DIR),
       qmpDir: join(config.stateDir, QMP_DIR),
       logger: logger.child({ component: 'warm-pool' }),
     });
-    const containers = new ContainerService(config.stateDir, libvirt, images, sandboxes, consoles, host, logger.child({ component: 'containers' }), warmPool);
+    const containers = new ContainerService(config.stateDir, { libvirt, images, sandboxes, consoles, host, logger: logger.child({ component: 'containers' }), pool: warmPool });
     await containers.load();
     cleanups.push(() => containers.flush());
     cleanups.push(() => consoles.shutdown());
@@ -126,7 +128,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       logger.error({ err }, 'libvirt not reachable at start; containers reconcile when it is; no warm VMs');
     }
     cleanups.push(() => warmPool.close());
-    const stats = new StatsCollector(containers, libvirt, config.stateDir, logger);
+    const stats = new StatsCollector({ domainOf: (r) => containers.domainRef(r), libvirt, logger });
 
     const health: RuntimeHealth = {
       async runtime() {
@@ -154,8 +156,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         ...containerCreateHandlers(containers),
         ...containerLifecycleHandlers(containers),
         ...containerQueryHandlers(containers),
-        ...containerUpdateHandlers(containers, libvirt),
-        ...statsHandlers(stats, containers, sandboxes),
+        ...containerUpdateHandlers(containers),
+        ...statsHandlers(stats, containers, sandboxes, config.stateDir),
       },
       imageHandlers: imageHandlers(images, (imageId) => containers.list().find((c) => c.imageRef === imageId)?.id),
     });

@@ -36,7 +36,18 @@ export class QmpLineReader {
   }
 }
 
-export class QmpSocket {
+/** The QMP calls vmlet makes on a socket: what a fake stands in for in tests. */
+export interface QmpSession {
+  execute(command: string, args?: Record<string, unknown>): Promise<unknown>;
+  close(): void;
+}
+
+/** Opens a QMP session on a monitor socket (QmpSocket.connect; a recording fake in tests). */
+export type QmpConnector = (path: string) => Promise<QmpSession>;
+
+export const connectQmp: QmpConnector = (path) => QmpSocket.connect(path);
+
+export class QmpSocket implements QmpSession {
   private readonly reader = new QmpLineReader();
   private waiting: { resolve(reply: Reply): void; reject(err: Error): void } | undefined;
   private greeted: (() => void) | undefined;

@@ -10,7 +10,8 @@ import { NotFoundError, FailedPreconditionError, errorText, VmletError, Code } f
 import type { Logger } from '../log.js';
 import type { NetdClient } from '../netd/client.js';
 import type { SetupParams } from '../netd/protocol.js';
-import { resolveId, nowNs } from '../cri/validate.js';
+import { resolveId } from '../store/id_index.js';
+import { nowNs } from '../clock.js';
 import { sandboxKey, type SandboxRecord } from './records.js';
 import { KeyedLock } from '../store/keyed_lock.js';
 import { filterRecords, type RecordFilter } from '../store/record_filter.js';
@@ -27,6 +28,9 @@ export interface SandboxSpec {
 }
 
 export type SandboxFilter = RecordFilter<SandboxRecord['state']>;
+
+/** The netd call the sandbox side makes (NetdClient; a fake in tests). */
+export type NetdCalls = Pick<NetdClient, 'call'>;
 
 /** Hooks for the container side: the sandbox must stop/remove its VM before its network goes. */
 export interface SandboxContainerHooks {
@@ -50,7 +54,7 @@ export class SandboxService {
 
   constructor(
     dir: string,
-    private readonly netd: NetdClient,
+    private readonly netd: NetdCalls,
     private readonly logger: Logger,
     private readonly netdTimeoutMs: number,
   ) {

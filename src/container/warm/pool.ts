@@ -23,12 +23,13 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../../log.js';
 import { errorText } from '../../errors.js';
-import type { LibvirtClient, DomainRef } from '../../libvirt/client.js';
-import { DomainCreateFlags, DomainUndefineFlags, isNoDomain } from '../../libvirt/client.js';
+import type { DomainRef } from '../../libvirt/client.js';
+import { DomainCreateFlags } from '../../libvirt/client.js';
+import { destroyQuietly, undefineFully, type DomainOps } from '../../libvirt/domain_ops.js';
 import { buildDomainXml } from '../../libvirt/domain_xml.js';
 import { warmPortsFor, warmQmpArgs } from './hotplug_commands.js';
 import { vmwrapperEnv } from '../../vmwrapper/netns_env.js';
-import { CONSOLE_RAW } from '../console_pumps.js';
+import { CONSOLE_RAW, warmQmpPath } from '../layout.js';
 import type { HostFacts } from '../domain_spec_builder.js';
 
 /** Warm domains are named this (plus part of the id) so leftovers are recognisable. */
@@ -53,15 +54,6 @@ export interface WarmVm {
   qmpPath: string;
 }
 
-/**
- * Where a warm VM's QMP socket lives: <qmpDir>/<first 16 hex of its id>. Not in the VM's own
- * directory: a unix socket path has at most 107 bytes, and <dataDir>/<64 hex>/… overflows that
- * under a long state dir. QEMU removes the socket when it exits; vmlet removes any it leaves.
- */
-export function warmQmpPath(qmpDir: string, id: string): string {
-  return join(qmpDir, id.slice(0, 16));
-}
-
 /** The netd calls the pool needs. */
 export interface WarmNetns {
   create(): Promise<{ netnsName: string }>;
@@ -71,7 +63,7 @@ export interface WarmNetns {
 export interface WarmPoolOptions {
   /** How many idle warm VMs to keep; 0 turns the pool off. */
   size: number;
-  client: () => LibvirtClient;
+  client: () => DomainOps;
   netns: WarmNetns;
   host: HostFacts;
   owner: string;
@@ -81,6 +73,9 @@ export interface WarmPoolOptions {
   logger: Logger;
   /** Quiet time after a claim before refilling, so the refill's QEMU start stays off that pod's calls. */
   refillDelayMs?: number;
+  /** A new VM's id (64 hex) and domain UUID; random unless a test makes them deterministic. */
+  newId?: () => string;
+  newUuid?: () => string;
 }
 
 export class WarmPool {
@@ -132,8 +127,8 @@ export class WarmPool {
 
   /** Destroys an adopted VM's domain; its directory is the container's now, its netns the sandbox's. */
   async discard(vm: WarmVm): Promise<void> {
-    await this.destroy(vm.dom);
-    await this.undefine(vm.dom);
+    await destroyQuietly(this.options.client(), vm.dom);
+    await undefineFully(this.options.client(), vm.dom);
     await rm(vm.qmpPath, { force: true });
   }
 
@@ -183,10 +178,10 @@ export class WarmPool {
 
   private async makeVm(): Promise<WarmVm> {
     const { host, client, netns, logger } = this.options;
-    const id = randomBytes(32).toString('hex');
+    const id = this.options.newId?.() ?? randomBytes(32).toString('hex');
     const dir = join(this.options.dataDir, id);
     const domainName = `${WARM_DOMAIN_PREFIX}${id.slice(0, 12)}`;
-    const uuid = randomUUID();
+    const uuid = this.options.newUuid?.() ?? randomUUID();
     const ports = warmPortsFor(WARM_MAX_NICS);
     const qmpPath = warmQmpPath(this.options.qmpDir, id);
     const started = performance.now();
@@ -212,9 +207,9 @@ export class WarmPool {
         metadata: { sandboxId: 'warm', containerId: id, owner: this.options.owner },
       });
       const defined = await client().defineXml(xml);
-      undos.push(() => this.undefine(defined));
+      undos.push(() => undefineFully(client(), defined));
       const dom = await client().create(defined, DomainCreateFlags.START_PAUSED);
-      undos.push(() => this.destroy(dom));
+      undos.push(() => destroyQuietly(client(), dom));
       if (this.closed) throw new Error('pool closed while a warm VM was being made');
       logger.debug({ domain: domainName, ms: +(performance.now() - started).toFixed(1) }, 'warm VM ready');
       return { id, domainName, uuid, dom, dir, netnsName, memoryBytes: host.defaultMemoryBytes, vcpus: host.defaultVcpus, domainType: host.domainType, ports, qmpPath };
@@ -239,21 +234,5 @@ export class WarmPool {
   private async destroyVm(vm: WarmVm): Promise<void> {
     await this.discard(vm);
     await rm(vm.dir, { recursive: true, force: true });
-  }
-
-  private async destroy(dom: DomainRef): Promise<void> {
-    try {
-      await this.options.client().destroy(dom);
-    } catch (err) {
-      if (!isNoDomain(err) && !/not running/i.test(errorText(err))) throw err;
-    }
-  }
-
-  private async undefine(dom: DomainRef): Promise<void> {
-    try {
-      await this.options.client().undefine(dom, DomainUndefineFlags.MANAGED_SAVE | DomainUndefineFlags.SNAPSHOTS_METADATA | DomainUndefineFlags.NVRAM);
-    } catch (err) {
-      if (!isNoDomain(err)) throw err;
-    }
   }
 }

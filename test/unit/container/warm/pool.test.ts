@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WarmPool, WARM_MAX_NICS, type WarmVm } from '../../../../src/container/warm/pool.js';
-import { warmFits, warmTapNics } from '../../../../src/container/service.js';
+import { warmFits, warmTapNics } from '../../../../src/container/warm/fit.js';
 import { parseVmAnnotations } from '../../../../src/guest/annotations.js';
 import type { LibvirtClient, DomainRef } from '../../../../src/libvirt/client.js';
 import type { HostFacts } from '../../../../src/container/domain_spec_builder.js';

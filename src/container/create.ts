@@ -1,0 +1,269 @@
+/**
+ * CreateContainer: the container's directory, its root disk overlay and cloud-init seed, and its
+ * VM: a warm VM adopted (its pieces plugged in through QMP as each exists) or a cold domain
+ * defined. Every step registers its undo; a failure rolls back all of them, newest first.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '../errors.js';
+import { parseVmAnnotations, ANNOTATION, type VmAnnotations } from '../guest/annotations.js';
+import { buildSeedDocuments } from '../guest/cloudinit.js';
+import { writeSeedIso } from '../guest/seed_iso.js';
+import type { ImageRecord } from '../image/types.js';
+import type { VmNetwork } from '../network/types.js';
+import type { SandboxRecord } from '../sandbox/records.js';
+import { undefineFully } from '../libvirt/domain_ops.js';
+import { domainOps, type ContainerContext } from './context.js';
+import { defineColdDomain } from './cold_domain.js';
+import { createOverlay } from './disk.js';
+import { cputuneFor } from './domain_spec_builder.js';
+import { OVERLAY, SEED, coldDomainName } from './layout.js';
+import { containerKey, type ContainerRecord } from './records.js';
+import { plugWarm } from './warm/adopt.js';
+import { warmFits } from './warm/fit.js';
+import type { WarmVm } from './warm/pool.js';
+
+/** What CreateContainer asks for: the record's caller-given fields. */
+export type ContainerSpec = Pick<
+  ContainerRecord,
+  'sandboxId' | 'image' | 'command' | 'args' | 'workingDir' | 'envs' | 'labels' | 'annotations' | 'mounts' | 'resources'
+> & {
+  name: string;
+  attempt: number;
+  /** Relative to the sandbox's log directory ('' for none). */
+  logPath: string;
+};
+
+type Undo = () => Promise<void>;
+
+export async function createContainer(ctx: ContainerContext, spec: ContainerSpec): Promise<string> {
+  return new ContainerCreation(ctx, spec, checkCreate(ctx, spec)).run();
+}
+
+interface CheckedCreate {
+  sandbox: SandboxRecord;
+  key: string;
+  annotations: VmAnnotations;
+  image: ImageRecord;
+}
+
+/** Preconditions, before anything is taken: a ready sandbox without a live container, a new name, a pulled image. */
+function checkCreate(ctx: ContainerContext, spec: ContainerSpec): CheckedCreate {
+  const sandbox = ctx.sandboxes.mustGet(spec.sandboxId);
+  if (sandbox.state !== 'READY' || !sandbox.podIps || !sandbox.netnsPath) {
+    throw new FailedPreconditionError(`pod sandbox ${sandbox.id} is not ready`);
+  }
+  const key = containerKey(sandbox.id, spec.name, spec.attempt);
+  const existing = ctx.byKey.get(key);
+  if (existing !== undefined) throw new AlreadyExistsError(`container ${spec.name} (attempt ${spec.attempt}) already exists in sandbox ${sandbox.id} as ${existing}`);
+  for (const other of ctx.store.values()) {
+    if (other.sandboxId === sandbox.id && other.state !== 'EXITED') {
+      throw new FailedPreconditionError(`sandbox ${sandbox.id} already has container ${other.id} (${other.metadata.name}); a vmlet pod runs one VM`);
+    }
+  }
+  const annotations = parseVmAnnotations(sandbox.annotations);
+  const image = ctx.images.status(spec.image);
+  if (!image) throw new NotFoundError(`image ${spec.image} is not present; pull it first`);
+  return { sandbox, key, annotations, image };
+}
+
+/** One CreateContainer call, as named steps over the state they share. */
+class ContainerCreation {
+  private readonly sandbox: SandboxRecord;
+  private readonly annotations: VmAnnotations;
+  private readonly image: ImageRecord;
+  private readonly vcpuAnnotationGiven: boolean;
+  /** A warm VM claimed by RunPodSandbox is ours from here; it becomes this container's VM if it fits. */
+  private readonly warm: WarmVm | undefined;
+  private useWarm: boolean;
+  private readonly id: string;
+  private readonly dir: string;
+  private readonly coldDomainName: string;
+  private readonly record: ContainerRecord;
+  private readonly undos: Undo[] = [];
+
+  constructor(
+    private readonly ctx: ContainerContext,
+    private readonly spec: ContainerSpec,
+    checked: CheckedCreate,
+  ) {
+    const { sandbox, annotations, image } = checked;
+    this.sandbox = sandbox;
+    this.annotations = annotations;
+    this.image = image;
+    this.vcpuAnnotationGiven = ANNOTATION.vcpuCount in sandbox.annotations;
+    this.warm = ctx.pool?.adopt(sandbox.id);
+    this.useWarm = this.warm !== undefined && warmFits(this.warm, spec.resources, annotations, this.vcpuAnnotationGiven, ctx.host);
+    this.id = this.warm?.id ?? ctx.newId();
+    this.dir = join(ctx.dataDir, this.id);
+    this.coldDomainName = coldDomainName(sandbox.id, this.id);
+    this.record = this.newRecord(checked.key);
+  }
+
+  private newRecord(key: string): ContainerRecord {
+    const { spec, sandbox, warm, useWarm } = this;
+    return {
+      id: this.id,
+      sandboxId: sandbox.id,
+      key,
+      metadata: { name: spec.name, attempt: spec.attempt },
+      image: spec.image,
+      imageRef: this.image.id,
+      command: spec.command,
+      args: spec.args,
+      workingDir: spec.workingDir,
+      envs: spec.envs,
+      labels: spec.labels,
+      annotations: spec.annotations,
+      mounts: spec.mounts,
+      logPath: spec.logPath && sandbox.logDirectory ? join(sandbox.logDirectory, spec.logPath) : '',
+      resources: spec.resources,
+      state: 'CREATED',
+      createdAtNs: this.ctx.clock.nowNs().toString(),
+      domainName: useWarm ? warm!.domainName : this.coldDomainName,
+      domainUuid: useWarm ? warm!.uuid : (this.annotations.systemUuid ?? this.ctx.newUuid()),
+      dir: this.dir,
+      vm: { memoryBytes: 0, vcpus: 0, domainType: this.ctx.host.domainType },
+    };
+  }
+
+  async run(): Promise<string> {
+    const { ctx, record, id } = this;
+    // The name is taken before any await so that a concurrent duplicate fails.
+    ctx.byKey.set(record.key, id);
+    ctx.creating.add(id);
+    this.undos.push(async () => void ctx.byKey.delete(record.key));
+    // The sandbox's VM side is still being prepared in netd: wait for it beside the disk work.
+    // Its plan (the network's description) comes first and is all the seed needs.
+    const vmNetwork = ctx.sandboxes.vmNetwork(this.sandbox.id);
+    const planned = ctx.sandboxes.vmNetworkPlan(this.sandbox.id);
+    vmNetwork.catch(() => {}); // observed below; no unhandled rejection meanwhile
+    planned.catch(() => {});
+    try {
+      await this.settleWarmVm();
+      await mkdir(this.dir, { recursive: true, mode: 0o700 });
+      this.undos.push(() => rm(this.dir, { recursive: true, force: true }));
+      const { network, plugged } = await this.buildPieces(vmNetwork, planned);
+      if (this.useWarm && !plugged) await this.fallBackToCold();
+      if (this.useWarm) await this.keepWarmVm();
+      else await this.defineColdVm(network);
+      return id;
+    } catch (err) {
+      await this.rollBack();
+      throw err;
+    } finally {
+      ctx.creating.delete(id);
+    }
+  }
+
+  /** A warm VM that does not fit goes now; one that does is discarded again on rollback. */
+  private async settleWarmVm(): Promise<void> {
+    const { warm, ctx } = this;
+    if (warm && !this.useWarm) await ctx.pool!.discard(warm);
+    else if (warm) this.undos.push(() => ctx.pool!.discard(warm));
+  }
+
+  /**
+   * The overlay, the seed, the warm VM's plugging, the sandbox's VM side and the console pump, side
+   * by side. All settle before anything is rolled back, so no undo races a tool still writing.
+   */
+  private async buildPieces(
+    vmNetwork: Promise<VmNetwork>,
+    planned: Promise<{ network: VmNetwork; tapsReady: boolean }>,
+  ): Promise<{ network: VmNetwork; plugged: boolean }> {
+    const { ctx, record, id, dir } = this;
+    // A paused warm VM writes nothing yet: its console pump can start now, beside the rest.
+    if (this.useWarm) this.undos.push(() => ctx.consoles.stop(id));
+    const pumping = this.useWarm ? ctx.consoles.start(record) : Promise.resolve();
+    const overlay = this.writeOverlay();
+    const seeded = planned.then(({ network }) => this.writeSeed(network).then(() => network));
+    // A warm VM gets each piece as soon as it exists: root disk, NICs, then the seed.
+    // NICs as soon as their TAPs exist: at the plan when they were made in advance, else once wired.
+    const plugged = this.useWarm
+      ? plugWarm(ctx, this.warm!, {
+          cputune: cputuneFor(this.spec.resources),
+          diskDriver: this.annotations.diskDriver,
+          overlayPath: overlay.then(() => join(dir, OVERLAY)),
+          network: planned.then((plan) => (plan.tapsReady ? plan.network : vmNetwork)),
+          seedPath: seeded.then(() => join(dir, SEED)),
+        })
+      : Promise.resolve(true);
+    const [overlayDone, seedDone, pluggedDone, readyDone, pumpDone] = await Promise.allSettled([overlay, seeded, plugged, vmNetwork, pumping]);
+    if (overlayDone.status === 'rejected') throw overlayDone.reason;
+    if (pumpDone.status === 'rejected') throw pumpDone.reason;
+    if (readyDone.status === 'rejected') throw readyDone.reason;
+    if (seedDone.status === 'rejected') throw seedDone.reason;
+    if (pluggedDone.status === 'rejected') throw pluggedDone.reason;
+    return { network: seedDone.value, plugged: pluggedDone.value };
+  }
+
+  private writeOverlay(): Promise<void> {
+    const { image, annotations } = this;
+    return createOverlay({
+      backingPath: this.ctx.images.blobPath(image.id),
+      backingFormat: image.format,
+      backingVirtualSize: image.virtualSize,
+      overlayPath: join(this.dir, OVERLAY),
+      ...(annotations.rootVolumeSizeBytes !== undefined ? { sizeBytes: annotations.rootVolumeSizeBytes } : {}),
+    });
+  }
+
+  private writeSeed(network: VmNetwork): Promise<void> {
+    const { sandbox, annotations } = this;
+    const seed = buildSeedDocuments(
+      {
+        instanceId: this.id,
+        hostname: sandbox.hostname || sandbox.metadata.name,
+        annotations,
+        env: this.spec.envs.map((e) => ({ name: e.key, value: e.value })),
+        network,
+      },
+      annotations.cloudInitImageType,
+    );
+    // Written behind like the records: it lives and dies with the VM's directory.
+    return writeSeedIso(join(this.dir, SEED), seed, this.ctx.syncBehind);
+  }
+
+  /** The pod's interfaces do not fit a warm VM (SR-IOV, too many): a cold VM after all. */
+  private async fallBackToCold(): Promise<void> {
+    const { ctx, record } = this;
+    this.useWarm = false;
+    await ctx.pool!.discard(this.warm!);
+    await ctx.consoles.stop(this.id); // a cold VM's pump starts with the VM
+    record.domainName = this.coldDomainName;
+    record.domainUuid = this.annotations.systemUuid ?? ctx.newUuid();
+  }
+
+  private async keepWarmVm(): Promise<void> {
+    const { record, warm } = this;
+    record.warm = true;
+    record.vm = { memoryBytes: warm!.memoryBytes, vcpus: warm!.vcpus, domainType: warm!.domainType };
+    await this.commit();
+  }
+
+  private async defineColdVm(network: VmNetwork): Promise<void> {
+    const { ctx } = this;
+    const dom = await defineColdDomain(ctx, this.record, {
+      sandbox: this.sandbox,
+      annotations: this.annotations,
+      vcpuAnnotationGiven: this.vcpuAnnotationGiven,
+      network,
+    });
+    this.undos.push(() => undefineFully(domainOps(ctx), dom));
+    await this.commit();
+  }
+
+  /** The domain becomes known to the events, then the record is written. */
+  private async commit(): Promise<void> {
+    const { ctx, record } = this;
+    ctx.byDomain.set(record.domainName, this.id);
+    this.undos.push(async () => void ctx.byDomain.delete(record.domainName));
+    await ctx.store.put(record);
+  }
+
+  private async rollBack(): Promise<void> {
+    for (const undo of this.undos.reverse()) {
+      await undo().catch((e: unknown) => this.ctx.logger.error({ err: e, containerId: this.id }, 'rollback step of CreateContainer failed'));
+    }
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * A warm VM becoming a container's VM: CreateContainer plugs the container's pieces into it
+ * through its own QMP socket (plugWarm), StartContainer resumes it (resumeWarm).
+ */
+import { errorText } from '../../errors.js';
+import { DomainAffect } from '../../libvirt/client.js';
+import { schedulerParams } from '../../libvirt/scheduler_params.js';
+import type { CpuTune } from '../../libvirt/domain_spec.js';
+import type { VmAnnotations } from '../../guest/annotations.js';
+import type { VmNetwork } from '../../network/types.js';
+import type { QmpSession } from '../../qmp/socket.js';
+import { domainOps, mustLookupDomain, type ContainerContext } from '../context.js';
+import { warmQmpPath } from '../layout.js';
+import type { ContainerRecord } from '../records.js';
+import { warmNicCommands, warmRootDiskCommands, warmSeedCommand, type QmpCommand } from './hotplug_commands.js';
+import { warmTapNics } from './fit.js';
+import type { WarmVm } from './pool.js';
+
+/** The container's pieces, each a promise that settles when that piece exists. */
+export interface WarmPieces {
+  cputune: CpuTune;
+  diskDriver: VmAnnotations['diskDriver'];
+  overlayPath: Promise<string>;
+  network: Promise<VmNetwork>;
+  seedPath: Promise<string>;
+}
+
+/**
+ * Plugs the container's pieces into a warm VM as each becomes ready. Resolves false, plugging
+ * no NIC, when the pod's interfaces cannot go to a warm VM (the caller then makes a cold one).
+ */
+export async function plugWarm(ctx: ContainerContext, vm: WarmVm, pieces: WarmPieces): Promise<boolean> {
+  const qmp = ctx.qmp(vm.qmpPath);
+  qmp.catch(() => {}); // observed by every run() and below
+  const run = async (commands: QmpCommand[]): Promise<void> => {
+    const socket = await qmp;
+    for (const c of commands) await socket.execute(c.execute, c.arguments);
+  };
+  try {
+    const root = pieces.overlayPath.then((path) => run(warmRootDiskCommands(path, pieces.diskDriver)));
+    const nics = pieces.network.then(async (net) => {
+      const taps = warmTapNics(net);
+      if (!taps) return false;
+      await run(warmNicCommands(taps, vm.ports));
+      return true;
+    });
+    const seed = pieces.seedPath.then((path) => run([warmSeedCommand(path)]));
+    const tuned = Object.keys(pieces.cputune).length > 0 ? domainOps(ctx).setSchedulerParametersFlags(vm.dom, schedulerParams(pieces.cputune), DomainAffect.LIVE | DomainAffect.CONFIG) : undefined;
+    // allSettled first: nothing may still be talking to QEMU once this returns.
+    const results = await Promise.allSettled([root, nics, seed, tuned]);
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    return (results[1] as PromiseFulfilledResult<boolean>).value;
+  } finally {
+    await qmp.then((socket) => socket.close(), () => undefined);
+  }
+}
+
+/**
+ * `cont` on the warm domain's own QMP socket (~2 ms; libvirt's resume costs ~12 ms here).
+ * libvirt learns of it from QEMU's RESUME event and shows the domain running (unpaused). Without
+ * the socket (gone with a QEMU that vmlet did not see exit) libvirt resumes it.
+ */
+export async function resumeWarm(ctx: ContainerContext, r: ContainerRecord): Promise<void> {
+  let qmp: QmpSession;
+  try {
+    qmp = await ctx.qmp(warmQmpPath(ctx.qmpDir, r.id));
+  } catch (err) {
+    ctx.logger.warn({ err: errorText(err), containerId: r.id }, 'warm VM QMP socket unusable; resuming through libvirt');
+    await domainOps(ctx).resume(await mustLookupDomain(ctx, r));
+    return;
+  }
+  try {
+    await qmp.execute('cont');
+  } finally {
+    qmp.close();
+  }
+}

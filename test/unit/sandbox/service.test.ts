@@ -1,0 +1,112 @@
+/**
+ * SandboxService against a fake netd: RunPodSandbox's record and netd calls, duplicates sharing
+ * one build, a failed build rolled back (its warm VM released), Stop and Remove tearing down
+ * after the containers, and a teardown failure kept for a retry.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SandboxService, type NetdCalls } from '../../../src/sandbox/service.js';
+import { VmletError } from '../../../src/errors.js';
+import { silentLogger } from '../../../src/log.js';
+
+/** netd's calls as lines; `fail` makes a method throw. */
+class FakeNetd implements NetdCalls {
+  readonly calls: string[] = [];
+  readonly fail = new Map<string, Error>();
+  setupMs = 20;
+  call: NetdCalls['call'] = (async (method: string, params: Record<string, unknown>) => {
+    this.calls.push(`${method} ${JSON.stringify(params.sandboxId === undefined ? params : { ...params, sandboxId: 'S' })}`);
+    const err = this.fail.get(method);
+    if (err) throw err;
+    if (method === 'setup') {
+      await new Promise((r) => setTimeout(r, this.setupMs));
+      return { netnsPath: '/run/netns/vmlet-fake', podIps: ['198.18.101.2'] };
+    }
+    if (method === 'teardown') return {};
+    throw new Error(`unexpected netd call ${method}`);
+  }) as NetdCalls['call'];
+}
+
+const spec = (name: string) => ({
+  metadata: { name, uid: `uid-${name}`, namespace: 'default', attempt: 0 },
+  hostname: name, logDirectory: '', runtimeHandler: '', labels: {}, annotations: {},
+  dns: { servers: ['198.18.101.1'], searches: [], options: [] }, portMappings: [],
+});
+
+async function harness(t: TestContext) {
+  const dir = mkdtempSync(join(tmpdir(), 'vmlet-sandbox-unit-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const netd = new FakeNetd();
+  const hooks: string[] = [];
+  const sandboxes = new SandboxService(dir, netd, silentLogger, 5000);
+  sandboxes.containerHooks = {
+    stopContainersOf: async () => void hooks.push('stopContainersOf'),
+    removeContainersOf: async () => void hooks.push('removeContainersOf'),
+    claimWarmNetns: () => (hooks.push('claimWarmNetns'), 'vmlet-warm-0001'),
+    releaseWarm: async () => void hooks.push('releaseWarm'),
+  };
+  await sandboxes.load();
+  return { dir, netd, hooks, sandboxes };
+}
+
+test('RunPodSandbox: one netd setup in the claimed warm netns; the sandbox is READY with the pod IPs', async (t) => {
+  const { netd, hooks, sandboxes } = await harness(t);
+  const id = await sandboxes.run(spec('a'));
+  assert.deepEqual(netd.calls, [
+    'setup {"sandboxId":"S","podName":"a","podNamespace":"default","podUid":"uid-a","hostname":"a","dns":{"servers":["198.18.101.1"],"searches":[],"options":[]},"portMappings":[],"netnsName":"vmlet-warm-0001"}',
+  ]);
+  assert.deepEqual(hooks, ['claimWarmNetns']);
+  const r = sandboxes.get(id)!;
+  assert.deepEqual([r.state, r.netnsPath, r.podIps, r.pendingCleanup], ['READY', '/run/netns/vmlet-fake', ['198.18.101.2'], undefined]);
+});
+
+test('concurrent duplicates of a RunPodSandbox share one build and one id', async (t) => {
+  const { netd, sandboxes } = await harness(t);
+  const [a, b] = await Promise.all([sandboxes.run(spec('a')), sandboxes.run(spec('a'))]);
+  assert.equal(a, b);
+  assert.equal(await sandboxes.run(spec('a')), a, 'a later duplicate too');
+  assert.equal(netd.calls.filter((c) => c.startsWith('setup')).length, 1);
+});
+
+test('a failed setup is rolled back: teardown, warm VM released, no record left, the name free again', async (t) => {
+  const { dir, netd, hooks, sandboxes } = await harness(t);
+  netd.fail.set('setup', new VmletError(13, 'CNI ADD failed (fake)'));
+  await assert.rejects(sandboxes.run(spec('a')), /CNI ADD failed/);
+  assert.deepEqual(netd.calls.map((c) => c.split(' ')[0]), ['setup', 'teardown']);
+  assert.deepEqual(hooks, ['claimWarmNetns', 'releaseWarm']);
+  assert.deepEqual(sandboxes.list(), []);
+  assert.deepEqual(readdirSync(dir).filter((f) => !f.startsWith('.')), []);
+  netd.fail.clear();
+  assert.equal(sandboxes.get(await sandboxes.run(spec('a')))!.state, 'READY');
+});
+
+test('Stop stops the containers before the network goes; Remove removes them and forgets the sandbox', async (t) => {
+  const { netd, hooks, sandboxes } = await harness(t);
+  const id = await sandboxes.run(spec('a'));
+  netd.calls.length = 0;
+  hooks.length = 0;
+  await sandboxes.stop(id);
+  assert.deepEqual([hooks, netd.calls.map((c) => c.split(' ')[0])], [['stopContainersOf'], ['teardown']]);
+  assert.deepEqual([sandboxes.get(id)!.state, sandboxes.get(id)!.podIps], ['NOTREADY', undefined]);
+  await sandboxes.remove(id);
+  assert.deepEqual(hooks, ['stopContainersOf', 'removeContainersOf']);
+  assert.equal(sandboxes.get(id), undefined);
+  await sandboxes.remove(id); // idempotent
+});
+
+test('a teardown that fails keeps the sandbox NOTREADY with the reason; a later Remove finishes the job', async (t) => {
+  const { netd, sandboxes } = await harness(t);
+  const id = await sandboxes.run(spec('a'));
+  netd.fail.set('teardown', new Error('netns busy (fake)'));
+  await assert.rejects(sandboxes.stop(id), (err: unknown) => err instanceof VmletError && /netns busy/.test(err.message));
+  const r = sandboxes.get(id)!;
+  assert.equal(r.state, 'NOTREADY');
+  assert.match(r.pendingCleanup!, /network teardown failed: netns busy/);
+  netd.fail.clear();
+  await sandboxes.remove(id);
+  assert.equal(sandboxes.get(id), undefined);
+  assert.equal(netd.calls.filter((c) => c.startsWith('teardown')).length, 2);
+});
