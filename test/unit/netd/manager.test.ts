@@ -68,6 +68,14 @@ function assertNothingLeft(netd: Netd): void {
   assert.deepEqual(cache.map((f) => f.name), [], 'CNI cache record left');
 }
 
+/** The last part of a flow: pod1 torn down, nothing left, the whole log as `golden` says. */
+async function tearDownPod1(netd: Netd, golden: string, title = 'teardown pod1'): Promise<void> {
+  netd.host.section(title);
+  await netd.manager.teardown({ sandboxId: 'pod1' });
+  assertNothingLeft(netd);
+  assertGolden(golden, netd.host.text());
+}
+
 test('a plain sandbox: setup, the VM side asked for, teardown', async (t) => {
   const netd = await startNetd(t);
   const { manager, host } = netd;
@@ -90,13 +98,10 @@ test('a plain sandbox: setup, the VM side asked for, teardown', async (t) => {
   const status = await manager.status({ sandboxId: 'pod1' });
   assert.equal(status?.vmSide, 'ready');
   assert.deepEqual((status?.dhcp as { leases: unknown[] }).leases, [{ mac: '0a:58:c6:12:6e:02', ip: '198.18.110.2' }]);
-  host.section('teardown pod1');
-  await manager.teardown({ sandboxId: 'pod1' });
+  await tearDownPod1(netd, 'netd/plain-sandbox.log');
   assert.equal(await manager.status({ sandboxId: 'pod1' }), null);
   await assert.rejects(manager.vmNetwork({ sandboxId: 'pod1' }), FailedPreconditionError);
-  assertNothingLeft(netd);
   assert.deepEqual(netd.events, []);
-  assertGolden('netd/plain-sandbox.log', host.text());
 });
 
 test('a sandbox adopts a prewired warm netns: CNI ADD in it, the prewired bridge and TAP joined up, all deleted with it', async (t) => {
@@ -114,10 +119,7 @@ test('a sandbox adopts a prewired warm netns: CNI ADD in it, the prewired bridge
   assert.ok(vm.ready);
   assert.deepEqual(vm.network, plan.network);
   await assert.rejects(manager.deleteWarmNetns({ netnsName: warm.netnsName }), FailedPreconditionError);
-  host.section('teardown pod1');
-  await manager.teardown({ sandboxId: 'pod1' });
-  assertNothingLeft(netd);
-  assertGolden('netd/warm-adoption.log', host.text());
+  await tearDownPod1(netd, 'netd/warm-adoption.log');
 });
 
 test('CNI ADD failing in the middle of the chain: DEL of the whole list, the netns and the record rolled back', async (t) => {
@@ -130,10 +132,7 @@ test('CNI ADD failing in the middle of the chain: DEL of the whole list, the net
   assertNothingLeft(netd);
   // Nothing was deferred for it: past the idle delay no VM side comes.
   await new Promise((r) => setTimeout(r, 60));
-  host.section('teardown pod1 (kubelet cleans up after a failed Run)');
-  await manager.teardown({ sandboxId: 'pod1' });
-  assertNothingLeft(netd);
-  assertGolden('netd/cni-add-fails.log', host.text());
+  await tearDownPod1(netd, 'netd/cni-add-fails.log', 'teardown pod1 (kubelet cleans up after a failed Run)');
 });
 
 test('a wiring failure: the binding undoes itself, serve hears of it, vmNetwork says why, teardown still cleans up', async (t) => {
@@ -153,10 +152,7 @@ test('a wiring failure: the binding undoes itself, serve hears of it, vmNetwork 
   assert.equal(status?.vmSide, 'failed');
   assert.equal(status?.error, vm.message);
   assert.deepEqual(host.describe(), ['vmlet-pod1: eth0'], 'the bridge and TAP are gone again, eth0 is as CNI left it');
-  host.section('teardown pod1');
-  await manager.teardown({ sandboxId: 'pod1' });
-  assertNothingLeft(netd);
-  assertGolden('netd/wiring-fails.log', host.text());
+  await tearDownPod1(netd, 'netd/wiring-fails.log');
 });
 
 test('a restarted netd: DHCP back for a prepared sandbox, an interrupted VM side undone and prepared again, unadopted warm netns collected', async (t) => {
