@@ -22,6 +22,8 @@ import { ExecIpRunner } from '../../src/network/iproute.js';
 import { DhcpIsolation } from '../../src/network/isolation.js';
 import { TapBinding } from '../../src/network/bindings/tap.js';
 import { BindingSelector } from '../../src/network/bindings/select.js';
+import { VmSide } from '../../src/netd/vm_side.js';
+import { DhcpResponders } from '../../src/netd/dhcp_responders.js';
 import { SpanRecorder, type SpanTotals } from './spans.js';
 
 export interface SpanIteration {
@@ -67,6 +69,11 @@ const TIMED: { cls: Function; methods: Record<string, string | ((args: unknown[]
   { cls: DhcpIsolation, methods: { install: 'nft install', remove: 'nft remove' } },
   { cls: TapBinding, methods: { plan: 'tap plan', wire: 'tap wire', unwire: 'tap unwire' } },
   { cls: BindingSelector, methods: { select: 'select binding' } },
+  { cls: VmSide, methods: { prepare: 'prepare VM side' } },
+  {
+    cls: DhcpResponders,
+    methods: { start: 'start DHCP (native helper binds :67 in the netns)', stop: 'stop DHCP' },
+  },
 ];
 
 /**
@@ -79,9 +86,6 @@ function instrument(manager: NetworkManager, spans: SpanRecorder): { timed: stri
   spans.wrap(manager, 'teardown', 'teardown');
   // The VM side, asked for right after setup as CreateContainer does (netd would otherwise wait until idle).
   spans.wrap(manager, 'vmNetwork', 'vmNetwork (VM side: wiring + DHCP)');
-  spans.wrap(manager as unknown as Record<string, unknown>, 'prepareVmSide', 'prepare VM side');
-  spans.wrap(manager, 'startDhcp', 'start DHCP (native helper binds :67 in the netns)');
-  spans.wrap(manager, 'stopDhcp', 'stop DHCP');
   const seen = new Set<object>([manager]);
   const found = new Set<Function>();
   const timed: string[] = [];

@@ -2,15 +2,10 @@
  * Messages between `vmlet serve` and `vmlet netd`. They travel as JSON over the IPC unix socket
  * pair that fork() sets up; every request carries an id, every response answers one id.
  */
-import type { VmNetwork } from '../network/types.js';
+import type { PodDnsConfig, PortMapping, VmNetwork } from '../network/types.js';
 import type { CodeValue } from '../errors.js';
 
-export interface PortMappingSpec {
-  protocol: 'tcp' | 'udp' | 'sctp';
-  containerPort: number;
-  hostPort: number;
-  hostIP: string;
-}
+export type PortMappingSpec = PortMapping;
 
 export interface SetupParams {
   sandboxId: string;
@@ -19,7 +14,7 @@ export interface SetupParams {
   podUid: string;
   hostname: string;
   /** The pod's DNSConfig; when empty, DNS comes from the CNI result. */
-  dns: { servers: string[]; searches: string[]; options: string[] };
+  dns: PodDnsConfig;
   portMappings: PortMappingSpec[];
   /** A warm netns (from createWarmNetns) to adopt instead of creating one; teardown deletes it. */
   netnsName?: string;

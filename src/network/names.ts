@@ -86,11 +86,6 @@ function sandboxTag(sandboxId: string): string {
   return base32hex(digest('vmlet-ifname', sandboxId), SANDBOX_TAG_LENGTH);
 }
 
-/**
- * The pod netns of a sandbox: "vmlet-" and the id itself when it is at most 16 characters,
- * otherwise its first 8 characters (so an operator can match it by eye) and 8 hash characters
- * (so ids sharing a prefix still get distinct namespaces).
- */
 /** Netns made ahead of any sandbox for a warm VM; a sandbox then adopts it (src/container/warm/pool.ts). */
 const WARM_NETNS_NAME = /^vmlet-warm-[0-9a-f]{16}$/;
 
@@ -98,6 +93,14 @@ export function isWarmNetnsName(name: string): boolean {
   return typeof name === 'string' && WARM_NETNS_NAME.test(name);
 }
 
+/** The interface name CNI creates in the sandbox, as kubelet asks for it. */
+export const POD_IFNAME = 'eth0';
+
+/**
+ * The pod netns of a sandbox: "vmlet-" and the id itself when it is at most 16 characters,
+ * otherwise its first 8 characters (so an operator can match it by eye) and 8 hash characters
+ * (so ids sharing a prefix still get distinct namespaces).
+ */
 export function netnsNameFor(sandboxId: string): string {
   assertSandboxId(sandboxId);
   if (sandboxId.length <= 16) return `${NETNS_PREFIX}${sandboxId}`;

@@ -28,7 +28,18 @@ export interface NetnsManagerOptions {
   ipPath?: string;
 }
 
-export class NetnsManager {
+/** What netd does with namespaces: the seam its unit tests fake. */
+export interface NetnsOps {
+  exists(name: string): Promise<boolean>;
+  /** Creates netns `name` (lo up) and returns its path. */
+  create(name: string): Promise<string>;
+  /** Deletes netns `name`; one already gone counts as deleted. */
+  delete(name: string): Promise<void>;
+  /** Names of the vmlet-owned namespaces that exist now. */
+  list(): Promise<string[]>;
+}
+
+export class NetnsManager implements NetnsOps {
   private readonly logger: Logger;
   private readonly timeoutMs: number;
   private readonly ipPath: string;

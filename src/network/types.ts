@@ -46,3 +46,18 @@ export interface VmNetwork {
   dns: DnsConfig;
   hostname?: string;
 }
+
+/** The pod's DNSConfig as kubelet gives it (CRI's field names); empty when the pod sets none. */
+export interface PodDnsConfig {
+  servers: string[];
+  searches: string[];
+  options: string[];
+}
+
+/** One port mapping of the pod, as kubelet gives it. */
+export interface PortMapping {
+  protocol: 'tcp' | 'udp' | 'sctp';
+  containerPort: number;
+  hostPort: number;
+  hostIP: string;
+}

@@ -1,7 +1,11 @@
 import { open, rename, unlink, mkdir } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { fsyncDir } from './fsync.js';
 import type { SyncBehind } from './sync_behind.js';
+
+// Writers of their own files (the image store, the vmwrapper install) take it from here.
+export { fsyncDir };
 
 /** Prefix of temp files written by writeFileAtomic; a directory scan may delete leftovers with it. */
 export const TEMP_PREFIX = '.tmp-';
@@ -52,14 +56,4 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, o
 export async function dirChanged(dir: string, syncBehind?: SyncBehind, file?: string): Promise<void> {
   if (syncBehind) syncBehind.add(dir, file);
   else await fsyncDir(dir);
-}
-
-/** Makes a rename or unlink in `dir` durable. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }

@@ -10,8 +10,7 @@
  * auto_da_alloc, for one) the older version can be lost too: the store sets such an empty file
  * aside on load, and the sandbox it described is gone with the reboot anyway.
  */
-import { open } from 'node:fs/promises';
-import { fsyncDir } from './atomic_file.js';
+import { fsyncDir, fsyncFile } from './fsync.js';
 
 export class SyncBehind {
   private files = new Set<string>();
@@ -67,12 +66,3 @@ export class SyncBehind {
 
 /** The fsyncs SyncBehind does unless a test gives it others. */
 export const REAL_FSYNC = { file: fsyncFile, dir: fsyncDir };
-
-async function fsyncFile(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}

@@ -9,49 +9,11 @@
  *   2. `wire` applies the plan. On failure it undoes its own partial work before rethrowing.
  *   3. `unwire` takes the persisted state back to what CNI left. Idempotent: it succeeds on a
  *      half-built wiring, on one already undone, and when the netns is gone.
- * The state is plain JSON, so it survives netd restarts; `kind` says which binding owns it.
+ * The state is plain JSON, so it survives netd restarts; `kind` says which binding owns it (the
+ * states and the context are in types.ts, below every binding).
  */
-import type { IpConfig, RouteConfig, VmInterface } from '../types.js';
 import type { InterfaceSnapshot } from './snapshot.js';
-import type { TapWiredInterface } from './tap.js';
-
-/** What CNI reported for one interface, as netd hands it to a binding. */
-export interface CniInterfaceView {
-  /** Name inside the pod netns (eth0, net1, …). */
-  name: string;
-  mac?: string;
-  mtu?: number;
-  /** Addresses and routes the VM should get (from the CNI result). */
-  ips: IpConfig[];
-  routes: RouteConfig[];
-}
-
-export interface BindingContext {
-  netnsName: string;
-  netnsPath: string;
-  sandboxId: string;
-  /** Position of the interface in the CNI result; derives device names and MACs. */
-  index: number;
-  cniInterface: CniInterfaceView;
-  /**
-   * Devices made for this interface before the sandbox existed (a warm netns, TapBinding.prewire):
-   * the binding uses them instead of making its own.
-   */
-  prewired?: { bridge: string; tap: string };
-}
-
-/** Fields every binding's persisted state carries. */
-export interface WiredInterfaceBase {
-  kind: string;
-  /** Layout version of the state, so a newer netd can still undo an older netd's wiring. */
-  version: number;
-  /** The VM-facing description of this interface. */
-  vm: VmInterface;
-}
-
-/** Persisted state of any binding kind. New kinds join this union. */
-export type WiredInterface = TapWiredInterface;
-export type BindingKind = WiredInterface['kind'];
+import type { BindingContext, WiredInterface, WiredInterfaceBase } from './types.js';
 
 export interface NetworkBinding<S extends WiredInterfaceBase = WiredInterface> {
   readonly kind: S['kind'];

@@ -7,7 +7,8 @@
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FailedPreconditionError, InternalError, UnimplementedError } from '../../errors.js';
-import type { BindingKind, NetworkBinding, WiredInterface } from './binding.js';
+import type { NetworkBinding } from './binding.js';
+import type { BindingKind, WiredInterface } from './types.js';
 import type { LinkState } from './snapshot.js';
 
 export type LinkClass = { kind: 'tap' } | { kind: 'sriov'; pciAddress: string };

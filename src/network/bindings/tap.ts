@@ -11,7 +11,8 @@ import type { IpCommand, IpRunner } from '../iproute.js';
 import type { DhcpIsolation, IsolationSpec } from '../isolation.js';
 import { assertInterfaceName, bridgeMacFor, interfaceNames, normalizeMac, vethMacFor } from '../names.js';
 import type { VmInterface } from '../types.js';
-import type { BindingContext, NetworkBinding, WiredInterfaceBase } from './binding.js';
+import type { NetworkBinding } from './binding.js';
+import type { BindingContext, TapWiredInterface } from './types.js';
 import {
   addressRestoreCommand,
   parseLinks,
@@ -21,32 +22,7 @@ import {
   routeRestoreOrder,
   type InterfaceSnapshot,
   type LinkState,
-  type RecordedAddress,
-  type RecordedRoute,
 } from './snapshot.js';
-
-export interface TapWiredInterface extends WiredInterfaceBase {
-  kind: 'tap';
-  version: 1;
-  /** The CNI veth inside the pod netns: what it was, and the MAC it carries while wired. */
-  uplink: {
-    name: string;
-    originalMac: string;
-    wiredMac: string;
-    mtu: number;
-    wasUp: boolean;
-    /** Absent when IPv6 is off on the device. */
-    addrGenMode?: string;
-    addresses: RecordedAddress[];
-    routes: RecordedRoute[];
-  };
-  bridge: { name: string; mac: string };
-  tap: { name: string; multiQueue: boolean; uid?: number; gid?: number };
-  /** Link group of bridge and TAP (see LINK_GROUP_BASE). */
-  linkGroup: number;
-  /** Bridge, TAP and isolation rules were made in advance (BindingContext.prewired); wiring only joins them up. */
-  prewired?: true;
-}
 
 export interface TapBindingOptions {
   ip: IpRunner;

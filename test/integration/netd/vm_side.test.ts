@@ -5,58 +5,30 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { loadConfig } from '../../../src/config/load.js';
-import { NetworkManager } from '../../../src/netd/manager.js';
-import type { NetdEvent, SetupParams } from '../../../src/netd/protocol.js';
+import { existsSync } from 'node:fs';
+import type { NetworkManager } from '../../../src/netd/manager.js';
+import type { NetdEvent } from '../../../src/netd/protocol.js';
 import { netnsNameFor } from '../../../src/network/names.js';
 import { FailedPreconditionError } from '../../../src/errors.js';
-import { silentLogger } from '../../../src/log.js';
+import { bridgeNetwork, sandboxParams as params } from './bridge_network.js';
 
-const tag = randomBytes(3).toString('hex');
-const bridge = `vtv${tag}`;
-const dir = mkdtempSync(join(tmpdir(), 'vmlet-netd-vmside-'));
-const ipamDir = join(dir, 'ipam');
+const network = bridgeNetwork('vmside', '198.18.78.0/24');
 const events: NetdEvent[] = [];
 let manager: NetworkManager;
 
 before(async () => {
-  const confDir = join(dir, 'cni');
-  mkdirSync(confDir);
-  writeFileSync(join(confDir, '10-test.conflist'), JSON.stringify({
-    cniVersion: '1.0.0',
-    name: `vmlet-vmside-${tag}`,
-    plugins: [{ type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: ipamDir, ranges: [[{ subnet: '198.18.78.0/24' }]], routes: [{ dst: '198.18.0.0/15' }] } }],
-  }));
-  const config = loadConfig({ flags: { 'state-dir': join(dir, 'state'), 'cni-conf-dir': confDir, 'log-level': 'silent' } });
-  manager = new NetworkManager(config, silentLogger, (e) => events.push(e));
-  await manager.load();
+  manager = await network.startManager((e) => events.push(e));
 });
 
 after(async () => {
   await manager?.close();
-  try {
-    execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' });
-  } catch {
-    /* never created */
-  }
-  rmSync(dir, { recursive: true, force: true });
+  network.remove();
 });
-
-function params(): SetupParams {
-  const sandboxId = randomBytes(32).toString('hex');
-  return { sandboxId, podName: 'p', podNamespace: 'default', podUid: sandboxId.slice(0, 8), hostname: 'p', dns: { servers: [], searches: [], options: [] }, portMappings: [] };
-}
 
 function assertNothingLeft(sandboxId: string): void {
   assert.equal(existsSync(`/run/netns/${netnsNameFor(sandboxId)}`), false, 'netns left');
-  const leases = existsSync(join(ipamDir, `vmlet-vmside-${tag}`)) ? readdirSync(join(ipamDir, `vmlet-vmside-${tag}`)).filter((f) => /^\d+\./.test(f)) : [];
-  assert.deepEqual(leases, [], 'IPAM lease left');
-  assert.deepEqual(readdirSync(join(dir, 'state', 'netd')).filter((f) => f.endsWith('.json')), [], 'netd record left');
+  assert.deepEqual(network.leases(), [], 'IPAM lease left');
+  assert.deepEqual(network.records(), [], 'netd record left');
 }
 
 test('two callers waiting for one VM side share one preparation: both get it, nothing fails', async () => {

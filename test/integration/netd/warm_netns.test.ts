@@ -6,65 +6,30 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { existsSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { loadConfig } from '../../../src/config/load.js';
-import { NetworkManager } from '../../../src/netd/manager.js';
-import type { SetupParams } from '../../../src/netd/protocol.js';
+import type { NetworkManager } from '../../../src/netd/manager.js';
 import { FailedPreconditionError, InvalidArgumentError } from '../../../src/errors.js';
 import { prewiredNames } from '../../../src/network/names.js';
-import { silentLogger } from '../../../src/log.js';
-import type { Config } from '../../../src/config/table.js';
+import { bridgeNetwork, sandboxParams as params } from './bridge_network.js';
 
-const tag = randomBytes(3).toString('hex');
-const bridge = `vtw${tag}`;
-const dir = mkdtempSync(join(tmpdir(), 'vmlet-netd-warm-'));
-const ipamDir = join(dir, 'ipam');
-let config: Config;
+const network = bridgeNetwork('warm', '198.18.79.0/24');
 let manager: NetworkManager;
+/** Every warm netns this file made, so after() can remove one a failed test left. */
+const made = new Set<string>();
 
 before(async () => {
-  const confDir = join(dir, 'cni');
-  mkdirSync(confDir);
-  writeFileSync(join(confDir, '10-test.conflist'), JSON.stringify({
-    cniVersion: '1.0.0',
-    name: `vmlet-warm-${tag}`,
-    plugins: [{ type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: ipamDir, ranges: [[{ subnet: '198.18.79.0/24' }]], routes: [{ dst: '198.18.0.0/15' }] } }],
-  }));
-  config = loadConfig({ flags: { 'state-dir': join(dir, 'state'), 'cni-conf-dir': confDir, 'log-level': 'silent' } });
-  manager = new NetworkManager(config, silentLogger, () => {});
-  await manager.load();
+  manager = await network.startManager();
 });
 
 after(async () => {
   await manager?.close();
   for (const name of readdirSync('/run/netns').filter((n) => made.has(n))) execFileSync('ip', ['netns', 'delete', name]);
-  try {
-    execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' });
-  } catch {
-    /* never created */
-  }
-  rmSync(dir, { recursive: true, force: true });
+  network.remove();
 });
-
-/** Every warm netns this file made, so after() can remove one a failed test left. */
-const made = new Set<string>();
-
-function params(netnsName?: string): SetupParams {
-  const sandboxId = randomBytes(32).toString('hex');
-  return { sandboxId, podName: 'p', podNamespace: 'default', podUid: sandboxId.slice(0, 8), hostname: 'p', dns: { servers: [], searches: [], options: [] }, portMappings: [], ...(netnsName ? { netnsName } : {}) };
-}
 
 function links(netnsName: string): { ifname: string; flags: string[]; master?: string }[] {
   return JSON.parse(execFileSync('ip', ['-n', netnsName, '-j', 'link'], { encoding: 'utf8' }));
-}
-
-function leases(): string[] {
-  const d = join(ipamDir, `vmlet-warm-${tag}`);
-  return existsSync(d) ? readdirSync(d).filter((f) => /^\d+\./.test(f)) : [];
 }
 
 test('a sandbox adopts a warm netns: CNI ADD runs in it, the VM side is built there, teardown deletes it', async () => {
@@ -98,7 +63,7 @@ test('a sandbox adopts a warm netns: CNI ADD runs in it, the VM side is built th
   await assert.rejects(manager.deleteWarmNetns({ netnsName: warm.netnsName }), FailedPreconditionError);
   await manager.teardown({ sandboxId: p.sandboxId });
   assert.equal(existsSync(warm.netnsPath), false);
-  assert.deepEqual(leases(), []);
+  assert.deepEqual(network.leases(), []);
 });
 
 test('setup refuses a netns that is not a warm one, or one that does not exist, and leaves nothing', async () => {
@@ -108,8 +73,8 @@ test('setup refuses a netns that is not a warm one, or one that does not exist, 
   const missing = params('vmlet-warm-00000000deadbeef');
   await assert.rejects(manager.setup(missing), /does not exist/);
   await manager.teardown({ sandboxId: missing.sandboxId });
-  assert.deepEqual(leases(), []);
-  assert.deepEqual(readdirSync(join(dir, 'state', 'netd')).filter((f) => f.endsWith('.json')), []);
+  assert.deepEqual(network.leases(), []);
+  assert.deepEqual(network.records(), []);
   await assert.rejects(manager.deleteWarmNetns({ netnsName: 'vmlet-notwarm' }), InvalidArgumentError);
 });
 
@@ -121,11 +86,10 @@ test('a restarted netd deletes the warm netns no sandbox adopted and keeps adopt
   const p = params(adopted.netnsName);
   await manager.setup(p);
   await manager.close();
-  manager = new NetworkManager(config, silentLogger, () => {});
-  await manager.load();
+  manager = await network.startManager();
   assert.equal(existsSync(idle.netnsPath), false, 'the unadopted warm netns is gone');
   assert.ok(existsSync(adopted.netnsPath), 'the adopted one stays with its sandbox');
   await manager.teardown({ sandboxId: p.sandboxId });
   assert.equal(existsSync(adopted.netnsPath), false);
-  assert.deepEqual(leases(), []);
+  assert.deepEqual(network.leases(), []);
 });

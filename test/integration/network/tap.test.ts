@@ -8,10 +8,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ExecIpRunner } from '../../../src/network/iproute.js';
 import { DhcpIsolation, ExecNftRunner } from '../../../src/network/isolation.js';
-import { bindInterface, type BindingContext } from '../../../src/network/bindings/binding.js';
+import { bindInterface } from '../../../src/network/bindings/binding.js';
+import type { BindingContext, TapWiredInterface } from '../../../src/network/bindings/types.js';
 import { BindingSelector } from '../../../src/network/bindings/select.js';
 import { readInterfaceSnapshot } from '../../../src/network/bindings/snapshot.js';
-import { TapBinding, type TapWiredInterface } from '../../../src/network/bindings/tap.js';
+import { TapBinding } from '../../../src/network/bindings/tap.js';
 import { interfaceNames } from '../../../src/network/names.js';
 import {
   TestNamespaces,

@@ -5,7 +5,7 @@ import { formatBatch } from '../../../../src/network/iproute.js';
 import { DhcpIsolation, isolationRemovalScript, isolationScript } from '../../../../src/network/isolation.js';
 import { TapBinding, planTap, tapUnwireCommands, tapWireCommands, linkGroupFor } from '../../../../src/network/bindings/tap.js';
 import { parseLinks, parseSnapshot, type LinkState } from '../../../../src/network/bindings/snapshot.js';
-import type { BindingContext } from '../../../../src/network/bindings/binding.js';
+import type { BindingContext } from '../../../../src/network/bindings/types.js';
 import { bindInterface } from '../../../../src/network/bindings/binding.js';
 import { FailedPreconditionError, InternalError, InvalidArgumentError, NotFoundError } from '../../../../src/errors.js';
 import { assertGolden } from '../../../helpers/golden.js';

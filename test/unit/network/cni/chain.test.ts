@@ -8,42 +8,7 @@ import { AttachmentCache } from '../../../../src/network/cni/cache.js';
 import { CniChain, type AttachmentRequest } from '../../../../src/network/cni/chain.js';
 import type { NetworkConfigList } from '../../../../src/network/cni/config.js';
 import { CniPluginError, CniResultError } from '../../../../src/network/cni/errors.js';
-import type { PluginRequest, PluginRunner } from '../../../../src/network/cni/exec.js';
-
-/** Records every call; ADD of "bridge" makes a result, other plugins pass prevResult through. */
-class FakeRunner implements PluginRunner {
-  calls: PluginRequest[] = [];
-  failOn?: { command: string; type: string; error?: unknown };
-  output?: (req: PluginRequest) => unknown;
-
-  async run(req: PluginRequest): Promise<unknown> {
-    this.calls.push(structuredClone(req));
-    if (this.failOn && this.failOn.command === req.command && this.failOn.type === req.pluginType) {
-      throw (
-        this.failOn.error ??
-        new CniPluginError(
-          { kind: 'plugin-error', plugin: req.pluginType, command: req.command, cniCode: 7, pluginMessage: `${req.pluginType} says no`, details: 'bad subnet' },
-          'failed',
-        )
-      );
-    }
-    if (this.output) return this.output(req);
-    if (req.command !== 'ADD') return undefined;
-    if (req.pluginType === 'bridge') {
-      return {
-        cniVersion: req.config.cniVersion,
-        interfaces: [{ name: 'eth0', mac: 'aa:bb:cc:00:00:01', sandbox: req.netns }],
-        ips: [{ address: '198.18.0.2/24', gateway: '198.18.0.1', interface: 0 }],
-        routes: [{ dst: '0.0.0.0/0' }],
-      };
-    }
-    return { ...(req.config.prevResult as object), touchedBy: req.pluginType };
-  }
-
-  summary(): string[] {
-    return this.calls.map((c) => `${c.command} ${c.pluginType}`);
-  }
-}
+import { FakePluginRunner } from '../fakes.js';
 
 const list = (version: NetworkConfigList['cniVersion'] = '1.0.0', extra: Partial<NetworkConfigList> = {}): NetworkConfigList => ({
   cniVersion: version,
@@ -64,7 +29,7 @@ const req: AttachmentRequest = {
 async function setup(t: { after: (fn: () => Promise<void>) => void }, netnsGone = false) {
   const dir = await mkdtemp(join(tmpdir(), 'vmlet-cni-cache-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const runner = new FakeRunner();
+  const runner = new FakePluginRunner();
   const cache = new AttachmentCache(dir);
   const chain = new CniChain({ runner, cache, netnsExists: async () => !netnsGone });
   return { dir, runner, cache, chain };

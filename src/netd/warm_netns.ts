@@ -1,0 +1,61 @@
+/**
+ * Warm netns: made before any sandbox exists, so a warm VM can have its NIC at once (see
+ * src/container/warm/pool.ts); a sandbox's setup then adopts one. Each is created with interface
+ * 0's bridge, TAP and DHCP isolation already in it (TapBinding.prewire). Those no sandbox adopted
+ * when serve stopped are collected by the next netd.
+ */
+import { randomBytes } from 'node:crypto';
+import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { TapBinding } from '../network/bindings/tap.js';
+import { POD_IFNAME, isWarmNetnsName, prewiredNames } from '../network/names.js';
+import type { NetnsOps } from '../network/netns.js';
+import { netnsInUse, type SandboxNetworkRecords } from './records.js';
+
+/** A fresh warm netns name: random, so no two serve runs ever share one. */
+export function randomWarmNetnsName(): string {
+  return `vmlet-warm-${randomBytes(8).toString('hex')}`;
+}
+
+export interface WarmNetnsDeps {
+  netns: NetnsOps;
+  tapBinding: TapBinding;
+  records: SandboxNetworkRecords;
+  logger: Logger;
+  newName: () => string;
+}
+
+export class WarmNetns {
+  constructor(private readonly deps: WarmNetnsDeps) {}
+
+  async create(): Promise<{ netnsName: string; netnsPath: string }> {
+    const { netns, logger } = this.deps;
+    const netnsName = this.deps.newName();
+    const netnsPath = await netns.create(netnsName);
+    try {
+      await this.deps.tapBinding.prewire(netnsName, prewiredNames(netnsName), POD_IFNAME);
+    } catch (err) {
+      await netns.delete(netnsName).catch((e: unknown) => logger.error({ err: e, netns: netnsName }, 'could not delete a warm netns that failed'));
+      throw err;
+    }
+    return { netnsName, netnsPath };
+  }
+
+  /** Deletes a warm netns no sandbox adopted. */
+  async delete(netnsName: string): Promise<void> {
+    if (!isWarmNetnsName(netnsName)) throw new InvalidArgumentError(`netns ${JSON.stringify(netnsName)} is not a warm netns`);
+    if (netnsInUse(this.deps.records, netnsName)) throw new FailedPreconditionError(`warm netns ${netnsName} belongs to a sandbox now`);
+    await this.deps.netns.delete(netnsName);
+  }
+
+  /** Warm netns no sandbox adopted: what serve left when it stopped (its warm VMs go with it). */
+  async collectUnadopted(): Promise<void> {
+    const { netns, records, logger } = this.deps;
+    const adopted = new Set([...records.values()].map((r) => r.netnsName));
+    for (const name of await netns.list()) {
+      if (!isWarmNetnsName(name) || adopted.has(name)) continue;
+      logger.info({ netns: name }, 'deleting a warm netns no sandbox adopted');
+      await netns.delete(name).catch((err) => logger.error({ err, netns: name }, 'could not delete a warm netns'));
+    }
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * What the bindings share: the context netd hands a binding for one CNI interface, and the
+ * persisted state of every binding kind (plain JSON; `kind` says which binding owns it). The
+ * binding protocol is in binding.ts, each binding in a module of its own; all of them sit above this.
+ */
+import type { RecordedAddress, RecordedRoute } from './snapshot.js';
+import type { IpConfig, RouteConfig, VmInterface } from '../types.js';
+
+/** What CNI reported for one interface, as netd hands it to a binding. */
+export interface CniInterfaceView {
+  /** Name inside the pod netns (eth0, net1, …). */
+  name: string;
+  mac?: string;
+  mtu?: number;
+  /** Addresses and routes the VM should get (from the CNI result). */
+  ips: IpConfig[];
+  routes: RouteConfig[];
+}
+
+export interface BindingContext {
+  netnsName: string;
+  netnsPath: string;
+  sandboxId: string;
+  /** Position of the interface in the CNI result; derives device names and MACs. */
+  index: number;
+  cniInterface: CniInterfaceView;
+  /**
+   * Devices made for this interface before the sandbox existed (a warm netns, TapBinding.prewire):
+   * the binding uses them instead of making its own.
+   */
+  prewired?: { bridge: string; tap: string };
+}
+
+/** Fields every binding's persisted state carries. */
+export interface WiredInterfaceBase {
+  kind: string;
+  /** Layout version of the state, so a newer netd can still undo an older netd's wiring. */
+  version: number;
+  /** The VM-facing description of this interface. */
+  vm: VmInterface;
+}
+
+/** The tap binding's state (tap.ts). */
+export interface TapWiredInterface extends WiredInterfaceBase {
+  kind: 'tap';
+  version: 1;
+  /** The CNI veth inside the pod netns: what it was, and the MAC it carries while wired. */
+  uplink: {
+    name: string;
+    originalMac: string;
+    wiredMac: string;
+    mtu: number;
+    wasUp: boolean;
+    /** Absent when IPv6 is off on the device. */
+    addrGenMode?: string;
+    addresses: RecordedAddress[];
+    routes: RecordedRoute[];
+  };
+  bridge: { name: string; mac: string };
+  tap: { name: string; multiQueue: boolean; uid?: number; gid?: number };
+  /** Link group of bridge and TAP (see LINK_GROUP_BASE). */
+  linkGroup: number;
+  /** Bridge, TAP and isolation rules were made in advance (BindingContext.prewired); wiring only joins them up. */
+  prewired?: true;
+}
+
+/** Persisted state of any binding kind. New kinds join this union. */
+export type WiredInterface = TapWiredInterface;
+export type BindingKind = WiredInterface['kind'];

@@ -1,0 +1,30 @@
+/** The DHCP leases vmlet's responder hands a VM, built from the VM's network description. Pure. */
+import type { VmNetwork } from '../types.js';
+import type { DhcpLease } from './lease_policy.js';
+
+/** VMs renew long before this; a short-ish lease keeps a stale VM from holding on forever. */
+export const LEASE_SECONDS = 86_400;
+
+/** One DHCP lease per tap-bound interface with an IPv4 address. */
+export function leasesFor(network: VmNetwork): DhcpLease[] {
+  const leases: DhcpLease[] = [];
+  for (const iface of network.interfaces) {
+    if (iface.binding.kind !== 'tap') continue;
+    const ip = iface.ips.find((a) => a.family === 4);
+    if (!ip) continue;
+    leases.push({
+      mac: iface.mac,
+      ip: ip.address,
+      prefixLength: ip.prefixLength,
+      ...(ip.gateway ? { gateway: ip.gateway } : {}),
+      routes: iface.routes,
+      dns: network.dns,
+      ...(network.hostname ? { hostname: network.hostname } : {}),
+      mtu: iface.mtu,
+      leaseSeconds: LEASE_SECONDS,
+      // The VM only needs a stable, non-conflicting id; the gateway (or the pod IP's network) works.
+      serverId: ip.gateway ?? ip.address,
+    });
+  }
+  return leases;
+}
