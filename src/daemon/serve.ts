@@ -29,6 +29,7 @@ import { containerUpdateHandlers } from '../cri/container_update.js';
 import { StatsCollector, statsHandlers } from '../cri/container_stats.js';
 import { probeKvm } from '../libvirt/kvm_probe.js';
 import { installVmwrapper } from '../vmwrapper/install.js';
+import { installProcessGuards } from './process_guard.js';
 
 /** First libvirt contact after libvirtd starts waits for its QEMU capability probe (HOST-NOTES). */
 const LIBVIRT_FIRST_CONNECT_MS = 60_000;
@@ -43,6 +44,8 @@ function netdTimeoutMs(config: Config): number {
 export async function runServe(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);
   logger.info({ config }, 'vmlet serve starting');
+  // From here on an error nobody handled is logged, not the end of every pod's runtime.
+  installProcessGuards(process, logger, { exit: (code) => process.exit(code) });
   const daemon = await startDaemon(config, logger);
   let stopping = false;
   const shutdown = (signal: string) => {

@@ -6,8 +6,8 @@
  * "true" or "false" and every malformed value is an InvalidArgumentError naming the annotation, so
  * a typo is reported at CreateContainer instead of silently ignored.
  */
-import { parseAllDocuments } from 'yaml';
 import { InvalidArgumentError } from '../errors.js';
+import { parseYamlBounded } from '../documents/bounded.js';
 
 export const ANNOTATION = {
   vcpuCount: 'VirtletVCPUCount',
@@ -221,18 +221,9 @@ function parseSshKeys(text: string): string[] {
  */
 function parseYamlMapping(name: string, text: string): YamlMapping | undefined {
   if (text.trim() === '') return undefined;
-  const docs = parseAllDocuments(text, { version: '1.1', uniqueKeys: true, prettyErrors: false, logLevel: 'silent' });
-  if (!Array.isArray(docs) || docs.length === 0) return undefined; // only comments
-  if (docs.length > 1) throw bad(name, 'must be exactly one YAML document');
-  const doc = docs[0]!;
-  if (doc.errors.length > 0) throw bad(name, `is not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
-  let value: unknown;
-  try {
-    // maxAliasCount bounds alias expansion ("billion laughs").
-    value = doc.toJS({ maxAliasCount: 100 });
-  } catch (err) {
-    throw bad(name, `is not valid YAML: ${err instanceof Error ? err.message : String(err)}`);
-  }
+  // Size, depth, tokens, aliases and cycles are bounded there (a 60000-deep document must never
+  // reach the parser's recursion); each refusal names the annotation.
+  const value = parseYamlBounded(text, `annotation ${name}`, { version: '1.1', limits: { maxBytes: MAX_ANNOTATION_BYTES } });
   if (value === null || value === undefined) return undefined;
   if (typeof value !== 'object' || Object.getPrototypeOf(value) !== Object.prototype) {
     throw bad(name, 'must be a YAML mapping');
