@@ -75,7 +75,12 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
 
   const libvirt = new LibvirtConnection({ socketPath: config.libvirtSocket, uri: config.libvirtUri, logger: logger.child({ component: 'libvirt' }) });
   const netd = new NetdClient({ args: ['--config-json', JSON.stringify(config)], logger: logger.child({ component: 'netd-client' }) });
-  const images = new ImageStore({ imageDir: config.imageDir, translationsDir: config.imageTranslationsDir, logger: logger.child({ component: 'images' }) });
+  const images = new ImageStore({
+    imageDir: config.imageDir,
+    translationsDir: config.imageTranslationsDir,
+    maxImageBytes: config.maxImageSize,
+    logger: logger.child({ component: 'images' }),
+  });
   const sandboxes = new SandboxService(join(config.stateDir, 'sandboxes'), netd, logger.child({ component: 'sandboxes' }), netdTimeoutMs(config));
   netd.onEvent = (event) => {
     if (event.event === 'vmSideFailed') sandboxes.onVmSideFailed(event.sandboxId, event.message);

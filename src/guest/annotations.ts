@@ -29,6 +29,13 @@ export const MAX_VCPU_COUNT = 255;
 /** Kubernetes caps all annotations of an object at 256 KiB together; one cannot exceed that. */
 const MAX_ANNOTATION_BYTES = 256 * 1024;
 const MAX_SSH_KEYS = 100;
+/**
+ * The largest root volume QEMU opens as qcow2 with vmlet's 64 KiB clusters: its L1 table may hold
+ * at most 32 MiB (QCOW_MAX_L1_SIZE) = 4 Mi entries, each mapping one L2 table of 8192 clusters
+ * (512 MiB), so 2 PiB. `qemu-img create -f qcow2` accepts 2 PiB and refuses 2 PiB + 512 MiB; a
+ * larger overlay came back from QEMU as INTERNAL "Active L1 table too large".
+ */
+export const MAX_ROOT_VOLUME_BYTES = 2 ** 51;
 
 /** A YAML mapping as plain JS data. */
 export type YamlMapping = { [key: string]: unknown };
@@ -100,6 +107,9 @@ export function parseVmAnnotations(annotations: Readonly<Record<string, string>>
     const bytes = parseQuantityBytes(size);
     if (bytes === undefined || bytes <= 0) {
       throw bad(ANNOTATION.rootVolumeSize, 'must be a positive whole number of bytes as a Kubernetes quantity (e.g. 4Gi)', size);
+    }
+    if (bytes > MAX_ROOT_VOLUME_BYTES) {
+      throw bad(ANNOTATION.rootVolumeSize, `is larger than qcow2 allows with 64 KiB clusters (${MAX_ROOT_VOLUME_BYTES} bytes = 2Pi)`, size);
     }
     result.rootVolumeSizeBytes = bytes;
   }
