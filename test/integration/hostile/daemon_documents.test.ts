@@ -74,6 +74,7 @@ const deepFlow = (depth: number): string => `x: ${'['.repeat(depth)}${']'.repeat
 
 const cases: Array<{ name: string; annotation: string; value: string; message: RegExp }> = [
   { name: 'user-data 60000-deep flow sequence (120 KB)', annotation: 'VirtletCloudInitUserData', value: deepFlow(60000), message: /VirtletCloudInitUserData.*nest/ },
+  { name: 'root volume of 7Pi', annotation: 'VirtletRootVolumeSize', value: '7Pi', message: /VirtletRootVolumeSize.*larger than qcow2 allows/ },
   { name: 'meta-data 60000-deep block sequence', annotation: 'VirtletCloudInitMetaData', value: `x:\n${'- '.repeat(60000)}1\n`, message: /VirtletCloudInitMetaData.*nest/ },
   { name: 'user-data alias to itself (a cycle)', annotation: 'VirtletCloudInitUserData', value: 'x: &a [*a]\n', message: /VirtletCloudInitUserData.*alias/ },
   { name: 'meta-data alias to itself (a cycle)', annotation: 'VirtletCloudInitMetaData', value: 'x: &a {b: *a}\n', message: /VirtletCloudInitMetaData.*alias/ },
@@ -109,3 +110,35 @@ for (const c of cases) {
     }
   });
 }
+
+test('PullImage whose caller gives up (deadline) stops the download: the server sees the close, no temp file stays', async () => {
+  let closed = false;
+  let sent = 0;
+  const slow = createServer((_req, res) => {
+    res.writeHead(200, { 'content-length': String(2 ** 30) });
+    const timer = setInterval(() => {
+      res.write(Buffer.alloc(4096, 1));
+      sent += 4096;
+    }, 20);
+    res.once('close', () => {
+      clearInterval(timer);
+      closed = true;
+    });
+  });
+  await new Promise<void>((r) => slow.listen(0, '127.0.0.1', () => r()));
+  try {
+    const url = `http://127.0.0.1:${(slow.address() as net.AddressInfo).port}/slow.raw`;
+    const err = await d.image.PullImage!({ image: { image: url } }, { deadlineMs: 1500 }).then(() => undefined, (e: grpc.ServiceError) => e);
+    assert.ok(err, 'the pull succeeded');
+    assert.equal(err.code, grpc.status.DEADLINE_EXCEEDED, err.details);
+    for (let i = 0; i < 500 && !closed; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok(closed, `the daemon still downloads (${sent} bytes sent)`);
+    const tmp = join(d.imageDir, 'tmp');
+    for (let i = 0; i < 200 && existsSync(tmp) && readdirSync(tmp).length > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(existsSync(tmp) ? readdirSync(tmp) : [], [], 'partial download left');
+    assert.match(d.output(), /pull of .*slow\.raw.* cancelled/);
+  } finally {
+    slow.closeAllConnections();
+    slow.close();
+  }
+});
