@@ -10,6 +10,7 @@ export const Code = {
   DEADLINE_EXCEEDED: 4,
   NOT_FOUND: 5,
   ALREADY_EXISTS: 6,
+  RESOURCE_EXHAUSTED: 8,
   FAILED_PRECONDITION: 9,
   ABORTED: 10,
   UNIMPLEMENTED: 12,
@@ -47,6 +48,12 @@ export class AlreadyExistsError extends VmletError {
 export class FailedPreconditionError extends VmletError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(Code.FAILED_PRECONDITION, message, options);
+  }
+}
+/** A size or space limit: a configured maximum (like gRPC's own message size limit) or a full disk. */
+export class ResourceExhaustedError extends VmletError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(Code.RESOURCE_EXHAUSTED, message, options);
   }
 }
 export class UnavailableError extends VmletError {

@@ -1,5 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { DocumentLimitError, parseYamlBounded, readTextFileBoundedSync } from '../documents/bounded.js';
 import { CONFIG_TABLE, ConfigError, defaultRaw, type Config, type ConfigRow } from './table.js';
 
 export interface ConfigSources {
@@ -29,8 +28,11 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 function readConfigFile(path: string): Record<string, string> {
   let doc: unknown;
   try {
-    doc = parseYaml(readFileSync(path, 'utf8'));
+    // Bounded like every user document: a config file of 60000 nested lists must not crash the start.
+    const field = `config file ${path}`;
+    doc = parseYamlBounded(readTextFileBoundedSync(path, field), field);
   } catch (err) {
+    if (err instanceof DocumentLimitError) throw new ConfigError('config', err.message);
     throw new ConfigError('config', `cannot read ${path}: ${(err as Error).message}`);
   }
   if (doc === null || doc === undefined) return {};

@@ -24,6 +24,7 @@ export interface Config {
   vmMemory: number;
   vmVcpus: number;
   vmWarmPool: number;
+  maxImageSize: number;
 }
 
 export type ConfigKey = keyof Config;
@@ -136,6 +137,8 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
     description: 'vCPUs when neither VirtletVCPUCount nor a CPU limit is given', parse: positiveInt('vm-vcpus', 256) },
   { key: 'vmWarmPool', flag: 'vm-warm-pool', env: 'VMLET_VM_WARM_POOL', defaultText: '1',
     description: 'Paused VMs of the default shape kept ready for new pods (0: none)', parse: countUpTo('vm-warm-pool', 16) },
+  { key: 'maxImageSize', flag: 'max-image-size', env: 'VMLET_MAX_IMAGE_SIZE', defaultText: '64Gi',
+    description: 'Largest image download accepted; a pull announcing or sending more is refused (RESOURCE_EXHAUSTED)', parse: byteQuantity('max-image-size') },
 ];
 
 /** The default as a string the row's parser accepts, with `{stateDir}` resolved. */

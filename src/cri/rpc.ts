@@ -68,16 +68,32 @@ function wrapUnary(method: string, handler: UnaryHandler, logger: Logger): grpc.
     } catch (err) {
       promise = Promise.reject(err);
     }
+    // Nothing one call does may escape to the process: a failure while answering (logging an odd
+    // error value, serialising a malformed response) still answers this call with INTERNAL.
+    const fail = (err: unknown) => {
+      let status: Partial<grpc.StatusObject>;
+      try {
+        status = toServiceError(err, method, logger);
+      } catch {
+        status = { code: grpc.status.INTERNAL, details: `internal error in ${method}` };
+      }
+      finish(status.code ?? grpc.status.UNKNOWN);
+      try {
+        callback(status as grpc.ServiceError, null);
+      } catch (cbErr) {
+        logger.error({ err: cbErr, method }, 'could not send the error status');
+      }
+    };
     promise.then(
       (response) => {
-        finish(grpc.status.OK);
-        callback(null, response);
+        try {
+          callback(null, response);
+          finish(grpc.status.OK);
+        } catch (err) {
+          fail(err);
+        }
       },
-      (err: unknown) => {
-        const status = toServiceError(err, method, logger);
-        finish(status.code ?? grpc.status.UNKNOWN);
-        callback(status as grpc.ServiceError, null);
-      },
+      fail,
     );
   };
 }

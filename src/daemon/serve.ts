@@ -31,6 +31,7 @@ import { containerUpdateHandlers } from '../cri/container_update.js';
 import { statsHandlers } from '../cri/container_stats.js';
 import { probeKvm } from '../libvirt/kvm_probe.js';
 import { installVmwrapper } from '../vmwrapper/install.js';
+import { installProcessGuards } from './process_guard.js';
 
 /** First libvirt contact after libvirtd starts waits for its QEMU capability probe (HOST-NOTES). */
 const LIBVIRT_FIRST_CONNECT_MS = 60_000;
@@ -45,6 +46,8 @@ function netdTimeoutMs(config: Config): number {
 export async function runServe(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);
   logger.info({ config }, 'vmlet serve starting');
+  // From here on an error nobody handled is logged, not the end of every pod's runtime.
+  installProcessGuards(process, logger, { exit: (code) => process.exit(code) });
   const daemon = await startDaemon(config, logger);
   let stopping = false;
   const shutdown = (signal: string) => {
@@ -74,7 +77,12 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
 
   const libvirt = new LibvirtConnection({ socketPath: config.libvirtSocket, uri: config.libvirtUri, logger: logger.child({ component: 'libvirt' }) });
   const netd = new NetdClient({ args: ['--config-json', JSON.stringify(config)], logger: logger.child({ component: 'netd-client' }) });
-  const images = new ImageStore({ imageDir: config.imageDir, translationsDir: config.imageTranslationsDir, logger: logger.child({ component: 'images' }) });
+  const images = new ImageStore({
+    imageDir: config.imageDir,
+    translationsDir: config.imageTranslationsDir,
+    maxImageBytes: config.maxImageSize,
+    logger: logger.child({ component: 'images' }),
+  });
   const sandboxes = new SandboxService(join(config.stateDir, 'sandboxes'), netd, logger.child({ component: 'sandboxes' }), netdTimeoutMs(config));
   netd.onEvent = (event) => {
     if (event.event === 'vmSideFailed') sandboxes.onVmSideFailed(event.sandboxId, event.message);

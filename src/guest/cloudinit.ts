@@ -15,7 +15,8 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { Document, isScalar, visit } from 'yaml';
 import { InvalidArgumentError } from '../errors.js';
 import type { IpConfig, VmInterface, VmNetwork } from '../network/types.js';
-import type { VmAnnotations } from './annotations.js';
+import { ANNOTATION, type VmAnnotations } from './annotations.js';
+import { checkValueBounds } from '../documents/bounded.js';
 
 /** The annotation fields cloud-init data depends on. */
 export type CloudInitAnnotations = Pick<
@@ -79,6 +80,8 @@ export function buildCloudInit(input: CloudInitInput): NoCloudDocuments {
   };
   if (input.annotations.sshKeys.length > 0) generated['public-keys'] = [...input.annotations.sshKeys];
   const metaData = applyOverride(generated, input.annotations.metaData, false);
+  // Serialised output is bounded too (depth, cycles, size), whatever the caller built the annotations from.
+  checkValueBounds(metaData, `annotation ${ANNOTATION.metaData}`);
   return {
     kind: 'nocloud',
     metaData: `${JSON.stringify(metaData, null, 2)}\n`,
@@ -112,6 +115,7 @@ export function buildConfigDrive(input: CloudInitInput): ConfigDriveDocuments {
   if (hasOwn(override, 'local-hostname') && !hasOwn(override, 'hostname')) {
     setOwn(metaData, 'hostname', override['local-hostname']);
   }
+  checkValueBounds(metaData, `annotation ${ANNOTATION.metaData}`);
   return {
     kind: 'configdrive',
     metaData: `${JSON.stringify(metaData, null, 2)}\n`,
@@ -134,6 +138,7 @@ function buildUserData(input: CloudInitInput): { text: string; omittedEnv: strin
   // 0600: container env often carries Secret values.
   generated['write_files'] = [{ path: ENVIRONMENT_FILE, permissions: '0600', content: env.content }];
   const merged = applyOverride(generated, input.annotations.userData, input.annotations.userDataOverwrite);
+  checkValueBounds(merged, `annotation ${ANNOTATION.userData}`);
   return { text: `#cloud-config\n${toYaml(merged)}`, omittedEnv: env.omitted };
 }
 

@@ -8,6 +8,7 @@ import {
   DeadlineExceededError,
   FailedPreconditionError,
   NotFoundError,
+  ResourceExhaustedError,
   UnavailableError,
   VmletError,
   errorText,
@@ -25,8 +26,12 @@ export interface DownloadOptions {
   signal?: AbortSignal;
   /** Give up when no byte (or response) arrives for this long. */
   stallTimeoutMs: number;
-  /** Refuse bodies larger than this. */
+  /** Refuse bodies larger than this (announced or received): ResourceExhaustedError. */
   maxBytes?: number;
+  /** How the limit is named in messages (e.g. the flag that sets it). */
+  maxBytesName?: string;
+  /** Free bytes where the file goes: a larger Content-Length is refused before anything is written. */
+  freeBytes?: () => Promise<number>;
   /** Validators of a copy we already have; a 304 answer then yields `notModified`. */
   conditional?: { etag?: string; lastModified?: string };
   onProgress?: (receivedBytes: number, totalBytes: number | undefined) => void;
@@ -267,9 +272,17 @@ export async function downloadToFile(url: string, destPath: string, opts: Downlo
       }
       const lengthHeader = res.headers['content-length'];
       const total = lengthHeader !== undefined && /^[0-9]+$/.test(lengthHeader) ? Number(lengthHeader) : undefined;
+      const limitName = opts.maxBytesName ?? 'the size limit';
       if (opts.maxBytes !== undefined && total !== undefined && total > opts.maxBytes) {
         res.destroy();
-        throw new FailedPreconditionError(`${redactUrl(current)} is ${total} bytes, more than the limit of ${opts.maxBytes}`);
+        throw new ResourceExhaustedError(`${redactUrl(current)} announces ${total} bytes, more than ${limitName} of ${opts.maxBytes} bytes`);
+      }
+      if (total !== undefined && opts.freeBytes) {
+        const free = await opts.freeBytes();
+        if (total > free) {
+          res.destroy();
+          throw new ResourceExhaustedError(`${redactUrl(current)} announces ${total} bytes, more than the ${free} bytes free in the image directory`);
+        }
       }
 
       const fh = await open(destPath, 'wx', 0o600);
@@ -280,7 +293,7 @@ export async function downloadToFile(url: string, destPath: string, opts: Downlo
         for await (const chunk of res as AsyncIterable<Buffer>) {
           received += chunk.length;
           if (opts.maxBytes !== undefined && received > opts.maxBytes) {
-            throw new FailedPreconditionError(`${redactUrl(current)} is larger than the limit of ${opts.maxBytes} bytes`);
+            throw new ResourceExhaustedError(`${redactUrl(current)} sent more than ${limitName} of ${opts.maxBytes} bytes`);
           }
           hash.update(chunk);
           await writeAll(fh, chunk);
@@ -308,6 +321,9 @@ export async function downloadToFile(url: string, destPath: string, opts: Downlo
     // Whatever the socket reported, a deadline or cancel is the real reason.
     if (ctl.signal.aborted) throw ctl.signal.reason;
     if (err instanceof VmletError) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOSPC') {
+      throw new ResourceExhaustedError(`no space left in the image directory while downloading ${redactUrl(url)}`, { cause: err });
+    }
     throw new UnavailableError(`cannot download ${redactUrl(url)}: ${errorText(err)}`, { cause: err });
   } finally {
     clearTimeout(deadline);

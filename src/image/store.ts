@@ -1,4 +1,4 @@
-import { chmod, mkdir, readFile, readdir, rename, rm, unlink } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readdir, rename, rm, statfs, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { writeFileAtomic, fsyncDir, TEMP_PREFIX } from '../store/atomic_file.js';
@@ -472,6 +472,11 @@ export class ImageStore {
       signal,
       stallTimeoutMs: this.opts.stallTimeoutMs ?? 60_000,
       maxBytes: this.opts.maxImageBytes,
+      maxBytesName: 'the maximum image size (--max-image-size)',
+      freeBytes: async () => {
+        const fs = await statfs(this.tmpDir);
+        return fs.bavail * fs.bsize;
+      },
       conditional,
       onProgress: (received, total) => {
         const now = Date.now();

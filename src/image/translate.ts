@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
-import { parse as parseYaml } from 'yaml';
 import { InvalidArgumentError, errorText } from '../errors.js';
+import { parseYamlBounded } from '../documents/bounded.js';
 import { parseImageName, translationKey, type ImageName } from './reference.js';
 
 /**
@@ -71,7 +71,8 @@ export interface Translation {
   transportName?: string;
 }
 
-const MAX_CONFIG_BYTES = 1024 * 1024;
+/** Translation files are a few KiB; 1 MiB leaves room for many CA bundles. */
+export const MAX_TRANSLATION_CONFIG_BYTES = 1024 * 1024;
 
 function fail(source: string, what: string): never {
   throw new InvalidArgumentError(`image translation config ${source}: ${what}`);
@@ -197,13 +198,8 @@ function compileRuleRegexp(source: string, pattern: string, where: string): RegE
  * offending field; unknown fields are ignored, as Virtlet does.
  */
 export function parseTranslationConfig(text: string, source: string): TranslationConfig {
-  if (Buffer.byteLength(text) > MAX_CONFIG_BYTES) fail(source, `larger than ${MAX_CONFIG_BYTES} bytes`);
-  let doc: unknown;
-  try {
-    doc = parseYaml(text, { maxAliasCount: 100 });
-  } catch (err) {
-    fail(source, `not valid YAML: ${errorText(err).split('\n')[0]}`);
-  }
+  // Size, depth, tokens, aliases and cycles bounded; the message names the file.
+  const doc = parseYamlBounded(text, `image translation config ${source}`, { limits: { maxBytes: MAX_TRANSLATION_CONFIG_BYTES } });
   if (doc === null || doc === undefined) return { source, prefix: '', rules: [], transports: new Map() };
   if (!isPlainObject(doc)) fail(source, 'the document must be a mapping');
 

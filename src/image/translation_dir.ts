@@ -1,8 +1,9 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { errorText } from '../errors.js';
-import { parseTranslationConfig, type TranslationConfig } from './translate.js';
+import { readTextFileBounded } from '../documents/bounded.js';
+import { MAX_TRANSLATION_CONFIG_BYTES, parseTranslationConfig, type TranslationConfig } from './translate.js';
 
 export interface TranslationSnapshot {
   /** Valid configs, in file name order (which is their precedence). */
@@ -48,7 +49,8 @@ export class TranslationDirectory {
     const problems: string[] = [];
     for (const f of files) {
       try {
-        const text = await readFile(join(this.dir, f.name), 'utf8');
+        // Read only up to the limit: a huge or growing file is refused, not loaded.
+        const text = await readTextFileBounded(join(this.dir, f.name), `image translation config ${f.name}`, MAX_TRANSLATION_CONFIG_BYTES);
         configs.push(parseTranslationConfig(text, f.name));
       } catch (err) {
         problems.push(`${f.name}: ${errorText(err)}`);

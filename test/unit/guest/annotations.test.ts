@@ -118,7 +118,7 @@ test('each malformed annotation → InvalidArgumentError naming it', () => {
   for (const [name, value] of cases) {
     assert.throws(
       () => parseVmAnnotations({ [name]: value }),
-      (err: unknown) => err instanceof InvalidArgumentError && err.message.includes(`annotation ${name} `),
+      (err: unknown) => err instanceof InvalidArgumentError && (err.message.includes(`annotation ${name} `) || err.message.includes(`annotation ${name}: `)),
       `${name}=${JSON.stringify(value)}`,
     );
   }
