@@ -288,6 +288,7 @@ export class ContainerService {
           overlayPath: join(dir, OVERLAY),
           seedPath: join(dir, SEED),
           consolePath: join(dir, CONSOLE_RAW),
+          socketDir: this.qmpDir,
         },
         this.host,
         ANNOTATION.vcpuCount in sandbox.annotations,

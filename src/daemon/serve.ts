@@ -29,6 +29,9 @@ import { containerUpdateHandlers } from '../cri/container_update.js';
 import { StatsCollector, statsHandlers } from '../cri/container_stats.js';
 import { probeKvm } from '../libvirt/kvm_probe.js';
 import { installVmwrapper } from '../vmwrapper/install.js';
+import { StreamingServer } from '../streaming/server.js';
+import { VmStreams } from '../container/vm_streams.js';
+import { streamingHandlers } from '../cri/streaming.js';
 
 /** First libvirt contact after libvirtd starts waits for its QEMU capability probe (HOST-NOTES). */
 const LIBVIRT_FIRST_CONNECT_MS = 60_000;
@@ -143,6 +146,20 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       },
     };
 
+    const vmStreams = new VmStreams({
+      qmpDir: join(config.stateDir, QMP_DIR),
+      container: (id) => containers.mustGet(id),
+      sandbox: (id) => {
+        const sb = sandboxes.mustGet(id);
+        return { id: sb.id, ready: sb.state === 'READY', ...(sb.netnsPath ? { netnsPath: sb.netnsPath } : {}), ...(sb.podIps ? { podIps: sb.podIps } : {}) };
+      },
+      tcpSocketInNetns: (netnsPath) => netd.tcpSocketInNetns(netnsPath, NETD_WARM_TIMEOUT_MS),
+      logger: logger.child({ component: 'streams' }),
+    });
+    const streamServer = new StreamingServer({ address: config.streamAddress, runtime: vmStreams, logger: logger.child({ component: 'streaming' }) });
+    await streamServer.start();
+    cleanups.push(() => streamServer.stop());
+
     const server = new CriServer({
       socketPath: config.socket,
       logger,
@@ -156,6 +173,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         ...containerQueryHandlers(containers),
         ...containerUpdateHandlers(containers, libvirt),
         ...statsHandlers(stats, containers, sandboxes),
+        ...streamingHandlers(vmStreams, streamServer, (id) => sandboxes.mustGet(id).id),
       },
       imageHandlers: imageHandlers(images, (imageId) => containers.list().find((c) => c.imageRef === imageId)?.id),
     });
