@@ -68,12 +68,21 @@ export class StreamingServer {
   private readonly tokens: TokenCache<StreamRequest>;
   private readonly http = http.createServer((req, res) => this.onPlainRequest(req, res));
   private readonly wss = new WebSocketServer({ noServer: true, handleProtocols: (protocols, req) => this.pickWsProtocol(protocols, req) });
+  /**
+   * ws accepts only RFC 7230 tokens as subprotocols, and '/' is not one: the tunnel's name is
+   * swapped for this alias on the way in and back in the 101 response.
+   */
+  private static readonly TUNNEL_ALIAS = 'vmlet.spdy-tunnel.portforward.k8s.io';
   private readonly sockets = new Set<Duplex>();
   private baseUrl = '';
 
   constructor(private readonly options: StreamingServerOptions) {
     this.tokens = new TokenCache<StreamRequest>(options.tokenTtlMs ?? DEFAULT_TOKEN_TTL_MS);
     this.http.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket as Socket, head));
+    this.wss.on('headers', (headers: string[]) => {
+      const i = headers.findIndex((h) => h.toLowerCase() === `sec-websocket-protocol: ${StreamingServer.TUNNEL_ALIAS}`);
+      if (i >= 0) headers[i] = `Sec-WebSocket-Protocol: ${WS_TUNNEL_PORTFORWARD_PROTOCOL}`;
+    });
     this.http.on('connection', (socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
@@ -136,6 +145,8 @@ export class StreamingServer {
     const upgrade = (req.headers.upgrade ?? '').toLowerCase();
     if (upgrade === 'websocket') {
       (req as RequestWithStream).vmletRequest = request;
+      const offered = req.headers['sec-websocket-protocol'];
+      if (offered) req.headers['sec-websocket-protocol'] = offered.split(',').map((p) => (p.trim() === WS_TUNNEL_PORTFORWARD_PROTOCOL ? StreamingServer.TUNNEL_ALIAS : p.trim())).join(', ');
       this.wss.handleUpgrade(req, socket, head, (ws) => this.onWebSocket(ws, req, request, route.query));
       return;
     }
@@ -178,7 +189,7 @@ export class StreamingServer {
   private pickWsProtocol(offered: Set<string>, req: http.IncomingMessage): string | false {
     const request = (req as RequestWithStream).vmletRequest;
     const supported =
-      request?.kind === 'portforward' ? [WS_TUNNEL_PORTFORWARD_PROTOCOL, ...WS_PORTFORWARD_PROTOCOLS] : WS_REMOTECOMMAND_PROTOCOLS;
+      request?.kind === 'portforward' ? [StreamingServer.TUNNEL_ALIAS, ...WS_PORTFORWARD_PROTOCOLS] : WS_REMOTECOMMAND_PROTOCOLS;
     return supported.find((p) => offered.has(p)) ?? false;
   }
 
@@ -190,7 +201,7 @@ export class StreamingServer {
     if (request.kind === 'portforward') {
       const dial = this.dialer(request.sandboxId);
       const describe = `pod sandbox ${request.sandboxId}`;
-      if (protocol === WS_TUNNEL_PORTFORWARD_PROTOCOL) {
+      if (protocol === StreamingServer.TUNNEL_ALIAS) {
         const session = new SpdySession(createWebSocketStream(ws), { role: 'server' });
         served = servePortForwardSpdy(session, dial, describe, this.options.streamCreationTimeoutMs ?? DEFAULT_STREAM_CREATION_TIMEOUT_MS);
       } else {

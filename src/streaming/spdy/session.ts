@@ -16,6 +16,7 @@ import {
   GOAWAY_PROTOCOL_ERROR,
   RST_INVALID_STREAM,
   RST_PROTOCOL_ERROR,
+  RST_REFUSED_STREAM,
   SpdyProtocolError,
   dataFrameHeader,
   goawayFrame,
@@ -140,6 +141,8 @@ export class SpdySession extends EventEmitter {
   private nextOwnStreamId: number;
   private nextPingId: number;
   private closed = false;
+  /** GOAWAY queued: frames still go out, new peer streams are refused. */
+  private closing = false;
 
   constructor(
     private readonly transport: Duplex,
@@ -149,8 +152,9 @@ export class SpdySession extends EventEmitter {
     this.nextOwnStreamId = options.role === 'server' ? 2 : 1;
     this.nextPingId = options.role === 'server' ? 2 : 1;
     transport.on('data', (chunk: Buffer) => this.onBytes(chunk));
-    transport.on('end', () => this.shutdown());
-    transport.on('close', () => this.shutdown());
+    // Frames already received are handled first: their header blocks may still be inflating.
+    transport.on('end', () => void this.readChain.then(() => this.shutdown()));
+    transport.on('close', () => void this.readChain.then(() => this.shutdown()));
     transport.on('error', (err) => this.shutdown(err));
     if (options.head && options.head.length > 0) this.onBytes(options.head);
   }
@@ -178,13 +182,13 @@ export class SpdySession extends EventEmitter {
 
   /** GOAWAY, then the transport ends once queued frames are out. */
   close(status = GOAWAY_OK): Promise<void> {
-    if (this.closed) return Promise.resolve();
+    if (this.closed || this.closing) return Promise.resolve();
+    this.closing = true;
     this.enqueue(() => goawayFrame(this.lastPeerStreamId, status));
-    const done = this.writeChain.then(() => {
+    return this.writeChain.then(() => {
       this.transport.end();
+      this.shutdown();
     });
-    this.shutdown();
-    return done;
   }
 
   /** @internal */
@@ -287,6 +291,7 @@ export class SpdySession extends EventEmitter {
         if (frame.streamId % 2 !== peerParity || frame.streamId <= this.lastPeerStreamId || this.streams.has(frame.streamId)) {
           return this.sendReset(frame.streamId, RST_PROTOCOL_ERROR);
         }
+        if (this.closing) return this.sendReset(frame.streamId, RST_REFUSED_STREAM);
         this.lastPeerStreamId = frame.streamId;
         const s = new SpdyStream(this, frame.streamId, headers);
         this.streams.set(frame.streamId, s);
@@ -326,8 +331,10 @@ export class SpdySession extends EventEmitter {
     if (this.closed) return;
     this.closed = true;
     for (const s of this.streams.values()) {
+      // Data already received stays readable; the stream goes once its reader saw the end.
       s.onRemoteFin();
-      s.destroy();
+      if (s.readableEnded) s.destroy();
+      else s.once('end', () => s.destroy());
     }
     this.streams.clear();
     this.paused.clear();
