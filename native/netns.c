@@ -10,6 +10,8 @@
  *   createNetns(path): a new network namespace, loopback up, bind-mounted on the existing file
  *     `path` (what `ip netns add` does, minus the process).
  *   removeNetns(path): detaches the bind mount and removes the file; a missing file is fine.
+ *   tcp4SocketInNetns(path) -> fd: an unconnected, non-blocking TCP socket that belongs to the
+ *     namespace (a socket keeps the namespace it was made in), for port-forward connections.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -60,6 +62,18 @@ static void *bind_in_netns(void *arg) {
   addr.sin_addr.s_addr = htonl(INADDR_ANY);
   /* No SO_REUSEADDR: a second server on the port in one namespace is a bug that must fail. */
   if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) return failed(op, "bind", fd);
+  op->fd = fd;
+  return NULL;
+}
+
+static void *tcp_socket_in_netns(void *arg) {
+  struct op *op = arg;
+  int ns = open(op->path, O_RDONLY | O_CLOEXEC);
+  if (ns < 0) return failed(op, "open netns", -1);
+  if (setns(ns, CLONE_NEWNET) != 0) return failed(op, "setns", ns);
+  close(ns);
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return failed(op, "socket", -1);
   op->fd = fd;
   return NULL;
 }
@@ -144,6 +158,17 @@ static napi_value udp4_socket_in_netns(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* tcp4SocketInNetns(netnsPath: string): number (the fd) */
+static napi_value tcp4_socket_in_netns(napi_env env, napi_callback_info info) {
+  char path[4097];
+  if (!read_args(env, info, "tcp4SocketInNetns(netnsPath)", path, sizeof path, NULL)) return NULL;
+  struct op op = { path, 0, -1, 0, NULL };
+  if (!run_on_thread(env, tcp_socket_in_netns, &op)) return NULL;
+  napi_value result;
+  napi_create_int32(env, op.fd, &result);
+  return result;
+}
+
 /* createNetns(path: string): undefined */
 static napi_value create_netns_fn(napi_env env, napi_callback_info info) {
   char path[4097];
@@ -172,6 +197,7 @@ static void export_fn(napi_env env, napi_value exports, const char *name, napi_c
 NAPI_MODULE_INIT() {
   export_fn(env, exports, "udp4SocketInNetns", udp4_socket_in_netns);
   export_fn(env, exports, "createNetns", create_netns_fn);
+  export_fn(env, exports, "tcp4SocketInNetns", tcp4_socket_in_netns);
   export_fn(env, exports, "removeNetns", remove_netns_fn);
   return exports;
 }

@@ -25,6 +25,7 @@ export interface Config {
   vmVcpus: number;
   vmWarmPool: number;
   maxImageSize: number;
+  streamAddress: string;
 }
 
 export type ConfigKey = keyof Config;
@@ -139,7 +140,17 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
     description: 'Paused VMs of the default shape kept ready for new pods (0: none)', parse: countUpTo('vm-warm-pool', 16) },
   { key: 'maxImageSize', flag: 'max-image-size', env: 'VMLET_MAX_IMAGE_SIZE', defaultText: '64Gi',
     description: 'Largest image download accepted; a pull announcing or sending more is refused (RESOURCE_EXHAUSTED)', parse: byteQuantity('max-image-size') },
+  { key: 'streamAddress', flag: 'stream-address', env: 'VMLET_STREAM_ADDRESS', defaultText: '127.0.0.1:0',
+    description: 'host:port of the streaming server for exec, attach and port-forward (port 0: a free one)', parse: listenAddress('stream-address') },
 ];
+
+function listenAddress(key: string) {
+  return (raw: string): string => {
+    const m = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(raw);
+    if (!m || Number(m[1]) > 65535) throw new ConfigError(key, `must be host:port, got ${JSON.stringify(raw)}`);
+    return raw;
+  };
+}
 
 /** The default as a string the row's parser accepts, with `{stateDir}` resolved. */
 export function defaultRaw(row: ConfigRow, stateDir: string): string {

@@ -35,6 +35,7 @@ export async function defineColdDomain(ctx: ContainerContext, record: ContainerR
       overlayPath: join(record.dir, OVERLAY),
       seedPath: join(record.dir, SEED),
       consolePath: join(record.dir, CONSOLE_RAW),
+      socketDir: ctx.qmpDir,
     },
     ctx.host,
     inputs.vcpuAnnotationGiven,

@@ -10,6 +10,7 @@ import type { ContainerResources } from './records.js';
 import { InvalidArgumentError } from '../errors.js';
 import { tapNicQemuArgs } from '../vmwrapper/tap_nic_args.js';
 import { vmwrapperEnv } from '../vmwrapper/netns_env.js';
+import { consoleSocketPath, guestAgentSocketPath } from './vm_sockets.js';
 
 export interface HostFacts {
   domainType: 'kvm' | 'qemu';
@@ -32,6 +33,8 @@ export interface VmInputs {
   overlayPath: string;
   seedPath: string;
   consolePath: string;
+  /** Where the VM's guest agent and console sockets go (src/container/vm_sockets.ts). */
+  socketDir: string;
 }
 
 const MIB = 1024 * 1024;
@@ -80,7 +83,8 @@ export function buildVmSpec(inputs: VmInputs, host: HostFacts, vcpuAnnotationGiv
     ...(inputs.annotations.cpuModel === 'host-model' && host.domainType === 'kvm' ? { cpuMode: 'host-model' as const } : {}),
     rootDisk: { path: inputs.overlayPath, format: 'qcow2', driver: inputs.annotations.diskDriver },
     seed: { path: inputs.seedPath, kind: inputs.annotations.cloudInitImageType },
-    console: { kind: 'file', path: inputs.consolePath },
+    console: { kind: 'unix', socketPath: consoleSocketPath(inputs.socketDir, inputs.containerId), logPath: inputs.consolePath },
+    guestAgentSocket: guestAgentSocketPath(inputs.socketDir, inputs.containerId),
     // TAPs live in the pod netns where only QEMU (inside it through the vmwrapper) can open them.
     nics: nics.filter((n) => n.kind !== 'tap'),
     emulatorArgs: tapNicQemuArgs(nics.flatMap((n) => (n.kind === 'tap' ? [{ tap: n.tap, mac: n.mac, mtu: n.mtu }] : []))),

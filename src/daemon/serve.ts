@@ -32,6 +32,9 @@ import { statsHandlers } from '../cri/container_stats.js';
 import { probeKvm } from '../libvirt/kvm_probe.js';
 import { installVmwrapper } from '../vmwrapper/install.js';
 import { installProcessGuards } from './process_guard.js';
+import { StreamingServer } from '../streaming/server.js';
+import { VmStreams } from '../container/vm_streams.js';
+import { streamingHandlers } from '../cri/streaming.js';
 
 /** First libvirt contact after libvirtd starts waits for its QEMU capability probe (HOST-NOTES). */
 const LIBVIRT_FIRST_CONNECT_MS = 60_000;
@@ -153,6 +156,20 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       },
     };
 
+    const vmStreams = new VmStreams({
+      qmpDir: join(config.stateDir, QMP_DIR),
+      container: (id) => containers.mustGet(id),
+      sandbox: (id) => {
+        const sb = sandboxes.mustGet(id);
+        return { id: sb.id, ready: sb.state === 'READY', ...(sb.netnsPath ? { netnsPath: sb.netnsPath } : {}), ...(sb.podIps ? { podIps: sb.podIps } : {}) };
+      },
+      tcpSocketInNetns: (netnsPath) => netd.tcpSocketInNetns(netnsPath, NETD_WARM_TIMEOUT_MS),
+      logger: logger.child({ component: 'streams' }),
+    });
+    const streamServer = new StreamingServer({ address: config.streamAddress, runtime: vmStreams, logger: logger.child({ component: 'streaming' }) });
+    await streamServer.start();
+    cleanups.push(() => streamServer.stop());
+
     const server = new CriServer({
       socketPath: config.socket,
       logger,
@@ -166,6 +183,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         ...containerQueryHandlers(containers),
         ...containerUpdateHandlers(containers),
         ...statsHandlers(stats, containers, sandboxes, config.stateDir),
+        ...streamingHandlers(vmStreams, streamServer, (id) => sandboxes.mustGet(id).id),
       },
       imageHandlers: imageHandlers(images, (imageId) => containers.list().find((c) => c.imageRef === imageId)?.id),
     });

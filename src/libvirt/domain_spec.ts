@@ -60,7 +60,15 @@ export const WARM_SEED_ALIAS = 'ua-vmletseed';
  *   domain_xml.ts for why).
  * - `pty`: an interactive pty (for attach); with `logPath` libvirt's virtlogd also records the output.
  */
-export type SerialConsole = { kind: 'file'; path: string } | { kind: 'pty'; logPath?: string };
+export type SerialConsole =
+  | { kind: 'file'; path: string }
+  | { kind: 'pty'; logPath?: string }
+  /**
+   * `unix`: a socket QEMU listens on (CRI Attach writes to the console through it, see
+   * src/console/attach_hub.ts) with QEMU logging every byte to `logPath` whether or not a client
+   * is connected, so the file vmlet tails into the CRI log stays complete.
+   */
+  | { kind: 'unix'; socketPath: string; logPath: string };
 
 /** One guest NIC, in the sandbox's CNI interface order. */
 export type VmNic =
@@ -112,6 +120,8 @@ export interface VmSpec {
   seed?: SeedDisk;
   warm?: WarmLayout;
   console: SerialConsole;
+  /** The `org.qemu.guest_agent.0` virtio-serial channel's unix socket (QEMU listens; for Exec). */
+  guestAgentSocket?: string;
   nics: VmNic[];
   /** Environment for the emulator process (<qemu:env>), e.g. what the vmwrapper needs. */
   emulatorEnv: EnvVar[];

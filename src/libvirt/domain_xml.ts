@@ -102,6 +102,11 @@ export function buildDomainXml(spec: VmSpec): string {
   add(devices, 'controller', { type: 'usb', index: '0', model: 'none' });
   for (const nic of spec.nics) addNic(devices, nic);
   addSerial(devices, spec);
+  if (spec.guestAgentSocket !== undefined) {
+    const channel = add(devices, 'channel', { type: 'unix' });
+    add(channel, 'source', { mode: 'bind', path: spec.guestAgentSocket });
+    add(channel, 'target', { type: 'virtio', name: 'org.qemu.guest_agent.0' });
+  }
   add(devices, 'memballoon', { model: spec.memballoon ?? 'none' });
   const rng = add(devices, 'rng', { model: 'virtio' });
   text(add(rng, 'backend', { model: 'random' }), '/dev/urandom');
@@ -287,6 +292,11 @@ function addSerial(devices: XMLBuilder, spec: VmSpec): void {
     const serial = add(devices, 'serial', { type: 'file' });
     add(serial, 'source', { path: serialConsole.path, append: 'on' });
     add(serial, 'target', { port: '0' });
+  } else if (serialConsole.kind === 'unix') {
+    const serial = add(devices, 'serial', { type: 'unix' });
+    add(serial, 'source', { mode: 'bind', path: serialConsole.socketPath });
+    add(serial, 'log', { file: serialConsole.logPath, append: 'on' });
+    add(serial, 'target', { port: '0' });
   } else {
     const serial = add(devices, 'serial', { type: 'pty' });
     if (serialConsole.logPath !== undefined) add(serial, 'log', { file: serialConsole.logPath, append: 'on' });
@@ -325,8 +335,14 @@ export function validateVmSpec(spec: VmSpec): void {
     check(spec.seed.kind === 'nocloud' || spec.seed.kind === 'configdrive', 'seed kind', spec.seed.kind);
   }
   if (spec.console.kind === 'file') checkPath('console path', spec.console.path);
+  else if (spec.console.kind === 'unix') {
+    checkSocketPath('console socket path', spec.console.socketPath);
+    checkPath('console log path', spec.console.logPath);
+  }
   else if (spec.console.logPath !== undefined) checkPath('console log path', spec.console.logPath);
   else check(spec.console.kind === 'pty', 'console kind', (spec.console as { kind: string }).kind);
+
+  if (spec.guestAgentSocket !== undefined) checkSocketPath('guest agent socket path', spec.guestAgentSocket);
 
   const macs = new Set<string>();
   const taps = new Set<string>();
@@ -395,6 +411,12 @@ function checkPath(what: string, path: string): void {
     what,
     path,
   );
+}
+
+/** A unix socket path: sun_path holds 107 bytes plus the NUL. */
+function checkSocketPath(what: string, path: string): void {
+  checkPath(what, path);
+  check(Buffer.byteLength(path) <= 107, `${what} (over 107 bytes)`, path);
 }
 
 function check(ok: boolean, what: string, value: string): void {

@@ -13,6 +13,8 @@ export const NATIVE_HELPER_PATH = fileURLToPath(new URL('../../native/build/vmle
 export interface NetnsNative {
   /** A UDP socket bound to 0.0.0.0:port inside the namespace at `netnsPath`, broadcast enabled; returns its fd. */
   udp4SocketInNetns(netnsPath: string, port: number): number;
+  /** An unconnected non-blocking TCP socket that belongs to the namespace at `netnsPath`; returns its fd. */
+  tcp4SocketInNetns(netnsPath: string): number;
   /** A new network namespace with loopback up, bind-mounted on the existing file `path`. */
   createNetns(path: string): void;
   /** Detaches the namespace mounted on `path` (lazily) and removes the file; a missing file is fine. */

@@ -4,6 +4,8 @@
  * its state from disk, so nothing the old one built is forgotten.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import { TCP_SOCKET_METHOD } from './port_socket.js';
 import { fileURLToPath } from 'node:url';
 import { VmletError, UnavailableError, DeadlineExceededError, type CodeValue } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -65,7 +67,7 @@ export class NetdClient {
         reject(new UnavailableError('netd did not become ready in time'));
         child.kill('SIGKILL');
       }, this.options.startTimeoutMs ?? 60_000);
-      child.on('message', (msg: NetdResponse | NetdReady | NetdEvent) => {
+      child.on('message', (msg: NetdResponse | NetdReady | NetdEvent, handle?: unknown) => {
         if ('event' in msg) {
           this.onEvent(msg);
           return;
@@ -76,7 +78,7 @@ export class NetdClient {
           resolve();
           return;
         }
-        this.onResponse(msg);
+        this.onResponse(msg, handle);
       });
       child.once('exit', (code, signal) => {
         clearTimeout(timer);
@@ -86,13 +88,23 @@ export class NetdClient {
     });
   }
 
-  private onResponse(msg: NetdResponse): void {
+  private onResponse(msg: NetdResponse, handle?: unknown): void {
     const p = this.pending.get(msg.id);
-    if (!p) return;
+    if (!p) {
+      (handle as net.Socket | undefined)?.destroy?.();
+      return;
+    }
     this.pending.delete(msg.id);
     clearTimeout(p.timer);
     if (msg.error) p.reject(new VmletError(msg.error.code as CodeValue, msg.error.message));
-    else p.resolve(msg.result);
+    else p.resolve(handle ?? msg.result);
+  }
+
+  /** A TCP socket inside the pod netns at `netnsPath`, not yet connected (src/netd/port_socket.ts). */
+  async tcpSocketInNetns(netnsPath: string, timeoutMs: number): Promise<net.Socket> {
+    const socket = (await this.call(TCP_SOCKET_METHOD as NetdMethod, { netnsPath } as never, timeoutMs)) as unknown;
+    if (!(socket instanceof net.Socket)) throw new UnavailableError('netd answered without a socket');
+    return socket;
   }
 
   private onExit(child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): void {

@@ -2,6 +2,7 @@
 import { VmletError, Code, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { NetdMethods, NetdRequest, NetdResponse } from './protocol.js';
+import { TCP_SOCKET_METHOD, tcpSocketInNetns, type TcpSocketParams } from './port_socket.js';
 
 export function serveIpc(methods: NetdMethods, logger: Logger): void {
   if (!process.send) throw new Error('vmlet netd must be started by vmlet serve (no IPC channel)');
@@ -17,6 +18,18 @@ export function serveIpc(methods: NetdMethods, logger: Logger): void {
   async function handle(msg: NetdRequest): Promise<void> {
     let response: NetdResponse;
     const started = process.hrtime.bigint();
+    if ((msg.method as string) === TCP_SOCKET_METHOD) {
+      // Answered with the socket itself as the IPC handle; sending closes netd's copy.
+      try {
+        const socket = tcpSocketInNetns(msg.params as TcpSocketParams);
+        if (process.connected) process.send!({ id: msg.id, result: {} }, socket);
+        else socket.destroy();
+      } catch (err) {
+        const code = err instanceof VmletError ? err.code : Code.INTERNAL;
+        if (process.connected) process.send!({ id: msg.id, error: { code, message: errorText(err) } });
+      }
+      return;
+    }
     try {
       const fn = methods[msg.method] as ((p: unknown) => Promise<unknown>) | undefined;
       if (typeof fn !== 'function') throw new VmletError(Code.UNIMPLEMENTED, `netd has no method ${String(msg.method)}`);

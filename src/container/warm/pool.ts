@@ -30,6 +30,7 @@ import { buildDomainXml } from '../../libvirt/domain_xml.js';
 import { warmPortsFor, warmQmpArgs } from './hotplug_commands.js';
 import { vmwrapperEnv } from '../../vmwrapper/netns_env.js';
 import { CONSOLE_RAW, warmQmpPath } from '../layout.js';
+import { consoleSocketPath, guestAgentSocketPath } from '../vm_sockets.js';
 import type { HostFacts } from '../domain_spec_builder.js';
 
 /** Warm domains are named this (plus part of the id) so leftovers are recognisable. */
@@ -199,7 +200,8 @@ export class WarmPool {
         emulator: host.emulator,
         memoryBytes: host.defaultMemoryBytes,
         vcpus: host.defaultVcpus,
-        console: { kind: 'file', path: join(dir, CONSOLE_RAW) },
+        console: { kind: 'unix', socketPath: consoleSocketPath(this.options.qmpDir, id), logPath: join(dir, CONSOLE_RAW) },
+        guestAgentSocket: guestAgentSocketPath(this.options.qmpDir, id),
         nics: [],
         emulatorArgs: warmQmpArgs(qmpPath),
         emulatorEnv: vmwrapperEnv(netnsName),

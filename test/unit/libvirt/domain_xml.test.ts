@@ -50,6 +50,16 @@ test('domain XML: two TAP NICs, an SR-IOV VF, virtio disk, NoCloud seed, file co
   assertGolden('libvirt/domain-multi-nic.xml', buildDomainXml(multiNicSpec()));
 });
 
+test('domain XML: console on a unix socket with its log file, guest agent channel (what vmlet builds)', () => {
+  const spec = multiNicSpec();
+  spec.console = { kind: 'unix', socketPath: '/var/lib/vmlet/qmp/0f3a9c2e71b4aa01.console', logPath: '/var/lib/vmlet/vms/0f3a/console.raw' };
+  spec.guestAgentSocket = '/var/lib/vmlet/qmp/0f3a9c2e71b4aa01.agent';
+  const xml = buildDomainXml(spec);
+  assertGolden('libvirt/domain-console-agent.xml', xml);
+  assert.match(xml, /<serial type="unix">\s*<source mode="bind" path="\/var\/lib\/vmlet\/qmp\/0f3a9c2e71b4aa01.console"\/>\s*<log file="\/var\/lib\/vmlet\/vms\/0f3a\/console.raw" append="on"\/>/);
+  assert.match(xml, /<channel type="unix">\s*<source mode="bind" path="\/var\/lib\/vmlet\/qmp\/0f3a9c2e71b4aa01.agent"\/>\s*<target type="virtio" name="org.qemu.guest_agent.0"\/>/);
+});
+
 test('domain XML: scsi root disk with virtio-scsi controller, config drive, pty console with log', () => {
   const xml = buildDomainXml(scsiConfigDriveSpec());
   assertGolden('libvirt/domain-scsi-configdrive.xml', xml);
@@ -87,6 +97,8 @@ test('domain XML: hostile or out-of-range values are refused with InvalidArgumen
     ['dot-dot path', (s) => (s.rootDisk!.path = '/var/lib/vmlet/../../etc/shadow'), /root disk path/],
     ['relative emulator', (s) => (s.emulator = 'qemu-system-x86_64'), /emulator/],
     ['console path with tab', (s) => (s.console = { kind: 'file', path: '/var/log/a\tb' }), /console path/],
+    ['console socket over 107 bytes', (s) => (s.console = { kind: 'unix', socketPath: `/${'x'.repeat(107)}`, logPath: '/l' }), /console socket path \(over 107 bytes\)/],
+    ['relative agent socket', (s) => (s.guestAgentSocket = 'agent.sock'), /guest agent socket path/],
     ['lone surrogate', (s) => (s.rootDisk!.path = '/var/lib/\ud800x'), /root disk path/],
     ['env value control char', (s) => (s.emulatorEnv = [{ name: 'A', value: 'x\u0001' }]), /emulator env A value/],
     ['env name with dash', (s) => (s.emulatorEnv = [{ name: 'A-B', value: 'x' }]), /emulator env name/],
