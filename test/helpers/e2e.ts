@@ -39,11 +39,15 @@ export function criLines(path: string): { ts: string; stream: string; tag: strin
   });
 }
 
-/** QEMU processes of vmlet domains still alive. */
-export function qemuPids(): number[] {
+/**
+ * QEMU processes of vmlet domains still alive; with `stateDir`, only those of the daemon using that
+ * state dir (their disks, seeds and sockets live under it), so other vmlets on the machine do not count.
+ */
+export function qemuPids(stateDir?: string): number[] {
   return readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
     try {
-      return readFileSync(`/proc/${p}/comm`, 'utf8').startsWith('qemu') && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('vmlet-');
+      const cmdline = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+      return readFileSync(`/proc/${p}/comm`, 'utf8').startsWith('qemu') && cmdline.includes('vmlet-') && (stateDir === undefined || cmdline.includes(stateDir));
     } catch {
       return false;
     }

@@ -75,5 +75,5 @@ test('a pod with two interfaces boots a VM with two NICs that gets both addresse
 
   await d.runtime.RemoveContainer!({ container_id: id });
   await d.runtime.RemovePodSandbox!({ pod_sandbox_id: sandboxId });
-  assert.deepEqual(qemuPids(), []);
+  assert.deepEqual(qemuPids(d.stateDir), []);
 });

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startTestDaemon, grpcCode, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
+import { ownerIdFor } from '../../../src/container/layout.js';
 import { serveTestGuest, waitFor, criLines, qemuPids, removeAllAndStop, deleteLink } from '../../helpers/e2e.js';
 
 const tag = randomBytes(3).toString('hex');
@@ -173,13 +174,20 @@ test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vm
   assert.deepEqual(readdirSync(join(d.stateDir, 'vms')), []);
   assert.deepEqual(readdirSync(join(d.stateDir, 'qmp')), [], 'no warm VM QMP socket left');
   assert.deepEqual(readdirSync('/run/netns').filter((n) => n.startsWith('vmlet-warm-')), []);
-  assert.deepEqual(qemuPids(), []);
+  assert.deepEqual(qemuPids(d.stateDir), []);
   d = await startTestDaemon({ dir, args: ['--kvm', 'off', '--vm-memory', '256Mi'] });
 });
 
+/** This test daemon's warm domains: other vmlets on the same libvirtd may have their own. */
 function warmDomains(): string[] {
   const out = execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'list', '--all', '--name'], { encoding: 'utf8' });
-  // Only this test's daemon makes warm VMs on this machine's libvirtd while it runs.
-  return out.split('\n').map((l) => l.trim()).filter((n) => n.startsWith('vmlet-warm-'));
+  const owner = ownerIdFor(d.stateDir);
+  return out.split('\n').map((l) => l.trim()).filter((n) => n.startsWith('vmlet-warm-')).filter((n) => {
+    try {
+      return execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'dumpxml', n], { encoding: 'utf8' }).includes(owner);
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
 }
 

@@ -136,6 +136,8 @@ test('PullImage whose caller gives up (deadline) stops the download: the server 
     const tmp = join(d.imageDir, 'tmp');
     for (let i = 0; i < 200 && existsSync(tmp) && readdirSync(tmp).length > 0; i++) await new Promise((r) => setTimeout(r, 10));
     assert.deepEqual(existsSync(tmp) ? readdirSync(tmp) : [], [], 'partial download left');
+    // The daemon's log line is written after the abort reaches the store: give it time to arrive.
+    for (let i = 0; i < 500 && !/pull of .*slow\.raw.* cancelled/.test(d.output()); i++) await new Promise((r) => setTimeout(r, 10));
     assert.match(d.output(), /pull of .*slow\.raw.* cancelled/);
   } finally {
     slow.closeAllConnections();
