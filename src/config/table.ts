@@ -25,6 +25,8 @@ export interface Config {
   vmVcpus: number;
   vmWarmPool: number;
   maxImageSize: number;
+  sysfsRoot: string;
+  sriov: boolean;
 }
 
 export type ConfigKey = keyof Config;
@@ -64,6 +66,14 @@ function oneOf<T extends string>(key: string, values: readonly T[]) {
       throw new ConfigError(key, `must be one of ${values.join(', ')}, got ${JSON.stringify(raw)}`);
     }
     return raw as T;
+  };
+}
+
+function onOff(key: string) {
+  return (raw: string): boolean => {
+    if (raw === 'on' || raw === 'true') return true;
+    if (raw === 'off' || raw === 'false') return false;
+    throw new ConfigError(key, `must be on or off, got ${JSON.stringify(raw)}`);
   };
 }
 
@@ -139,6 +149,10 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
     description: 'Paused VMs of the default shape kept ready for new pods (0: none)', parse: countUpTo('vm-warm-pool', 16) },
   { key: 'maxImageSize', flag: 'max-image-size', env: 'VMLET_MAX_IMAGE_SIZE', defaultText: '64Gi',
     description: 'Largest image download accepted; a pull announcing or sending more is refused (RESOURCE_EXHAUSTED)', parse: byteQuantity('max-image-size') },
+  { key: 'sysfsRoot', flag: 'sysfs-root', env: 'VMLET_SYSFS_ROOT', defaultText: '/sys',
+    description: 'Where sysfs is mounted; SR-IOV VFs are found and rebound through it', parse: absolutePath('sysfs-root') },
+  { key: 'sriov', flag: 'sriov', env: 'VMLET_SRIOV', defaultText: 'off',
+    description: 'on: SR-IOV VFs in a pod netns go to its VM as PCI devices (vfio-pci); off: such a pod fails (FAILED_PRECONDITION)', parse: onOff('sriov') },
 ];
 
 /** The default as a string the row's parser accepts, with `{stateDir}` resolved. */
