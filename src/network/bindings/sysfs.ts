@@ -177,7 +177,8 @@ export async function readVfFacts(sysfs: Sysfs, pciAddress: string, ifname: stri
   const override = await sysfs.read(devicePath(pciAddress, 'driver_override'));
   const group = await sysfs.linkTarget(devicePath(pciAddress, 'iommu_group'));
   if (group === undefined || !/^\d{1,6}$/.test(group)) refuse(pciAddress, ifname, 'it has no IOMMU group (IOMMU off? boot with intel_iommu=on or amd_iommu=on)');
-  const members = (await sysfs.list(devicePath(pciAddress, 'iommu_group', 'devices'))) ?? [];
+  const members = await sysfs.list(devicePath(pciAddress, 'iommu_group', 'devices'));
+  if (members === undefined) refuse(pciAddress, ifname, `its IOMMU group ${group} lists no devices`);
   const others = members.filter((m) => m !== pciAddress);
   if (others.length > 0) refuse(pciAddress, ifname, `its IOMMU group ${group} is shared with other host devices (${others.join(', ')})`);
   if (!(await sysfs.exists(driverPath(VFIO_PCI)))) refuse(pciAddress, ifname, 'the vfio-pci driver is not loaded (modprobe vfio-pci)');
