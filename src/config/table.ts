@@ -26,6 +26,8 @@ export interface Config {
   vmWarmPool: number;
   maxImageSize: number;
   streamAddress: string;
+  sysfsRoot: string;
+  sriov: boolean;
 }
 
 export type ConfigKey = keyof Config;
@@ -65,6 +67,14 @@ function oneOf<T extends string>(key: string, values: readonly T[]) {
       throw new ConfigError(key, `must be one of ${values.join(', ')}, got ${JSON.stringify(raw)}`);
     }
     return raw as T;
+  };
+}
+
+function onOff(key: string) {
+  return (raw: string): boolean => {
+    if (raw === 'on' || raw === 'true') return true;
+    if (raw === 'off' || raw === 'false') return false;
+    throw new ConfigError(key, `must be on or off, got ${JSON.stringify(raw)}`);
   };
 }
 
@@ -142,6 +152,10 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
     description: 'Largest image download accepted; a pull announcing or sending more is refused (RESOURCE_EXHAUSTED)', parse: byteQuantity('max-image-size') },
   { key: 'streamAddress', flag: 'stream-address', env: 'VMLET_STREAM_ADDRESS', defaultText: '127.0.0.1:0',
     description: 'host:port of the streaming server for exec, attach and port-forward (port 0: a free one)', parse: listenAddress('stream-address') },
+  { key: 'sysfsRoot', flag: 'sysfs-root', env: 'VMLET_SYSFS_ROOT', defaultText: '/sys',
+    description: 'Where sysfs is mounted; SR-IOV VFs are found and rebound through it', parse: absolutePath('sysfs-root') },
+  { key: 'sriov', flag: 'sriov', env: 'VMLET_SRIOV', defaultText: 'off',
+    description: 'on: SR-IOV VFs in a pod netns go to its VM as PCI devices (vfio-pci); off: such a pod fails (FAILED_PRECONDITION)', parse: onOff('sriov') },
 ];
 
 function listenAddress(key: string) {

@@ -286,15 +286,25 @@ function planNetwork(network: VmNetwork): PlannedInterface[] {
   });
 }
 
+/**
+ * Whether the guest configures `iface` by DHCP. Only vmlet's responder serves DHCP, and only on
+ * TAP NICs: an SR-IOV VF is on the wire, outside the pod netns, so it is always configured
+ * statically (matched by its MAC), VirtletForceDHCPNetworkConfig or not.
+ */
+function usesDhcp(iface: VmInterface, forceDhcp: boolean): boolean {
+  return forceDhcp && iface.binding.kind === 'tap';
+}
+
 /** cloud-init network config version 1 (the NoCloud `network-config` file, no `network:` key). */
 export function buildNetworkConfigV1(network: VmNetwork, forceDhcp: boolean): Record<string, unknown> {
   const plan = planNetwork(network);
   const config: Array<Record<string, unknown>> = plan.map(({ iface, mac, subnets }) => {
     const entry: Record<string, unknown> = { type: 'physical', name: iface.name, mac_address: mac, mtu: iface.mtu };
-    entry['subnets'] = forceDhcp ? dhcpSubnetsV1(iface) : subnets.map(staticSubnetV1);
+    entry['subnets'] = usesDhcp(iface, forceDhcp) ? dhcpSubnetsV1(iface) : subnets.map(staticSubnetV1);
     return entry;
   });
-  if (!forceDhcp) {
+  // DNS comes with the DHCP leases; a static NIC (a VF) gets it here.
+  if (plan.some(({ iface }) => !usesDhcp(iface, forceDhcp))) {
     const dns = dnsEntry(network);
     if (dns) config.push(dns);
   }
@@ -356,7 +366,7 @@ export function buildNetworkData(network: VmNetwork, forceDhcp: boolean): Record
   }));
   const networks: Array<Record<string, unknown>> = [];
   for (const { iface, subnets } of plan) {
-    if (forceDhcp) {
+    if (usesDhcp(iface, forceDhcp)) {
       for (const s of dhcpSubnetsV1(iface)) {
         const type = s['type'] === 'dhcp6' ? 'ipv6_dhcp' : 'ipv4_dhcp';
         networks.push({ id: `network${networks.length}`, link: iface.name, network_id: `${iface.name}-${type}`, type });
@@ -385,7 +395,8 @@ export function buildNetworkData(network: VmNetwork, forceDhcp: boolean): Record
     });
   }
   // network_data.json has DNS servers but no search domains.
-  const nameservers = forceDhcp ? [] : ((dnsEntry(network)?.['address'] as string[] | undefined) ?? []);
+  const anyStatic = plan.some(({ iface }) => !usesDhcp(iface, forceDhcp));
+  const nameservers = anyStatic ? ((dnsEntry(network)?.['address'] as string[] | undefined) ?? []) : [];
   const services = nameservers.map((address) => ({ type: 'dns', address }));
   return { links, networks, services };
 }

@@ -270,10 +270,12 @@ function addNic(devices: XMLBuilder, nic: VmNic): void {
       return;
     }
     case 'sriov': {
-      // A plain VFIO hostdev: the VF keeps the MAC the SR-IOV CNI plugin set on it via the PF.
+      // A plain VFIO hostdev: the VF keeps the MAC and VLAN netd set on it through the PF.
       const m = PCI_ADDRESS.exec(nic.pciAddress.toLowerCase());
       if (!m) throw new InvalidArgumentError(`nic ${nic.ifName}: bad PCI address`); // unreachable after validation
-      const el = add(devices, 'hostdev', { mode: 'subsystem', type: 'pci', managed: 'yes' });
+      // managed='no': vmlet binds the VF to vfio-pci itself (netd, before the VM starts) so it can restore
+      // the exact driver, MAC and VLAN afterwards; libvirt would bind it back to whatever it guesses.
+      const el = add(devices, 'hostdev', { mode: 'subsystem', type: 'pci', managed: 'no' });
       add(el, 'driver', { name: 'vfio' });
       add(add(el, 'source'), 'address', {
         domain: `0x${m[1]}`,

@@ -15,6 +15,8 @@ import { AttachmentCache } from '../network/cni/cache.js';
 import { CniChain } from '../network/cni/chain.js';
 import { ExecPluginRunner, type PluginRunner } from '../network/cni/exec.js';
 import { BindingSelector } from '../network/bindings/select.js';
+import { SriovBinding } from '../network/bindings/sriov.js';
+import { NodeSysfs, type Sysfs } from '../network/bindings/sysfs.js';
 import { TapBinding } from '../network/bindings/tap.js';
 import { ExecIpRunner, type IpRunner } from '../network/iproute.js';
 import { DhcpIsolation, ExecNftRunner, type NftRunner } from '../network/isolation.js';
@@ -36,6 +38,8 @@ export interface NetdSideEffects {
   netnsPathExists?: (path: string) => Promise<boolean>;
   startDhcp: DhcpResponderFactory;
   warmNetnsName: () => string;
+  /** sysfs, for SR-IOV VFs; unset, the tree at --sysfs-root. */
+  sysfs?: Sysfs;
 }
 
 export class NetworkManager implements NetdMethods {
@@ -62,9 +66,11 @@ export class NetworkManager implements NetdMethods {
     this.netns = sideEffects.netns ?? new NetnsManager({ logger });
     const ip = sideEffects.ip ?? new ExecIpRunner();
     const isolation = new DhcpIsolation(sideEffects.nft ?? new ExecNftRunner());
-    // veths get the tap binding; the selector recognises SR-IOV VFs (their binding joins it there).
+    // veths get the tap binding, SR-IOV VFs the sriov binding (when --sriov is on).
     const tapBinding = new TapBinding({ ip, isolation, logger });
-    const selector = new BindingSelector({ bindings: { tap: tapBinding } });
+    const sysfs = sideEffects.sysfs ?? new NodeSysfs(config.sysfsRoot);
+    const sriovBinding = new SriovBinding({ ip, sysfs, logger });
+    const selector = new BindingSelector({ bindings: { tap: tapBinding, sriov: sriovBinding }, sysfs, sriovEnabled: config.sriov });
     this.dhcp = new DhcpResponders(sideEffects.startDhcp ?? startDhcpServerInNetns, logger);
     this.sandboxSetup = new SandboxSetup({ records: this.records, netns: this.netns, chain, cache, cniConfDir: config.cniConfDir, logger });
     this.vmSide = new VmSide({ records: this.records, ip, selector, dhcp: this.dhcp, logger, notify });

@@ -288,7 +288,7 @@ export class VmSide {
         const pod = record.pod!;
         this.publishPlan(record.id, {
           network: vmNetworkOf(plans.map((p) => p.planned.vm), pod, cni.dns),
-          tapsReady: plans.every((p) => p.planned.prewired === true),
+          tapsReady: plans.every((p) => p.planned.kind === 'tap' && p.planned.prewired === true),
         });
         steps.mark('plan');
         const vmInterfaces: VmInterface[] = [];

@@ -15,6 +15,12 @@ import {
 } from '../errors.js';
 import { assertNetnsName } from './names.js';
 
+/**
+ * The netns argument that means the host's own namespace (no `-n`): for what lives there, such as
+ * an SR-IOV PF and a VF's netdev before it goes back to its pod.
+ */
+export const HOST_NETNS = '(host)';
+
 /** One iproute2 command without the leading `ip`, as an argument array: ['link', 'set', …]. */
 export type IpCommand = readonly string[];
 
@@ -177,10 +183,11 @@ export class ExecIpRunner implements IpRunner {
   }
 
   private async run(netns: string, flags: string[], commands: readonly IpCommand[]): Promise<ToolOutput> {
-    assertNetnsName(netns);
+    if (netns !== HOST_NETNS) assertNetnsName(netns);
     const stdin = formatBatch(commands);
+    const where = netns === HOST_NETNS ? [] : ['-n', netns];
     try {
-      return await runTool(this.ipPath, ['-n', netns, ...flags, '-batch', '-'], { stdin, timeoutMs: this.timeoutMs });
+      return await runTool(this.ipPath, [...where, ...flags, '-batch', '-'], { stdin, timeoutMs: this.timeoutMs });
     } catch (err) {
       if (err instanceof ToolFailedError && NOT_FOUND_STDERR.test(err.stderr)) {
         throw new NotFoundError(`in netns ${netns}: ${err.stderr.trim()}`, { cause: err });

@@ -1,76 +1,69 @@
 /**
  * Picks the binding for an interface CNI put in a pod netns, and the binding that owns a persisted
- * state. This is the seam new kinds plug into: an SR-IOV binding (VF handed to the VM as a PCI
- * device, MAC and VLAN kept on the PF side) or a masquerade binding registers here and joins the
- * `WiredInterface` union; the tap binding does not change.
+ * state. This is the seam new kinds plug into: veths get the tap binding, SR-IOV VFs the sriov
+ * binding (sriov.ts, only with `--sriov on`); a masquerade binding would register here and join
+ * the `WiredInterface` union.
  */
-import { access } from 'node:fs/promises';
-import { join } from 'node:path';
-import { FailedPreconditionError, InternalError, UnimplementedError } from '../../errors.js';
+import { FailedPreconditionError, InternalError } from '../../errors.js';
 import type { NetworkBinding } from './binding.js';
 import type { BindingKind, WiredInterface } from './types.js';
 import type { LinkState } from './snapshot.js';
+import { NodeSysfs, isVirtualFunction, pciAddressOf, type Sysfs } from './sysfs.js';
 
 export type LinkClass = { kind: 'tap' } | { kind: 'sriov'; pciAddress: string };
 
-const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Classifies a link by what it is. A veth gets the tap binding. A PCI network function whose
- * device has a `physfn` link in sysfs is an SR-IOV VF. The PCI device is looked up under
- * `<sysfsRoot>/bus/pci/devices/<address>` rather than /sys/class/net/<if>/device: the class/net
- * view shows the interfaces of the namespace that mounted sysfs (the host's), and the VF lives in
- * the pod's, while PCI devices are the same from every namespace. `sysfsRoot` is configurable so
- * tests can use a fake tree.
+ * device has a `physfn` link in sysfs is an SR-IOV VF. The PCI address comes from the parent
+ * device rtnetlink reports (sysfs's class/net view shows the interfaces of the namespace that
+ * mounted sysfs, the host's, and the VF lives in the pod's), else from class/net (sysfs.ts);
+ * the device itself is looked up under `<sysfsRoot>/bus/pci/devices/<address>`, the same from
+ * every namespace. `sysfs` is configurable so tests can use a fake tree.
  */
-export async function classifyLink(link: LinkState, sysfsRoot: string): Promise<LinkClass> {
+export async function classifyLink(link: LinkState, sysfs: Sysfs | string): Promise<LinkClass> {
   if (link.kind === 'veth') return { kind: 'tap' };
-  if (link.parentBus === 'pci' && link.parentDev !== undefined) {
-    const pciAddress = link.parentDev.toLowerCase();
-    if (!PCI_ADDRESS.test(pciAddress)) {
-      throw new InternalError(`${link.name} reports parent PCI device ${JSON.stringify(link.parentDev)}`);
-    }
-    if (await exists(join(sysfsRoot, 'bus', 'pci', 'devices', pciAddress, 'physfn'))) {
-      return { kind: 'sriov', pciAddress };
-    }
-  }
+  const tree = typeof sysfs === 'string' ? new NodeSysfs(sysfs) : sysfs;
+  const pciAddress = await pciAddressOf(tree, link);
+  if (pciAddress !== undefined && (await isVirtualFunction(tree, pciAddress))) return { kind: 'sriov', pciAddress };
   throw new FailedPreconditionError(
     `no binding for ${link.name} (${link.kind ?? 'device'}${link.parentBus ? ` on ${link.parentBus}` : ''}): ` +
-      'only veth interfaces (tap binding) are supported',
+      'only veth interfaces (tap binding) and SR-IOV VFs (sriov binding) are supported',
   );
 }
 
 export interface BindingSelectorOptions {
-  bindings: { [K in BindingKind]: NetworkBinding<Extract<WiredInterface, { kind: K }>> };
-  sysfsRoot?: string;
+  /** sriov may be left out where no VF can appear (tests); VFs are then refused like with --sriov off. */
+  bindings: { tap: NetworkBinding<Extract<WiredInterface, { kind: 'tap' }>> } & {
+    [K in Exclude<BindingKind, 'tap'>]?: NetworkBinding<Extract<WiredInterface, { kind: K }>>;
+  };
+  sysfs?: Sysfs;
+  /**
+   * VFs may be wired (`--sriov on`). Off, a VF is refused; a persisted VF state is still undone
+   * (forState), whatever the setting.
+   */
+  sriovEnabled?: boolean;
 }
 
 export class BindingSelector {
-  private readonly sysfsRoot: string;
+  private readonly sysfs: Sysfs;
 
   constructor(private readonly options: BindingSelectorOptions) {
-    this.sysfsRoot = options.sysfsRoot ?? '/sys';
+    this.sysfs = options.sysfs ?? new NodeSysfs('/sys');
   }
 
   /** The binding to wire `link` with. */
   async select(link: LinkState): Promise<NetworkBinding> {
-    const cls = await classifyLink(link, this.sysfsRoot);
+    const cls = await classifyLink(link, this.sysfs);
     switch (cls.kind) {
       case 'tap':
         return this.options.bindings.tap;
       case 'sriov':
-        throw new UnimplementedError(
-          `${link.name} is an SR-IOV VF (PCI ${cls.pciAddress}); VF passthrough is not implemented yet`,
-        );
+        if (!this.options.sriovEnabled || !this.options.bindings.sriov) {
+          throw new FailedPreconditionError(
+            `${link.name} is an SR-IOV VF (PCI ${cls.pciAddress}); VF passthrough gives the VM a host PCI device and is off: start vmlet with --sriov on`,
+          );
+        }
+        return this.options.bindings.sriov as NetworkBinding;
     }
   }
 

@@ -11,6 +11,8 @@ import { assertInterfaceName, normalizeMac } from '../names.js';
 
 export interface LinkState {
   name: string;
+  /** Index in its namespace (the same index can exist in another namespace). */
+  ifindex?: number;
   /** rtnetlink kind (veth, bridge, tun, …); absent for plain devices. */
   kind?: string;
   mac?: string;
@@ -113,6 +115,7 @@ export function parseLinks(json: unknown): LinkState[] {
     const flags = Array.isArray(raw.flags) ? raw.flags : [];
     const group = raw.group === undefined || raw.group === 'default' ? 0 : uint(Number(raw.group), 'link group');
     const link: LinkState = { name: raw.ifname, mtu: uint(raw.mtu, 'MTU'), up: flags.includes('UP'), group };
+    if (typeof raw.ifindex === 'number') link.ifindex = uint(raw.ifindex, 'ifindex');
     if (isRecord(raw.linkinfo) && typeof raw.linkinfo.info_kind === 'string') link.kind = raw.linkinfo.info_kind;
     if (raw.link_type === 'ether' && typeof raw.address === 'string') link.mac = normalizeMac(raw.address);
     if (typeof raw.master === 'string') link.master = raw.master;

@@ -64,6 +64,50 @@ export interface TapWiredInterface extends WiredInterfaceBase {
   prewired?: true;
 }
 
+/** A VF's settings as its PF holds them (`ip link show PF` vfinfo; `ip link set PF vf N …`). */
+export interface VfPfSettings {
+  /** Administrative MAC; 00:00:00:00:00:00 when none was set. */
+  mac: string;
+  /** 0: untagged. */
+  vlan: number;
+  qos: number;
+  /** Absent when the PF's driver does not report it (then it is not set back either). */
+  spoofchk?: boolean;
+  trust?: boolean;
+}
+
+/** The SR-IOV binding's state (sriov.ts): the VF handed to the VM as a PCI device. */
+export interface SriovWiredInterface extends WiredInterfaceBase {
+  kind: 'sriov';
+  version: 1;
+  vf: {
+    pciAddress: string;
+    pfAddress: string;
+    /** The PF's network interface in the host namespace. */
+    pf: string;
+    /** VF number on the PF (its virtfnN link). */
+    index: number;
+    /** The driver the VF had, which unwiring binds it back to. */
+    driver: string;
+    /** driver_override as found; absent when none. */
+    driverOverride?: string;
+    iommuGroup: string;
+  };
+  /** The VF's netdev in the pod netns as CNI left it; unwiring brings it back so. */
+  netdev: {
+    name: string;
+    mac: string;
+    mtu: number;
+    wasUp: boolean;
+    addrGenMode?: string;
+    addresses: RecordedAddress[];
+    routes: RecordedRoute[];
+  };
+  /** The VF's settings on the PF before wiring (put back by unwiring) and while wired. */
+  pfBefore: VfPfSettings;
+  pfWired: VfPfSettings;
+}
+
 /** Persisted state of any binding kind. New kinds join this union. */
-export type WiredInterface = TapWiredInterface;
+export type WiredInterface = TapWiredInterface | SriovWiredInterface;
 export type BindingKind = WiredInterface['kind'];

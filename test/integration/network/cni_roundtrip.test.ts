@@ -16,6 +16,7 @@ import { bindInterface } from '../../../src/network/bindings/binding.js';
 import { BindingSelector } from '../../../src/network/bindings/select.js';
 import { readInterfaceSnapshot } from '../../../src/network/bindings/snapshot.js';
 import { TapBinding } from '../../../src/network/bindings/tap.js';
+import type { TapWiredInterface } from '../../../src/network/bindings/types.js';
 import { TestNamespaces, inNetns, ip, testIds } from './helpers.js';
 
 const CNI_BIN = '/usr/lib/cni';
@@ -106,7 +107,9 @@ test('CNI bridge plugin ADD → wire → unwire → CHECK and DEL succeed', asyn
   started = performance.now();
   const before = await readInterfaceSnapshot(ipRunner, pod, 'eth0');
   const binding = await selector.select(before.link);
-  const state = await bindInterface(binding, ctx, async () => undefined, before);
+  const bound = await bindInterface(binding, ctx, async () => undefined, before);
+  assert.equal(bound.kind, 'tap');
+  const state = bound as TapWiredInterface;
   const wireMs = performance.now() - started;
   assert.equal(state.vm.mac, podIf.mac);
 

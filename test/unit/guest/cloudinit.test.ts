@@ -12,7 +12,7 @@ import {
   mergeValues,
   type CloudInitInput,
 } from '../../../src/guest/cloudinit.js';
-import { threeNicNetwork } from './fixtures.js';
+import { sriovNetwork, threeNicNetwork } from './fixtures.js';
 
 const KEYS = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostileFreeKeyOne me@laptop\nssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7 ops@bastion\n';
 
@@ -103,19 +103,23 @@ test('network-config v1: every NIC by MAC, static addresses, one default route p
   });
 });
 
-test('VirtletForceDHCPNetworkConfig: DHCP subnets, no static DNS', () => {
+test('VirtletForceDHCPNetworkConfig: DHCP subnets on TAP NICs, no static DNS without a VF', () => {
   const docs = buildCloudInit(input({ VirtletForceDHCPNetworkConfig: 'true' }));
   assertGolden('guest/nocloud-dhcp/network-config', docs.networkConfig);
   const net = yaml11(docs.networkConfig);
   assert.deepEqual(
-    net.config.map((c: any) => [c.name, c.subnets.map((s: any) => s.type)]),
+    net.config.map((c: any) => [c.name, c.subnets?.map((s: any) => s.type)]),
     [
       ['eth0', ['dhcp', 'dhcp6']],
       ['net1', ['dhcp']],
-      ['net2', ['dhcp']],
+      // net2 is a VF: no DHCP server serves it, so it stays static and the DNS entry stays for it.
+      ['net2', ['static']],
+      [undefined, undefined],
     ],
   );
-  assert.ok(net.config.every((c: any) => c.type === 'physical'));
+  const tapsOnly = { ...input({ VirtletForceDHCPNetworkConfig: 'true' }), network: { ...threeNicNetwork(), interfaces: threeNicNetwork().interfaces.slice(0, 2) } };
+  const tapNet = yaml11(buildCloudInit(tapsOnly).networkConfig);
+  assert.ok(tapNet.config.every((c: any) => c.type === 'physical'));
 });
 
 test('VirtletCloudInitUserData merges over the defaults: maps recurse, lists append, scalars replace', () => {
@@ -217,10 +221,11 @@ test('config drive documents (OpenStack format)', () => {
       ['eth0', 'ipv4_dhcp'],
       ['eth0', 'ipv6_dhcp'],
       ['net1', 'ipv4_dhcp'],
-      ['net2', 'ipv4_dhcp'],
+      ['net2', 'ipv4'],
     ],
   );
-  assert.deepEqual(dhcp.services, []);
+  // DNS for the VF, which gets no DHCP lease.
+  assert.deepEqual(dhcp.services.map((x: any) => x.address), ['198.18.0.10', 'fd00:198:18::10']);
 });
 
 test('buildSeedDocuments picks the builder by kind', () => {
@@ -274,4 +279,55 @@ test('invalid identity or network values → InvalidArgumentError', () => {
       label,
     );
   }
+});
+
+test('network-config v1 with two VFs: a physical entry per VF by MAC with its addresses and routes; the TAP NIC unchanged', () => {
+  const docs = buildCloudInit({ ...input(), network: sriovNetwork() });
+  assertGolden('guest/nocloud-sriov/network-config', docs.networkConfig);
+  const [eth0, net1, net2, dns] = yaml11(docs.networkConfig).config;
+  assert.deepEqual(eth0.subnets, [{ type: 'static', address: '198.18.170.5', netmask: '255.255.255.0', gateway: '198.18.170.1' }]);
+  assert.deepEqual(net1, {
+    type: 'physical',
+    name: 'net1',
+    mac_address: '02:5d:2c:00:01:01',
+    mtu: 9000,
+    subnets: [
+      {
+        type: 'static',
+        address: '198.18.171.20',
+        netmask: '255.255.255.0',
+        routes: [{ destination: '198.18.172.0', netmask: '255.255.255.0', gateway: '198.18.171.254' }],
+      },
+    ],
+  });
+  assert.deepEqual(net2.subnets, [
+    { type: 'static', address: '198.18.173.9', netmask: '255.255.255.240' },
+    { type: 'static6', address: 'fd00:198:18:173::9/64', gateway: 'fd00:198:18:173::1' },
+  ]);
+  assert.deepEqual(dns, { type: 'nameserver', address: ['198.18.170.10'], search: ['default.svc.cluster.local'] });
+});
+
+test('VirtletForceDHCPNetworkConfig leaves VFs static (no DHCP server serves them) and keeps DNS for them', () => {
+  const input1 = { ...input({ VirtletForceDHCPNetworkConfig: 'true' }), network: sriovNetwork() };
+  const net = yaml11(buildCloudInit(input1).networkConfig);
+  assert.deepEqual(
+    net.config.map((c: any) => [c.type, c.name, c.subnets?.map((s: any) => s.type)]),
+    [
+      ['physical', 'eth0', ['dhcp']],
+      ['physical', 'net1', ['static']],
+      ['physical', 'net2', ['static', 'static6']],
+      ['nameserver', undefined, undefined],
+    ],
+  );
+  const data = JSON.parse(buildConfigDrive(input1).networkData);
+  assert.deepEqual(
+    data.networks.map((n: any) => [n.link, n.type]),
+    [
+      ['eth0', 'ipv4_dhcp'],
+      ['net1', 'ipv4'],
+      ['net2', 'ipv4'],
+      ['net2', 'ipv6'],
+    ],
+  );
+  assert.deepEqual(data.services, [{ type: 'dns', address: '198.18.170.10' }]);
 });

@@ -53,3 +53,43 @@ export function threeNicNetwork(): VmNetwork {
     hostname: 'web-0',
   };
 }
+
+/**
+ * A sandbox network with one TAP NIC (eth0, the pod IP, served by DHCP) and two SR-IOV VFs on
+ * other networks (net1 with a route, net2 IPv4+IPv6), as the sriov binding describes them.
+ */
+export function sriovNetwork(): VmNetwork {
+  return {
+    interfaces: [
+      {
+        name: 'eth0',
+        mac: '0a:58:c6:12:aa:05',
+        mtu: 1450,
+        ips: [{ family: 4, address: '198.18.170.5', prefixLength: 24, gateway: '198.18.170.1' }],
+        routes: [{ destination: '0.0.0.0/0', gateway: '198.18.170.1' }],
+        binding: { kind: 'tap', tap: 'vmt-5d2c-0', bridge: 'vmb-5d2c-0' },
+      },
+      {
+        name: 'net1',
+        mac: '02:5d:2c:00:01:01',
+        mtu: 9000,
+        ips: [{ family: 4, address: '198.18.171.20', prefixLength: 24, gateway: '198.18.171.1' }],
+        routes: [{ destination: '198.18.172.0/24', gateway: '198.18.171.254' }],
+        binding: { kind: 'sriov', pciAddress: '0000:3b:02.1' },
+      },
+      {
+        name: 'net2',
+        mac: '02:5d:2c:00:02:02',
+        mtu: 1500,
+        ips: [
+          { family: 4, address: '198.18.173.9', prefixLength: 28 },
+          { family: 6, address: 'fd00:198:18:173::9', prefixLength: 64, gateway: 'fd00:198:18:173::1' },
+        ],
+        routes: [{ destination: '::/0', gateway: 'fd00:198:18:173::1' }],
+        binding: { kind: 'sriov', pciAddress: '0000:af:0a.7' },
+      },
+    ],
+    dns: { nameservers: ['198.18.170.10'], search: ['default.svc.cluster.local'], options: [] },
+    hostname: 'vf-pod',
+  };
+}

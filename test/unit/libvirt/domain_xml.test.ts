@@ -4,7 +4,8 @@ import { assertGolden } from '../../helpers/golden.js';
 import { InvalidArgumentError } from '../../../src/errors.js';
 import { buildDomainXml, parseDomainMetadata, VMLET_METADATA_NAMESPACE } from '../../../src/libvirt/domain_xml.js';
 import { nicsFromNetwork, type VmSpec } from '../../../src/libvirt/domain_spec.js';
-import { threeNicNetwork } from '../guest/fixtures.js';
+import { sriovNetwork, threeNicNetwork } from '../guest/fixtures.js';
+import { tapNicQemuArgs } from '../../../src/vmwrapper/tap_nic_args.js';
 
 function multiNicSpec(): VmSpec {
   return {
@@ -58,6 +59,25 @@ test('domain XML: console on a unix socket with its log file, guest agent channe
   assertGolden('libvirt/domain-console-agent.xml', xml);
   assert.match(xml, /<serial type="unix">\s*<source mode="bind" path="\/var\/lib\/vmlet\/qmp\/0f3a9c2e71b4aa01.console"\/>\s*<log file="\/var\/lib\/vmlet\/vms\/0f3a\/console.raw" append="on"\/>/);
   assert.match(xml, /<channel type="unix">\s*<source mode="bind" path="\/var\/lib\/vmlet\/qmp\/0f3a9c2e71b4aa01.agent"\/>\s*<target type="virtio" name="org.qemu.guest_agent.0"\/>/);
+});
+
+test('domain XML of a VF pod as the cold path builds it: the TAP NIC on the QEMU command line, each VF a hostdev vmlet binds itself', () => {
+  const nics = nicsFromNetwork(sriovNetwork());
+  const spec: VmSpec = {
+    ...multiNicSpec(),
+    // As buildVmSpec splits them: TAPs as QEMU arguments (opened inside the pod netns), VFs as devices.
+    nics: nics.filter((n) => n.kind !== 'tap'),
+    emulatorArgs: tapNicQemuArgs(nics.flatMap((n) => (n.kind === 'tap' ? [{ tap: n.tap, mac: n.mac, mtu: n.mtu }] : []))),
+  };
+  const xml = buildDomainXml(spec);
+  assertGolden('libvirt/domain-sriov.xml', xml);
+  const hostdevs = [...xml.matchAll(/<hostdev mode="subsystem" type="pci" managed="no">[\s\S]*?<address ([^/]*)\/>/g)].map((m) => m[1]);
+  assert.deepEqual(hostdevs, [
+    'domain="0x0000" bus="0x3b" slot="0x02" function="0x1"',
+    'domain="0x0000" bus="0xaf" slot="0x0a" function="0x7"',
+  ]);
+  assert.match(xml, /virtio-net-pci,id=vmletnic0,netdev=vmletnet0,mac=0a:58:c6:12:aa:05/);
+  assert.doesNotMatch(xml, /managed="yes"/);
 });
 
 test('domain XML: scsi root disk with virtio-scsi controller, config drive, pty console with log', () => {

@@ -1,14 +1,16 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BindingSelector, classifyLink } from '../../../../src/network/bindings/select.js';
 import { TapBinding } from '../../../../src/network/bindings/tap.js';
-import type { TapWiredInterface } from '../../../../src/network/bindings/types.js';
+import type { SriovWiredInterface, TapWiredInterface } from '../../../../src/network/bindings/types.js';
+import { SriovBinding } from '../../../../src/network/bindings/sriov.js';
+import { NodeSysfs } from '../../../../src/network/bindings/sysfs.js';
 import { DhcpIsolation } from '../../../../src/network/isolation.js';
 import type { LinkState } from '../../../../src/network/bindings/snapshot.js';
-import { FailedPreconditionError, InternalError, UnimplementedError } from '../../../../src/errors.js';
+import { FailedPreconditionError, InternalError } from '../../../../src/errors.js';
 import { FakeIpRunner, FakeNftRunner } from '../fakes.js';
 
 const VF = '0000:3b:02.1';
@@ -56,14 +58,29 @@ test('a parent device that is not a PCI address is never used as a path', async 
   await assert.rejects(classifyLink(link({ parentBus: 'pci', parentDev: `../../${VF}` }), root), InternalError);
 });
 
-test('the selector hands out the tap binding, refuses VFs clearly, and finds the owner of a state', async (t) => {
+test('the selector hands out the tap binding, refuses VFs unless --sriov is on, and finds the owner of a state', async (t) => {
   const root = fakeSysfs(t);
   const tap = new TapBinding({ ip: new FakeIpRunner(), isolation: new DhcpIsolation(new FakeNftRunner()) });
-  const selector = new BindingSelector({ bindings: { tap }, sysfsRoot: root });
-  assert.equal(await selector.select(link({ kind: 'veth' })), tap);
-  await assert.rejects(selector.select(link({ parentBus: 'pci', parentDev: VF })), (err: unknown) => {
-    return err instanceof UnimplementedError && err.message.includes(VF) && err.message.includes('SR-IOV');
+  const sriov = new SriovBinding({ ip: new FakeIpRunner(), sysfs: new NodeSysfs(root) });
+  const off = new BindingSelector({ bindings: { tap, sriov }, sysfs: new NodeSysfs(root) });
+  assert.equal(await off.select(link({ kind: 'veth' })), tap);
+  await assert.rejects(off.select(link({ parentBus: 'pci', parentDev: VF })), (err: unknown) => {
+    return err instanceof FailedPreconditionError && err.message.includes(VF) && err.message.includes('--sriov on');
   });
-  assert.equal(selector.forState({ kind: 'tap' } as TapWiredInterface), tap);
-  assert.throws(() => selector.forState({ kind: 'masquerade' } as unknown as TapWiredInterface), InternalError);
+  const on = new BindingSelector({ bindings: { tap, sriov }, sysfs: new NodeSysfs(root), sriovEnabled: true });
+  assert.equal(await on.select(link({ parentBus: 'pci', parentDev: VF })), sriov);
+  assert.equal(off.forState({ kind: 'tap' } as TapWiredInterface), tap);
+  // A VF state is undone whatever the setting.
+  assert.equal(off.forState({ kind: 'sriov' } as SriovWiredInterface), sriov);
+  assert.throws(() => off.forState({ kind: 'masquerade' } as unknown as TapWiredInterface), InternalError);
+});
+
+test('without a parent device, class/net/IF/device names the VF, but only for the link of that ifindex', async (t) => {
+  const root = fakeSysfs(t);
+  mkdirSync(join(root, 'class', 'net', 'net1'), { recursive: true });
+  symlinkSync(`../../../bus/pci/devices/${VF}`, join(root, 'class', 'net', 'net1', 'device'));
+  writeFileSync(join(root, 'class', 'net', 'net1', 'ifindex'), '7\n');
+  assert.deepEqual(await classifyLink(link({ kind: 'tun', ifindex: 7 }), root), { kind: 'sriov', pciAddress: VF });
+  // Same name, other index: a host interface of that name, not this one.
+  await assert.rejects(classifyLink(link({ kind: 'tun', ifindex: 8 }), root), FailedPreconditionError);
 });

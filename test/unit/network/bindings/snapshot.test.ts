@@ -27,6 +27,7 @@ test('a snapshot records what someone configured and leaves out what the kernel 
     kind: 'veth',
     mac: '0a:58:c6:12:05:07',
     addrGenMode: 'eui64',
+    ifindex: 2,
   });
   assert.deepEqual(
     snap.links.map((l) => l.name),
