@@ -25,6 +25,7 @@ export interface Config {
   vmVcpus: number;
   vmWarmPool: number;
   maxImageSize: number;
+  registryConfigDir: string;
 }
 
 export type ConfigKey = keyof Config;
@@ -139,6 +140,8 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
     description: 'Paused VMs of the default shape kept ready for new pods (0: none)', parse: countUpTo('vm-warm-pool', 16) },
   { key: 'maxImageSize', flag: 'max-image-size', env: 'VMLET_MAX_IMAGE_SIZE', defaultText: '64Gi',
     description: 'Largest image download accepted; a pull announcing or sending more is refused (RESOURCE_EXHAUSTED)', parse: byteQuantity('max-image-size') },
+  { key: 'registryConfigDir', flag: 'registry-config-dir', env: 'VMLET_REGISTRY_CONFIG_DIR', defaultText: '/etc/vmlet/certs.d',
+    description: "Registry mirrors, CAs and TLS settings for containerDisk pulls: containerd's config_path layout (<host>/hosts.toml)", parse: absolutePath('registry-config-dir') },
 ];
 
 /** The default as a string the row's parser accepts, with `{stateDir}` resolved. */
