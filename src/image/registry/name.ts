@@ -41,7 +41,7 @@ export function looksLikeRegistryRepo(repo: string): boolean {
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(repo)) return false; // a URL
   const first = firstComponent(repo);
   if (first === undefined) return false;
-  return first.includes('.') || first.includes(':') || first === 'localhost';
+  return (first.includes('.') || first.includes(':') || first === 'localhost') && HOST_RE.test(first);
 }
 
 /**
@@ -53,7 +53,6 @@ export function toRegistryReference(name: ImageName): RegistryReference {
   if (first === undefined || !looksLikeRegistryRepo(name.repo)) {
     throw new InvalidArgumentError(`image name ${JSON.stringify(name.repo)} does not start with a registry host`);
   }
-  if (!HOST_RE.test(first)) throw new InvalidArgumentError(`image name ${JSON.stringify(name.repo)}: ${JSON.stringify(first)} is not a valid registry host`);
   const repository = name.repo.slice(first.length + 1);
   if (repository.length === 0 || repository.length > MAX_REPOSITORY_LENGTH) {
     throw new InvalidArgumentError(`image name ${JSON.stringify(name.repo)}: the repository path must be 1 to ${MAX_REPOSITORY_LENGTH} characters`);
