@@ -73,6 +73,7 @@ interface DiskPayload {
   size: number;
 }
 
+const WRITE_BATCH_BYTES = 1024 * 1024;
 const MAX_DECOMPRESSION_RATIO_SLACK = 1024 * 1024 * 1024;
 
 function kindOf(type: string | null | undefined): EntryKind {
@@ -257,7 +258,7 @@ async function extractLayer(
   });
   const stages: (Readable | Transform | Writable)[] = [res, blobVerifier(layer, what, onBytes)];
   if (layer.compression === 'gzip') {
-    stages.push(createGunzip());
+    stages.push(createGunzip({ chunkSize: 256 * 1024 }));
     stages.push(byteLimit((opts.maxBytes ?? Number.MAX_SAFE_INTEGER) + MAX_DECOMPRESSION_RATIO_SLACK, what));
   }
   stages.push(feed);
@@ -288,11 +289,21 @@ async function extractLayer(
       const hash = createHash('sha256');
       let size = 0;
       try {
+        // Chunks are gathered into ~1 MiB writes: one syscall per MiB instead of per tar block run.
+        let pending: Buffer[] = [];
+        let pendingBytes = 0;
         for await (const chunk of entry as AsyncIterable<Buffer>) {
           size += chunk.length;
           hash.update(chunk);
-          await writeAll(fh, chunk);
+          pending.push(chunk);
+          pendingBytes += chunk.length;
+          if (pendingBytes >= WRITE_BATCH_BYTES) {
+            await writeAll(fh, Buffer.concat(pending, pendingBytes));
+            pending = [];
+            pendingBytes = 0;
+          }
         }
+        if (pendingBytes > 0) await writeAll(fh, Buffer.concat(pending, pendingBytes));
         await fh.sync();
       } finally {
         await fh.close();
