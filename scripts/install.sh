@@ -22,6 +22,10 @@ packages=(
   busybox-static util-linux openssl ca-certificates libxml2-utils
   gcc libc6-dev
 )
+# Test-only: a real OCI registry, skopeo to push images to it, htpasswd for its auth.
+if [ "${VMLET_INSTALL_TEST_DEPS:-0}" = 1 ]; then
+  packages+=(docker-registry skopeo apache2-utils)
+fi
 missing=()
 for p in "${packages[@]}"; do
   case "$p" in *-) continue ;; esac

@@ -2,6 +2,6 @@
 # One command: install what is missing, then run the whole test suite (unit + real integration).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/install.sh
+VMLET_INSTALL_TEST_DEPS=1 ./scripts/install.sh
 npm run --silent typecheck
 exec npm test

@@ -28,6 +28,7 @@ export interface Config {
   streamAddress: string;
   sysfsRoot: string;
   sriov: boolean;
+  registryConfigDir: string;
 }
 
 export type ConfigKey = keyof Config;
@@ -156,6 +157,8 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
     description: 'Where sysfs is mounted; SR-IOV VFs are found and rebound through it', parse: absolutePath('sysfs-root') },
   { key: 'sriov', flag: 'sriov', env: 'VMLET_SRIOV', defaultText: 'off',
     description: 'on: SR-IOV VFs in a pod netns go to its VM as PCI devices (vfio-pci); off: such a pod fails (FAILED_PRECONDITION)', parse: onOff('sriov') },
+  { key: 'registryConfigDir', flag: 'registry-config-dir', env: 'VMLET_REGISTRY_CONFIG_DIR', defaultText: '/etc/vmlet/certs.d',
+    description: "Registry mirrors, CAs and TLS settings for containerDisk pulls: containerd's config_path layout (<host>/hosts.toml)", parse: absolutePath('registry-config-dir') },
 ];
 
 function listenAddress(key: string) {

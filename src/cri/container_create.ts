@@ -61,8 +61,12 @@ function envs(list: { key?: string; value?: string }[]): { key: string; value: s
   });
 }
 
-function mounts(list: { container_path?: string; host_path?: string; readonly?: boolean }[]) {
+function mounts(list: { container_path?: string; host_path?: string; readonly?: boolean; image?: { image?: string } | null }[]) {
   if (list.length > MAX_MOUNTS) throw new InvalidArgumentError(`config.mounts has more than ${MAX_MOUNTS} entries`);
+  const imageMount = list.findIndex((m) => (m.image?.image ?? '') !== '');
+  if (imageMount >= 0) {
+    throw new InvalidArgumentError(`config.mounts[${imageMount}].image (${JSON.stringify(list[imageMount]!.image!.image)}): image volumes are not supported by vmlet yet`);
+  }
   // Recorded and reported in ContainerStatus; a VM cannot bind-mount host paths.
   return list.map((m, i) => ({
     container_path: checkString(m.container_path ?? '', `config.mounts[${i}].container_path`, 4096),

@@ -14,6 +14,7 @@ import type { HandlerMap, CallContext } from './rpc.js';
 import { requireString } from './validate.js';
 import { FailedPreconditionError } from '../errors.js';
 import { MAX_IMAGE_NAME_LENGTH } from '../image/reference.js';
+import { credentialsFromAuthConfig } from '../image/registry/auth.js';
 
 function imageName(spec: { image?: string } | undefined | null, field: string): string {
   return requireString(spec?.image, field, MAX_IMAGE_NAME_LENGTH);
@@ -35,7 +36,9 @@ export type ImageInUse = (imageId: string) => string | undefined;
 export function imageHandlers(images: ImageStore, inUse: ImageInUse = () => undefined): HandlerMap {
   return {
     async PullImage(req: PullImageRequest__Output, ctx: CallContext): Promise<PullImageResponse> {
-      const record = await images.pull(imageName(req.image, 'image.image'), { signal: ctx.signal });
+      const name = imageName(req.image, 'image.image');
+      const credentials = credentialsFromAuthConfig(req.auth);
+      const record = await images.pull(name, credentials ? { signal: ctx.signal, credentials } : { signal: ctx.signal });
       return { image_ref: record.id };
     },
 

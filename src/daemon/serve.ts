@@ -84,6 +84,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     imageDir: config.imageDir,
     translationsDir: config.imageTranslationsDir,
     maxImageBytes: config.maxImageSize,
+    registryConfigDir: config.registryConfigDir,
     logger: logger.child({ component: 'images' }),
   });
   const sandboxes = new SandboxService(join(config.stateDir, 'sandboxes'), netd, logger.child({ component: 'sandboxes' }), netdTimeoutMs(config));

@@ -25,7 +25,12 @@ import {
   type ImageName,
   type ImageRef,
 } from './reference.js';
-import { translateImageName, type Translation } from './translate.js';
+import { isHttpUrl, translateImageName, type Translation } from './translate.js';
+import { progressLogger } from './progress.js';
+import type { RegistryCredentials } from './registry/auth.js';
+import { loadRegistryHosts } from './registry/hosts.js';
+import { imageSourceOf, toRegistryReference, type ImageSource } from './registry/name.js';
+import { pullContainerDisk } from './registry/pull.js';
 import { TranslationDirectory } from './translation_dir.js';
 import type { ImageFsInfo, ImageRecord, StoredImage } from './types.js';
 
@@ -46,10 +51,33 @@ export interface ImageStoreOptions {
   maxImageBytes?: number;
   /** How often a running download logs its progress (default 5 s). */
   progressIntervalMs?: number;
+  /** containerd-style registry host config (`<dir>/<host>/hosts.toml`); absent: registries over https. */
+  registryConfigDir?: string;
 }
 
 export interface PullOptions {
   signal?: AbortSignal;
+  /** Registry credentials (CRI AuthConfig); used by the pull that starts the download. */
+  credentials?: RegistryCredentials;
+}
+
+/** The names one pull records on its image. */
+interface PullNames {
+  tag?: string;
+  digestRef?: string;
+}
+
+function namesOf(name: ImageName): PullNames {
+  const names: PullNames = {};
+  const tag = repoTagOf(name);
+  if (tag !== undefined) names.tag = tag;
+  const digestRef = repoDigestOf(name);
+  if (digestRef !== undefined) names.digestRef = digestRef;
+  return names;
+}
+
+function digestOfRepoDigest(repoDigest: string): string {
+  return repoDigest.slice(repoDigest.lastIndexOf('@') + 1);
 }
 
 interface SharedPull {
@@ -192,7 +220,7 @@ export class ImageStore {
     const key = pullKey(ref.name);
     let shared = this.inflight.get(key);
     if (!shared) {
-      shared = this.startPull(name, ref.name, key);
+      shared = this.startPull(name, ref.name, key, options.credentials);
       this.inflight.set(key, shared);
     }
     return this.awaitPull(shared, key, name, options.signal);
@@ -289,9 +317,11 @@ export class ImageStore {
     if (ref.kind === 'id') return this.images.get(ref.id);
     const { name } = ref;
     if (name.digest !== undefined) {
+      const digestRef = repoDigestOf(name)!;
+      // A registry image is named by its manifest digest, which is not its id.
+      for (const candidate of this.images.values()) if (candidate.repoDigests.includes(digestRef)) return candidate;
       const img = this.images.get(name.digest);
       if (!img) return undefined;
-      const digestRef = repoDigestOf(name)!;
       // Content is what a digest names; it matches if the repo refers to this image at all.
       const named = img.repoDigests.includes(digestRef) || img.repoTags.some((t) => repoOfTag(t) === name.repo);
       return named ? img : undefined;
@@ -332,9 +362,9 @@ export class ImageStore {
     }
   }
 
-  private startPull(nameText: string, name: ImageName, key: string): SharedPull {
+  private startPull(nameText: string, name: ImageName, key: string, credentials: RegistryCredentials | undefined): SharedPull {
     const controller = new AbortController();
-    const promise = this.runPull(nameText, name, controller.signal).finally(() => {
+    const promise = this.runPull(nameText, name, controller.signal, credentials).finally(() => {
       if (this.inflight.get(key) === shared) this.inflight.delete(key);
     });
     const shared: SharedPull = { controller, waiters: 0, promise };
@@ -398,13 +428,35 @@ export class ImageStore {
       ? `no image translation for ${key} in ${this.translations.dir}`
       : `no image translation directory is configured to resolve ${key}`;
     const problems = snapshot && snapshot.problems.length > 0 ? ` (unusable config files: ${snapshot.problems.join('; ')})` : '';
-    throw new NotFoundError(`${where}${problems}, and the name is not an http(s) URL`);
+    throw new NotFoundError(`${where}${problems}, and the name is neither an http(s) URL nor a registry reference (host/repository[:tag])`);
   }
 
-  private async runPull(nameText: string, name: ImageName, signal: AbortSignal): Promise<ImageRecord> {
+  /** Where `name` comes from (see imageSourceOf); undefined when nothing resolves it. */
+  async sourceOf(name: ImageName): Promise<ImageSource | undefined> {
+    const snapshot = this.translations ? await this.translations.current() : undefined;
+    const knows = (n: ImageName): boolean => {
+      try {
+        return translateImageName(snapshot?.configs ?? [], n) !== undefined;
+      } catch {
+        return true; // a rule matched but is broken: the translation path reports it
+      }
+    };
+    return imageSourceOf(name, knows, isHttpUrl);
+  }
+
+  /** The image some pull recorded under manifest digest `digest` (any repository). */
+  private imageByManifest(digest: string): StoredImage | undefined {
+    for (const img of this.images.values()) {
+      if (img.repoDigests.some((d) => digestOfRepoDigest(d) === digest && img.id !== digest)) return img;
+    }
+    return undefined;
+  }
+
+  private async runPull(nameText: string, name: ImageName, signal: AbortSignal, credentials: RegistryCredentials | undefined): Promise<ImageRecord> {
+    if ((await this.sourceOf(name)) === 'registry') return this.runRegistryPull(nameText, name, signal, credentials);
     // Content we already hold is all a digest-pinned name needs.
     if (name.digest !== undefined && this.images.has(name.digest)) {
-      const record = await this.withLock(() => this.commit(name, name.digest!, undefined));
+      const record = await this.withLock(() => this.commit(namesOf(name), name.digest!, undefined));
       if (record) return record;
     }
     const translation = await this.resolveUrl(name);
@@ -424,7 +476,7 @@ export class ImageStore {
       try {
         const result = await this.download(nameText, translation, tmp, signal, conditional);
         if (result.notModified) {
-          const record = await this.withLock(() => this.commit(name, current!.id, undefined, translation.url));
+          const record = await this.withLock(() => this.commit(namesOf(name), current!.id, undefined, translation.url));
           if (record) {
             this.log.info({ image: nameText, id: record.id }, 'image not modified at its source; kept the local copy');
             return record;
@@ -443,7 +495,7 @@ export class ImageStore {
           : await probeDiskImage(tmp, { qemuImg: this.opts.qemuImg ?? 'qemu-img', timeoutMs: this.opts.qemuImgTimeoutMs ?? 30_000 });
         if (signal.aborted) throw signal.reason;
         const record = await this.withLock(() =>
-          this.commit(name, id, { tmp, facts, size: BigInt(result.size), download: result }, translation.url),
+          this.commit(namesOf(name), id, { tmp, facts, size: BigInt(result.size), download: result }, translation.url),
         );
         if (!record) throw new FailedPreconditionError(`image ${id} vanished while it was being recorded`);
         this.log.info({ image: nameText, id, format: record.format, size: record.size.toString() }, 'image pulled');
@@ -457,6 +509,97 @@ export class ImageStore {
     }
   }
 
+  /**
+   * A containerDisk from a registry. The image id is the sha256 of the disk file, so the same disk
+   * pulled over http or from another registry is one image with one blob; the manifest digest is
+   * recorded as `repo@sha256:<manifest>` in repoDigests (for tag pulls too, as containerd does).
+   */
+  private async runRegistryPull(nameText: string, name: ImageName, signal: AbortSignal, credentials: RegistryCredentials | undefined): Promise<ImageRecord> {
+    const ref = toRegistryReference(name);
+    const namesFor = (manifestDigest: string): PullNames => {
+      const names: PullNames = { digestRef: `${name.repo}@${manifestDigest}` };
+      const tag = repoTagOf(name);
+      if (tag !== undefined) names.tag = tag;
+      return names;
+    };
+    const sourceOf = (manifestDigest: string): string => `oci://${ref.registry}/${ref.repository}@${manifestDigest}`;
+    // A manifest digest we already hold content for needs no network at all.
+    if (name.digest !== undefined) {
+      const held = this.imageByManifest(name.digest);
+      if (held) {
+        const record = await this.withLock(() => this.commit(namesFor(name.digest!), held.id, undefined));
+        if (record) return record;
+      }
+    }
+    const endpoints = await loadRegistryHosts(this.opts.registryConfigDir, ref.registry);
+    this.log.info({ image: nameText, endpoints: endpoints.map((e) => `${e.origin}${e.apiPath}`), auth: credentials?.kind ?? 'none' }, 'pulling containerDisk image');
+    const started = Date.now();
+    let reuse = true;
+    for (;;) {
+      let diskPath: string | undefined;
+      try {
+        const result = await pullContainerDisk(ref, {
+          endpoints,
+          credentials,
+          signal,
+          stallTimeoutMs: this.opts.stallTimeoutMs ?? 60_000,
+          tmpDir: this.tmpDir,
+          maxBytes: this.opts.maxImageBytes,
+          maxBytesName: 'the maximum image size (--max-image-size)',
+          freeBytes: async () => {
+            const fs = await statfs(this.tmpDir);
+            return fs.bavail * fs.bsize;
+          },
+          holdsManifest: (digest) => reuse && this.imageByManifest(digest) !== undefined,
+          onProgress: progressLogger(this.log, { image: nameText }, this.opts.progressIntervalMs ?? 5000),
+        });
+        if (result.held) {
+          const held = this.imageByManifest(result.manifestDigest);
+          const record = held ? await this.withLock(() => this.commit(namesFor(result.manifestDigest), held.id, undefined)) : undefined;
+          if (record) {
+            this.log.info({ image: nameText, id: record.id, manifest: result.manifestDigest }, 'image manifest unchanged; kept the local copy');
+            return record;
+          }
+          reuse = false; // removed meanwhile: download after all
+          continue;
+        }
+        diskPath = result.diskPath;
+        const id = `sha256:${result.diskSha256}`;
+        if (signal.aborted) throw signal.reason;
+        const known = this.images.get(id);
+        const facts: DiskImageFacts = known
+          ? { format: known.format, virtualSize: known.virtualSize }
+          : await probeDiskImage(diskPath, { qemuImg: this.opts.qemuImg ?? 'qemu-img', timeoutMs: this.opts.qemuImgTimeoutMs ?? 30_000 });
+        if (signal.aborted) throw signal.reason;
+        const record = await this.withLock(() =>
+          this.commit(namesFor(result.manifestDigest), id, { tmp: diskPath!, facts, size: BigInt(result.diskSize) }, sourceOf(result.manifestDigest)),
+        );
+        if (!record) throw new FailedPreconditionError(`image ${id} vanished while it was being recorded`);
+        const seconds = Math.max((Date.now() - started) / 1000, 0.001);
+        this.log.info(
+          {
+            image: nameText,
+            id,
+            manifest: result.manifestDigest,
+            disk: `/${result.diskName}`,
+            format: record.format,
+            size: record.size.toString(),
+            layerBytes: result.layerBytes,
+            seconds,
+            bytesPerSecond: Math.round(result.layerBytes / seconds),
+          },
+          'image pulled',
+        );
+        return record;
+      } catch (err) {
+        this.log.warn({ image: nameText, err: errorText(err) }, 'image pull failed');
+        throw err;
+      } finally {
+        if (diskPath) await rm(diskPath, { force: true });
+      }
+    }
+  }
+
   private download(
     nameText: string,
     translation: Translation,
@@ -464,9 +607,7 @@ export class ImageStore {
     signal: AbortSignal,
     conditional: { etag?: string; lastModified?: string } | undefined,
   ): Promise<DownloadResult> {
-    const started = Date.now();
-    let lastLog = started;
-    const interval = this.opts.progressIntervalMs ?? 5000;
+    const onProgress = progressLogger(this.log, { image: nameText }, this.opts.progressIntervalMs ?? 5000);
     return downloadToFile(translation.url, tmp, {
       transport: translation.transport,
       signal,
@@ -478,22 +619,7 @@ export class ImageStore {
         return fs.bavail * fs.bsize;
       },
       conditional,
-      onProgress: (received, total) => {
-        const now = Date.now();
-        if (now - lastLog < interval) return;
-        lastLog = now;
-        const seconds = Math.max((now - started) / 1000, 0.001);
-        this.log.info(
-          {
-            image: nameText,
-            receivedBytes: received,
-            totalBytes: total,
-            percent: total ? Math.floor((received * 100) / total) : undefined,
-            bytesPerSecond: Math.round(received / seconds),
-          },
-          'image download progress',
-        );
-      },
+      onProgress,
     });
   }
 
@@ -504,9 +630,9 @@ export class ImageStore {
    * supplied (it was removed meanwhile).
    */
   private async commit(
-    name: ImageName,
+    names: PullNames,
     id: string,
-    fresh: { tmp: string; facts: DiskImageFacts; size: bigint; download: DownloadResult } | undefined,
+    fresh: { tmp: string; facts: DiskImageFacts; size: bigint; download?: DownloadResult } | undefined,
     url?: string,
   ): Promise<ImageRecord | undefined> {
     const snapshot = new Map([...this.images].map(([k, v]) => [k, cloneImage(v)]));
@@ -532,7 +658,7 @@ export class ImageStore {
     }
     if (url !== undefined) img.sourceUrl = redactUrl(url);
     img.pulledAtNs = nowNs();
-    if (fresh && !fresh.download.notModified) {
+    if (fresh?.download && !fresh.download.notModified) {
       // Validators belong to the URL they came from; a download without them clears old ones.
       if (fresh.download.etag !== undefined) img.etag = fresh.download.etag;
       else delete img.etag;
@@ -541,7 +667,7 @@ export class ImageStore {
     }
 
     const touched = new Set<string>([id]);
-    const tag = repoTagOf(name);
+    const { tag, digestRef } = names;
     if (tag !== undefined) {
       for (const other of this.images.values()) {
         if (other.id !== id && other.repoTags.includes(tag)) {
@@ -551,7 +677,6 @@ export class ImageStore {
       }
       if (!img.repoTags.includes(tag)) img.repoTags.push(tag);
     }
-    const digestRef = repoDigestOf(name);
     if (digestRef !== undefined && !img.repoDigests.includes(digestRef)) img.repoDigests.push(digestRef);
 
     try {
