@@ -276,7 +276,8 @@ async function main(argv: string[]): Promise<number> {
     }
     const result = verdict(results, applicable);
     for (const line of result.lines) log(line);
-    if (result.newlyPassing.length > 0) log(`passing but not in applicable.txt: ${result.newlyPassing.join(' | ')}`);
+    // Some pass only because the command they check never runs (docs/conformance.md lists them).
+    if (result.newlyPassing.length > 0) log(`passing outside the applicable set (${result.newlyPassing.length}; see docs/conformance.md before moving one in)`);
     log(`critest specs ran ${critestSeconds.toFixed(0)} s; whole run ${((Date.now() - started) / 1000).toFixed(0)} s before cleanup`);
     let failed = result.failed > 0;
     const problems = await cleanup.runAll();
