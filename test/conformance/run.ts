@@ -15,7 +15,7 @@
  * output, the results and the daemon log are written there). critest and crictl come from ../shared/cri-tools beside
  * the clone (searched upwards from the clone's parent) or from $VMLET_CRI_TOOLS.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -134,10 +134,17 @@ async function sweepNetns(stateDir: string): Promise<string[]> {
   return leaked;
 }
 
+/** critest processes running now, ended on SIGINT/SIGTERM before the cleanup. */
+const running = new Set<ChildProcess>();
+/** Set on SIGINT/SIGTERM: no further spec starts. */
+let interrupted = false;
+
 /** Runs critest to its end; resolves with its exit code and its whole output. */
 function runCritest(critest: string, args: string[]): Promise<{ exit: number | null; output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(critest, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    running.add(child);
+    child.once('exit', () => running.delete(child));
     const chunks: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => chunks.push(c));
     child.stderr.on('data', (c: Buffer) => chunks.push(c));
@@ -205,6 +212,8 @@ async function main(argv: string[]): Promise<number> {
   let daemon: TestDaemon | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     log(`\n${signal}: cleaning up`);
+    interrupted = true;
+    for (const child of running) child.kill('SIGTERM');
     void cleanup.runAll().finally(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
@@ -257,7 +266,7 @@ async function main(argv: string[]): Promise<number> {
     let next = 0;
     let done = 0;
     const worker = async () => {
-      while (next < names.length) {
+      while (next < names.length && !interrupted) {
         const i = next++;
         const { result, output } = await runSpec(critest, endpoint, names[i]!, join(dir, 'reports', `${i}.json`));
         results[i] = result;
