@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# One command: install what is missing, then run the whole test suite (unit + real integration).
+# One command: install what is missing, then run the whole test suite (unit + real integration),
+# then the CRI conformance suite (critest, docs/conformance.md). When npm test fails the run stops
+# there, so its own summary stays the last lines; otherwise the conformance run's closing line
+# `N passed, M failed` is the last one. The exit code is non-zero when either fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VMLET_INSTALL_TEST_DEPS=1 ./scripts/install.sh
 npm run --silent typecheck
-exec npm test
+npm test
+exec npm run --silent conformance

@@ -6,6 +6,7 @@ import { InvalidArgumentError } from '../errors.js';
 import type { SandboxService, SandboxSpec } from '../sandbox/service.js';
 import type { PortMappingSpec } from '../netd/protocol.js';
 import type { HandlerMap } from './rpc.js';
+import { hostnameFromPodName } from '../sandbox/hostname.js';
 import { requireString, checkString, checkStringMap, checkAbsolutePath, checkHostname } from './validate.js';
 
 const MAX_DNS_ENTRIES = 32;
@@ -40,7 +41,9 @@ export function sandboxSpecFromConfig(config: PodSandboxConfig__Output | undefin
   const dns = config.dns_config;
   return {
     metadata,
-    hostname: checkHostname(config.hostname ?? '', 'config.hostname'),
+    // A hostname the caller gave must be valid; none at all means one derived from the pod name,
+    // stored in the record so that DHCP, the seed and PodSandboxStatus all see the same one.
+    hostname: config.hostname ? checkHostname(config.hostname, 'config.hostname') : hostnameFromPodName(metadata.name),
     logDirectory: config.log_directory ? checkAbsolutePath(config.log_directory, 'config.log_directory') : '',
     runtimeHandler,
     labels: checkStringMap(config.labels, 'config.labels'),
