@@ -22,7 +22,8 @@ import type { ConsoleLogs } from './console_pumps.js';
 import type { HostFacts } from './domain_spec_builder.js';
 import type { WarmPool } from './warm/pool.js';
 import type { ContainerRecord } from './records.js';
-import { QMP_DIR, VM_DIR, ownerIdFor } from './layout.js';
+import { QMP_DIR, VM_DIR } from './layout.js';
+import { ownerIdFor } from '../store/owner.js';
 
 /** The image store calls a container's creation makes. */
 export type ImageLookup = Pick<ImageStore, 'status' | 'blobPath'>;

@@ -18,11 +18,6 @@ export const SEED = 'seed.iso';
 export const CONSOLE_RAW = 'console.raw';
 export const CONSOLE_STATE = 'console.state';
 
-/** Identifies a vmlet instance by its state dir, in the metadata of the domains it makes. */
-export function ownerIdFor(stateDir: string): string {
-  return createHash('sha256').update(resolve(stateDir)).digest('hex').slice(0, 16);
-}
-
 /** A cold VM's domain name: both ids, shortened. */
 export function coldDomainName(sandboxId: string, containerId: string): string {
   return `${DOMAIN_PREFIX}${sandboxId.slice(0, 12)}-${containerId.slice(0, 12)}`;

@@ -7,6 +7,7 @@
  * their side effects (netns, ip, nft, CNI plugins, DHCP sockets: real unless a test gives fakes)
  * and answers serve's calls.
  */
+import { ownerIdFor } from '../store/owner.js';
 import { FailedPreconditionError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Config } from '../config/table.js';
@@ -38,6 +39,8 @@ export interface NetdSideEffects {
   netnsPathExists?: (path: string) => Promise<boolean>;
   startDhcp: DhcpResponderFactory;
   warmNetnsName: () => string;
+  /** Owner id for warm netns names and their collection; unset, ownerIdFor(config.stateDir). */
+  ownerId?: string;
   /** sysfs, for SR-IOV VFs; unset, the tree at --sysfs-root. */
   sysfs?: Sysfs;
 }
@@ -74,7 +77,8 @@ export class NetworkManager implements NetdMethods {
     this.dhcp = new DhcpResponders(sideEffects.startDhcp ?? startDhcpServerInNetns, logger);
     this.sandboxSetup = new SandboxSetup({ records: this.records, netns: this.netns, chain, cache, cniConfDir: config.cniConfDir, logger });
     this.vmSide = new VmSide({ records: this.records, ip, selector, dhcp: this.dhcp, logger, notify });
-    this.warm = new WarmNetns({ netns: this.netns, tapBinding, records: this.records, logger, newName: sideEffects.warmNetnsName ?? randomWarmNetnsName });
+    const ownerId = sideEffects.ownerId ?? ownerIdFor(config.stateDir);
+    this.warm = new WarmNetns({ netns: this.netns, tapBinding, records: this.records, logger, ownerId, newName: sideEffects.warmNetnsName ?? (() => randomWarmNetnsName(ownerId)) });
   }
 
   /**

@@ -8,13 +8,13 @@ import { randomBytes } from 'node:crypto';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { TapBinding } from '../network/bindings/tap.js';
-import { POD_IFNAME, isWarmNetnsName, prewiredNames } from '../network/names.js';
+import { POD_IFNAME, isOwnWarmNetns, isWarmNetnsName, prewiredNames, warmNetnsName } from '../network/names.js';
 import type { NetnsOps } from '../network/netns.js';
 import { netnsInUse, type SandboxNetworkRecords } from './records.js';
 
-/** A fresh warm netns name: random, so no two serve runs ever share one. */
-export function randomWarmNetnsName(): string {
-  return `vmlet-warm-${randomBytes(8).toString('hex')}`;
+/** A fresh warm netns name of instance `ownerId`: random, so no two serve runs ever share one. */
+export function randomWarmNetnsName(ownerId: string): string {
+  return warmNetnsName(ownerId, randomBytes(4).toString('hex'));
 }
 
 export interface WarmNetnsDeps {
@@ -23,6 +23,8 @@ export interface WarmNetnsDeps {
   records: SandboxNetworkRecords;
   logger: Logger;
   newName: () => string;
+  /** This instance's owner id (ownerIdFor its state dir): only its own warm netns are collected. */
+  ownerId: string;
 }
 
 export class WarmNetns {
@@ -48,12 +50,15 @@ export class WarmNetns {
     await this.deps.netns.delete(netnsName);
   }
 
-  /** Warm netns no sandbox adopted: what serve left when it stopped (its warm VMs go with it). */
+  /**
+   * This instance's warm netns no sandbox adopted: what serve left when it stopped (its warm VMs
+   * go with it). Another vmlet's (another owner id) are never touched.
+   */
   async collectUnadopted(): Promise<void> {
-    const { netns, records, logger } = this.deps;
+    const { netns, records, logger, ownerId } = this.deps;
     const adopted = new Set([...records.values()].map((r) => r.netnsName));
     for (const name of await netns.list()) {
-      if (!isWarmNetnsName(name) || adopted.has(name)) continue;
+      if (!isOwnWarmNetns(name, ownerId) || adopted.has(name)) continue;
       logger.info({ netns: name }, 'deleting a warm netns no sandbox adopted');
       await netns.delete(name).catch((err) => logger.error({ err, netns: name }, 'could not delete a warm netns'));
     }

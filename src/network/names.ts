@@ -89,6 +89,21 @@ function sandboxTag(sandboxId: string): string {
 /** Netns made ahead of any sandbox for a warm VM; a sandbox then adopts it (src/container/warm/pool.ts). */
 const WARM_NETNS_NAME = /^vmlet-warm-[0-9a-f]{16}$/;
 
+/**
+ * A warm netns name: `vmlet-warm-` + the first 8 hex of the owner id (ownerIdFor) + 8 random hex, so
+ * a netd collects only its own instance's warm netns, never another vmlet's on the same host.
+ */
+export function warmNetnsName(ownerId: string, randomHex: string): string {
+  const name = `vmlet-warm-${ownerId.slice(0, 8)}${randomHex}`;
+  if (!WARM_NETNS_NAME.test(name)) throw new Error(`bad warm netns parts ${JSON.stringify([ownerId, randomHex])}`);
+  return name;
+}
+
+/** Whether warm netns `name` was made by the instance with `ownerId`. */
+export function isOwnWarmNetns(name: string, ownerId: string): boolean {
+  return isWarmNetnsName(name) && name.slice('vmlet-warm-'.length, 'vmlet-warm-'.length + 8) === ownerId.slice(0, 8);
+}
+
 export function isWarmNetnsName(name: string): boolean {
   return typeof name === 'string' && WARM_NETNS_NAME.test(name);
 }

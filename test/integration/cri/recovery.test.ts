@@ -13,7 +13,7 @@ import { LibvirtClient, isNoDomain } from '../../../src/libvirt/client.js';
 import { buildDomainXml } from '../../../src/libvirt/domain_xml.js';
 import type { VmSpec } from '../../../src/libvirt/domain_spec.js';
 import { installVmwrapper } from '../../../src/vmwrapper/install.js';
-import { ownerIdFor } from '../../../src/container/layout.js';
+import { ownerIdFor } from '../../../src/store/owner.js';
 
 const tag = randomBytes(3).toString('hex');
 let d: TestDaemon | undefined;

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startTestDaemon, grpcCode, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
-import { ownerIdFor } from '../../../src/container/layout.js';
+import { ownerIdFor } from '../../../src/store/owner.js';
 import { serveTestGuest, waitFor, criLines, qemuPids, removeAllAndStop, deleteLink } from '../../helpers/e2e.js';
 
 const tag = randomBytes(3).toString('hex');

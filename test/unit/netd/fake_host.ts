@@ -107,6 +107,7 @@ export class FakeHost {
       netnsPathExists: async (path) => path.startsWith(`${NETNS_RUN_DIR}/`) && this.namespaces.has(nameOfPath(path)),
       startDhcp: this.startDhcp,
       warmNetnsName: () => `vmlet-warm-${String(this.nextWarm++).padStart(16, '0')}`,
+      ownerId: '0000000000000000',
     };
   }
 
