@@ -5,6 +5,7 @@
  */
 import type { PodDnsConfig, PortMapping } from '../types.js';
 import type { CapabilityArgs } from './invocation.js';
+import { NETWORK_ANNOTATIONS } from './pod_networks.js';
 
 export interface PodCapabilityRequest {
   portMappings: readonly PortMapping[];
@@ -23,3 +24,6 @@ export function capabilityArgs(pod: PodCapabilityRequest): CapabilityArgs {
   }
   return args;
 }
+
+/** The pod annotations netd reads: the networks a pod asks for (pod_networks.ts). */
+export const NETD_ANNOTATIONS: readonly string[] = [...NETWORK_ANNOTATIONS];
