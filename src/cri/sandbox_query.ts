@@ -13,6 +13,7 @@ import { loadCriServices } from './proto.js';
 import { RepeatedFieldEncoder, type EncodedMessage } from './encoded_list.js';
 import { checkIdOrPrefix, checkStringMap } from './validate.js';
 import { nowNs } from '../clock.js';
+import { MULTUS_NETWORK_STATUS_KEY } from '../network/cni/pod_networks.js';
 
 const STATE: Record<SandboxRecord['state'], 'SANDBOX_READY' | 'SANDBOX_NOTREADY'> = {
   READY: 'SANDBOX_READY',
@@ -29,7 +30,13 @@ export function sandboxQueryHandlers(sandboxes: SandboxService): HandlerMap {
     async PodSandboxStatus(req: PodSandboxStatusRequest__Output): Promise<PodSandboxStatusResponse> {
       const record = sandboxes.mustGet(checkIdOrPrefix(req.pod_sandbox_id, 'pod_sandbox_id'));
       const response: PodSandboxStatusResponse = { status: sandboxStatus(record), timestamp: nowNs().toString() };
-      if (req.verbose) response.info = { info: JSON.stringify(await verboseInfo(sandboxes, record)) };
+      if (req.verbose) {
+        const info = await verboseInfo(sandboxes, record);
+        response.info = { info: JSON.stringify(info) };
+        // As Multus annotates pods: every network's interfaces, IPs, MAC and default flag.
+        const networkStatus = (info.network as { networkStatus?: unknown } | null)?.networkStatus;
+        if (networkStatus !== undefined) response.info[MULTUS_NETWORK_STATUS_KEY] = JSON.stringify(networkStatus);
+      }
       return response;
     },
 
@@ -79,7 +86,7 @@ export function sandboxStatus(r: SandboxRecord): PodSandboxStatus {
   };
 }
 
-async function verboseInfo(sandboxes: SandboxService, r: SandboxRecord): Promise<object> {
+async function verboseInfo(sandboxes: SandboxService, r: SandboxRecord): Promise<{ network: unknown } & Record<string, unknown>> {
   let network: unknown = null;
   let networkError: string | undefined;
   if (r.podIps) {

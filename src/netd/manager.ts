@@ -12,7 +12,9 @@ import { FailedPreconditionError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Config } from '../config/table.js';
 import { SyncBehind } from '../store/sync_behind.js';
+import { networkStatusOf, type AttachmentRecord } from '../network/cni/attachments.js';
 import { AttachmentCache } from '../network/cni/cache.js';
+import type { VmNetworkView } from '../network/cni/result.js';
 import { CniChain } from '../network/cni/chain.js';
 import { ExecPluginRunner, type PluginRunner } from '../network/cni/exec.js';
 import { BindingSelector } from '../network/bindings/select.js';
@@ -143,7 +145,12 @@ export class NetworkManager implements NetdMethods {
   async status({ sandboxId }: { sandboxId: string }): Promise<SandboxNetworkStatus | null> {
     const record = this.records.get(sandboxId);
     if (!record) return null;
-    return { sandboxId, netnsPath: record.netnsPath, ...this.vmSide.statusOf(record) };
+    return {
+      sandboxId,
+      netnsPath: record.netnsPath,
+      ...this.vmSide.statusOf(record),
+      ...(record.cni ? { networkStatus: networkStatusOf(record.attachments ?? legacyAttachments(record.cni), record.cni) } : {}),
+    };
   }
 
   vmNetworkPlan({ sandboxId }: { sandboxId: string }): Promise<VmNetworkPlanResult> {
@@ -160,4 +167,9 @@ export class NetworkManager implements NetdMethods {
     await this.dhcp.stopAll();
     await this.syncBehind.flush();
   }
+}
+
+/** A record of a netd before several networks: one default attachment holding every interface. */
+function legacyAttachments(cni: VmNetworkView): AttachmentRecord[] {
+  return [{ network: 'default', ifName: 'eth0', isDefault: true, interfaces: cni.interfaces.map((i) => i.name), dns: cni.dns }];
 }

@@ -4,6 +4,7 @@
  */
 import type { PodDnsConfig, PortMapping, VmNetwork } from '../network/types.js';
 import type { CodeValue } from '../errors.js';
+import type { NetworkStatusEntry } from '../network/cni/attachments.js';
 
 export type PortMappingSpec = PortMapping;
 
@@ -18,6 +19,11 @@ export interface SetupParams {
   portMappings: PortMappingSpec[];
   /** A warm netns (from createWarmNetns) to adopt instead of creating one; teardown deletes it. */
   netnsName?: string;
+  /**
+   * The pod's annotations netd reads (NETWORK_ANNOTATIONS: the networks it asks for, its
+   * bandwidth); absent (an older serve): the default network only.
+   */
+  annotations?: Record<string, string>;
 }
 
 /** What RunPodSandbox needs; the VM side follows in the background (see vmNetwork). */
@@ -41,6 +47,8 @@ export interface SandboxNetworkStatus {
   vmNetwork: VmNetwork | null;
   interfaces: Record<string, unknown>[];
   dhcp: Record<string, unknown>;
+  /** Multus's `k8s.v1.cni.cncf.io/network-status` for the sandbox: every network's interfaces. */
+  networkStatus?: NetworkStatusEntry[];
 }
 
 export interface Readiness {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { RecordStore } from '../store/record_store.js';
 import type { SyncBehind } from '../store/sync_behind.js';
+import type { AttachmentRecord } from '../network/cni/attachments.js';
 import type { VmNetworkView } from '../network/cni/result.js';
 import type { DhcpLease } from '../network/dhcp/lease_policy.js';
 import type { BindingContext, WiredInterface } from '../network/bindings/types.js';
@@ -17,8 +18,10 @@ export interface SandboxNetworkRecord {
   id: string;
   netnsName: string;
   netnsPath: string;
-  /** What CNI ADD gave the sandbox, as the VM side reads it; set once ADD succeeded. */
+  /** What CNI ADD gave the sandbox, as the VM side reads it (every network joined); set once ADD succeeded. */
   cni?: VmNetworkView;
+  /** The networks the sandbox is attached to, in ADD order; written before the first ADD. Absent in records of older netds (one network). */
+  attachments?: AttachmentRecord[];
   /** What the VM side needs from the pod spec besides CNI's answer. */
   pod?: PodNetworkSpec;
   /** Each wired interface with the context its binding needs to undo it. */
@@ -42,7 +45,12 @@ export function netnsInUse(records: SandboxNetworkRecords, netnsName: string): b
   return [...records.values()].some((r) => r.netnsName === netnsName);
 }
 
-/** The pod IPs, in CNI's interface order: the first is the pod IP, the rest its additional IPs. */
+/**
+ * The pod IPs, in CNI's interface order: the first is the pod IP, the rest its additional IPs.
+ * Only the default network's: the others are the pod's secondary networks, as Multus has it.
+ */
 export function setupResultOf(record: SandboxNetworkRecord): SetupResult {
-  return { netnsPath: record.netnsPath, podIps: record.cni!.interfaces.flatMap((i) => i.ips.map((ip) => ip.address)) };
+  const defaults = record.attachments?.find((a) => a.isDefault)?.interfaces;
+  const interfaces = record.cni!.interfaces.filter((i) => defaults === undefined || defaults.includes(i.name));
+  return { netnsPath: record.netnsPath, podIps: interfaces.flatMap((i) => i.ips.map((ip) => ip.address)) };
 }

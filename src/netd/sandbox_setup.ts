@@ -8,8 +8,11 @@ import type { Logger } from '../log.js';
 import type { AttachmentCache } from '../network/cni/cache.js';
 import { capabilityArgs } from '../network/cni/capabilities.js';
 import type { AttachmentRequest, CniChain } from '../network/cni/chain.js';
-import { loadNetworkConfig } from '../network/cni/config.js';
-import { toVmNetworkView } from '../network/cni/result.js';
+import { joinAttachmentViews, type AttachmentRecord } from '../network/cni/attachments.js';
+import { configNamed, loadNetworkConfig, loadNetworkConfigs, type NetworkConfigList } from '../network/cni/config.js';
+import type { CapabilityArgs } from '../network/cni/invocation.js';
+import { podNetworkPlan, type NetworkAttachmentPlan } from '../network/cni/pod_networks.js';
+import { toVmNetworkView, type VmNetworkView } from '../network/cni/result.js';
 import { POD_IFNAME, isWarmNetnsName, netnsNameFor, prewiredNames } from '../network/names.js';
 import { netnsPath, type NetnsOps } from '../network/netns.js';
 import type { Readiness, SetupParams } from './protocol.js';
@@ -36,13 +39,19 @@ export class SandboxSetup {
     return { ready: false, reason: 'NetworkPluginNotReady', message: skipped ? `${loaded.reason} (${skipped})` : loaded.reason };
   }
 
-  /** netns and CNI ADD for a new sandbox; returns its record, CNI's answer in it. Rolls back on failure. */
+  /**
+   * netns and CNI ADD of every network the pod asks for (pod_networks.ts; the default network
+   * alone when it names none), in order, into the same netns; returns its record, CNI's answers
+   * joined in it. Rolls back on failure, networks already added included.
+   */
   async setUp(params: SetupParams): Promise<SandboxNetworkRecord> {
     const { records, netns, chain, logger } = this.deps;
     const steps = new StepTimer();
-    const loaded = await loadNetworkConfig(this.deps.cniConfDir);
+    const plan = podNetworkPlan(params.annotations ?? {}, params.podNamespace);
+    const loaded = await loadNetworkConfigs(this.deps.cniConfDir);
     if (!loaded.ok) throw new FailedPreconditionError(`network is not ready: ${loaded.reason}`);
-    const netConfig = loaded.config;
+    const baseCapabilities = capabilityArgs(params);
+    const networks = plan.map((p) => resolveAttachment(p, loaded.configs, baseCapabilities));
     steps.mark('config');
 
     const undos: Undo[] = [];
@@ -56,6 +65,12 @@ export class SandboxSetup {
       interfaces: [],
       leases: [],
       ...(adopting ? { prewired: prewiredNames(netnsName) } : {}),
+      attachments: networks.map(({ plan: p, config }) => ({
+        network: config.name,
+        ...(p.namespace !== undefined ? { namespace: p.namespace } : {}),
+        ifName: p.ifName,
+        isDefault: p.isDefault,
+      })),
     };
     try {
       // Recorded first, so a crash at any later point leaves what a teardown needs.
@@ -71,20 +86,22 @@ export class SandboxSetup {
       steps.mark('netns');
       undos.push({ what: 'netns', run: () => netns.delete(netnsName) });
 
-      const attachment: Omit<AttachmentRequest, 'netns'> = {
-        containerId: params.sandboxId,
-        ifName: POD_IFNAME,
-        pod: { namespace: params.podNamespace, name: params.podName, uid: params.podUid, infraContainerId: params.sandboxId },
-        capabilityArgs: capabilityArgs(params),
-      };
-      // DEL needs no record of its own: the CNI cache (written before ADD runs) drives it.
-      const outcome = await chain.add(netConfig, { ...attachment, netns: record.netnsPath });
+      const pod = { namespace: params.podNamespace, name: params.podName, uid: params.podUid, infraContainerId: params.sandboxId };
+      const views: { view: VmNetworkView; isDefault: boolean }[] = [];
+      for (const [i, { plan: p, config, capabilities }] of networks.entries()) {
+        const attachment: AttachmentRequest = { containerId: params.sandboxId, ifName: p.ifName, pod, capabilityArgs: capabilities, netns: record.netnsPath };
+        // DEL needs no record of its own: the CNI cache (written before ADD runs) drives it.
+        const outcome = await chain.add(config, attachment);
+        undos.push({ what: `cni ${config.name}`, run: () => chain.del(config.name, attachment, config) });
+        const view = toVmNetworkView(outcome.result, { ifName: p.ifName });
+        if (view.interfaces.length === 0) throw new FailedPreconditionError(`CNI network ${config.name} gave the sandbox no interface`);
+        const recorded = record.attachments![i]!;
+        recorded.interfaces = view.interfaces.map((v) => v.name);
+        recorded.dns = view.dns;
+        views.push({ view, isDefault: p.isDefault });
+      }
       steps.mark('cni-add');
-      undos.push({ what: 'cni', run: () => chain.del(netConfig.name, { ...attachment, netns: record.netnsPath }, netConfig) });
-
-      const view = toVmNetworkView(outcome.result, { ifName: POD_IFNAME });
-      if (view.interfaces.length === 0) throw new FailedPreconditionError(`CNI network ${netConfig.name} gave the sandbox no interface`);
-      record.cni = view;
+      record.cni = joinAttachmentViews(views);
       record.pod = { hostname: params.hostname, dns: params.dns };
       await records.put(record);
       steps.mark('record');
@@ -105,8 +122,14 @@ export class SandboxSetup {
     const netnsName = record?.netnsName ?? netnsNameFor(sandboxId);
     const nsPath = record?.netnsPath ?? netnsPath(netnsName);
     const failures: string[] = [];
-    for (const cached of await cache.list()) {
-      if (cached.containerId !== sandboxId) continue;
+    // The networks the record lists, in reverse ADD order; then whatever else the cache holds.
+    const order = [...(record?.attachments ?? [])].reverse().map((a) => `${a.network}\0${a.ifName}`);
+    const rank = (c: { networkName: string; ifName: string }) => {
+      const at = order.indexOf(`${c.networkName}\0${c.ifName}`);
+      return at === -1 ? order.length : at;
+    };
+    const cachedOfSandbox = (await cache.list()).filter((c) => c.containerId === sandboxId).sort((a, b) => rank(a) - rank(b));
+    for (const cached of cachedOfSandbox) {
       try {
         await chain.del(cached.networkName, { containerId: sandboxId, ifName: cached.ifName, netns: nsPath });
       } catch (err) {
@@ -120,4 +143,26 @@ export class SandboxSetup {
     }
     return failures;
   }
+}
+
+/**
+ * The conflist and capability args of one planned attachment. A network the conf dir does not
+ * have, or a `mac`/`ips` the network's plugins cannot take, fails before anything is made.
+ */
+function resolveAttachment(
+  p: NetworkAttachmentPlan,
+  configs: readonly { config: NetworkConfigList }[],
+  base: CapabilityArgs,
+): { plan: NetworkAttachmentPlan; config: NetworkConfigList; capabilities: CapabilityArgs } {
+  const config = p.network === undefined ? configs[0]!.config : configNamed(configs, p.network);
+  if (!config) throw new FailedPreconditionError(`network ${p.network} (pod annotation) has no conflist of that name in the CNI conf dir`);
+  const capabilities: Record<string, unknown> = { ...base };
+  for (const [cap, value] of [['mac', p.mac], ['ips', p.ips]] as const) {
+    if (value === undefined) continue;
+    if (!config.plugins.some((plugin) => plugin.capabilities?.[cap] === true)) {
+      throw new FailedPreconditionError(`network ${config.name} asked for with a "${cap}": none of its plugins declares the ${cap} capability`);
+    }
+    capabilities[cap] = value;
+  }
+  return { plan: p, config, capabilities };
 }

@@ -12,9 +12,15 @@
  * uplink as well: a tagged frame would carry DHCP past the UDP match, and a CNI pod network has no
  * use for VLAN tags from a VM.
  *
+ * The same table gives the VM its DHCP server's unicast address (dhcp/server_address.ts): ARP for
+ * it never crosses the uplink, and, once the bridge's MAC is known, a prerouting rule hands the
+ * VM's unicast DHCP to that address (whatever MAC it went to: the gateway's, usually) to the local
+ * stack, where the server's socket is.
+ *
  * nft's bridge family works on this kernel (checked: rules load and count), so no ebtables fallback.
  */
 import { FailedPreconditionError, InternalError } from '../errors.js';
+import { DHCP_SERVER_ADDRESS } from './dhcp/server_address.js';
 import { netnsPath } from './netns.js';
 import { runTool, ToolFailedError } from './iproute.js';
 import { assertInterfaceName } from './names.js';
@@ -24,6 +30,12 @@ export interface IsolationSpec {
   uplink: string;
   /** The pod bridge the uplink is a port of; names the table. */
   bridge: string;
+  /**
+   * The bridge's MAC, once it has its final one: the VM's unicast DHCP to the server address is
+   * readdressed to it so the bridge delivers it locally. Unset (a warm netns's prewired table),
+   * renewals at T1 are not redirected until the wiring installs the table again with it.
+   */
+  bridgeMac?: string;
 }
 
 /** Rule comments double as the keys of the counters `status` reports. */
@@ -36,15 +48,30 @@ export const ISOLATION_RULES = [
   { chain: 'forward', match: 'oifname', what: 'vlan', comment: 'vlan-to-uplink' },
   { chain: 'input', match: 'iifname', what: 'vlan', comment: 'vlan-from-uplink-to-local' },
   { chain: 'output', match: 'oifname', what: 'vlan', comment: 'vlan-from-local-to-uplink' },
+  { chain: 'forward', match: 'iifname', what: 'server-arp', comment: 'server-arp-from-uplink' },
+  { chain: 'forward', match: 'oifname', what: 'server-arp', comment: 'server-arp-to-uplink' },
+  { chain: 'input', match: 'iifname', what: 'server-arp', comment: 'server-arp-from-uplink-to-local' },
+  { chain: 'output', match: 'oifname', what: 'server-arp', comment: 'server-arp-from-local-to-uplink' },
 ] as const;
-export type IsolationRuleName = (typeof ISOLATION_RULES)[number]['comment'];
+/** The rule that readdresses the VM's unicast DHCP to the server address (only with a bridge MAC). */
+export const SERVER_REDIRECT_RULE = { chain: 'prerouting', match: 'iifname', comment: 'dhcp-to-server-address' } as const;
+
+const PAYLOADS = {
+  dhcp: 'udp dport 67-68',
+  vlan: 'ether type { 8021q, 8021ad }',
+  // Requests for the address and answers from it: either way it stays on this side of the uplink.
+  'server-arp': `arp daddr ip ${DHCP_SERVER_ADDRESS}`,
+} as const;
+export type IsolationRuleName = (typeof ISOLATION_RULES)[number]['comment'] | typeof SERVER_REDIRECT_RULE.comment;
 
 const CHAINS = ['forward', 'input', 'output'] as const;
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 export const ISOLATION_FAMILY = 'bridge';
 
 function checkSpec(spec: IsolationSpec): void {
   assertInterfaceName(spec.uplink);
   assertInterfaceName(spec.bridge);
+  if (spec.bridgeMac !== undefined && !MAC.test(spec.bridgeMac)) throw new InternalError(`bridge MAC ${JSON.stringify(spec.bridgeMac)} is not a lower-case MAC`);
 }
 
 export function isolationTableName(spec: IsolationSpec): string {
@@ -65,11 +92,20 @@ export function isolationScript(spec: IsolationSpec): string {
   for (const chain of CHAINS) {
     lines.push(`\tchain ${chain} {`, `\t\ttype filter hook ${chain} priority filter; policy accept;`);
     for (const rule of ISOLATION_RULES.filter((r) => r.chain === chain)) {
-      const payload = rule.what === 'dhcp' ? 'udp dport 67-68' : 'ether type { 8021q, 8021ad }';
-      lines.push(`\t\t${rule.match} "${spec.uplink}" ${payload} counter drop comment "${rule.comment}"`);
+      lines.push(`\t\t${rule.match} "${spec.uplink}" ${PAYLOADS[rule.what]} counter drop comment "${rule.comment}"`);
     }
     lines.push('\t}');
   }
+  // Always declared, so a reinstall without the MAC empties it like the others.
+  lines.push(`\tchain ${SERVER_REDIRECT_RULE.chain} {`, `\t\ttype filter hook prerouting priority filter; policy accept;`);
+  if (spec.bridgeMac !== undefined) {
+    // "pkttype host" alone is not enough: the bridge delivers locally only frames to its own MAC.
+    lines.push(
+      `\t\t${SERVER_REDIRECT_RULE.match} != "${spec.uplink}" ip daddr ${DHCP_SERVER_ADDRESS} udp dport 67 counter ` +
+        `ether daddr set ${spec.bridgeMac} meta pkttype set host comment "${SERVER_REDIRECT_RULE.comment}"`,
+    );
+  }
+  lines.push('\t}');
   lines.push('}');
   return `${lines.join('\n')}\n`;
 }
@@ -103,6 +139,10 @@ export function parseIsolationStatus(listing: unknown, spec: IsolationSpec): Iso
     throw new InternalError('nft -j list printed no "nftables" array');
   }
   const counters: IsolationStatus['counters'] = {};
+  const expectedRules = [
+    ...ISOLATION_RULES.map((r) => ({ ...r, verdict: 'drop' as const })),
+    ...(spec.bridgeMac !== undefined ? [{ ...SERVER_REDIRECT_RULE, verdict: 'mangle' as const }] : []),
+  ];
   let matching = 0;
   let rules = 0;
   for (const item of listing.nftables) {
@@ -110,26 +150,28 @@ export function parseIsolationStatus(listing: unknown, spec: IsolationSpec): Iso
     const rule = item.rule;
     if (rule.table !== table || rule.family !== ISOLATION_FAMILY) continue;
     rules++;
-    const expected = ISOLATION_RULES.find((r) => r.comment === rule.comment && r.chain === rule.chain);
+    const expected = expectedRules.find((r) => r.comment === rule.comment && r.chain === rule.chain);
     if (!expected || !Array.isArray(rule.expr) || counters[expected.comment]) continue;
     let counter: Counter | undefined;
     let uplinkMatches = false;
-    let drops = false;
+    let verdict = false;
     for (const expr of rule.expr) {
       if (!isRecord(expr)) continue;
       if (isRecord(expr.counter)) {
         counter = { packets: Number(expr.counter.packets), bytes: Number(expr.counter.bytes) };
       }
-      if ('drop' in expr) drops = true;
+      if (expected.verdict === 'drop' && 'drop' in expr) verdict = true;
+      // The redirect: the destination MAC set to the bridge's.
+      if (expected.verdict === 'mangle' && isRecord(expr.mangle) && expr.mangle.value === spec.bridgeMac) verdict = true;
       if (isRecord(expr.match) && isRecord(expr.match.left) && isRecord(expr.match.left.meta)) {
         uplinkMatches ||= expr.match.left.meta.key === expected.match && expr.match.right === spec.uplink;
       }
     }
     if (counter) counters[expected.comment] = counter;
-    if (counter && uplinkMatches && drops) matching++;
+    if (counter && uplinkMatches && verdict) matching++;
   }
   // Exactly the expected rules: a duplicate or foreign rule means the table is not what we installed.
-  return { complete: matching === ISOLATION_RULES.length && rules === ISOLATION_RULES.length, counters };
+  return { complete: matching === expectedRules.length && rules === expectedRules.length, counters };
 }
 
 /** Runs nft inside a pod netns. Unit tests fake it; `ExecNftRunner` is the real one. */

@@ -10,6 +10,7 @@ import { NotFoundError, FailedPreconditionError, errorText, VmletError, Code } f
 import type { Logger } from '../log.js';
 import type { NetdClient } from '../netd/client.js';
 import type { SetupParams } from '../netd/protocol.js';
+import { NETD_ANNOTATIONS } from '../network/cni/capabilities.js';
 import { resolveId } from '../store/id_index.js';
 import { nowNs } from '../clock.js';
 import { sandboxKey, type SandboxRecord } from './records.js';
@@ -129,6 +130,9 @@ export class SandboxService {
       dns: spec.dns,
       portMappings: spec.portMappings,
     };
+    // Only the annotations netd reads, and only when the pod has some: an additive wire change.
+    const netdAnnotations = NETD_ANNOTATIONS.filter((k) => spec.annotations[k] !== undefined);
+    if (netdAnnotations.length > 0) params.annotations = Object.fromEntries(netdAnnotations.map((k) => [k, spec.annotations[k]!]));
     const warmNetns = this.containerHooks.claimWarmNetns?.(id);
     if (warmNetns !== undefined) params.netnsName = warmNetns;
     try {

@@ -8,6 +8,7 @@
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../log.js';
 import type { IpCommand, IpRunner } from '../iproute.js';
+import { DHCP_SERVER_ADDRESS } from '../dhcp/server_address.js';
 import type { DhcpIsolation, IsolationSpec } from '../isolation.js';
 import { assertInterfaceName, bridgeMacFor, interfaceNames, normalizeMac, vethMacFor } from '../names.js';
 import type { VmInterface } from '../types.js';
@@ -57,7 +58,7 @@ export function linkGroupFor(index: number): number {
 export const LIMITED_BROADCAST_ROUTE = '255.255.255.255/32';
 
 function isolationSpec(state: TapWiredInterface): IsolationSpec {
-  return { uplink: state.uplink.name, bridge: state.bridge.name };
+  return { uplink: state.uplink.name, bridge: state.bridge.name, bridgeMac: state.bridge.mac };
 }
 
 function checkId(value: number | undefined, what: string): void {
@@ -184,6 +185,8 @@ export function tapWireCommands(state: TapWiredInterface): IpCommand[] {
     ['link', 'set', 'dev', tap.name, 'group', group, 'mtu', mtu, 'master', bridge.name, 'up'],
     ['link', 'set', 'dev', uplink.name, 'master', bridge.name, 'up'],
     ['link', 'set', 'dev', bridge.name, 'up'],
+    // The DHCP server's own address (its server id), where the VM's renewals at T1 go.
+    ['address', 'replace', `${DHCP_SERVER_ADDRESS}/32`, 'dev', bridge.name, 'scope', 'link'],
     ['route', 'replace', LIMITED_BROADCAST_ROUTE, 'dev', bridge.name],
     // A reply to the VM's own address reaches exactly this VM on exactly this bridge: one
     // 255.255.255.255 route cannot serve several bridges, and a socket cannot pick a device.
@@ -278,10 +281,11 @@ export class TapBinding implements NetworkBinding<TapWiredInterface> {
     const started = performance.now();
     try {
       // The nft rules name interfaces as strings, so they can go in while the bridge is being built.
+      // Prewired, the drop rules went in with the devices; installed again, the table gains the
+      // redirect to the DHCP server address, which needs the bridge's MAC only known now.
       await both(
         this.options.ip.apply(ctx.netnsName, tapWireCommands(planned)),
-        // Prewired: the rules went in with the devices.
-        planned.prewired ? Promise.resolve() : this.options.isolation.install(ctx.netnsName, isolationSpec(planned)),
+        this.options.isolation.install(ctx.netnsName, isolationSpec(planned)),
       );
     } catch (err) {
       await this.unwire(ctx, planned).catch((undoErr) =>

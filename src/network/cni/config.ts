@@ -187,6 +187,21 @@ export function parseConfigFile(fileName: string, text: string): ConfigParseResu
  * refused on the way is listed in `skipped` with its reason, so the caller can log it.
  */
 export async function loadNetworkConfig(confDir: string): Promise<ConfigLoadResult> {
+  const all = await loadNetworkConfigs(confDir);
+  if (!all.ok) return all;
+  const [first] = all.configs;
+  return { ok: true, config: first!.config, file: first!.file, skipped: all.skipped };
+}
+
+export type ConfigsLoadResult =
+  | { ok: true; configs: { config: NetworkConfigList; file: string }[]; skipped: SkippedConfigFile[] }
+  | { ok: false; reason: string; skipped: SkippedConfigFile[] };
+
+/**
+ * Every valid network config of `confDir`, in file-name order (the first is the default network),
+ * for pods that name networks (pod_networks.ts). Fails as loadNetworkConfig when none is valid.
+ */
+export async function loadNetworkConfigs(confDir: string): Promise<ConfigsLoadResult> {
   let names: string[];
   try {
     names = await readdir(confDir);
@@ -196,17 +211,24 @@ export async function loadNetworkConfig(confDir: string): Promise<ConfigLoadResu
     return { ok: false, reason: `no network config found in ${confDir}: the directory ${why}`, skipped: [] };
   }
   const skipped: SkippedConfigFile[] = [];
+  const configs: { config: NetworkConfigList; file: string }[] = [];
   for (const name of selectConfigFiles(names)) {
     const file = join(confDir, name);
     const parsed = await readAndParse(file, name);
-    if (parsed.ok) return { ok: true, config: parsed.config, file, skipped };
-    skipped.push({ file, reason: parsed.reason });
+    if (parsed.ok) configs.push({ config: parsed.config, file });
+    else skipped.push({ file, reason: parsed.reason });
   }
+  if (configs.length > 0) return { ok: true, configs, skipped };
   if (skipped.length === 0) {
     return { ok: false, reason: `no network config found in ${confDir} (no .conf, .conflist or .json file)`, skipped };
   }
   const reasons = skipped.map((s) => `${s.file}: ${s.reason}`).join('; ');
   return { ok: false, reason: `no valid network config in ${confDir}: ${reasons}`, skipped };
+}
+
+/** The config named `name` among `configs` (the first by file name when several share it). */
+export function configNamed(configs: readonly { config: NetworkConfigList }[], name: string): NetworkConfigList | undefined {
+  return configs.find((c) => c.config.name === name)?.config;
 }
 
 async function readAndParse(file: string, name: string): Promise<ConfigParseResult> {

@@ -1,6 +1,7 @@
 /** The DHCP leases vmlet's responder hands a VM, built from the VM's network description. Pure. */
 import type { VmNetwork } from '../types.js';
 import type { DhcpLease } from './lease_policy.js';
+import { DHCP_SERVER_ADDRESS, serverAddressRoutes } from './server_address.js';
 
 /** VMs renew long before this; a short-ish lease keeps a stale VM from holding on forever. */
 export const LEASE_SECONDS = 86_400;
@@ -17,13 +18,13 @@ export function leasesFor(network: VmNetwork): DhcpLease[] {
       ip: ip.address,
       prefixLength: ip.prefixLength,
       ...(ip.gateway ? { gateway: ip.gateway } : {}),
-      routes: iface.routes,
+      routes: [...iface.routes, ...serverAddressRoutes(iface.routes, ip.gateway)],
       dns: network.dns,
       ...(network.hostname ? { hostname: network.hostname } : {}),
       mtu: iface.mtu,
       leaseSeconds: LEASE_SECONDS,
-      // The VM only needs a stable, non-conflicting id; the gateway (or the pod IP's network) works.
-      serverId: ip.gateway ?? ip.address,
+      // An address the pod bridge answers on, so renewals at T1 reach the server (server_address.ts).
+      serverId: DHCP_SERVER_ADDRESS,
     });
   }
   return leases;

@@ -27,7 +27,7 @@ interface FakeLink {
 }
 
 /** The pod subnet of the fake CNI network; the gateway is .1. */
-const SUBNET = '198.18.110';
+const DEFAULT_SUBNET = '198.18.110';
 
 function nameOfPath(path: string): string {
   return path.slice(NETNS_RUN_DIR.length + 1);
@@ -142,6 +142,9 @@ export class FakeHost {
       return undefined;
     }
     if (req.pluginType !== 'bridge') return { ...(req.config.prevResult as object) };
+    // The network's own /24 when its IPAM names one (a second network), else the fake pod subnet.
+    const ipamSubnet = (req.config.ipam as { subnet?: string } | undefined)?.subnet;
+    const SUBNET = ipamSubnet ? ipamSubnet.split('.').slice(0, 3).join('.') : DEFAULT_SUBNET;
     const host = this.nextHost++;
     const mac = `0a:58:c6:12:6e:${host.toString(16).padStart(2, '0')}`;
     this.linksOf(nameOfPath(req.netns)).push({ ifname: req.ifName, kind: 'veth', mac, mtu: 1450, up: true, group: 0, address: `${SUBNET}.${host}/24` });
@@ -173,6 +176,7 @@ export class FakeHost {
       const dev = links.find((l) => l.ifname === ifname);
       if (!dev) throw new NotFoundError(`in netns ${netns}: Device "${ifname}" does not exist.`);
       const [local, prefix] = dev.address!.split('/');
+      const SUBNET = local!.split('.').slice(0, 3).join('.');
       const addr = [{ ifname, addr_info: [{ family: 'inet', local, prefixlen: Number(prefix), scope: 'global', label: ifname }] }];
       const routes4 = [
         { type: 'unicast', dst: 'default', gateway: `${SUBNET}.1`, table: 'main', protocol: 'boot', scope: 'global', flags: [] },

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import {
   DhcpIsolation,
   ISOLATION_RULES,
+  SERVER_REDIRECT_RULE,
   isolationRemovalScript,
   isolationScript,
   isolationTableName,
@@ -14,7 +15,7 @@ import { FailedPreconditionError, InvalidArgumentError } from '../../../src/erro
 import { assertGolden } from '../../helpers/golden.js';
 import { FakeNftRunner } from './fakes.js';
 
-const spec = { uplink: 'eth0', bridge: 'vbrk2n251p6k00' };
+const spec = { uplink: 'eth0', bridge: 'vbrk2n251p6k00', bridgeMac: '02:6a:00:00:00:01' };
 /** Real `nft -j list table` output after installing spec's rules twice. */
 const listing = JSON.parse(readFileSync(new URL('./fixtures/isolation-listing.json', import.meta.url), 'utf8'));
 
@@ -33,7 +34,11 @@ test('interface names that could break out of an nft string are refused', () => 
 test('status reads every rule and its counter from a real listing', () => {
   const status = parseIsolationStatus(listing, spec);
   assert.equal(status.complete, true);
-  assert.deepEqual(Object.keys(status.counters).sort(), ISOLATION_RULES.map((r) => r.comment).sort());
+  assert.deepEqual(Object.keys(status.counters).sort(), [...ISOLATION_RULES.map((r) => r.comment), SERVER_REDIRECT_RULE.comment].sort());
+  // Without the bridge MAC the redirect is not expected, so a table that has it is not the one asked for.
+  const { bridgeMac: _, ...withoutMac } = spec;
+  assert.equal(parseIsolationStatus(listing, withoutMac).complete, false);
+  assert.equal(parseIsolationStatus(listing, { ...spec, bridgeMac: '02:6a:00:00:00:02' }).complete, false);
   assert.deepEqual(status.counters['dhcp-from-uplink'], { packets: 0, bytes: 0 });
 });
 
@@ -41,6 +46,8 @@ test('status is incomplete when a rule is missing, duplicated or about another u
   const items = listing.nftables as { rule?: { comment?: string } }[];
   const without = { nftables: items.filter((i) => i.rule?.comment !== 'dhcp-to-uplink') };
   assert.equal(parseIsolationStatus(without, spec).complete, false);
+  const withoutRedirect = { nftables: items.filter((i) => i.rule?.comment !== 'dhcp-to-server-address') };
+  assert.equal(parseIsolationStatus(withoutRedirect, spec).complete, false);
   const dup = { nftables: [...items, items.find((i) => i.rule?.comment === 'dhcp-to-uplink')] };
   assert.equal(parseIsolationStatus(dup, spec).complete, false);
   assert.equal(parseIsolationStatus(listing, { ...spec, uplink: 'net1' }).complete, false);

@@ -127,7 +127,10 @@ test('wire applies one ip batch and one nft script in the pod netns', async () =
     ],
   );
   assert.deepEqual(ip.calls[1]!.commands, tapWireCommands(state));
-  assert.deepEqual(nft.scripts, [{ netns: 'vmlet-pod1', script: isolationScript({ uplink: 'eth0', bridge: state.bridge.name }) }]);
+  // The table with the redirect of the VM's unicast DHCP to the server address, which needs the bridge's MAC.
+  assert.deepEqual(nft.scripts, [{ netns: 'vmlet-pod1', script: isolationScript({ uplink: 'eth0', bridge: state.bridge.name, bridgeMac: state.bridge.mac }) }]);
+  assert.match(nft.scripts[0]!.script, new RegExp(`ether daddr set ${state.bridge.mac} meta pkttype set host`));
+  assert.ok(tapWireCommands(state).some((c) => c.join(' ') === `address replace 169.254.67.67/32 dev ${state.bridge.name} scope link`));
 });
 
 test('a failed wire undoes itself and reports the original error', async () => {
@@ -189,10 +192,10 @@ test('a warm netns is prewired (bridge and TAP down, isolation rules), and wirin
   assert.equal(state.vm.binding.kind === 'tap' && state.vm.binding.tap, names.tap);
   assertGolden('network/tap-prewired-batches.txt', '# prewire\n' + formatBatch(ip.calls[0]!.commands!) + '# wire\n' + formatBatch(tapWireCommands(state)));
 
-  // Wiring adds no isolation rules of its own: they are there.
+  // Wiring installs the table again, now with the bridge's MAC for the redirect to the DHCP server address.
   ip.calls.length = 0;
   nft.scripts.length = 0;
   await binding.wire(warmCtx, state);
   assert.deepEqual(ip.calls.map((c) => c.op), ['apply']);
-  assert.deepEqual(nft.scripts, []);
+  assert.deepEqual(nft.scripts, [{ netns: 'vmlet-warm-00112233aabbccdd', script: isolationScript({ uplink: 'eth0', bridge: names.bridge, bridgeMac: state.bridge.mac }) }]);
 });

@@ -22,3 +22,17 @@ test('dns capability: the pod DNSConfig, when it names servers or searches', () 
   assert.deepEqual(capabilityArgs(pod({ dns })).dns, { servers: dns.servers, searches: dns.searches, options: dns.options });
   assert.equal('dns' in capabilityArgs(pod({ dns: { servers: [], searches: [], options: ['ndots:5'] } })), false);
 });
+
+test('bandwidth from the pod annotations, in bits/s with unlimited bursts, as containerd passes it', async () => {
+  const { bandwidthArgs, capabilityArgs: caps } = await import('../../../../src/network/cni/capabilities.js');
+  assert.equal(bandwidthArgs({}), undefined);
+  assert.deepEqual(bandwidthArgs({ 'kubernetes.io/ingress-bandwidth': '10M' }), { ingressRate: 10_000_000, ingressBurst: 4294967295 });
+  assert.deepEqual(bandwidthArgs({ 'kubernetes.io/ingress-bandwidth': '2.5M', 'kubernetes.io/egress-bandwidth': '1Gi' }), {
+    ingressRate: 2_500_000, ingressBurst: 4294967295, egressRate: 1073741824, egressBurst: 4294967295,
+  });
+  const args = caps({ portMappings: [], dns: { servers: [], searches: [], options: [] }, annotations: { 'kubernetes.io/egress-bandwidth': '500k' } });
+  assert.deepEqual(args.bandwidth, { egressRate: 500_000, egressBurst: 4294967295 });
+  for (const [value, message] of [['10 Mbit', /not a quantity/], ['-1M', /not a quantity/], ['999', /unreasonably small/], ['2P', /unreasonably large/], ['1e6', /not a quantity/]] as const) {
+    assert.throws(() => bandwidthArgs({ 'kubernetes.io/ingress-bandwidth': value }), (err: Error) => err.name === 'InvalidArgumentError' && /^annotation kubernetes.io\/ingress-bandwidth: /.test(err.message) && message.test(err.message), value);
+  }
+});

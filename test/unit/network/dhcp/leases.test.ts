@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LEASE_SECONDS, leasesFor } from '../../../../src/network/dhcp/leases.js';
+import { DHCP_SERVER_ADDRESS, serverAddressRoutes } from '../../../../src/network/dhcp/server_address.js';
 import type { VmInterface, VmNetwork } from '../../../../src/network/types.js';
 
 const dns = { nameservers: ['198.18.110.1'], search: [], options: [] };
@@ -27,9 +28,20 @@ test('one lease per tap interface with an IPv4 address, carrying its routes, MTU
     {
       mac: '0a:58:c6:12:6e:02', ip: '198.18.110.2', prefixLength: 24, gateway: '198.18.110.1',
       routes: [{ destination: '0.0.0.0/0', gateway: '198.18.110.1' }], dns, hostname: 'web', mtu: 1450,
-      leaseSeconds: LEASE_SECONDS, serverId: '198.18.110.1',
+      leaseSeconds: LEASE_SECONDS, serverId: DHCP_SERVER_ADDRESS,
     },
-    // No gateway: the VM's own address serves as the server id.
-    { mac: '0a:58:c6:12:71:02', ip: '198.18.112.2', prefixLength: 24, routes: [], dns, hostname: 'web', mtu: 1450, leaseSeconds: LEASE_SECONDS, serverId: '198.18.112.2' },
+    // No default route: an on-link host route to the server address, so a renewal at T1 can reach it.
+    {
+      mac: '0a:58:c6:12:71:02', ip: '198.18.112.2', prefixLength: 24, routes: [{ destination: '169.254.67.67/32', gateway: '0.0.0.0' }],
+      dns, hostname: 'web', mtu: 1450, leaseSeconds: LEASE_SECONDS, serverId: '169.254.67.67',
+    },
   ]);
+});
+
+test('the server address needs a route of its own only where the lease has no default route', () => {
+  assert.equal(DHCP_SERVER_ADDRESS, '169.254.67.67');
+  assert.deepEqual(serverAddressRoutes([], '198.18.110.1'), []);
+  assert.deepEqual(serverAddressRoutes([{ destination: '0.0.0.0/0', gateway: '198.18.110.1' }], undefined), []);
+  assert.deepEqual(serverAddressRoutes([{ destination: '198.18.0.0/15' }], undefined), [{ destination: '169.254.67.67/32', gateway: '0.0.0.0' }]);
+  assert.deepEqual(serverAddressRoutes([{ destination: '169.254.67.67/32', gateway: '0.0.0.0' }], undefined), []);
 });
