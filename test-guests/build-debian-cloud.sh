@@ -28,7 +28,8 @@ IMAGES_DIR=$(dirname "$SCRIPT_PATH")
 GUEST_DIR=$IMAGES_DIR/debian-cloud
 readonly SCRIPT_PATH IMAGES_DIR GUEST_DIR
 
-readonly BUILD_TOOLS=(mmdebstrap dosfstools e2fsprogs fdisk mtools qemu-utils syslinux syslinux-common)
+# openssh-client is not for the build: the e2e test that runs this script logs in with it.
+readonly BUILD_TOOLS=(mmdebstrap dosfstools e2fsprogs fdisk mtools qemu-utils syslinux syslinux-common openssh-client)
 readonly SUITE=bookworm
 readonly MIRRORS=(
 	"deb http://deb.debian.org/debian $SUITE main"
