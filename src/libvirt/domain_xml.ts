@@ -8,10 +8,10 @@
  * would reach libvirt as "/x/../etc"; `literal` escapes every "&" first to keep values literal.
  *
  * Choices made here:
- * - Machine type q35. Its AHCI (SATA) controller is part of the chipset, so the seed CD-ROM needs
- *   no extra device; SR-IOV VFs are PCIe functions and keep their PCIe capabilities only in a PCIe
+ * - Machine type q35: SR-IOV VFs are PCIe functions and keep their PCIe capabilities only in a PCIe
  *   slot (q35 root ports, not i440fx's conventional PCI bus); and q35 root ports give native PCIe
  *   hotplug for volumes attached later. libvirt adds the root ports and assigns all PCI addresses.
+ * - The seed CD-ROM sits on virtio-scsi, not on q35's built-in SATA (see addDisks).
  * - Serial console to a file (`<serial type='file'>` with append='on'). The CRI container log
  *   must be a CRI-format file written by vmlet, and console output produced while vmlet restarts
  *   must not be lost. With a file, QEMU itself keeps every byte on disk whether or not vmlet is
@@ -206,8 +206,8 @@ function addCputune(domain: XMLBuilder, spec: VmSpec): void {
 
 /**
  * A warm domain's controllers. libvirt puts a device without an address on the first free root
- * port, so the RNG gets port 1 and the virtio-scsi controller (for a SCSI root disk, Virtlet's
- * default) port 2 explicitly; ports 3.. stay free for hotplug, named by alias.
+ * port, so the RNG gets port 1 and the virtio-scsi controller (the seed CD-ROM, and a SCSI root
+ * disk, Virtlet's default) port 2 explicitly; ports 3.. stay free for hotplug, named by alias.
  */
 function addWarmPorts(devices: XMLBuilder, rng: XMLBuilder, count: number): void {
   add(devices, 'controller', { type: 'pci', index: '0', model: 'pcie-root' });
@@ -222,16 +222,26 @@ function addWarmPorts(devices: XMLBuilder, rng: XMLBuilder, count: number): void
   }
 }
 
+/**
+ * The seed CD-ROM is a SCSI CD-ROM on the virtio-scsi controller, at LUN 1 (target dev sdb), cold
+ * and warm alike: a guest that reads its root disk has virtio drivers, while AHCI (q35's SATA) is
+ * missing from some cloud kernels (Debian 12's linux-image-cloud-amd64 6.1 has no CONFIG_SATA_AHCI),
+ * which then see no seed at all. LUN 0 belongs to a SCSI root disk when there is one.
+ */
+const SEED_DEV = 'sdb';
+const SEED_ADDRESS = { type: 'drive', controller: '0', bus: '0', target: '0', unit: '1' } as const;
+
 function addDisks(devices: XMLBuilder, spec: VmSpec): void {
   const root = spec.rootDisk;
   if (!root) {
-    // Warm domain: an empty tray the seed is inserted into later; the root disk is plugged in.
+    // Warm domain: an empty tray the seed is inserted into later (its controller comes with the
+    // warm ports); the root disk is plugged in.
     const cd = add(devices, 'disk', { type: 'file', device: 'cdrom' });
     add(cd, 'driver', { name: 'qemu', type: 'raw' });
-    add(cd, 'target', { dev: 'sda', bus: 'sata' });
+    add(cd, 'target', { dev: SEED_DEV, bus: 'scsi' });
     add(cd, 'readonly');
     add(cd, 'alias', { name: WARM_SEED_ALIAS });
-    add(cd, 'address', { type: 'drive', controller: '0', bus: '0', target: '0', unit: '0' });
+    add(cd, 'address', SEED_ADDRESS);
     return;
   }
   const rootEl = add(devices, 'disk', { type: 'file', device: 'disk' });
@@ -245,17 +255,15 @@ function addDisks(devices: XMLBuilder, spec: VmSpec): void {
   }
 
   if (spec.seed) {
-    // Target names must be unique across buses: the SCSI root disk already took "sda".
-    const seedDev = root.driver === 'scsi' ? 'sdb' : 'sda';
     const cd = add(devices, 'disk', { type: 'file', device: 'cdrom' });
     add(cd, 'driver', { name: 'qemu', type: 'raw' });
     add(cd, 'source', { file: spec.seed.path });
-    add(cd, 'target', { dev: seedDev, bus: 'sata' });
+    add(cd, 'target', { dev: SEED_DEV, bus: 'scsi' });
     add(cd, 'readonly');
-    add(cd, 'address', { type: 'drive', controller: '0', bus: '0', target: '0', unit: '0' });
+    add(cd, 'address', SEED_ADDRESS);
   }
 
-  if (root.driver === 'scsi') add(devices, 'controller', { type: 'scsi', index: '0', model: 'virtio-scsi' });
+  if (root.driver === 'scsi' || spec.seed) add(devices, 'controller', { type: 'scsi', index: '0', model: 'virtio-scsi' });
 }
 
 function addNic(devices: XMLBuilder, nic: VmNic): void {

@@ -1,7 +1,7 @@
 /**
  * The QMP commands that turn a warm domain (paused, no disks, empty CD-ROM tray; see WarmLayout)
  * into one container's VM: the root disk and each TAP NIC on a free root port, the seed in the
- * tray. Pure: the commands are data, sent one by one on the warm domain's own QMP socket.
+ * tray of the SCSI CD-ROM on the virtio-scsi controller (LUN 1; see domain_xml.ts). Pure: the commands are data, sent one by one on the warm domain's own QMP socket.
  *
  * Why QMP and not libvirt's attach-device: libvirt opens `type='ethernet'` TAPs in its own network
  * namespace, where the pod's TAPs are not (see tap_nic_args.ts); QEMU, inside the pod netns, opens
@@ -68,7 +68,10 @@ export function warmRootDiskCommands(overlayPath: string, driver: DiskDriver): Q
   ];
 }
 
-/** The seed ISO, into the empty CD-ROM tray. */
+/**
+ * The seed ISO, into the empty tray of the warm domain's scsi-cd (QEMU id = its libvirt alias);
+ * the guest sees the medium change as any SCSI CD-ROM's.
+ */
 export function warmSeedCommand(seedPath: string): QmpCommand {
   checkPath('seed path', seedPath);
   return { execute: 'blockdev-change-medium', arguments: { id: WARM_SEED_ALIAS, filename: seedPath, format: 'raw', 'read-only-mode': 'read-only' } };

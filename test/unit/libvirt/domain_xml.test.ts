@@ -48,7 +48,20 @@ function scsiConfigDriveSpec(): VmSpec {
 }
 
 test('domain XML: two TAP NICs, an SR-IOV VF, virtio disk, NoCloud seed, file console, qemu env', () => {
-  assertGolden('libvirt/domain-multi-nic.xml', buildDomainXml(multiNicSpec()));
+  const xml = buildDomainXml(multiNicSpec());
+  assertGolden('libvirt/domain-multi-nic.xml', xml);
+  // A virtio-blk root disk still gets the virtio-scsi controller: the seed CD-ROM is on it.
+  assert.match(xml, /<target dev="vda" bus="virtio"\/>/);
+  assert.match(xml, /<target dev="sdb" bus="scsi"\/>\s*<readonly\/>\s*<address type="drive" controller="0" bus="0" target="0" unit="1"\/>/);
+  assert.match(xml, /<controller type="scsi" index="0" model="virtio-scsi"\/>/);
+  assert.doesNotMatch(xml, /bus="sata"/);
+});
+
+test('domain XML: no seed and a virtio root disk need no SCSI controller', () => {
+  const spec = multiNicSpec();
+  delete spec.seed;
+  const xml = buildDomainXml(spec);
+  assert.doesNotMatch(xml, /device="cdrom"|type="scsi"/);
 });
 
 test('domain XML: console on a unix socket with its log file, guest agent channel (what vmlet builds)', () => {
@@ -83,9 +96,11 @@ test('domain XML of a VF pod as the cold path builds it: the TAP NIC on the QEMU
 test('domain XML: scsi root disk with virtio-scsi controller, config drive, pty console with log', () => {
   const xml = buildDomainXml(scsiConfigDriveSpec());
   assertGolden('libvirt/domain-scsi-configdrive.xml', xml);
-  // The SATA CD-ROM must not reuse the SCSI disk's target name.
-  assert.match(xml, /<target dev="sda" bus="scsi"\/>/);
-  assert.match(xml, /<target dev="sdb" bus="sata"\/>/);
+  // The seed CD-ROM shares the root disk's virtio-scsi controller: root at LUN 0, seed at LUN 1.
+  assert.match(xml, /<target dev="sda" bus="scsi"\/>\s*<address type="drive" controller="0" bus="0" target="0" unit="0"\/>/);
+  assert.match(xml, /<target dev="sdb" bus="scsi"\/>\s*<readonly\/>\s*<address type="drive" controller="0" bus="0" target="0" unit="1"\/>/);
+  assert.equal(xml.match(/<controller type="scsi"/g)?.length, 1);
+  assert.doesNotMatch(xml, /bus="sata"/);
   assert.doesNotMatch(xml, /xmlns:qemu/);
 });
 
