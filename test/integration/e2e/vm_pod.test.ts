@@ -71,6 +71,8 @@ test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vm
     linux: {},
   };
   await waitFor('a warm VM', 120_000, () => warmDomains().length === 1 || undefined);
+  // Defined is not yet idle in the pool: a claim needs it started (paused), which the daemon logs.
+  await waitFor('the warm VM started', 120_000, () => d.output().includes('"msg":"warm VM ready"') || undefined);
   const warmDomain = warmDomains()[0]!;
   const { pod_sandbox_id: sandboxId } = await d.runtime.RunPodSandbox!({ config: podConfig });
   const podIp = (await d.runtime.PodSandboxStatus!({ pod_sandbox_id: sandboxId })).status.network.ip;
