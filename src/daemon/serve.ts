@@ -32,6 +32,7 @@ import { statsHandlers } from '../cri/container_stats.js';
 import { probeKvm } from '../libvirt/kvm_probe.js';
 import { installVmwrapper } from '../vmwrapper/install.js';
 import { installProcessGuards } from './process_guard.js';
+import { setUpDelegate } from '../delegate/setup.js';
 
 /** First libvirt contact after libvirtd starts waits for its QEMU capability probe (HOST-NOTES). */
 const LIBVIRT_FIRST_CONNECT_MS = 60_000;
@@ -153,10 +154,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       },
     };
 
-    const server = new CriServer({
-      socketPath: config.socket,
-      logger,
-      runtimeHandlers: {
+    const vmletHandlers = {
+      runtime: {
         ...runtimeInfoHandlers({ config, health, settings }),
         ...sandboxRunHandlers(sandboxes),
         ...sandboxLifecycleHandlers(sandboxes),
@@ -167,7 +166,18 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         ...containerUpdateHandlers(containers),
         ...statsHandlers(stats, containers, sandboxes, config.stateDir),
       },
-      imageHandlers: imageHandlers(images, (imageId) => containers.list().find((c) => c.imageRef === imageId)?.id),
+      image: imageHandlers(images, (imageId) => containers.list().find((c) => c.imageRef === imageId)?.id),
+    };
+    // With a container runtime configured, pods that are not VM pods go to it (src/delegate/).
+    const served = config.containerRuntimeEndpoint
+      ? setUpDelegate(config.containerRuntimeEndpoint, vmletHandlers, { sandboxes, containers, images, translationsDir: config.imageTranslationsDir, logger })
+      : undefined;
+    if (served) cleanups.push(async () => served.close());
+    const server = new CriServer({
+      socketPath: config.socket,
+      logger,
+      runtimeHandlers: served?.runtime ?? vmletHandlers.runtime,
+      imageHandlers: served?.image ?? vmletHandlers.image,
     });
     await server.start();
     cleanups.push(() => server.stop());
