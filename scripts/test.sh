@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install.sh
+./scripts/install-test-deps.sh
 npm run --silent typecheck
 exec npm test

@@ -140,16 +140,16 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
     description: 'Paused VMs of the default shape kept ready for new pods (0: none)', parse: countUpTo('vm-warm-pool', 16) },
   { key: 'maxImageSize', flag: 'max-image-size', env: 'VMLET_MAX_IMAGE_SIZE', defaultText: '64Gi',
     description: 'Largest image download accepted; a pull announcing or sending more is refused (RESOURCE_EXHAUSTED)', parse: byteQuantity('max-image-size') },
-  { key: 'containerRuntimeEndpoint', flag: 'container-runtime-endpoint', env: 'VMLET_CONTAINER_RUNTIME_ENDPOINT', defaultText: '',
-    description: 'CRI socket of a container runtime (e.g. unix:///run/containerd/containerd.sock) that runs every pod that is not a VM pod; empty: every pod is a VM pod',
+  { key: 'containerRuntimeEndpoint', flag: 'container-runtime-endpoint', env: 'VMLET_CONTAINER_RUNTIME_ENDPOINT', defaultText: 'none',
+    description: 'CRI socket of a container runtime (e.g. unix:///run/containerd/containerd.sock) that runs every pod that is not a VM pod (none: every pod is a VM pod)',
     parse: criEndpoint('container-runtime-endpoint') },
 ];
 
-/** '' (off) or a unix socket of a CRI runtime: `unix:///path`, `unix:/path` or an absolute path. */
+/** '' or `none` (off), or a unix socket of a CRI runtime: `unix:///path`, `unix:/path` or an absolute path. */
 function criEndpoint(key: string) {
   return (raw: string): string => {
     const value = raw.trim();
-    if (value === '') return '';
+    if (value === '' || value === 'none') return '';
     const path = value.startsWith('unix://') ? value.slice('unix://'.length) : value.startsWith('unix:') ? value.slice('unix:'.length) : value;
     if (!isAbsolute(path) || path.includes('\0')) throw new ConfigError(key, `must be unix:///absolute/path.sock (or empty for none), got ${JSON.stringify(raw)}`);
     return `unix://${path}`;
