@@ -26,6 +26,7 @@ export interface Config {
   vmWarmPool: number;
   maxImageSize: number;
   containerRuntimeEndpoint: string;
+  metricsAddress: string;
 }
 
 export type ConfigKey = keyof Config;
@@ -143,6 +144,9 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
   { key: 'containerRuntimeEndpoint', flag: 'container-runtime-endpoint', env: 'VMLET_CONTAINER_RUNTIME_ENDPOINT', defaultText: 'none',
     description: 'CRI socket of a container runtime (e.g. unix:///run/containerd/containerd.sock) that runs every pod that is not a VM pod (none: every pod is a VM pod)',
     parse: criEndpoint('container-runtime-endpoint') },
+  { key: 'metricsAddress', flag: 'metrics-address', env: 'VMLET_METRICS_ADDRESS', defaultText: 'none',
+    description: 'HOST:PORT serving Prometheus metrics at /metrics (RPCs, pods and VMs by state, warm pool, netd restarts); none: off',
+    parse: listenAddress('metrics-address') },
 ];
 
 /** '' or `none` (off), or a unix socket of a CRI runtime: `unix:///path`, `unix:/path` or an absolute path. */
@@ -153,6 +157,17 @@ function criEndpoint(key: string) {
     const path = value.startsWith('unix://') ? value.slice('unix://'.length) : value.startsWith('unix:') ? value.slice('unix:'.length) : value;
     if (!isAbsolute(path) || path.includes('\0')) throw new ConfigError(key, `must be unix:///absolute/path.sock (or empty for none), got ${JSON.stringify(raw)}`);
     return `unix://${path}`;
+  };
+}
+
+/** '' or `none` (off), or HOST:PORT ([v6]:PORT) for the Prometheus endpoint. */
+function listenAddress(key: string) {
+  return (raw: string): string => {
+    const value = raw.trim();
+    if (value === '' || value === 'none') return '';
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s\[\]]+)):(\d{1,5})$/.exec(value);
+    if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) throw new ConfigError(key, `must be HOST:PORT (e.g. 127.0.0.1:9464) or none, got ${JSON.stringify(raw)}`);
+    return value;
   };
 }
 

@@ -33,6 +33,7 @@ import { probeKvm } from '../libvirt/kvm_probe.js';
 import { installVmwrapper } from '../vmwrapper/install.js';
 import { installProcessGuards } from './process_guard.js';
 import { setUpDelegate } from '../delegate/setup.js';
+import { VmletMetrics, serveMetrics, parseMetricsAddress } from '../metrics/metrics.js';
 
 /** First libvirt contact after libvirtd starts waits for its QEMU capability probe (HOST-NOTES). */
 const LIBVIRT_FIRST_CONNECT_MS = 60_000;
@@ -173,9 +174,22 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       ? setUpDelegate(config.containerRuntimeEndpoint, vmletHandlers, { sandboxes, containers, images, translationsDir: config.imageTranslationsDir, logger })
       : undefined;
     if (served) cleanups.push(async () => served.close());
+    const metrics = config.metricsAddress
+      ? new VmletMetrics({
+        sandboxStates: () => countBy(sandboxes.list().map((s) => s.state)),
+        containerStates: () => countBy(containers.list().map((c) => c.state)),
+        warmPool: () => ({ configured: warmPool.size, idle: warmPool.idleCount, claimsTotal: warmPool.claimsTotal }),
+        netdRestartsTotal: () => netd.restartsTotal,
+      })
+      : undefined;
+    if (metrics) {
+      const metricsServer = await serveMetrics(parseMetricsAddress(config.metricsAddress), metrics, logger);
+      cleanups.push(() => new Promise<void>((r) => metricsServer.close(() => r())));
+    }
     const server = new CriServer({
       socketPath: config.socket,
       logger,
+      onRpc: metrics?.observeRpc,
       runtimeHandlers: served?.runtime ?? vmletHandlers.runtime,
       imageHandlers: served?.image ?? vmletHandlers.image,
     });
@@ -196,4 +210,10 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       await libvirt.close();
     },
   };
+}
+
+function countBy(values: string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values) out[v] = (out[v] ?? 0) + 1;
+  return out;
 }
