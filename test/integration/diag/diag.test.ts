@@ -31,8 +31,12 @@ test('vmlet diag SANDBOX prints the record and the pod network as JSON', { timeo
     const doc = JSON.parse(r.stdout);
     assert.equal(doc.kind, 'sandbox');
     assert.equal(doc.sandbox.id, id);
-    const addrs = doc.network.addresses.flatMap((l: { addr_info: { local: string }[] }) => l.addr_info.map((a) => a.local));
-    assert.ok(addrs.includes(ip), `the pod IP ${ip} is among the netns addresses`);
+    // The pod IP is handed to the VM by DHCP: the netns holds the CNI veth enslaved to the VM's bridge.
+    assert.match(ip, /^198\.18\.190\.\d+$/);
+    const links = doc.network.links as { ifname: string; master?: string }[];
+    const eth0 = links.find((l) => l.ifname === 'eth0');
+    assert.ok(eth0?.master && links.some((l) => l.ifname === eth0.master), 'eth0 on a bridge inside the netns');
+    assert.ok(doc.network.addresses.some((l: { ifname: string; addr_info: { local: string }[] }) => l.ifname === 'lo' && l.addr_info.some((a) => a.local === '127.0.0.1')));
     assert.ok(Array.isArray(doc.network.routes) && doc.network.routes.length > 0);
     assert.ok(Array.isArray(doc.network.rules));
     assert.deepEqual(doc.vms, []);
