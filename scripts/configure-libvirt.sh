@@ -19,8 +19,9 @@
 #                     domain as tainted (custom-hypervisor-feature). --keep-cpu-feature-probe
 #                     leaves it out (and leaves any capability_filters of the file's own alone).
 #
-# Usage: configure-libvirt.sh [--qemu-conf PATH] [--no-restart] [--keep-cpu-feature-probe]
+# Usage: configure-libvirt.sh [--qemu-conf PATH] [--no-restart] [--keep-cpu-feature-probe] [--remove]
 #   --qemu-conf PATH          file to edit (default /etc/libvirt/qemu.conf)
+#   --remove                  undo: drop the managed block, bring the disabled lines back, restart nothing
 #   --no-restart              only edit the file
 #   --keep-cpu-feature-probe  do not set capability_filters (slower domain starts)
 set -euo pipefail
@@ -31,11 +32,13 @@ die() { log "$*"; exit 1; }
 conf=/etc/libvirt/qemu.conf
 restart=1
 cpu_filter=1
+remove=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --qemu-conf) [ $# -ge 2 ] || die "--qemu-conf needs a path"; conf=$2; shift 2 ;;
     --no-restart) restart=0; shift ;;
     --keep-cpu-feature-probe) cpu_filter=0; shift ;;
+    --remove) remove=1; shift ;;
     *) die "unknown argument: $1" ;;
   esac
 done
@@ -68,6 +71,38 @@ EOF
 dir=$(dirname "$conf")
 tmp=$(mktemp "$dir/.qemu.conf.vmlet.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
+
+if [ "$remove" = 1 ]; then
+  # The exact inverse of the rewrite below: the block goes (with the blank line an append put
+  # before it), and every "#vmlet-disabled# " line gets its original text back.
+  BEGIN_MARK='# BEGIN vmlet managed block' END_MARK=$end awk '
+    { lines[NR] = $0 }
+    END {
+      b = 0; e = 0
+      for (i = 1; i <= NR; i++) {
+        if (!b && index(lines[i], ENVIRON["BEGIN_MARK"]) == 1) b = i
+        else if (b && !e && index(lines[i], ENVIRON["END_MARK"]) == 1) e = i
+      }
+      if (b && !e) { print "vmlet-configure-libvirt: unterminated managed block" > "/dev/stderr"; exit 2 }
+      for (i = 1; i <= NR; i++) {
+        if (b && i >= b && i <= e) continue
+        if (b && e == NR && i == b - 1 && lines[i] == "") continue
+        line = lines[i]
+        if (index(line, "#vmlet-disabled# ") == 1) line = substr(line, 18)
+        print line
+      }
+    }
+  ' "$conf" > "$tmp"
+  if cmp -s "$conf" "$tmp"; then
+    log "$conf: no vmlet settings to remove"
+  else
+    chown --reference="$conf" "$tmp"
+    chmod --reference="$conf" "$tmp"
+    mv -f "$tmp" "$conf"
+    log "$conf: vmlet settings removed, earlier settings restored (libvirtd reads them when it next starts)"
+  fi
+  exit 0
+fi
 
 # Rewrites the file: the old managed block is replaced in place (or the new one appended), and
 # every other active assignment of one of our keys is commented out with a "#vmlet-disabled# "

@@ -5,7 +5,8 @@
 # `N passed, M failed` is the last one. The exit code is non-zero when either fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VMLET_INSTALL_TEST_DEPS=1 ./scripts/install.sh
+./scripts/install.sh
+./scripts/install-test-deps.sh
 npm run --silent typecheck
 npm test
 exec npm run --silent conformance

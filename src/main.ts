@@ -35,6 +35,19 @@ function buildProgram(): Command {
       await runNetd(config);
     });
 
+  const diag = program
+    .command('diag <id>')
+    .description('print one JSON document about a sandbox or container: records, netns links/addresses/routes/rules, domain XML and state, last log lines')
+    .option('--config <file>', 'the config file serve uses (env: VMLET_CONFIG)');
+  for (const row of CONFIG_TABLE.filter((r) => ['stateDir', 'libvirtUri'].includes(r.key))) {
+    diag.addOption(new Option(`--${row.flag} <value>`, `${row.description} (default: ${row.defaultText}; env: ${row.env})`));
+  }
+  diag.action(async (id: string, opts: Record<string, string | undefined>) => {
+    const config = loadConfig({ flags: { 'state-dir': opts.stateDir, 'libvirt-uri': opts.libvirtUri }, env: process.env, file: opts.config ?? process.env.VMLET_CONFIG });
+    const { diagnose } = await import('./diag/diag.js');
+    process.stdout.write(`${JSON.stringify(await diagnose(config, id), null, 2)}\n`);
+  });
+
   program
     .command('version')
     .description('print the vmlet version and the CRI API version it serves')

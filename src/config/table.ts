@@ -29,6 +29,8 @@ export interface Config {
   sysfsRoot: string;
   sriov: boolean;
   registryConfigDir: string;
+  containerRuntimeEndpoint: string;
+  metricsAddress: string;
 }
 
 export type ConfigKey = keyof Config;
@@ -159,6 +161,12 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
     description: 'on: SR-IOV VFs in a pod netns go to its VM as PCI devices (vfio-pci); off: such a pod fails (FAILED_PRECONDITION)', parse: onOff('sriov') },
   { key: 'registryConfigDir', flag: 'registry-config-dir', env: 'VMLET_REGISTRY_CONFIG_DIR', defaultText: '/etc/vmlet/certs.d',
     description: "Registry mirrors, CAs and TLS settings for containerDisk pulls: containerd's config_path layout (<host>/hosts.toml)", parse: absolutePath('registry-config-dir') },
+  { key: 'containerRuntimeEndpoint', flag: 'container-runtime-endpoint', env: 'VMLET_CONTAINER_RUNTIME_ENDPOINT', defaultText: 'none',
+    description: 'CRI socket of a container runtime (e.g. unix:///run/containerd/containerd.sock) that runs every pod that is not a VM pod (none: every pod is a VM pod)',
+    parse: criEndpoint('container-runtime-endpoint') },
+  { key: 'metricsAddress', flag: 'metrics-address', env: 'VMLET_METRICS_ADDRESS', defaultText: 'none',
+    description: 'HOST:PORT serving Prometheus metrics at /metrics (RPCs, pods and VMs by state, warm pool, netd restarts); none: off',
+    parse: optionalListenAddress('metrics-address') },
 ];
 
 function listenAddress(key: string) {
@@ -166,6 +174,28 @@ function listenAddress(key: string) {
     const m = /^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$/.exec(raw);
     if (!m || Number(m[1]) > 65535) throw new ConfigError(key, `must be host:port, got ${JSON.stringify(raw)}`);
     return raw;
+  };
+}
+
+/** '' or `none` (off), or a unix socket of a CRI runtime: `unix:///path`, `unix:/path` or an absolute path. */
+function criEndpoint(key: string) {
+  return (raw: string): string => {
+    const value = raw.trim();
+    if (value === '' || value === 'none') return '';
+    const path = value.startsWith('unix://') ? value.slice('unix://'.length) : value.startsWith('unix:') ? value.slice('unix:'.length) : value;
+    if (!isAbsolute(path) || path.includes('\0')) throw new ConfigError(key, `must be unix:///absolute/path.sock (or empty for none), got ${JSON.stringify(raw)}`);
+    return `unix://${path}`;
+  };
+}
+
+/** '' or `none` (off), or HOST:PORT ([v6]:PORT) for the Prometheus endpoint. */
+function optionalListenAddress(key: string) {
+  return (raw: string): string => {
+    const value = raw.trim();
+    if (value === '' || value === 'none') return '';
+    const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s\[\]]+)):(\d{1,5})$/.exec(value);
+    if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) throw new ConfigError(key, `must be HOST:PORT (e.g. 127.0.0.1:9464) or none, got ${JSON.stringify(raw)}`);
+    return value;
   };
 }
 

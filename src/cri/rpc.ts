@@ -17,6 +17,8 @@ export interface CallContext {
 // Requests and responses are plain objects shaped by proto-loader (keepCase, longs/enums as strings).
 export type UnaryHandler = (request: any, ctx: CallContext) => Promise<object>;
 export type HandlerMap = Record<string, UnaryHandler>;
+/** Told about every finished call: method, gRPC code name, duration in seconds (metrics). */
+export type RpcObserver = (method: string, code: string, seconds: number) => void;
 
 export function statusName(code: number): string {
   return grpc.status[code] ?? String(code);
@@ -36,6 +38,7 @@ export function buildServiceImplementation(
   service: grpc.ServiceDefinition,
   handlers: HandlerMap,
   logger: Logger,
+  observe?: RpcObserver,
 ): grpc.UntypedServiceImplementation {
   const impl: grpc.UntypedServiceImplementation = {};
   for (const [name, method] of Object.entries(service)) {
@@ -44,7 +47,7 @@ export function buildServiceImplementation(
       impl[name] = unimplemented(name, method, logger);
       continue;
     }
-    impl[name] = wrapUnary(name, handler, logger);
+    impl[name] = wrapUnary(name, handler, logger, observe);
   }
   for (const name of Object.keys(handlers)) {
     if (!(name in service)) throw new Error(`handler ${name} is not an RPC of the service`);
@@ -52,7 +55,7 @@ export function buildServiceImplementation(
   return impl;
 }
 
-function wrapUnary(method: string, handler: UnaryHandler, logger: Logger): grpc.handleUnaryCall<any, any> {
+function wrapUnary(method: string, handler: UnaryHandler, logger: Logger, observe?: RpcObserver): grpc.handleUnaryCall<any, any> {
   return (call, callback) => {
     const started = process.hrtime.bigint();
     const abort = new AbortController();
@@ -61,6 +64,11 @@ function wrapUnary(method: string, handler: UnaryHandler, logger: Logger): grpc.
     const finish = (code: number) => {
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       logger.debug({ method, durationMs: Math.round(durationMs * 1000) / 1000, code: statusName(code) }, 'rpc');
+      try {
+        observe?.(method, statusName(code), durationMs / 1000);
+      } catch {
+        /* metrics never fail a call */
+      }
     };
     let promise: Promise<object>;
     try {

@@ -7,7 +7,7 @@ import type net from 'node:net';
 import { unlink } from 'node:fs/promises';
 import { listenUnix } from './listener.js';
 import { Http2AuthorityRewriter } from './http2_authority.js';
-import { buildServiceImplementation, type HandlerMap } from './rpc.js';
+import { buildServiceImplementation, type HandlerMap, type RpcObserver } from './rpc.js';
 import { loadCriServices, type CriServices } from './proto.js';
 import { acceptEncoded } from './encoded_list.js';
 import type { Logger } from '../log.js';
@@ -17,6 +17,8 @@ export interface CriServerOptions {
   runtimeHandlers: HandlerMap;
   imageHandlers: HandlerMap;
   logger: Logger;
+  /** Told about every finished call (metrics). */
+  onRpc?: RpcObserver;
 }
 
 /** gRPC message limit: large enough for verbose status documents, small enough to bound memory. */
@@ -33,8 +35,8 @@ export class CriServer {
   constructor(private readonly options: CriServerOptions) {
     const { runtimeService, imageService } = withEncodedResponses(loadCriServices());
     const { logger } = options;
-    this.grpcServer.addService(runtimeService, buildServiceImplementation(runtimeService, options.runtimeHandlers, logger));
-    this.grpcServer.addService(imageService, buildServiceImplementation(imageService, options.imageHandlers, logger));
+    this.grpcServer.addService(runtimeService, buildServiceImplementation(runtimeService, options.runtimeHandlers, logger, options.onRpc));
+    this.grpcServer.addService(imageService, buildServiceImplementation(imageService, options.imageHandlers, logger, options.onRpc));
   }
 
   async start(): Promise<void> {

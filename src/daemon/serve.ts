@@ -36,6 +36,8 @@ import { installProcessGuards } from './process_guard.js';
 import { StreamingServer } from '../streaming/server.js';
 import { VmStreams } from '../container/vm_streams.js';
 import { streamingHandlers } from '../cri/streaming.js';
+import { setUpDelegate } from '../delegate/setup.js';
+import { VmletMetrics, serveMetrics, parseMetricsAddress } from '../metrics/metrics.js';
 
 /** First libvirt contact after libvirtd starts waits for its QEMU capability probe (HOST-NOTES). */
 const LIBVIRT_FIRST_CONNECT_MS = 60_000;
@@ -172,10 +174,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     await streamServer.start();
     cleanups.push(() => streamServer.stop());
 
-    const server = new CriServer({
-      socketPath: config.socket,
-      logger,
-      runtimeHandlers: {
+    const vmletHandlers = {
+      runtime: {
         ...runtimeInfoHandlers({ config, health, settings }),
         ...sandboxRunHandlers(sandboxes),
         ...sandboxLifecycleHandlers(sandboxes),
@@ -187,7 +187,31 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         ...statsHandlers(stats, containers, sandboxes, config.stateDir),
         ...streamingHandlers(vmStreams, streamServer, (id) => sandboxes.mustGet(id).id),
       },
-      imageHandlers: imageHandlers(images, (imageId) => containers.list().find((c) => c.imageRef === imageId)?.id),
+      image: imageHandlers(images, (imageId) => containers.list().find((c) => c.imageRef === imageId)?.id),
+    };
+    // With a container runtime configured, pods that are not VM pods go to it (src/delegate/).
+    const served = config.containerRuntimeEndpoint
+      ? setUpDelegate(config.containerRuntimeEndpoint, vmletHandlers, { sandboxes, containers, images, translationsDir: config.imageTranslationsDir, logger })
+      : undefined;
+    if (served) cleanups.push(async () => served.close());
+    const metrics = config.metricsAddress
+      ? new VmletMetrics({
+        sandboxStates: () => countBy(sandboxes.list().map((s) => s.state)),
+        containerStates: () => countBy(containers.list().map((c) => c.state)),
+        warmPool: () => ({ configured: warmPool.size, idle: warmPool.idleCount, claimsTotal: warmPool.claimsTotal }),
+        netdRestartsTotal: () => netd.restartsTotal,
+      })
+      : undefined;
+    if (metrics) {
+      const metricsServer = await serveMetrics(parseMetricsAddress(config.metricsAddress), metrics, logger);
+      cleanups.push(() => new Promise<void>((r) => metricsServer.close(() => r())));
+    }
+    const server = new CriServer({
+      socketPath: config.socket,
+      logger,
+      onRpc: metrics?.observeRpc,
+      runtimeHandlers: served?.runtime ?? vmletHandlers.runtime,
+      imageHandlers: served?.image ?? vmletHandlers.image,
     });
     await server.start();
     cleanups.push(() => server.stop());
@@ -206,4 +230,10 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       await libvirt.close();
     },
   };
+}
+
+function countBy(values: string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values) out[v] = (out[v] ?? 0) + 1;
+  return out;
 }

@@ -39,6 +39,8 @@ export class NetdClient {
   private readonly pending = new Map<number, Pending>();
   private stopping = false;
   private restarts = 0;
+  /** netd restarts since start (for metrics). */
+  restartsTotal = 0;
   /** Where netd's unsolicited events go (set by whoever acts on them). */
   onEvent: (event: NetdEvent) => void = () => {};
 
@@ -118,6 +120,7 @@ export class NetdClient {
     }
     if (this.stopping) return;
     this.restarts++;
+    this.restartsTotal++;
     const delay = Math.min(5000, 100 * 2 ** Math.min(this.restarts, 6));
     this.options.logger.error({ code, signal, restartInMs: delay }, 'netd died; restarting');
     setTimeout(() => {

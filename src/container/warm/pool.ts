@@ -94,6 +94,14 @@ export class WarmPool {
     return this.options.size;
   }
 
+  /** Warm VMs ready to be claimed now. */
+  get idleCount(): number {
+    return this.idle.length;
+  }
+
+  /** Claims served since start (for metrics). */
+  claimsTotal = 0;
+
   /** Whether container id `id` is a warm VM the pool still owns (reconcile must not collect it). */
   owns(id: string): boolean {
     return this.reserved.has(id);
@@ -109,6 +117,7 @@ export class WarmPool {
   claim(sandboxId: string): string | undefined {
     const vm = this.idle.shift();
     if (!vm) return undefined;
+    this.claimsTotal++;
     this.claims.set(sandboxId, vm);
     this.scheduleRefill(this.options.refillDelayMs ?? 1000);
     return vm.netnsName;
