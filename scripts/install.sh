@@ -19,7 +19,7 @@ fi
 packages=(
   libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils ovmf-
   containernetworking-plugins iproute2 nftables iptables ebtables genisoimage
-  busybox-static util-linux openssl ca-certificates libxml2-utils
+  busybox-static util-linux procps openssl ca-certificates libxml2-utils
   gcc libc6-dev
 )
 # Test-only: a real OCI registry, skopeo to push images to it, htpasswd for its auth.

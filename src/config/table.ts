@@ -29,6 +29,7 @@ export interface Config {
   sysfsRoot: string;
   sriov: boolean;
   registryConfigDir: string;
+  calicoSubnet: number;
 }
 
 export type ConfigKey = keyof Config;
@@ -159,7 +160,19 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
     description: 'on: SR-IOV VFs in a pod netns go to its VM as PCI devices (vfio-pci); off: such a pod fails (FAILED_PRECONDITION)', parse: onOff('sriov') },
   { key: 'registryConfigDir', flag: 'registry-config-dir', env: 'VMLET_REGISTRY_CONFIG_DIR', defaultText: '/etc/vmlet/certs.d',
     description: "Registry mirrors, CAs and TLS settings for containerDisk pulls: containerd's config_path layout (<host>/hosts.toml)", parse: absolutePath('registry-config-dir') },
+  { key: 'calicoSubnet', flag: 'calico-subnet', env: 'VMLET_CALICO_SUBNET', defaultText: '24',
+    description: "Prefix length a VM gets for a Calico pod IP (a /32 with a link-scope gateway): the pod IP's /N, its fake gateway the /N's last host address (8-30)",
+    parse: prefixLength('calico-subnet', 8, 30) },
 ];
+
+function prefixLength(key: string, min: number, max: number) {
+  return (raw: string): number => {
+    if (!/^\d{1,2}$/.test(raw.trim())) throw new ConfigError(key, `must be a prefix length, got ${JSON.stringify(raw)}`);
+    const n = Number(raw);
+    if (n < min || n > max) throw new ConfigError(key, `must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+}
 
 function listenAddress(key: string) {
   return (raw: string): string => {
