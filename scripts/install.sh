@@ -72,7 +72,7 @@ if [ -z "$root" ]; then
     libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils ovmf-
     containernetworking-plugins iproute2 nftables iptables ebtables genisoimage
     busybox-static util-linux openssl ca-certificates libxml2-utils
-    gcc libc6-dev
+    gcc libc6-dev procps
   )
   missing=()
   for p in "${packages[@]}"; do

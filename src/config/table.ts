@@ -31,6 +31,7 @@ export interface Config {
   registryConfigDir: string;
   containerRuntimeEndpoint: string;
   metricsAddress: string;
+  calicoSubnet: number;
 }
 
 export type ConfigKey = keyof Config;
@@ -167,7 +168,19 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
   { key: 'metricsAddress', flag: 'metrics-address', env: 'VMLET_METRICS_ADDRESS', defaultText: 'none',
     description: 'HOST:PORT serving Prometheus metrics at /metrics (RPCs, pods and VMs by state, warm pool, netd restarts); none: off',
     parse: optionalListenAddress('metrics-address') },
+  { key: 'calicoSubnet', flag: 'calico-subnet', env: 'VMLET_CALICO_SUBNET', defaultText: '24',
+    description: "Prefix length a VM gets for a Calico pod IP (a /32 with a link-scope gateway): the pod IP's /N, its fake gateway the /N's last host address (8-30)",
+    parse: prefixLength('calico-subnet', 8, 30) },
 ];
+
+function prefixLength(key: string, min: number, max: number) {
+  return (raw: string): number => {
+    if (!/^\d{1,2}$/.test(raw.trim())) throw new ConfigError(key, `must be a prefix length, got ${JSON.stringify(raw)}`);
+    const n = Number(raw);
+    if (n < min || n > max) throw new ConfigError(key, `must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+}
 
 function listenAddress(key: string) {
   return (raw: string): string => {

@@ -24,6 +24,7 @@ import { TapBinding } from '../network/bindings/tap.js';
 import { ExecIpRunner, type IpRunner } from '../network/iproute.js';
 import { DhcpIsolation, ExecNftRunner, type NftRunner } from '../network/isolation.js';
 import { NetnsManager, type NetnsOps } from '../network/netns.js';
+import { ExecSysctlRunner, type SysctlRunner } from '../network/sysctl.js';
 import { DhcpResponders, startDhcpServerInNetns, type DhcpResponderFactory } from './dhcp_responders.js';
 import type { NetdEvent, NetdMethods, Readiness, SandboxNetworkStatus, SetupParams, SetupResult, VmNetworkPlanResult, VmNetworkResult } from './protocol.js';
 import { sandboxNetworkRecords, setupResultOf, type SandboxNetworkRecords } from './records.js';
@@ -45,6 +46,8 @@ export interface NetdSideEffects {
   ownerId?: string;
   /** sysfs, for SR-IOV VFs; unset, the tree at --sysfs-root. */
   sysfs?: Sysfs;
+  /** The pod netns's sysctls (Calico gateway, masquerade). */
+  sysctl?: SysctlRunner;
 }
 
 export class NetworkManager implements NetdMethods {
@@ -70,9 +73,11 @@ export class NetworkManager implements NetdMethods {
     const chain = new CniChain({ runner, cache, logger, ...(sideEffects.netnsPathExists ? { netnsExists: sideEffects.netnsPathExists } : {}) });
     this.netns = sideEffects.netns ?? new NetnsManager({ logger });
     const ip = sideEffects.ip ?? new ExecIpRunner();
-    const isolation = new DhcpIsolation(sideEffects.nft ?? new ExecNftRunner());
+    const nft = sideEffects.nft ?? new ExecNftRunner();
+    const isolation = new DhcpIsolation(nft);
+    const sysctl = sideEffects.sysctl ?? new ExecSysctlRunner();
     // veths get the tap binding, SR-IOV VFs the sriov binding (when --sriov is on).
-    const tapBinding = new TapBinding({ ip, isolation, logger });
+    const tapBinding = new TapBinding({ ip, isolation, logger, calico: { subnet: config.calicoSubnet, sysctl, nft } });
     const sysfs = sideEffects.sysfs ?? new NodeSysfs(config.sysfsRoot);
     const sriovBinding = new SriovBinding({ ip, sysfs, logger });
     const selector = new BindingSelector({ bindings: { tap: tapBinding, sriov: sriovBinding }, sysfs, sriovEnabled: config.sriov });

@@ -19,6 +19,7 @@
  *
  * nft's bridge family works on this kernel (checked: rules load and count), so no ebtables fallback.
  */
+import { isIPv4 } from 'node:net';
 import { FailedPreconditionError, InternalError } from '../errors.js';
 import { DHCP_SERVER_ADDRESS } from './dhcp/server_address.js';
 import { netnsPath } from './netns.js';
@@ -36,6 +37,11 @@ export interface IsolationSpec {
    * renewals at T1 are not redirected until the wiring installs the table again with it.
    */
   bridgeMac?: string;
+  /**
+   * More addresses of the bridge whose ARP stays on this side of the uplink, like the server
+   * address's (a Calico fake gateway: only the bridge may answer for it).
+   */
+  localAddresses?: string[];
 }
 
 /** Rule comments double as the keys of the counters `status` reports. */
@@ -56,12 +62,19 @@ export const ISOLATION_RULES = [
 /** The rule that readdresses the VM's unicast DHCP to the server address (only with a bridge MAC). */
 export const SERVER_REDIRECT_RULE = { chain: 'prerouting', match: 'iifname', comment: 'dhcp-to-server-address' } as const;
 
-const PAYLOADS = {
-  dhcp: 'udp dport 67-68',
-  vlan: 'ether type { 8021q, 8021ad }',
-  // Requests for the address and answers from it: either way it stays on this side of the uplink.
-  'server-arp': `arp daddr ip ${DHCP_SERVER_ADDRESS}`,
-} as const;
+function payload(what: (typeof ISOLATION_RULES)[number]['what'], spec: IsolationSpec): string {
+  switch (what) {
+    case 'dhcp':
+      return 'udp dport 67-68';
+    case 'vlan':
+      return 'ether type { 8021q, 8021ad }';
+    case 'server-arp': {
+      // Requests for the addresses and answers from them: either way they stay on this side of the uplink.
+      const local = [DHCP_SERVER_ADDRESS, ...(spec.localAddresses ?? [])];
+      return `arp daddr ip ${local.length === 1 ? local[0] : `{ ${local.join(', ')} }`}`;
+    }
+  }
+}
 export type IsolationRuleName = (typeof ISOLATION_RULES)[number]['comment'] | typeof SERVER_REDIRECT_RULE.comment;
 
 const CHAINS = ['forward', 'input', 'output'] as const;
@@ -72,6 +85,9 @@ function checkSpec(spec: IsolationSpec): void {
   assertInterfaceName(spec.uplink);
   assertInterfaceName(spec.bridge);
   if (spec.bridgeMac !== undefined && !MAC.test(spec.bridgeMac)) throw new InternalError(`bridge MAC ${JSON.stringify(spec.bridgeMac)} is not a lower-case MAC`);
+  for (const address of spec.localAddresses ?? []) {
+    if (!isIPv4(address)) throw new InternalError(`local address ${JSON.stringify(address)} is not an IPv4 address`);
+  }
 }
 
 export function isolationTableName(spec: IsolationSpec): string {
@@ -92,7 +108,7 @@ export function isolationScript(spec: IsolationSpec): string {
   for (const chain of CHAINS) {
     lines.push(`\tchain ${chain} {`, `\t\ttype filter hook ${chain} priority filter; policy accept;`);
     for (const rule of ISOLATION_RULES.filter((r) => r.chain === chain)) {
-      lines.push(`\t\t${rule.match} "${spec.uplink}" ${PAYLOADS[rule.what]} counter drop comment "${rule.comment}"`);
+      lines.push(`\t\t${rule.match} "${spec.uplink}" ${payload(rule.what, spec)} counter drop comment "${rule.comment}"`);
     }
     lines.push('\t}');
   }

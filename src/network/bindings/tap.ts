@@ -9,7 +9,19 @@ import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '..
 import { silentLogger, type Logger } from '../../log.js';
 import type { IpCommand, IpRunner } from '../iproute.js';
 import { DHCP_SERVER_ADDRESS } from '../dhcp/server_address.js';
-import type { DhcpIsolation, IsolationSpec } from '../isolation.js';
+import type { DhcpIsolation, IsolationSpec, NftRunner } from '../isolation.js';
+import type { SysctlRunner } from '../sysctl.js';
+import {
+  CALICO_NETNS_SYSCTLS,
+  calicoArpRemovalScript,
+  calicoArpScript,
+  calicoGatewayOf,
+  calicoSysctls,
+  calicoVmView,
+  calicoWireCommands,
+  fakeGatewayFor,
+  type CalicoGateway,
+} from './calico.js';
 import { assertInterfaceName, bridgeMacFor, interfaceNames, normalizeMac, vethMacFor } from '../names.js';
 import type { VmInterface } from '../types.js';
 import type { NetworkBinding } from './binding.js';
@@ -40,6 +52,11 @@ export interface TapBindingOptions {
    * only that uid/gid (or CAP_NET_ADMIN). Set it when QEMU runs as an unprivileged user.
    */
   tapOwner?: { uid?: number; gid?: number };
+  /**
+   * Calico-shaped results (calico.ts) get a fake gateway in the pod IP's /`subnet`; unset, such
+   * a result is refused (DHCP cannot give a VM its link-scope gateway).
+   */
+  calico?: { subnet: number; sysctl: SysctlRunner; nft: NftRunner };
 }
 
 /**
@@ -58,7 +75,12 @@ export function linkGroupFor(index: number): number {
 export const LIMITED_BROADCAST_ROUTE = '255.255.255.255/32';
 
 function isolationSpec(state: TapWiredInterface): IsolationSpec {
-  return { uplink: state.uplink.name, bridge: state.bridge.name, bridgeMac: state.bridge.mac };
+  return {
+    uplink: state.uplink.name,
+    bridge: state.bridge.name,
+    bridgeMac: state.bridge.mac,
+    ...(state.calico ? { localAddresses: [state.calico.fakeGateway] } : {}),
+  };
 }
 
 function checkId(value: number | undefined, what: string): void {
@@ -71,7 +93,10 @@ function checkId(value: number | undefined, what: string): void {
 export function planTap(
   ctx: BindingContext,
   snapshot: InterfaceSnapshot,
-  options: Pick<TapBindingOptions, 'queues' | 'tapOwner'> = {},
+  options: Pick<TapBindingOptions, 'queues' | 'tapOwner'> & {
+    /** The Calico subnet and the netns sysctls read before wiring, when the result has Calico's shape. */
+    calico?: { subnet: number; sysctlsBefore: Record<string, string> };
+  } = {},
 ): TapWiredInterface {
   const { link } = snapshot;
   const ifname = ctx.cniInterface.name;
@@ -101,12 +126,27 @@ export function planTap(
   const originalMac = link.mac;
   const wiredMac = vethMacFor(ctx.sandboxId, ctx.index, originalMac);
   const bridgeMac = bridgeMacFor(ctx.sandboxId, ctx.index, [originalMac, wiredMac]);
+  const calicoShape = calicoGatewayOf(ctx.cniInterface);
+  let calico: CalicoGateway | undefined;
+  if (calicoShape) {
+    if (!options.calico) {
+      throw new FailedPreconditionError(`${ifname} has a /32 with the link-scope gateway ${calicoShape.gateway} (Calico's result), which DHCP cannot give a VM`);
+    }
+    calico = {
+      podAddress: calicoShape.address.address,
+      podGateway: calicoShape.gateway,
+      fakeGateway: fakeGatewayFor(calicoShape.address.address, options.calico.subnet),
+      prefixLength: options.calico.subnet,
+      sysctlsBefore: { ...options.calico.sysctlsBefore },
+    };
+  }
+  const view = calico ? calicoVmView(ctx.cniInterface, calico) : ctx.cniInterface;
   const vm: VmInterface = {
     name: ifname,
     mac: originalMac,
     mtu: link.mtu,
-    ips: ctx.cniInterface.ips.map((ip) => ({ ...ip })),
-    routes: ctx.cniInterface.routes.map((route) => ({ ...route })),
+    ips: view.ips.map((ip) => ({ ...ip })),
+    routes: view.routes.map((route) => ({ ...route })),
     binding: { kind: 'tap', tap: names.tap, bridge: names.bridge },
   };
   const tap: TapWiredInterface['tap'] = { name: names.tap, multiQueue: queues > 1 };
@@ -131,6 +171,7 @@ export function planTap(
     tap,
     linkGroup: linkGroupFor(ctx.index),
     ...(ctx.prewired ? { prewired: true as const } : {}),
+    ...(calico ? { calico } : {}),
   };
 }
 
@@ -267,7 +308,16 @@ export class TapBinding implements NetworkBinding<TapWiredInterface> {
 
   async plan(ctx: BindingContext, snapshot?: InterfaceSnapshot): Promise<TapWiredInterface> {
     const current = snapshot ?? (await readInterfaceSnapshot(this.options.ip, ctx.netnsName, ctx.cniInterface.name));
-    const state = planTap(ctx, current, this.options);
+    const { calico } = this.options;
+    const calicoPlan =
+      calico && calicoGatewayOf(ctx.cniInterface)
+        ? { subnet: calico.subnet, sysctlsBefore: await calico.sysctl.read(ctx.netnsName, CALICO_NETNS_SYSCTLS) }
+        : undefined;
+    const state = planTap(ctx, current, {
+      ...(this.options.queues !== undefined ? { queues: this.options.queues } : {}),
+      ...(this.options.tapOwner ? { tapOwner: this.options.tapOwner } : {}),
+      ...(calicoPlan ? { calico: calicoPlan } : {}),
+    });
     if (ctx.cniInterface.mac !== undefined && normalizeMac(ctx.cniInterface.mac) !== state.uplink.originalMac) {
       this.logger.warn(
         { netns: ctx.netnsName, ifname: ctx.cniInterface.name, cniMac: ctx.cniInterface.mac, mac: state.uplink.originalMac },
@@ -287,6 +337,7 @@ export class TapBinding implements NetworkBinding<TapWiredInterface> {
         this.options.ip.apply(ctx.netnsName, tapWireCommands(planned)),
         this.options.isolation.install(ctx.netnsName, isolationSpec(planned)),
       );
+      if (planned.calico) await this.wireCalicoGateway(ctx, planned, planned.calico);
     } catch (err) {
       await this.unwire(ctx, planned).catch((undoErr) =>
         this.logger.error({ err: undoErr, netns: ctx.netnsName, ifname: planned.uplink.name }, 'cannot undo a failed wiring'),
@@ -313,6 +364,30 @@ export class TapBinding implements NetworkBinding<TapWiredInterface> {
       this.options.ip.apply(ctx.netnsName, tapUnwireCommands(state, links)),
       this.options.isolation.remove(ctx.netnsName, isolationSpec(state)),
     );
+    if (state.calico) await this.unwireCalicoGateway(ctx, state, state.calico);
     this.logger.debug({ netns: ctx.netnsName, ifname: state.uplink.name }, 'interface unwired');
+  }
+
+  /** The bridge becomes the VM's gateway (calico.ts): its address and routes, the ARP sender rewrite, forwarding. */
+  private async wireCalicoGateway(ctx: BindingContext, state: TapWiredInterface, gw: CalicoGateway): Promise<void> {
+    const calico = this.requireCalico();
+    await both(
+      this.options.ip.apply(ctx.netnsName, calicoWireCommands(gw, state.bridge.name, state.uplink.routes)),
+      calico.nft.apply(ctx.netnsName, calicoArpScript(gw, state.bridge.name)),
+    );
+    await calico.sysctl.write(ctx.netnsName, calicoSysctls(state.bridge.name));
+  }
+
+  /** The bridge's address and routes went with it; the ARP table and the sysctls are put back. */
+  private async unwireCalicoGateway(ctx: BindingContext, state: TapWiredInterface, gw: CalicoGateway): Promise<void> {
+    const calico = this.requireCalico();
+    await calico.nft.apply(ctx.netnsName, calicoArpRemovalScript(state.bridge.name));
+    const before = Object.fromEntries(Object.entries(gw.sysctlsBefore).filter(([key]) => (CALICO_NETNS_SYSCTLS as readonly string[]).includes(key)));
+    await calico.sysctl.write(ctx.netnsName, before);
+  }
+
+  private requireCalico(): NonNullable<TapBindingOptions['calico']> {
+    if (!this.options.calico) throw new FailedPreconditionError('a Calico gateway was wired, but this netd has no Calico settings');
+    return this.options.calico;
   }
 }

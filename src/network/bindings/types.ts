@@ -3,6 +3,7 @@
  * persisted state of every binding kind (plain JSON; `kind` says which binding owns it). The
  * binding protocol is in binding.ts, each binding in a module of its own; all of them sit above this.
  */
+import type { CalicoGateway } from './calico.js';
 import type { RecordedAddress, RecordedRoute } from './snapshot.js';
 import type { IpConfig, RouteConfig, VmInterface } from '../types.js';
 
@@ -62,6 +63,8 @@ export interface TapWiredInterface extends WiredInterfaceBase {
   linkGroup: number;
   /** Bridge, TAP and isolation rules were made in advance (BindingContext.prewired); wiring only joins them up. */
   prewired?: true;
+  /** A Calico-shaped result: the VM's fake gateway on the bridge (calico.ts). */
+  calico?: CalicoGateway;
 }
 
 /** A VF's settings as its PF holds them (`ip link show PF` vfinfo; `ip link set PF vf N …`). */

@@ -12,6 +12,7 @@ import { snapshotCommands } from '../../../src/network/bindings/snapshot.js';
 import type { PluginRequest } from '../../../src/network/cni/exec.js';
 import type { DhcpResponderFactory } from '../../../src/netd/dhcp_responders.js';
 import type { NetdSideEffects } from '../../../src/netd/manager.js';
+import type { SysctlRunner } from '../../../src/network/sysctl.js';
 import { FakeIpRunner, FakeNftRunner, FakePluginRunner } from '../network/fakes.js';
 
 interface FakeLink {
@@ -24,6 +25,8 @@ interface FakeLink {
   master?: string;
   /** The pod address CNI gave a veth (198.18.110.x/24). */
   address?: string;
+  /** Calico's shape: the address is a /32 routed through 169.254.1.1 (plugin type "calico"). */
+  calico?: true;
 }
 
 /** The pod subnet of the fake CNI network; the gateway is .1. */
@@ -41,6 +44,21 @@ export class FakeHost {
   readonly ip = new FakeIpRunner();
   readonly nft = new FakeNftRunner();
   readonly cni = new FakePluginRunner();
+  /** Each netns's sysctls (netns-wide ones start as a new netns has them). */
+  readonly sysctls = new Map<string, Record<string, string>>();
+  readonly sysctl: SysctlRunner = {
+    read: async (netns, keys) => {
+      this.log.push(`sysctl ${netns}: read ${keys.join(' ')}`);
+      this.linksOf(netns);
+      const values = this.sysctls.get(netns) ?? {};
+      return Object.fromEntries(keys.map((k) => [k, values[k] ?? (k.endsWith('.forwarding') ? '0' : '1')]));
+    },
+    write: async (netns, values) => {
+      this.log.push(`sysctl ${netns}: write ${Object.entries(values).map(([k, v]) => `${k}=${v}`).join(' ')}`);
+      this.linksOf(netns);
+      this.sysctls.set(netns, { ...this.sysctls.get(netns), ...values });
+    },
+  };
   /** Awaited before an ip batch runs: reject to fail it before it starts, or never settle to stall it. */
   beforeIpApply: (netns: string, commands: readonly IpCommand[]) => void | Promise<void> = () => undefined;
   /** An error for the one command of a batch that fails: like `ip -batch`, the commands before it stay done. */
@@ -106,6 +124,7 @@ export class FakeHost {
       cniPlugins: this.cni,
       netnsPathExists: async (path) => path.startsWith(`${NETNS_RUN_DIR}/`) && this.namespaces.has(nameOfPath(path)),
       startDhcp: this.startDhcp,
+      sysctl: this.sysctl,
       warmNetnsName: () => `vmlet-warm-${String(this.nextWarm++).padStart(16, '0')}`,
       ownerId: '0000000000000000',
     };
@@ -140,6 +159,18 @@ export class FakeHost {
         if (links) this.namespaces.set(nameOfPath(req.netns), links.filter((l) => l.ifname !== req.ifName));
       }
       return undefined;
+    }
+    if (req.pluginType === 'calico') {
+      const host = this.nextHost++;
+      const mac = `0a:58:c6:12:d6:${host.toString(16).padStart(2, '0')}`;
+      const address = `198.18.214.${host}`;
+      this.linksOf(nameOfPath(req.netns)).push({ ifname: req.ifName, kind: 'veth', mac, mtu: 1440, up: true, group: 0, address: `${address}/32`, calico: true });
+      return {
+        cniVersion: req.config.cniVersion,
+        interfaces: [{ name: `cali${host}`, mac: 'ee:ee:ee:ee:ee:ee' }, { name: req.ifName, mac, sandbox: req.netns }],
+        ips: [{ address: `${address}/32`, gateway: '169.254.1.1', interface: 1 }],
+        routes: [{ dst: '0.0.0.0/0' }],
+      };
     }
     if (req.pluginType !== 'bridge') return { ...(req.config.prevResult as object) };
     // The network's own /24 when its IPAM names one (a second network), else the fake pod subnet.
@@ -178,10 +209,15 @@ export class FakeHost {
       const [local, prefix] = dev.address!.split('/');
       const SUBNET = local!.split('.').slice(0, 3).join('.');
       const addr = [{ ifname, addr_info: [{ family: 'inet', local, prefixlen: Number(prefix), scope: 'global', label: ifname }] }];
-      const routes4 = [
-        { type: 'unicast', dst: 'default', gateway: `${SUBNET}.1`, table: 'main', protocol: 'boot', scope: 'global', flags: [] },
-        { type: 'unicast', dst: `${SUBNET}.0/24`, table: 'main', protocol: 'kernel', scope: 'link', prefsrc: local, flags: [] },
-      ];
+      const routes4 = dev.calico
+        ? [
+            { type: 'unicast', dst: 'default', gateway: '169.254.1.1', table: 'main', protocol: 'boot', scope: 'global', flags: [] },
+            { type: 'unicast', dst: '169.254.1.1', table: 'main', protocol: 'boot', scope: 'link', flags: [] },
+          ]
+        : [
+            { type: 'unicast', dst: 'default', gateway: `${SUBNET}.1`, table: 'main', protocol: 'boot', scope: 'global', flags: [] },
+            { type: 'unicast', dst: `${SUBNET}.0/24`, table: 'main', protocol: 'kernel', scope: 'link', prefsrc: local, flags: [] },
+          ];
       return [addr, routes4, [], linkDocs];
     }
     return commands.map(() => linkDocs);
