@@ -38,6 +38,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# --- the user QEMU runs as (--qemu-user; docs/vmwrapper.md) ---------------------------------
+# A system user and group of its own, no home, no shell, no other group: the launcher drops QEMU
+# to it after entering the pod's netns, and vmlet gives it exactly the VM's files.
+if ! getent passwd vmlet-qemu >/dev/null; then
+  log "creating system user vmlet-qemu"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+    --comment 'vmlet QEMU processes' vmlet-qemu
+fi
+
 # --- npm dependencies and build ------------------------------------------------------------
 stamp=node_modules/.vmlet-lock-hash
 want=$(sha256sum package-lock.json | cut -d' ' -f1)

@@ -29,6 +29,7 @@ export interface Config {
   sysfsRoot: string;
   sriov: boolean;
   registryConfigDir: string;
+  qemuUser: string;
 }
 
 export type ConfigKey = keyof Config;
@@ -159,7 +160,16 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
     description: 'on: SR-IOV VFs in a pod netns go to its VM as PCI devices (vfio-pci); off: such a pod fails (FAILED_PRECONDITION)', parse: onOff('sriov') },
   { key: 'registryConfigDir', flag: 'registry-config-dir', env: 'VMLET_REGISTRY_CONFIG_DIR', defaultText: '/etc/vmlet/certs.d',
     description: "Registry mirrors, CAs and TLS settings for containerDisk pulls: containerd's config_path layout (<host>/hosts.toml)", parse: absolutePath('registry-config-dir') },
+  { key: 'qemuUser', flag: 'qemu-user', env: 'VMLET_QEMU_USER', defaultText: 'vmlet-qemu',
+    description: "Local user QEMU runs as (its uid and primary group, no capabilities); vmlet gives it only the VM's files. root: QEMU keeps uid 0 without capabilities", parse: userName('qemu-user') },
 ];
+
+function userName(key: string) {
+  return (raw: string): string => {
+    if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(raw)) throw new ConfigError(key, `must be a user name, got ${JSON.stringify(raw)}`);
+    return raw;
+  };
+}
 
 function listenAddress(key: string) {
   return (raw: string): string => {

@@ -30,6 +30,7 @@ import { sandboxNetworkRecords, setupResultOf, type SandboxNetworkRecords } from
 import { SandboxSetup } from './sandbox_setup.js';
 import { VmSide } from './vm_side.js';
 import { WarmNetns, randomWarmNetnsName } from './warm_netns.js';
+import { resolveQemuUser, type QemuUser } from '../vmwrapper/qemu_user.js';
 
 /** Everything netd does to the host, each behind a narrow seam. */
 export interface NetdSideEffects {
@@ -45,6 +46,11 @@ export interface NetdSideEffects {
   ownerId?: string;
   /** sysfs, for SR-IOV VFs; unset, the tree at --sysfs-root. */
   sysfs?: Sysfs;
+  /**
+   * The user QEMU runs as, owner of every TAP netd makes (only it, or CAP_NET_ADMIN, can attach);
+   * null = TAPs without owner. Unset, resolved from --qemu-user.
+   */
+  qemuUser?: QemuUser | null;
 }
 
 export class NetworkManager implements NetdMethods {
@@ -72,7 +78,8 @@ export class NetworkManager implements NetdMethods {
     const ip = sideEffects.ip ?? new ExecIpRunner();
     const isolation = new DhcpIsolation(sideEffects.nft ?? new ExecNftRunner());
     // veths get the tap binding, SR-IOV VFs the sriov binding (when --sriov is on).
-    const tapBinding = new TapBinding({ ip, isolation, logger });
+    const qemuUser = sideEffects.qemuUser !== undefined ? (sideEffects.qemuUser ?? undefined) : resolveQemuUser(config.qemuUser);
+    const tapBinding = new TapBinding({ ip, isolation, logger, ...(qemuUser !== undefined ? { tapOwner: { uid: qemuUser.uid } } : {}) });
     const sysfs = sideEffects.sysfs ?? new NodeSysfs(config.sysfsRoot);
     const sriovBinding = new SriovBinding({ ip, sysfs, logger });
     const selector = new BindingSelector({ bindings: { tap: tapBinding, sriov: sriovBinding }, sysfs, sriovEnabled: config.sriov });

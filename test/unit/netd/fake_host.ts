@@ -108,6 +108,8 @@ export class FakeHost {
       startDhcp: this.startDhcp,
       warmNetnsName: () => `vmlet-warm-${String(this.nextWarm++).padStart(16, '0')}`,
       ownerId: '0000000000000000',
+      // TAPs without owner in the goldens; the owner's command is tested in bindings/tap.test.ts.
+      qemuUser: null,
     };
   }
 
