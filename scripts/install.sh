@@ -86,6 +86,14 @@ if [ -z "$root" ]; then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 
+  # The user QEMU runs as (--qemu-user; docs/vmwrapper.md): a system user and group of its own, no
+  # home, no shell, no other group; the launcher drops QEMU to it after entering the pod's netns.
+  if ! getent passwd vmlet-qemu >/dev/null; then
+    log "creating system user vmlet-qemu"
+    useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+      --comment 'vmlet QEMU processes' vmlet-qemu
+  fi
+
   stamp=node_modules/.vmlet-lock-hash
   want=$(sha256sum package-lock.json | cut -d' ' -f1)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then

@@ -8,7 +8,7 @@
  * Whatever happens (failure, Ctrl-C), the bench removes its sandboxes through the daemon, stops
  * its daemons, deletes any namespace it can attribute to itself and its bridge, and says so.
  */
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -379,7 +379,8 @@ export async function runSandboxBench(argv: readonly string[]): Promise<number> 
   const tag = randomBytes(3).toString('hex');
   const state: BenchState = {
     tag,
-    dir: await mkdtemp(join(tmpdir(), 'vmlet-bench-')),
+    // 0711: QEMU's user (--qemu-user) must traverse it to reach the VM files below.
+    dir: await mkdtemp(join(tmpdir(), 'vmlet-bench-')).then(async (d) => (await chmod(d, 0o711), d)),
     daemons: [],
     stateDirs: [],
     sandboxIds: new Set(),

@@ -10,7 +10,7 @@
  * daemon, stops it, removes by name any domain or netns of its own that is left, deletes its
  * bridge and checks that no domain, netns or QEMU process of its own remains.
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -391,7 +391,8 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
   const tag = randomBytes(3).toString('hex');
   const state: BenchState = {
     tag,
-    dir: await mkdtemp(join(tmpdir(), 'vmlet-bench-vm-')),
+    // 0711: QEMU's user (--qemu-user) must traverse it to reach the VM files below.
+    dir: await mkdtemp(join(tmpdir(), 'vmlet-bench-vm-')).then(async (d) => (await chmod(d, 0o711), d)),
     daemons: [],
     imageClients: [],
     sandboxIds: new Set(),

@@ -32,6 +32,7 @@ export interface Config {
   containerRuntimeEndpoint: string;
   metricsAddress: string;
   calicoSubnet: number;
+  qemuUser: string;
 }
 
 export type ConfigKey = keyof Config;
@@ -171,6 +172,8 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
   { key: 'calicoSubnet', flag: 'calico-subnet', env: 'VMLET_CALICO_SUBNET', defaultText: '24',
     description: "Prefix length a VM gets for a Calico pod IP (a /32 with a link-scope gateway): the pod IP's /N, its fake gateway the /N's last host address (8-30)",
     parse: prefixLength('calico-subnet', 8, 30) },
+  { key: 'qemuUser', flag: 'qemu-user', env: 'VMLET_QEMU_USER', defaultText: 'vmlet-qemu',
+    description: "Local user QEMU runs as (its uid and primary group, no capabilities); vmlet gives it only the VM's files. root: QEMU keeps uid 0 without capabilities", parse: userName('qemu-user') },
 ];
 
 function prefixLength(key: string, min: number, max: number) {
@@ -179,6 +182,13 @@ function prefixLength(key: string, min: number, max: number) {
     const n = Number(raw);
     if (n < min || n > max) throw new ConfigError(key, `must be between ${min} and ${max}, got ${n}`);
     return n;
+  };
+}
+
+function userName(key: string) {
+  return (raw: string): string => {
+    if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(raw)) throw new ConfigError(key, `must be a user name, got ${JSON.stringify(raw)}`);
+    return raw;
   };
 }
 

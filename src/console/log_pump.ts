@@ -38,6 +38,10 @@ export const DEFAULT_READ_CHUNK_BYTES = 256 * 1024;
 /** kubelet creates pod log directories 0755; containerd creates container logs 0640. */
 const LOG_DIR_MODE = 0o755;
 const LOG_FILE_MODE = 0o640;
+/** virtlogd's backups of the raw console looked at: <raw>.0 … (virtlogd.conf max_backups, default 3). */
+const MAX_ROTATED_BACKUPS = 16;
+/** Listings of the backups in one catch-up (each file read, or a rotation racing the reads). */
+const MAX_ROTATION_ROUNDS = 4 * MAX_ROTATED_BACKUPS;
 /** Upper bound for a saved unfinished line; anything bigger is not a state this module wrote. */
 const MAX_SAVED_PENDING_BYTES = 4 * 1024 * 1024;
 
@@ -451,12 +455,18 @@ export class ConsoleLogPump {
     if (this.raw !== undefined && (st === null || !sameIdentity(identityOf(st), this.raw.id))) {
       await this.readToEnd(this.raw.fh);
       if (st === null) return;
+      const finished = this.raw.id;
       await this.closeRaw();
-      this.restartAtZero('raw console file was replaced');
+      // virtlogd renamed it to <raw>.0 (rotation): the backups newer than it come first.
+      if (!(await this.catchUpRotated(finished))) this.restartAtZero('raw console file was replaced');
       this.rawId = null; // whatever is at the path now is read from its start
     }
     if (st === null) return;
     if (this.raw === undefined) {
+      // The saved position may be in a file rotated away while no pump ran (vmlet down).
+      if (this.rawId !== null && !sameIdentity(this.rawId, identityOf(st)) && (await this.catchUpRotated(this.rawId))) {
+        this.rawId = null;
+      }
       await this.openRaw();
     } else {
       if (this.watcher === undefined) this.watchRaw();
@@ -503,6 +513,82 @@ export class ConsoleLogPump {
     } catch {
       // The shared poll still covers this file; the next drain tries to watch again.
     }
+  }
+
+  /**
+   * virtlogd caps the console capture (virtlogd.conf max_size, default 2 MiB) by renaming it:
+   * <raw>.(n-2) → <raw>.(n-1), …, <raw> → <raw>.0 (max_backups files, default 3; the oldest is
+   * deleted), then a fresh <raw>. When the file `id` (read up to `offset`) is one of those
+   * backups, this reads its rest and every newer backup in order, so the log stays complete
+   * across rotations, also those that happened while no pump ran. Returns false when `id` is not
+   * among the backups (replaced, or rotated out of the last backup: those bytes are gone).
+   * Afterwards offset 0 of the current <raw> is next. A line split by a rotation stays one line.
+   */
+  private async catchUpRotated(id: RawFileIdentity): Promise<boolean> {
+    let current = id;
+    for (let round = 0; round < MAX_ROTATION_ROUNDS; round++) {
+      const backups = await this.rotatedBackups();
+      const at = backups.findIndex((b) => sameIdentity(b.id, current));
+      if (at < 0) {
+        if (backups.length === 0) {
+          if (round === 0) return false; // replaced, not rotated (or virtlogd keeps no backups)
+          break;
+        }
+        // Rotated out of the last backup before it was (fully) read: that output is gone. Every
+        // backup left is newer; the oldest goes on, as a new line.
+        this.logger.warn({ rawPath: this.rawPath, offset: this.offset }, 'console output rotated away by virtlogd before it was read; some is lost');
+        this.restartAtZero('raw console file was rotated away');
+        current = backups[0]!.id;
+        this.rawId = current;
+        continue;
+      }
+      const backup = backups[at]!;
+      if (!sameIdentity(this.rawId ?? current, current)) this.offset = 0;
+      this.rawId = current;
+      this.stateDirty = true;
+      const fh = await open(backup.path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK);
+      try {
+        const st = await fh.stat({ bigint: true });
+        // Rotated again between the listing and the open: list again.
+        if (!st.isFile() || !sameIdentity(identityOf(st), current)) continue;
+        if (st.size < BigInt(this.offset)) this.offset = 0;
+        await this.readToEnd(fh, Number(st.size) - this.offset);
+      } finally {
+        await fh.close().catch(() => {});
+      }
+      if (at === backups.length - 1) {
+        // The newest backup is done: the live file is next, from its start.
+        this.offset = 0;
+        this.rawId = null;
+        this.stateDirty = true;
+        await this.commit();
+        return true;
+      }
+      current = backups[at + 1]!.id;
+      this.rawId = current;
+      this.offset = 0;
+      this.stateDirty = true;
+    }
+    this.offset = 0;
+    this.rawId = null;
+    return true;
+  }
+
+  /** virtlogd's backups of the raw file that exist now, oldest first (<raw>.k … <raw>.0). */
+  private async rotatedBackups(): Promise<{ path: string; id: RawFileIdentity }[]> {
+    const found: { path: string; id: RawFileIdentity }[] = [];
+    for (let k = 0; k < MAX_ROTATED_BACKUPS; k++) {
+      const path = `${this.rawPath}.${k}`;
+      try {
+        const st = await lstat(path, { bigint: true });
+        if (!st.isFile()) break;
+        found.push({ path, id: identityOf(st) });
+      } catch (err) {
+        if (errnoCode(err) === 'ENOENT') break;
+        throw err;
+      }
+    }
+    return found.reverse();
   }
 
   /** The bytes at `offset` belong to a different file now: end the old line and start over. */

@@ -20,6 +20,7 @@ import { cputuneFor } from './domain_spec_builder.js';
 import { OVERLAY, SEED, coldDomainName } from './layout.js';
 import { containerKey, type ContainerRecord } from './records.js';
 import { plugWarm } from './warm/adopt.js';
+import { giveOverlay, giveSeed, giveVmDir } from '../vmwrapper/qemu_access.js';
 import { warmFits } from './warm/fit.js';
 import type { WarmVm } from './warm/pool.js';
 
@@ -143,6 +144,7 @@ class ContainerCreation {
       await this.settleWarmVm();
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       this.undos.push(() => rm(this.dir, { recursive: true, force: true }));
+      await giveVmDir(this.dir, ctx.host.qemuUser);
       const { network, plugged } = await this.buildPieces(vmNetwork, planned);
       if (this.useWarm && !plugged) await this.fallBackToCold();
       if (this.useWarm) await this.keepWarmVm();
@@ -205,7 +207,7 @@ class ContainerCreation {
       backingVirtualSize: image.virtualSize,
       overlayPath: join(this.dir, OVERLAY),
       ...(annotations.rootVolumeSizeBytes !== undefined ? { sizeBytes: annotations.rootVolumeSizeBytes } : {}),
-    });
+    }).then(() => giveOverlay(join(this.dir, OVERLAY), this.ctx.host.qemuUser));
   }
 
   private writeSeed(network: VmNetwork): Promise<void> {
@@ -221,7 +223,8 @@ class ContainerCreation {
       annotations.cloudInitImageType,
     );
     // Written behind like the records: it lives and dies with the VM's directory.
-    return writeSeedIso(join(this.dir, SEED), seed, this.ctx.syncBehind);
+    const path = join(this.dir, SEED);
+    return writeSeedIso(path, seed, this.ctx.syncBehind).then(() => giveSeed(path, this.ctx.host.qemuUser));
   }
 
   /** The pod's interfaces do not fit a warm VM (SR-IOV, too many): a cold VM after all. */

@@ -10,11 +10,14 @@ import type { ContainerResources } from './records.js';
 import { InvalidArgumentError } from '../errors.js';
 import { tapNicQemuArgs } from '../vmwrapper/tap_nic_args.js';
 import { vmwrapperEnv } from '../vmwrapper/netns_env.js';
+import type { QemuUser } from '../vmwrapper/qemu_user.js';
 import { consoleSocketPath, guestAgentSocketPath } from './vm_sockets.js';
 
 export interface HostFacts {
   domainType: 'kvm' | 'qemu';
   emulator: string;
+  /** The unprivileged user the launcher runs QEMU as (--qemu-user); absent = uid 0. */
+  qemuUser?: QemuUser;
   defaultMemoryBytes: number;
   defaultVcpus: number;
 }
@@ -89,6 +92,7 @@ export function buildVmSpec(inputs: VmInputs, host: HostFacts, vcpuAnnotationGiv
     nics: nics.filter((n) => n.kind !== 'tap'),
     emulatorArgs: tapNicQemuArgs(nics.flatMap((n) => (n.kind === 'tap' ? [{ tap: n.tap, mac: n.mac, mtu: n.mtu }] : []))),
     emulatorEnv: vmwrapperEnv(inputs.netnsName),
+    ...(host.qemuUser !== undefined ? { filesLabelledByVmlet: true } : {}),
     metadata: { sandboxId: inputs.sandboxId, containerId: inputs.containerId, owner: inputs.owner },
   };
 }

@@ -32,6 +32,9 @@ import { containerUpdateHandlers } from '../cri/container_update.js';
 import { statsHandlers } from '../cri/container_stats.js';
 import { probeKvm } from '../libvirt/kvm_probe.js';
 import { installVmwrapper } from '../vmwrapper/install.js';
+import { assertQemuCanReach, giveTraverse } from '../vmwrapper/qemu_access.js';
+import { resolveQemuUser } from '../vmwrapper/qemu_user.js';
+import type { HostFacts } from '../container/domain_spec_builder.js';
 import { installProcessGuards } from './process_guard.js';
 import { StreamingServer } from '../streaming/server.js';
 import { VmStreams } from '../container/vm_streams.js';
@@ -77,7 +80,15 @@ export interface Daemon {
 }
 
 export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
+  // Before anything else: a missing QEMU user fails the start, not the first pod.
+  const qemuUser = resolveQemuUser(config.qemuUser);
   await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  // QEMU (as its user) reaches the VM files under <state>/vms/<id>/ by path.
+  const vmsDir = join(config.stateDir, VM_DIR);
+  await mkdir(vmsDir, { recursive: true, mode: 0o700 });
+  await giveTraverse(config.stateDir, qemuUser);
+  await giveTraverse(vmsDir, qemuUser);
+  await assertQemuCanReach(vmsDir, qemuUser, 'state dir');
   const settings = new RuntimeSettings(config.stateDir);
   await settings.load();
 
@@ -100,6 +111,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   try {
     await images.init();
     cleanups.push(async () => images.close());
+    // Overlays name their image blob as backing file; QEMU opens it read-only.
+    await assertQemuCanReach(images.blobDir(), qemuUser, 'image dir');
     await sandboxes.load();
     cleanups.push(() => sandboxes.flush());
     await netd.start();
@@ -107,8 +120,15 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
 
     const kvm = await probeKvm(config.kvm, { logger });
     logger.info({ domainType: kvm.domainType, reason: kvm.reason }, 'VM accelerator chosen');
-    const emulator = await installVmwrapper();
-    const host = { domainType: kvm.domainType, emulator, defaultMemoryBytes: config.vmMemory, defaultVcpus: config.vmVcpus };
+    const emulator = await installVmwrapper(undefined, qemuUser !== undefined ? { qemuUser } : {});
+    logger.info({ emulator, qemuUser: qemuUser ?? 'root (no uid drop)' }, 'QEMU launcher installed');
+    const host: HostFacts = {
+      domainType: kvm.domainType,
+      emulator,
+      defaultMemoryBytes: config.vmMemory,
+      defaultVcpus: config.vmVcpus,
+      ...(qemuUser !== undefined ? { qemuUser } : {}),
+    };
     const warmPool = new WarmPool({
       size: config.vmWarmPool,
       client: () => libvirt.current(),

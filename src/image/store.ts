@@ -291,6 +291,11 @@ export class ImageStore {
     return { mountpoint, usedBytes: usage.bytes, inodesUsed: usage.inodes, timestampNs: nowNs() };
   }
 
+  /** The directory of the image disk files (blobPath's), e.g. to check who can reach it. */
+  blobDir(): string {
+    return this.blobsDir;
+  }
+
   /** Path of an image's disk file, for building a VM disk on top of it. */
   blobPath(id: string): string {
     this.ensureReady();

@@ -132,6 +132,13 @@ export interface VmSpec {
   emulatorArgs?: string[];
   /** `none` (default) or `virtio` if guest memory statistics are wanted. */
   memballoon?: 'none' | 'virtio';
+  /**
+   * true: libvirt starts the emulator (the vmwrapper) as root and leaves every file's owner and
+   * mode alone (`<seclabel type='static' model='dac' relabel='no'><label>+0:+0</label>`): vmlet
+   * set them for the QEMU user the launcher drops to (src/vmwrapper/qemu_access.ts); libvirt's own
+   * relabelling would give the disks back to root:root for the domain's lifetime.
+   */
+  filesLabelledByVmlet?: boolean;
   metadata: VmletDomainMetadata;
 }
 

@@ -111,6 +111,11 @@ export function buildDomainXml(spec: VmSpec): string {
   const rng = add(devices, 'rng', { model: 'virtio' });
   text(add(rng, 'backend', { model: 'random' }), '/dev/urandom');
   if (spec.warm) addWarmPorts(devices, rng, spec.warm.hotplugPorts);
+  if (spec.filesLabelledByVmlet === true) {
+    // Emulator as root (the launcher drops QEMU to its own user), no relabelling by libvirt.
+    const seclabel = add(domain, 'seclabel', { type: 'static', model: 'dac', relabel: 'no' });
+    text(add(seclabel, 'label'), '+0:+0');
+  }
 
   if (hasCommandline) {
     const cmdline = domain.ele(QEMU_NAMESPACE, 'qemu:commandline');

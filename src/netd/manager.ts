@@ -31,6 +31,7 @@ import { sandboxNetworkRecords, setupResultOf, type SandboxNetworkRecords } from
 import { SandboxSetup } from './sandbox_setup.js';
 import { VmSide } from './vm_side.js';
 import { WarmNetns, randomWarmNetnsName } from './warm_netns.js';
+import { resolveQemuUser, type QemuUser } from '../vmwrapper/qemu_user.js';
 
 /** Everything netd does to the host, each behind a narrow seam. */
 export interface NetdSideEffects {
@@ -48,6 +49,11 @@ export interface NetdSideEffects {
   sysfs?: Sysfs;
   /** The pod netns's sysctls (Calico gateway, masquerade). */
   sysctl?: SysctlRunner;
+  /**
+   * The user QEMU runs as, owner of every TAP netd makes (only it, or CAP_NET_ADMIN, can attach);
+   * null = TAPs without owner. Unset, resolved from --qemu-user.
+   */
+  qemuUser?: QemuUser | null;
 }
 
 export class NetworkManager implements NetdMethods {
@@ -77,7 +83,8 @@ export class NetworkManager implements NetdMethods {
     const isolation = new DhcpIsolation(nft);
     const sysctl = sideEffects.sysctl ?? new ExecSysctlRunner();
     // veths get the tap binding, SR-IOV VFs the sriov binding (when --sriov is on).
-    const tapBinding = new TapBinding({ ip, isolation, logger, calico: { subnet: config.calicoSubnet, sysctl, nft } });
+    const qemuUser = sideEffects.qemuUser !== undefined ? (sideEffects.qemuUser ?? undefined) : resolveQemuUser(config.qemuUser);
+    const tapBinding = new TapBinding({ ip, isolation, logger, calico: { subnet: config.calicoSubnet, sysctl, nft }, ...(qemuUser !== undefined ? { tapOwner: { uid: qemuUser.uid } } : {}) });
     const sysfs = sideEffects.sysfs ?? new NodeSysfs(config.sysfsRoot);
     const sriovBinding = new SriovBinding({ ip, sysfs, logger });
     const selector = new BindingSelector({ bindings: { tap: tapBinding, sriov: sriovBinding }, sysfs, sriovEnabled: config.sriov });

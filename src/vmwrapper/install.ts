@@ -28,6 +28,17 @@ export interface InstallVmwrapperOptions {
   qemuPath?: string;
   nsenterPath?: string;
   setprivPath?: string;
+  /** QEMU's unprivileged uid/gid; absent = uid 0 without capabilities. */
+  qemuUser?: { uid: number; gid: number };
+}
+
+/**
+ * The launcher's file name: `vmwrapper` for uid 0, `vmwrapper-<uid>` with a QEMU user. One file
+ * per variant, so two vmlet instances with different --qemu-user never rewrite each other's
+ * launcher under running domains (and libvirt caches each path's capabilities once).
+ */
+export function vmwrapperFileName(qemuUser?: { uid: number }): string {
+  return qemuUser === undefined ? VMWRAPPER_FILE_NAME : `${VMWRAPPER_FILE_NAME}-${qemuUser.uid}`;
 }
 
 /**
@@ -47,13 +58,13 @@ export async function installVmwrapper(dir: string = DEFAULT_VMWRAPPER_DIR, opti
   const qemuIdentity = await executableIdentity('QEMU', launcherOptions.qemuPath);
   await executableIdentity('nsenter', launcherOptions.nsenterPath);
   await executableIdentity('setpriv', launcherOptions.setprivPath);
-  const content = renderLauncher({ ...launcherOptions, qemuIdentity });
+  const content = renderLauncher({ ...launcherOptions, qemuIdentity, ...(options.qemuUser ? { qemuUser: options.qemuUser } : {}) });
 
   // Checked before mkdir (nothing is created under an unsafe parent) and after (what now exists).
   await assertRootOnlyWritable(dir, true);
   await mkdir(dir, { recursive: true, mode: 0o755 });
   await assertRootOnlyWritable(dir, false);
-  const path = join(dir, VMWRAPPER_FILE_NAME);
+  const path = join(dir, vmwrapperFileName(options.qemuUser));
   if (await isInstalled(path, content)) return path;
   await writeExecutableAtomic(path, content);
   return path;

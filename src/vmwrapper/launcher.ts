@@ -18,6 +18,8 @@ export const VMWRAPPER_NETNS_ENV = 'VMLET_NETNS';
 export const NETNS_DIR = '/run/netns';
 /** Exit status of the launcher when it refuses to start QEMU (QEMU itself never uses 125). */
 export const LAUNCHER_REFUSED_EXIT = 125;
+/** libvirt's per-domain directories (qemu:///system): domain-<id>-<name>/master-key.aes. */
+export const LIBVIRT_QEMU_LIB_DIR = '/var/lib/libvirt/qemu';
 /** First line after the shebang; installVmwrapper recognises its own files by it. */
 export const LAUNCHER_MARKER = '# vmlet vmwrapper launcher';
 
@@ -33,6 +35,8 @@ export interface LauncherOptions {
    * installVmwrapper then rewrites it and libvirt probes again.
    */
   qemuIdentity: string;
+  /** The unprivileged uid/gid QEMU runs as; absent = uid 0 without capabilities. */
+  qemuUser?: { uid: number; gid: number };
 }
 
 /**
@@ -43,7 +47,7 @@ export interface LauncherOptions {
  *   none can ever be regained (an empty bounding set caps what any exec could grant).
  * - --securebits noroot…: uid 0 stops meaning "all capabilities" on exec, locked.
  * - --clear-groups: no supplementary groups (device and file access by group).
- * QEMU keeps uid/gid 0 (see README: libvirt labels the domain's files for the configured user).
+ * The uid/gid switch (with a QEMU user) comes before these in the same setpriv: see renderLauncher.
  */
 export const PRIVILEGE_DROP_ARGS: readonly string[] = [
   '--no-new-privs',
@@ -57,6 +61,62 @@ export const PRIVILEGE_DROP_ARGS: readonly string[] = [
 /** Absolute, normalized, and made only of characters that need no shell quoting. */
 const SAFE_PATH = /^\/[A-Za-z0-9_./+-]*$/;
 const SAFE_IDENTITY = /^[A-Za-z0-9_.:=/ +-]{1,512}$/;
+
+function checkId(what: string, id: number): void {
+  if (!Number.isSafeInteger(id) || id <= 0 || id > 0xfffffffe) {
+    throw new InvalidArgumentError(`${what} ${id} must be a non-root id (1..4294967294)`);
+  }
+}
+
+/** The setpriv options that switch to the QEMU user: real, effective and saved ids (PRIVILEGE_DROP_ARGS clears the groups). */
+export function uidDropArgs(user: { uid: number; gid: number }): string[] {
+  checkId('qemu uid', user.uid);
+  checkId('qemu gid', user.gid);
+  return [`--reuid=${user.uid}`, `--regid=${user.gid}`];
+}
+
+/**
+ * Shell function `grant` (QEMU user only), run as root right before the drop. libvirt prepares a
+ * domain for qemu.conf's user, root, so two things QEMU opens by path are root's alone:
+ * - the master key (`-object {"qom-type":"secret","id":"masterKey0",...,"file":"<lib>/domain-N-name/master-key.aes"}`):
+ *   its directory and file get the QEMU group (0750/0640; libvirt deletes both when the domain
+ *   stops) and libvirt's lib dir gets o+x (traverse only, no listing);
+ * - /dev/net/tun and /dev/kvm: only when this process is in a mount namespace of its own (libvirt's
+ *   private /dev for the domain), where they are this domain's copies; the host's nodes are never
+ *   touched.
+ */
+function grantFunction(gid: number): string {
+  const lib = LIBVIRT_QEMU_LIB_DIR;
+  return `grant() {
+  for arg in "$@"; do
+    case $arg in
+      *'"id":"masterKey0"'*) ;;
+      *) continue ;;
+    esac
+    key=\${arg#*'"file":"'}
+    key=\${key%%'"'*}
+    kdir=\${key%/master-key.aes}
+    kname=\${kdir#${lib}/}
+    [ "${lib}/\$kname/master-key.aes" = "\$key" ] || fail "unexpected master key path \$key"
+    case \$kname in
+      domain-[0-9]*) ;;
+      *) fail "unexpected master key path \$key" ;;
+    esac
+    case \$kname in
+      *[!A-Za-z0-9_.-]*) fail "unexpected master key path \$key" ;;
+    esac
+    [ -d "\$kdir" ] && [ ! -L "\$kdir" ] && [ -f "\$key" ] && [ ! -L "\$key" ] || fail "master key \$key is missing"
+    /bin/chmod o+x ${lib} && /bin/chgrp ${gid} "\$kdir" "\$key" && /bin/chmod 0750 "\$kdir" && /bin/chmod 0640 "\$key" ||
+      fail "cannot give the QEMU group the master key \$key"
+  done
+  [ /proc/self/ns/mnt -ef /proc/1/ns/mnt ] && return 0
+  for dev in /dev/net/tun /dev/kvm; do
+    [ -c "\$dev" ] || continue
+    /bin/chgrp ${gid} "\$dev" && /bin/chmod 0660 "\$dev" || fail "cannot give the QEMU group \$dev"
+  done
+}
+`;
+}
 
 function checkLauncherPath(what: string, path: string): void {
   if (typeof path !== 'string' || !SAFE_PATH.test(path) || !isAbsolute(path) || normalize(path) !== path || path.endsWith('/') || path.length > 1024) {
@@ -73,6 +133,10 @@ export function renderLauncher(options: LauncherOptions): string {
     throw new InvalidArgumentError(`qemu identity ${JSON.stringify(options.qemuIdentity)} has unsafe characters`);
   }
   const drop = PRIVILEGE_DROP_ARGS.join(' ');
+  const user = options.qemuUser;
+  // libvirt's capability probe keeps uid 0 (without capabilities): it binds its QMP socket in
+  // libvirt's root-only lib dir.
+  const podDrop = user === undefined ? drop : `${uidDropArgs(user).join(' ')} ${drop}`;
   const env = VMWRAPPER_NETNS_ENV;
   return `#!/bin/sh
 ${LAUNCHER_MARKER}: written by vmlet (src/vmwrapper/launcher.ts); do not edit.
@@ -80,11 +144,11 @@ ${LAUNCHER_MARKER}: written by vmlet (src/vmwrapper/launcher.ts); do not edit.
 # network namespace; in every case it drops all privileges and exec()s QEMU with the same
 # arguments, so the process libvirt supervises is QEMU itself.
 # qemu: ${options.qemuIdentity}
-fail() {
+${user === undefined ? '' : `# qemu user: uid ${user.uid} gid ${user.gid}\n`}fail() {
   printf 'vmlet-vmwrapper: %s\\n' "$1" >&2
   exit ${LAUNCHER_REFUSED_EXIT}
 }
-if [ -z "\${${env}+set}" ]; then
+${user === undefined ? '' : grantFunction(user.gid)}if [ -z "\${${env}+set}" ]; then
   # libvirt's capability probe: no pod, no namespace to enter.
   exec ${options.setprivPath} ${drop} -- ${options.qemuPath} "$@"
 fi
@@ -101,6 +165,6 @@ case \$name in
 esac
 [ \${#name} -le 69 ] || fail "${env} names a netns longer than vmlet makes"
 [ -f "\$ns" ] && [ ! -L "\$ns" ] || fail "network namespace \$ns does not exist"
-exec ${options.nsenterPath} --net="\$ns" -- ${options.setprivPath} ${drop} -- ${options.qemuPath} "$@"
+${user === undefined ? '' : 'grant "$@"\n'}exec ${options.nsenterPath} --net="\$ns" -- ${options.setprivPath} ${podDrop} -- ${options.qemuPath} "$@"
 `;
 }

@@ -17,7 +17,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -207,6 +207,8 @@ async function main(argv: string[]): Promise<number> {
   const tag = randomBytes(3).toString('hex');
   const bridge = `vcf${tag}`;
   const dir = mkdtempSync(join(tmpdir(), 'vmlet-conformance-'));
+  // mkdtemp makes it 0700; QEMU's user (--qemu-user) must traverse it to reach the VM files below.
+  chmodSync(dir, 0o711);
   const cleanup = new Cleanup();
   cleanup.add('temp dir', () => rmSync(dir, { recursive: true, force: true }));
   let daemon: TestDaemon | undefined;

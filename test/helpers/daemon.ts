@@ -3,7 +3,7 @@
  * and gives a real grpc-js client over the unix socket. stop() sends SIGTERM and returns the exit code.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, mkdirSync, existsSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -61,6 +61,8 @@ export interface DaemonOptions {
 
 export async function startTestDaemon(opts: DaemonOptions = {}): Promise<TestDaemon> {
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'vmlet-daemon-'));
+  // mkdtemp makes it 0700; QEMU's user (--qemu-user) must traverse it to reach the VM files below.
+  if (opts.dir === undefined) chmodSync(dir, 0o711);
   const socket = join(dir, 'run', 'vmlet.sock');
   const stateDir = join(dir, 'state');
   const imageDir = join(dir, 'images');

@@ -30,6 +30,7 @@ import { buildDomainXml } from '../../libvirt/domain_xml.js';
 import { warmPortsFor, warmQmpArgs } from './hotplug_commands.js';
 import { vmwrapperEnv } from '../../vmwrapper/netns_env.js';
 import { CONSOLE_RAW, warmQmpPath } from '../layout.js';
+import { giveSocketDir, giveVmDir } from '../../vmwrapper/qemu_access.js';
 import { consoleSocketPath, guestAgentSocketPath } from '../vm_sockets.js';
 import type { HostFacts } from '../domain_spec_builder.js';
 
@@ -110,6 +111,8 @@ export class WarmPool {
   /** Starts filling the pool (after the daemon's reconcile). */
   async start(): Promise<void> {
     await mkdir(this.options.qmpDir, { recursive: true, mode: 0o700 });
+    // Warm QEMUs bind their own QMP sockets there (as the QEMU user, if there is one).
+    await giveSocketDir(this.options.qmpDir, this.options.host.qemuUser);
     this.scheduleRefill(0);
   }
 
@@ -200,6 +203,7 @@ export class WarmPool {
     try {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       undos.push(() => rm(dir, { recursive: true, force: true }));
+      await giveVmDir(dir, host.qemuUser);
       const { netnsName } = await netns.create();
       undos.push(() => netns.delete(netnsName));
       const xml = buildDomainXml({
@@ -215,6 +219,7 @@ export class WarmPool {
         emulatorArgs: warmQmpArgs(qmpPath),
         emulatorEnv: vmwrapperEnv(netnsName),
         warm: { hotplugPorts: ports },
+        ...(host.qemuUser !== undefined ? { filesLabelledByVmlet: true } : {}),
         metadata: { sandboxId: 'warm', containerId: id, owner: this.options.owner },
       });
       const defined = await client().defineXml(xml);

@@ -15,6 +15,7 @@ import { startTestDaemon, grpcCode, type TestDaemon } from '../../helpers/daemon
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { ownerIdFor } from '../../../src/store/owner.js';
 import { serveTestGuest, waitFor, criLines, qemuPids, removeAllAndStop, deleteLink } from '../../helpers/e2e.js';
+import { assertQemuUnprivileged } from '../../helpers/qemu_user.js';
 
 const tag = randomBytes(3).toString('hex');
 const bridge = `vte${tag}`;
@@ -109,6 +110,9 @@ test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vm
   // The host reaches the guest's TCP responder at the pod IP.
   assert.equal((await httpGet(podIp, 8080)).trim(), 'vmlet-guest e2e-guest');
 
+  // QEMU runs as the vmlet-qemu user: no root-only file is readable with its ids; its overlay is.
+  assertQemuUnprivileged(warmDomain, join(d.stateDir, 'vms', id, 'root.qcow2'));
+
   // Stats are real; a second ListContainerStats (crictl stats calls it twice) carries a CPU rate.
   const stats = await d.runtime.ContainerStats!({ container_id: id });
   assert.ok(BigInt(stats.stats.cpu.usage_core_nano_seconds.value) > 0n);
@@ -175,7 +179,8 @@ test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vm
   assert.deepEqual(warmDomains(), []);
   assert.deepEqual(readdirSync(join(d.stateDir, 'vms')), []);
   assert.deepEqual(readdirSync(join(d.stateDir, 'qmp')), [], 'no warm VM QMP socket left');
-  assert.deepEqual(readdirSync('/run/netns').filter((n) => n.startsWith('vmlet-warm-')), []);
+  // Only this daemon's (its owner id is in the name): other vmlets on the host keep their own.
+  assert.deepEqual(readdirSync('/run/netns').filter((n) => n.startsWith(`vmlet-warm-${ownerIdFor(d.stateDir).slice(0, 8)}`)), []);
   assert.deepEqual(qemuPids(d.stateDir), []);
   d = await startTestDaemon({ dir, args: ['--kvm', 'off', '--vm-memory', '256Mi'] });
 });

@@ -230,3 +230,12 @@ test('parseDomainMetadata returns undefined for foreign, incomplete or hostile m
   assert.equal(parseDomainMetadata('this is not xml <<<'), undefined);
   assert.equal(parseDomainMetadata(''), undefined);
 });
+
+test('domain XML: files labelled by vmlet (QEMU user): emulator as root, libvirt relabels nothing', () => {
+  const spec = multiNicSpec();
+  assert.doesNotMatch(buildDomainXml(spec), /seclabel/);
+  spec.filesLabelledByVmlet = true;
+  const xml = buildDomainXml(spec);
+  assert.match(xml, /<\/devices>\s*<seclabel type="static" model="dac" relabel="no">\s*<label>\+0:\+0<\/label>\s*<\/seclabel>\s*<qemu:commandline>/);
+  assert.equal(xml.match(/<seclabel/g)?.length, 1);
+});

@@ -127,6 +127,8 @@ export class FakeHost {
       sysctl: this.sysctl,
       warmNetnsName: () => `vmlet-warm-${String(this.nextWarm++).padStart(16, '0')}`,
       ownerId: '0000000000000000',
+      // TAPs without owner in the goldens; the owner's command is tested in bindings/tap.test.ts.
+      qemuUser: null,
     };
   }
 

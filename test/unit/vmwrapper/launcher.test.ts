@@ -47,3 +47,33 @@ test('paths that would need shell quoting or are not absolute and normalized are
     assert.throws(() => renderLauncher({ ...options, qemuIdentity: identity }), InvalidArgumentError, JSON.stringify(identity));
   }
 });
+
+const withUser: LauncherOptions = { ...options, qemuUser: { uid: 64100, gid: 64101 } };
+
+test('with a QEMU user the launcher matches its golden file', () => {
+  assertGolden('vmwrapper/launcher-qemu-user.sh', renderLauncher(withUser));
+});
+
+test("with a QEMU user the pod's QEMU drops to that uid/gid after nsenter; the capability probe stays uid 0", () => {
+  const script = renderLauncher(withUser);
+  const execs = script.split('\n').filter((l) => l.trimStart().startsWith('exec '));
+  assert.equal(execs.length, 2);
+  assert.ok(execs[0]!.includes(`/usr/bin/setpriv ${PRIVILEGE_DROP_ARGS.join(' ')} -- /usr/bin/qemu-system-x86_64 "$@"`), execs[0]);
+  assert.ok(!execs[0]!.includes('--reuid'), execs[0]);
+  assert.ok(
+    execs[1]!.includes(`/usr/bin/nsenter --net="$ns" -- /usr/bin/setpriv --reuid=64100 --regid=64101 ${PRIVILEGE_DROP_ARGS.join(' ')} -- /usr/bin/qemu-system-x86_64 "$@"`),
+    execs[1],
+  );
+  // The grants run (as root) right before that exec, and only in the pod branch.
+  const lines = script.split('\n');
+  assert.equal(lines[lines.indexOf(execs[1]!) - 1], 'grant "$@"');
+  assert.ok(lines.includes('# qemu user: uid 64100 gid 64101'));
+  // Changing the user changes the script, so the installer rewrites it.
+  assert.notEqual(script, renderLauncher({ ...options, qemuUser: { uid: 64100, gid: 64102 } }));
+});
+
+test('root or invalid ids as QEMU user are refused', () => {
+  for (const qemuUser of [{ uid: 0, gid: 5 }, { uid: 5, gid: 0 }, { uid: -1, gid: 5 }, { uid: 1.5, gid: 5 }, { uid: 2 ** 32, gid: 5 }]) {
+    assert.throws(() => renderLauncher({ ...options, qemuUser }), InvalidArgumentError, JSON.stringify(qemuUser));
+  }
+});
