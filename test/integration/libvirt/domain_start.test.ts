@@ -139,7 +139,8 @@ test('libvirt starts the generated domain under TCG', { timeout: 300_000 }, asyn
   assert.match(cmd, /pc-q35-/, 'q35 machine');
   assert.match(cmd, /"driver":"virtio-scsi-pci"/);
   assert.match(cmd, /"driver":"scsi-hd"/);
-  assert.match(cmd, /"driver":"ide-cd","bus":"ide\.0"/, 'seed CD-ROM on the q35 AHCI (SATA) bus');
+  // The seed is a SCSI CD-ROM beside the root disk (LUN 1): readable by kernels without AHCI.
+  assert.match(cmd, /"driver":"scsi-cd","bus":"scsi0\.0","channel":0,"scsi-id":0,"lun":1/, 'seed CD-ROM on the virtio-scsi bus, LUN 1');
   assert.match(cmd, new RegExp(`"driver":"virtio-net-pci","host_mtu":1400,[^}]*"mac":"${mac}"`));
   assert.match(cmd, /-chardev file,id=charserial0,[^ ]*append=on/);
   assert.match(cmd, /"driver":"virtio-rng-pci"/);
