@@ -220,6 +220,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         containerStates: () => countBy(containers.list().map((c) => c.state)),
         warmPool: () => ({ configured: warmPool.size, idle: warmPool.idleCount, claimsTotal: warmPool.claimsTotal }),
         netdRestartsTotal: () => netd.restartsTotal,
+        imageBytesPulledTotal: () => images.pulledBytesTotal,
       })
       : undefined;
     if (metrics) {

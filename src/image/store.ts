@@ -130,6 +130,25 @@ function repoOfTag(repoTag: string): string | undefined {
  * One store per imageDir: two processes on one directory would delete each other's blobs.
  */
 export class ImageStore {
+  /** Bytes received by every download since start (http and registry), for the metrics endpoint. */
+  private pulledBytes = 0;
+
+  get pulledBytesTotal(): number {
+    return this.pulledBytes;
+  }
+
+  /** Wraps a download's progress callback (cumulative bytes) so its growth adds to pulledBytesTotal. */
+  private countingBytes(inner: (received: number, total: number | undefined) => void): (received: number, total: number | undefined) => void {
+    let seen = 0;
+    return (received, total) => {
+      if (received > seen) {
+        this.pulledBytes += received - seen;
+        seen = received;
+      }
+      inner(received, total);
+    };
+  }
+
   private readonly dir: string;
   private readonly blobsDir: string;
   private readonly tmpDir: string;
@@ -556,7 +575,7 @@ export class ImageStore {
             return fs.bavail * fs.bsize;
           },
           holdsManifest: (digest) => reuse && this.imageByManifest(digest) !== undefined,
-          onProgress: progressLogger(this.log, { image: nameText }, this.opts.progressIntervalMs ?? 5000),
+          onProgress: this.countingBytes(progressLogger(this.log, { image: nameText }, this.opts.progressIntervalMs ?? 5000)),
         });
         if (result.held) {
           const held = this.imageByManifest(result.manifestDigest);
@@ -612,7 +631,7 @@ export class ImageStore {
     signal: AbortSignal,
     conditional: { etag?: string; lastModified?: string } | undefined,
   ): Promise<DownloadResult> {
-    const onProgress = progressLogger(this.log, { image: nameText }, this.opts.progressIntervalMs ?? 5000);
+    const onProgress = this.countingBytes(progressLogger(this.log, { image: nameText }, this.opts.progressIntervalMs ?? 5000));
     return downloadToFile(translation.url, tmp, {
       transport: translation.transport,
       signal,

@@ -15,6 +15,8 @@ export interface MetricsSources {
   containerStates(): Record<string, number>;
   warmPool(): { configured: number; idle: number; claimsTotal: number };
   netdRestartsTotal(): number;
+  /** Bytes downloaded by image pulls since start. */
+  imageBytesPulledTotal(): number;
 }
 
 export class VmletMetrics {
@@ -41,6 +43,7 @@ export class VmletMetrics {
     new Gauge({ name: 'vmlet_warm_pool_size', help: 'Warm VMs configured', registers, collect() { this.set(sources.warmPool().configured); } });
     new Gauge({ name: 'vmlet_warm_pool_idle', help: 'Warm VMs ready to be claimed', registers, collect() { this.set(sources.warmPool().idle); } });
     new Gauge({ name: 'vmlet_warm_pool_claims_total', help: 'Warm VMs claimed by new pods since start', registers, collect() { this.set(sources.warmPool().claimsTotal); } });
+    new Gauge({ name: 'vmlet_image_pulled_bytes_total', help: 'Bytes downloaded by image pulls (http and registry) since start', registers, collect() { this.set(sources.imageBytesPulledTotal()); } });
     new Gauge({ name: 'vmlet_netd_restarts_total', help: 'Restarts of the netd process since start', registers, collect() { this.set(sources.netdRestartsTotal()); } });
     collectDefaultMetrics({ register: this.registry, prefix: 'vmlet_' });
   }
