@@ -51,7 +51,12 @@ export class PortSockets {
     }
     await ready;
     const fd = netnsNative().tcp4SocketInNetns(params.netnsPath);
-    return new net.Socket({ fd });
+    // Only carried to serve: not read here (an unconnected socket read fails with ENOTCONN, and
+    // with several handles queued on the IPC channel that error came before the send and, with no
+    // listener, ended netd).
+    const socket = new net.Socket({ fd, readable: false, writable: false });
+    socket.on('error', () => {});
+    return socket;
   }
 
   private async prepare(netns: string): Promise<void> {
