@@ -21,6 +21,7 @@ import { GuestAgent } from '../qmp/guest_agent.js';
 import { ConsoleAttachHub } from '../console/attach_hub.js';
 import type { ExecOutcome, SessionIo, StreamingRuntime } from '../streaming/types.js';
 import type { ContainerRecord } from './records.js';
+import { PORT_FORWARD_SOURCE_IP } from '../network/port_forward_source.js';
 import { consoleSocketPath, guestAgentSocketPath } from './vm_sockets.js';
 
 /** stdin is buffered in memory before the agent gets it; the agent's JSON limits are far lower anyway. */
@@ -94,8 +95,11 @@ export class VmStreams implements StreamingRuntime {
   async exec(containerId: string, cmd: string[], io: SessionIo): Promise<ExecOutcome> {
     checkCommand(cmd);
     const r = this.running(containerId);
+    const agent = this.agent(r);
+    // A guest without an agent fails now, not after the client's stdin ended (a terminal's never does).
+    await agent.ready();
     const input = io.stdin ? await readInput(io.stdin, io.tty, io.signal) : undefined;
-    const result = await this.agent(r).exec({ argv: cmd, signal: io.signal, ...(input !== undefined ? { input } : {}) });
+    const result = await agent.exec({ argv: cmd, signal: io.signal, ...(input !== undefined ? { input } : {}) });
     if (io.tty) {
       const merged = Buffer.concat([result.stdout, result.stderr]);
       if (io.stdout) await write(io.stdout, Buffer.from(merged.toString('latin1').replace(/\r?\n/g, '\r\n'), 'latin1'));
@@ -138,7 +142,7 @@ export class VmStreams implements StreamingRuntime {
         signal.removeEventListener('abort', onAbort);
         reject(new FailedPreconditionError(`connecting to ${vmIp}:${port} in the pod: ${errorText(err)}`));
       });
-      socket.connect(port, vmIp, () => {
+      socket.connect({ port, host: vmIp, localAddress: PORT_FORWARD_SOURCE_IP }, () => {
         clearTimeout(timer);
         socket.removeAllListeners('error');
         resolve(socket);

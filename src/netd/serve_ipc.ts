@@ -2,10 +2,11 @@
 import { VmletError, Code, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { NetdMethods, NetdRequest, NetdResponse } from './protocol.js';
-import { TCP_SOCKET_METHOD, tcpSocketInNetns, type TcpSocketParams } from './port_socket.js';
+import { TCP_SOCKET_METHOD, PortSockets, type TcpSocketParams } from './port_socket.js';
 
 export function serveIpc(methods: NetdMethods, logger: Logger): void {
   if (!process.send) throw new Error('vmlet netd must be started by vmlet serve (no IPC channel)');
+  const portSockets = new PortSockets();
   process.on('message', (msg: NetdRequest) => {
     void handle(msg);
   });
@@ -21,7 +22,7 @@ export function serveIpc(methods: NetdMethods, logger: Logger): void {
     if ((msg.method as string) === TCP_SOCKET_METHOD) {
       // Answered with the socket itself as the IPC handle; sending closes netd's copy.
       try {
-        const socket = tcpSocketInNetns(msg.params as TcpSocketParams);
+        const socket = await portSockets.tcpSocketInNetns(msg.params as TcpSocketParams);
         if (process.connected) process.send!({ id: msg.id, result: {} }, socket);
         else socket.destroy();
       } catch (err) {

@@ -73,6 +73,14 @@ export class GuestAgent {
     return run as Promise<T>;
   }
 
+  /**
+   * Resolves once an agent answers on the channel (connecting and resynchronising if needed);
+   * FAILED_PRECONDITION after the bounded sync wait when none does.
+   */
+  ready(): Promise<void> {
+    return this.execute('guest-ping').then(() => undefined);
+  }
+
   close(): void {
     this.closed = true;
     this.drop(new FailedPreconditionError('guest agent connection closed'));
@@ -248,7 +256,28 @@ function execResult(s: ExecStatus): GuestExecResult {
   return result;
 }
 
-function connect(path: string, timeoutMs: number): Promise<net.Socket> {
+/**
+ * Connects to QEMU's end of the channel. QEMU serves one client and keeps a small backlog; while it
+ * has not yet noticed that an earlier client left, connect fails with EAGAIN, so that is retried
+ * until the deadline.
+ */
+async function connect(path: string, timeoutMs: number): Promise<net.Socket> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await connectOnce(path, Math.max(1, deadline - Date.now()));
+    } catch (err) {
+      const busy = (err as { busy?: boolean }).busy === true;
+      if (!busy || Date.now() + 100 >= deadline) {
+        if (busy) throw new FailedPreconditionError(`guest agent socket ${path} stayed busy for ${timeoutMs} ms (QEMU still holds an earlier connection)`);
+        throw err;
+      }
+      await sleep(100);
+    }
+  }
+}
+
+function connectOnce(path: string, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(path);
     const timer = setTimeout(() => {
@@ -262,6 +291,7 @@ function connect(path: string, timeoutMs: number): Promise<net.Socket> {
     });
     socket.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
+      if (err.code === 'EAGAIN') return reject(Object.assign(new Error('busy'), { busy: true }));
       const why = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'the VM is not running or has no guest agent channel' : errorText(err);
       reject(new FailedPreconditionError(`guest agent socket ${path}: ${why}`));
     });

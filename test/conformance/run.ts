@@ -21,10 +21,11 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirS
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { parseArgs } from 'node:util';
 import { startTestDaemon, REPO_ROOT, type TestDaemon } from '../helpers/daemon.js';
+import { findCriTools } from '../helpers/cri_tools.js';
 import { ensureLibvirtd } from '../helpers/libvirtd.js';
 import { removeAllAndStop } from '../helpers/e2e.js';
 import { translationConfig, TINY_IMAGE_GROUPS } from './images.js';
@@ -38,24 +39,6 @@ const SUBNET = '198.18.120';
 const CRITEST_TIMEOUT = '30m';
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
-
-/** ../shared/cri-tools beside the clone, or beside one of its parents (worktrees live deeper). */
-export function findCriTools(repoRoot: string, env: NodeJS.ProcessEnv = process.env): string {
-  const override = env.VMLET_CRI_TOOLS;
-  const candidates: string[] = [];
-  if (override) candidates.push(override);
-  else {
-    for (let dir = dirname(repoRoot); ; dir = dirname(dir)) {
-      candidates.push(join(dir, 'shared', 'cri-tools'));
-      if (dirname(dir) === dir) break;
-    }
-  }
-  const found = candidates.find((dir) => existsSync(join(dir, 'critest')));
-  if (!found) {
-    throw new Error(`critest not found (looked in ${candidates.join(', ')}); set VMLET_CRI_TOOLS to the directory holding critest and crictl`);
-  }
-  return found;
-}
 
 /** Runs the undo steps in reverse order, each even if an earlier one failed. */
 class Cleanup {

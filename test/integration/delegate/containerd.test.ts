@@ -19,14 +19,13 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Server } from 'node:http';
 import { startTestDaemon, criClient, grpcCode, type TestDaemon } from '../../helpers/daemon.js';
+import { findCriTools } from '../../helpers/cri_tools.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { serveTestGuest, waitFor, removeAllAndStop, deleteLink, criLines } from '../../helpers/e2e.js';
 import { startContainerd, type TestContainerd } from '../../helpers/containerd.js';
 import { buildOciArchive, CRITEST_IMAGES } from '../../helpers/oci_images.js';
-import { REPO_ROOT } from '../../helpers/daemon.js';
 
-const CRITEST = join(REPO_ROOT, '..', '..', 'shared', 'cri-tools', 'critest');
-const critestPath = existsSync(CRITEST) ? CRITEST : '/work/shared/cri-tools/critest';
+const critestPath = join(findCriTools(), 'critest');
 const tag = randomBytes(3).toString('hex');
 const ctdBridge = `vcd${tag}`;
 const vmBridge = `vvm${tag}`;

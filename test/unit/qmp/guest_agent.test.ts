@@ -25,6 +25,8 @@ async function fakeAgent(path: string, opts: { silent?: boolean } = {}) {
         if (req.execute === 'guest-sync-delimited') {
           sock.write(Buffer.concat([Buffer.from('stale garbage\n'), Buffer.from([0xff])]));
           reply(a.id);
+        } else if (req.execute === 'guest-ping') {
+          reply({});
         } else if (req.execute === 'guest-exec') {
           if (a.path === 'nope') {
             sock.write(JSON.stringify({ error: { class: 'GenericError', desc: 'Failed to execute child process "nope" (No such file or directory)' } }) + '\n');

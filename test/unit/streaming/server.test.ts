@@ -8,6 +8,7 @@ import { TokenCache } from '../../../src/streaming/tokens.js';
 import { createLogger } from '../../../src/log.js';
 import type { SessionIo, StreamingRuntime } from '../../../src/streaming/types.js';
 import type { Duplex } from 'node:stream';
+import { spdyUpgrade, collect } from '../../helpers/spdy_client.js';
 
 /** A runtime whose "programs" are JS: echo stdin upper-cased, write stderr, exit with a code. */
 function fakeRuntime(echoPort: () => number): StreamingRuntime & { attaches: number } {
@@ -45,43 +46,6 @@ async function withServer(fn: (server: StreamingServer, echoPort: number) => Pro
     await server.stop();
     echo.close();
   }
-}
-
-/** HTTP upgrade to SPDY/3.1 by hand; resolves the status line, headers and (on 101) a client session. */
-async function spdyUpgrade(url: string, protocols: string[]): Promise<{ status: number; headers: string; session?: SpdySession }> {
-  const u = new URL(url);
-  const socket = net.connect(Number(u.port), u.hostname);
-  await new Promise((r) => socket.once('connect', r));
-  socket.write(
-    `POST ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n` +
-      protocols.map((p) => `X-Stream-Protocol-Version: ${p}\r\n`).join('') +
-      'Content-Length: 0\r\n\r\n',
-  );
-  let buf = Buffer.alloc(0);
-  for (;;) {
-    const chunk: Buffer = await new Promise((resolve, reject) => {
-      socket.once('data', resolve);
-      socket.once('end', () => reject(new Error(`closed after ${buf.toString()}`)));
-    });
-    buf = Buffer.concat([buf, chunk]);
-    const end = buf.indexOf('\r\n\r\n');
-    if (end < 0) continue;
-    const head = buf.subarray(0, end).toString();
-    const status = Number(head.split(' ')[1]);
-    if (status !== 101) return { status, headers: head + buf.subarray(end).toString() };
-    socket.removeAllListeners('data');
-    socket.removeAllListeners('end');
-    return { status, headers: head, session: new SpdySession(socket, { role: 'client', head: buf.subarray(end + 4) }) };
-  }
-}
-
-function collect(s: SpdyStream): Promise<string> {
-  return new Promise((resolve) => {
-    let text = '';
-    s.on('data', (d: Buffer) => (text += d.toString()));
-    s.on('end', () => resolve(text));
-    s.on('close', () => resolve(text));
-  });
 }
 
 test('SPDY v4 exec: stdin, stdout, stderr, and the exit code as a NonZeroExitCode status', async () => {
