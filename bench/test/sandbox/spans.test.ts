@@ -33,7 +33,8 @@ test('SpanRecorder nests spans by async context and keeps behaviour and results'
   assert.deepEqual(Object.keys(totals).sort(), ['job 2', 'job 2 > put', 'put']);
   assert.equal(totals['job 2 > put']!.count, 3);
   assert.equal(totals['put']!.count, 1);
-  assert.ok(totals['job 2']!.ms >= 15, `job took ${totals['job 2']!.ms} ms`);
+  // Three 5 ms sleeps; Node's timers may fire up to 1 ms early against performance.now().
+  assert.ok(totals['job 2']!.ms >= 14, `job took ${totals['job 2']!.ms} ms`);
   assert.ok(totals['job 2']!.ms >= totals['job 2 > put']!.ms - 1);
   assert.deepEqual(spans.take(), {});
   assert.throws(() => spans.wrap(store, 'missing', 'x'), /not a method/);
