@@ -73,3 +73,18 @@ export function deleteLink(name: string): void {
     /* never created */
   }
 }
+
+/**
+ * Deletes host links holding an address in `${prefix}.0/24`: a bridge an earlier, killed run of the
+ * same test left behind. Each e2e test owns its /24 of 198.18.0.0/15, and a second route to it
+ * (the stale, link-down bridge) would swallow the host's traffic to the new pod.
+ */
+export function clearStaleTestSubnet(prefix: string): void {
+  const out = execFileSync('ip', ['-j', '-4', 'addr', 'show'], { encoding: 'utf8' });
+  for (const link of JSON.parse(out) as { ifname: string; addr_info?: { local: string }[] }[]) {
+    if (link.addr_info?.some((a) => a.local.startsWith(`${prefix}.`))) {
+      process.stderr.write(`removing ${link.ifname}, left by an earlier run with ${prefix}.0/24\n`);
+      deleteLink(link.ifname);
+    }
+  }
+}

@@ -24,7 +24,7 @@ import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { startTestDaemon, REPO_ROOT, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
-import { waitFor, qemuPids, removeAllAndStop, deleteLink } from '../../helpers/e2e.js';
+import { waitFor, qemuPids, removeAllAndStop, deleteLink, clearStaleTestSubnet } from '../../helpers/e2e.js';
 
 const run = promisify(execFile);
 const tag = randomBytes(3).toString('hex');
@@ -44,6 +44,7 @@ let publicKey: string;
 const timings: Record<string, number> = {};
 
 before(async () => {
+  clearStaleTestSubnet(subnet);
   await ensureLibvirtd();
   // The first run builds the image (a few minutes); later runs find it in the cache.
   const buildStart = Date.now();

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startTestDaemon, grpcCode, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
-import { serveTestGuest, waitFor, criLines, removeAllAndStop, deleteLink, qemuPids } from '../../helpers/e2e.js';
+import { serveTestGuest, waitFor, criLines, removeAllAndStop, deleteLink, qemuPids, clearStaleTestSubnet } from '../../helpers/e2e.js';
 import { findCriTools } from '../../helpers/cri_tools.js';
 
 const CRICTL = join(findCriTools(), 'crictl');
@@ -30,6 +30,7 @@ let logPath = '';
 const children = new Set<ChildProcess>();
 
 before(async () => {
+  clearStaleTestSubnet(subnet);
   await ensureLibvirtd();
   let imageUrl: string;
   ({ url: imageUrl, server: imageServer } = await serveTestGuest());

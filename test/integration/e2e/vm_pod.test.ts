@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { startTestDaemon, grpcCode, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { ownerIdFor } from '../../../src/store/owner.js';
-import { serveTestGuest, waitFor, criLines, qemuPids, removeAllAndStop, deleteLink } from '../../helpers/e2e.js';
+import { serveTestGuest, waitFor, criLines, qemuPids, removeAllAndStop, deleteLink, clearStaleTestSubnet } from '../../helpers/e2e.js';
 import { assertQemuUnprivileged } from '../../helpers/qemu_user.js';
 
 const tag = randomBytes(3).toString('hex');
@@ -27,6 +27,7 @@ let dir: string;
 const DAEMON_ARGS = ['--kvm', 'off', '--vm-memory', '256Mi', '--vm-warm-pool', '1'];
 
 before(async () => {
+  clearStaleTestSubnet(subnet);
   await ensureLibvirtd();
   ({ url: imageUrl, server: imageServer } = await serveTestGuest());
   // With one warm VM, the product's default path: the pod adopts a VM libvirt started in advance.

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { randomBytes, createHash } from 'node:crypto';
 import { startTestDaemon, grpcCode, REPO_ROOT, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
-import { waitFor, criLines, removeAllAndStop, deleteLink } from '../../helpers/e2e.js';
+import { waitFor, criLines, removeAllAndStop, deleteLink, clearStaleTestSubnet } from '../../helpers/e2e.js';
 import { buildImage, skopeoPush, startRegistry, writeLayout, type Registry } from '../../helpers/registry.js';
 
 const tag = randomBytes(3).toString('hex');
@@ -25,6 +25,7 @@ let guest: Buffer;
 let manifestDigest: string;
 
 before(async () => {
+  clearStaleTestSubnet(subnet);
   await ensureLibvirtd();
   const guestPath = execFileSync(join(REPO_ROOT, 'test-guests', 'build-busybox.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 900_000 }).trim();
   guest = readFileSync(guestPath);
