@@ -7,7 +7,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, lstatSync, readlinkSync, copyFileSync, rmSync, existsSync } from 'node:fs';
+import { chmodSync, mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, lstatSync, readlinkSync, copyFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT, criClient } from '../../helpers/daemon.js';
@@ -143,6 +143,8 @@ test('the unit\'s sequence under a supervisor: start serves, stop exits 0 and ta
   await ensureLibvirtd();
   const unit = parseServiceUnit(readFileSync(join(REPO_ROOT, 'deploy/systemd/vmlet.service'), 'utf8'));
   const dir = tempDir('vmlet-supervised-');
+  // mkdtemp makes it 0700; QEMU's user (--qemu-user) must traverse it to the state and image dirs.
+  chmodSync(dir, 0o711);
   const socket = join(dir, 'run', 'vmlet.sock');
   const configPath = join(dir, 'config.yaml');
   mkdirSync(join(dir, 'cni'));
