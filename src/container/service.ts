@@ -112,6 +112,16 @@ export class ContainerService {
     await this.ctx.pool?.release(sandboxId);
   }
 
+  /** StopPodSandbox's side: whether the sandbox has an unused warm VM to give back (see WarmPool.holdForReturn). */
+  holdWarmForReturn(sandboxId: string): boolean {
+    return this.ctx.pool?.holdForReturn(sandboxId) ?? false;
+  }
+
+  /** Back to the pool when netd made its netns warm again, destroyed otherwise. */
+  async finishWarmReturn(sandboxId: string, netnsRewarmed: boolean): Promise<void> {
+    await this.ctx.pool?.finishReturn(sandboxId, netnsRewarmed);
+  }
+
   /** Makes every record change so far durable (daemon shutdown). */
   flush(): Promise<void> {
     return this.ctx.syncBehind.flush();

@@ -130,6 +130,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       removeContainersOf: (id) => containers.removeAllOf(id),
       claimWarmNetns: (id) => containers.claimWarmNetns(id),
       releaseWarm: (id) => containers.releaseWarm(id),
+      holdWarmForReturn: (id) => containers.holdWarmForReturn(id),
+      finishWarmReturn: (id, rewarmed) => containers.finishWarmReturn(id, rewarmed),
     };
     try {
       await libvirt.whenConnected(LIBVIRT_FIRST_CONNECT_MS);
