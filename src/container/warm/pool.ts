@@ -140,21 +140,17 @@ export class WarmPool {
 
   /** Discards the VM claimed for `sandboxId`, if any (the sandbox failed or stopped before using it). */
   async release(sandboxId: string): Promise<void> {
-    const vm = this.claims.get(sandboxId) ?? this.returning.get(sandboxId);
+    const vm = this.claims.get(sandboxId);
     if (!vm) return;
     this.claims.delete(sandboxId);
-    this.returning.delete(sandboxId);
-    try {
-      await this.destroyVm(vm);
-    } finally {
-      this.reserved.delete(vm.id);
-    }
+    await this.destroyClaimed(vm);
   }
 
   /**
    * The sandbox `sandboxId` is stopping without having used its claimed VM: from now on no
-   * CreateContainer adopts it. True when there is such a VM; finishReturn() then decides its fate
-   * once the sandbox's network is down.
+   * CreateContainer adopts it, and release() (the sandbox's containers being stopped) leaves it
+   * alone. True when there is such a VM; finishReturn() then decides its fate once the sandbox's
+   * network is down.
    */
   holdForReturn(sandboxId: string): boolean {
     const vm = this.claims.get(sandboxId);
@@ -175,12 +171,20 @@ export class WarmPool {
   async finishReturn(sandboxId: string, netnsRewarmed: boolean): Promise<void> {
     const vm = this.returning.get(sandboxId);
     if (!vm) return;
-    if (!netnsRewarmed || this.closed) return this.release(sandboxId);
     this.returning.delete(sandboxId);
+    if (!netnsRewarmed || this.closed) return this.destroyClaimed(vm);
     // The oldest first: claim() takes from the front.
     this.idle.unshift(vm);
     this.options.logger.debug({ domain: vm.domainName }, 'unused warm VM returned to the pool');
     while (this.idle.length > this.options.size) this.trim(this.idle.pop()!);
+  }
+
+  private async destroyClaimed(vm: WarmVm): Promise<void> {
+    try {
+      await this.destroyVm(vm);
+    } finally {
+      this.reserved.delete(vm.id);
+    }
   }
 
   private trim(vm: WarmVm): void {
