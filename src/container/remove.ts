@@ -3,6 +3,7 @@ import { rm } from 'node:fs/promises';
 import { destroyIfActive, undefineFully } from '../libvirt/domain_ops.js';
 import { domainOps, lookupDomain, resolveContainer, type ContainerContext } from './context.js';
 import { warmQmpPath } from './layout.js';
+import { destroySettled } from './vm_exit.js';
 
 export async function removeContainer(ctx: ContainerContext, idOrPrefix: string): Promise<void> {
   const id = resolveContainer(ctx, idOrPrefix);
@@ -10,6 +11,8 @@ export async function removeContainer(ctx: ContainerContext, idOrPrefix: string)
   await ctx.locks.run(id, async () => {
     const r = ctx.store.get(id);
     if (!r) return;
+    // A StopContainer's destroy may still be finishing in libvirt (vm_exit.ts): undefine after it.
+    await destroySettled(ctx, r.domainName);
     const dom = await lookupDomain(ctx, r);
     if (dom) {
       await destroyIfActive(domainOps(ctx), dom);

@@ -3,7 +3,7 @@
  * serves the CRI, and on SIGTERM/SIGINT drains in-flight calls and exits 0. VMs and sandbox
  * networks are left running: they belong to libvirt and netd's state, not to this process.
  */
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import type { Config } from '../config/table.js';
 import { createLogger, type Logger } from '../log.js';
@@ -31,6 +31,7 @@ import { containerQueryHandlers } from '../cri/container_query.js';
 import { containerUpdateHandlers } from '../cri/container_update.js';
 import { statsHandlers } from '../cri/container_stats.js';
 import { probeKvm } from '../libvirt/kvm_probe.js';
+import { ProcQemuProcesses } from '../libvirt/qemu_process.js';
 import { installVmwrapper } from '../vmwrapper/install.js';
 import { installProcessGuards } from './process_guard.js';
 import { StreamingServer } from '../streaming/server.js';
@@ -120,7 +121,9 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       qmpDir: join(config.stateDir, QMP_DIR),
       logger: logger.child({ component: 'warm-pool' }),
     });
-    const containers = new ContainerService(config.stateDir, { libvirt, images, sandboxes, consoles, host, logger: logger.child({ component: 'containers' }), pool: warmPool });
+    // libvirt's QEMU driver keeps its pid files next to its socket's directory (/run/libvirt/qemu).
+    const qemuProcesses = new ProcQemuProcesses(join(dirname(config.libvirtSocket), 'qemu'));
+    const containers = new ContainerService(config.stateDir, { libvirt, images, sandboxes, consoles, host, logger: logger.child({ component: 'containers' }), pool: warmPool, qemuProcesses });
     await containers.load();
     cleanups.push(() => containers.flush());
     cleanups.push(() => consoles.shutdown());
