@@ -19,6 +19,7 @@ import { removeContainer } from './remove.js';
 import { updateContainerResources } from './update.js';
 import { reconcileContainers } from './reconcile.js';
 import { ShutoffWaiters, onLifecycleEvent } from './lifecycle_events.js';
+import { settleAll } from './vm_exit.js';
 import type { ContainerRecord, ContainerResources, ContainerState } from './records.js';
 
 export type { ContainerSpec } from './create.js';
@@ -125,6 +126,11 @@ export class ContainerService {
   /** Makes every record change so far durable (daemon shutdown). */
   flush(): Promise<void> {
     return this.ctx.syncBehind.flush();
+  }
+
+  /** Waits for the destroys and removals left in the background (vm_exit.ts; daemon shutdown). */
+  settle(): Promise<void> {
+    return settleAll(this.ctx);
   }
 
   async reopenLog(idOrPrefix: string): Promise<void> {

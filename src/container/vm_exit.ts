@@ -3,7 +3,8 @@
  * for as always, and the caller goes on once QEMU has exited, not when libvirt's answer comes
  * (up to 2 s later on a host whose PID 1 reaps orphans late: see src/libvirt/qemu_process.ts).
  * The destroy still in flight is kept per domain (pendingDestroys), and whatever touches that
- * domain next (RemoveContainer's undefine) waits for it, so libvirt never sees a call overtake it.
+ * domain next (RemoveContainer's undefine) is chained behind it, so libvirt sees the calls in the
+ * order it always did (destroy, undefine, then the VM's files go), only not awaited by the reply.
  */
 import type { DomainRef } from '../libvirt/client.js';
 import { destroyIfActive } from '../libvirt/domain_ops.js';
@@ -55,9 +56,28 @@ export async function watchExit(ctx: ContainerContext, domainName: string, timeo
   return ctx.qemuProcesses!.waitForExit(proc, timeoutMs, signal);
 }
 
-/** Waits for a destroy destroyUntilExited left in flight for the domain, if any. */
-export async function destroySettled(ctx: ContainerContext, domainName: string): Promise<void> {
-  await ctx.pendingDestroys.get(domainName);
+/**
+ * When a destroy destroyUntilExited left is still in flight for the domain, chains `work` (the
+ * undefine and file removal of a RemoveContainer) behind it, in the background, and returns true;
+ * settleAll() waits for it, and a failure is logged (the next reconcile collects what is left:
+ * a domain of this owner without a record). False, with nothing done, when none is in flight.
+ */
+export function afterPendingDestroy(ctx: ContainerContext, domainName: string, work: () => Promise<void>): boolean {
+  const pending = ctx.pendingDestroys.get(domainName);
+  if (!pending) return false;
+  const next = pending
+    .then(work)
+    .catch((err: unknown) => ctx.logger.error({ err, domain: domainName }, 'removing a domain after its destroy failed'))
+    .finally(() => {
+      if (ctx.pendingDestroys.get(domainName) === next) ctx.pendingDestroys.delete(domainName);
+    });
+  ctx.pendingDestroys.set(domainName, next);
+  return true;
+}
+
+/** Waits until every destroy and removal left in the background is done (daemon shutdown, tests). */
+export async function settleAll(ctx: ContainerContext): Promise<void> {
+  while (ctx.pendingDestroys.size > 0) await Promise.all([...ctx.pendingDestroys.values()]);
 }
 
 async function findQemu(ctx: ContainerContext, domainName: string): Promise<QemuProcess | undefined> {

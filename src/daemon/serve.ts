@@ -126,6 +126,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     const containers = new ContainerService(config.stateDir, { libvirt, images, sandboxes, consoles, host, logger: logger.child({ component: 'containers' }), pool: warmPool, qemuProcesses });
     await containers.load();
     cleanups.push(() => containers.flush());
+    cleanups.push(() => containers.settle());
     cleanups.push(() => consoles.shutdown());
     // A sandbox stops and removes its VM before its network goes.
     sandboxes.containerHooks = {

@@ -9,6 +9,9 @@ import { assertGolden } from '../../helpers/golden.js';
 import { containerHarness, containerSpec } from '../../helpers/container_harness.js';
 import { acpiGraceMs } from '../../../src/container/stop.js';
 import { DESTROY_MARGIN_MS } from '../../../src/container/context.js';
+import { VM_DIR } from '../../../src/container/layout.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 
 async function runningContainer(t: Parameters<typeof containerHarness>[0]) {
   const h = await containerHarness(t);
@@ -93,14 +96,17 @@ test('timeout 0 with QEMU watched: back when QEMU exited, not when libvirt answe
   const took = await timedStop(h, id, 0);
   assert.ok(took < 50, `StopContainer took ${took} ms`);
   assert.deepEqual([h.service.get(id)!.state, h.service.get(id)!.exitCode], ['EXITED', 137]);
-  h.log.step('RemoveContainer at once: waits for libvirt\'s destroy, then undefines');
-  const removing = h.service.remove(id);
-  await new Promise((r) => setTimeout(r, 20));
+  h.log.step('RemoveContainer at once: the record goes; the domain and files after libvirt\'s destroy');
+  await h.clock.run(h.service.remove(id));
+  assert.equal(h.service.get(id), undefined);
   assert.ok(!h.log.includes('libvirt undefine'), 'no undefine while libvirt is still destroying');
+  const dir = join(h.root, VM_DIR, id);
+  assert.ok(existsSync(dir), 'the VM directory stays until the domain is undefined');
   h.log.step('libvirt answers the destroy');
   libvirtAnswers();
-  await h.clock.run(removing);
+  await h.clock.run(h.service.settle());
   assert.equal(h.ops.domains.size, 0);
+  assert.ok(!existsSync(dir));
   assertGolden('container/stop_watched_qemu.log', h.log.text());
 });
 
