@@ -48,20 +48,24 @@ export class WarmNetns {
 
   /**
    * Makes the netns of a sandbox that adopted it (its VM side unwired and CNI DEL done) a warm
-   * one again: prewired as create() leaves it. Only a netns with nothing but `lo` left in it
-   * qualifies (a CNI plugin that left a link, or an unwiring that failed, would otherwise reach
-   * the next pod); returns false then, and the caller deletes it.
+   * one again: prewired as create() leaves it. Only a netns with nothing left in it but `lo` and
+   * its own prewired bridge and TAP (still there when the VM side was never wired; deleted and
+   * made anew) qualifies: a link a CNI plugin left, or an unwiring that failed, would otherwise
+   * reach the next pod. Returns false then, and the caller deletes the netns.
    */
   async rewarm(netnsName: string): Promise<boolean> {
     const { ip, logger } = this.deps;
     if (!isWarmNetnsName(netnsName)) return false;
+    const names = prewiredNames(netnsName);
     const links = parseLinks((await ip.show(netnsName, [['link', 'show']]))[0]);
     const left = links.map((l) => l.name).filter((name) => name !== 'lo');
-    if (left.length > 0) {
-      logger.info({ netns: netnsName, left }, 'a returned warm netns still has links; deleting it instead');
+    const foreign = left.filter((name) => name !== names.bridge && name !== names.tap);
+    if (foreign.length > 0) {
+      logger.info({ netns: netnsName, left: foreign }, 'a returned warm netns still has links; deleting it instead');
       return false;
     }
-    await this.deps.tapBinding.prewire(netnsName, prewiredNames(netnsName), POD_IFNAME);
+    if (left.length > 0) await ip.apply(netnsName, left.map((name) => ['link', 'delete', 'dev', name]));
+    await this.deps.tapBinding.prewire(netnsName, names, POD_IFNAME);
     return true;
   }
 

@@ -143,6 +143,18 @@ test('teardown with rewarm: an adopted warm netns is unwired, CNI DEL run, and p
   assertGolden('netd/warm-rewarm.log', host.text());
 });
 
+test('teardown with rewarm right after setup: prewired links never joined up are made anew, the netns as fresh', async (t) => {
+  const netd = await startNetd(t);
+  const { manager, host } = netd;
+  const warm = await manager.createWarmNetns();
+  const fresh = host.describe();
+  await manager.setup(params('pod1', warm.netnsName));
+  assert.deepEqual(await manager.teardown({ sandboxId: 'pod1', rewarm: true }), { rewarmed: true });
+  assert.deepEqual(host.describe(), fresh);
+  await manager.deleteWarmNetns({ netnsName: warm.netnsName });
+  assertNothingLeft(netd);
+});
+
 test('teardown with rewarm: a netns with a link left after CNI DEL, or one that was not adopted, is deleted', async (t) => {
   const netd = await startNetd(t);
   const { manager, host } = netd;
