@@ -18,6 +18,8 @@ export const SANDBOX_USAGE = `usage: npm run bench -- sandbox [options]   (as ro
                             misses its target (auto, default), always, or never
   --profile-iterations <n>  sandboxes for the span profile (default 10)
   --log-level <level>       the daemon's log level (default debug: the breakdown reads its lines)
+  --warm-stop <count>       sandboxes that claim a warm VM and stop without using it, on a daemon
+                            with --vm-warm-pool 1 (needs libvirtd; default 5, 0 skips the phase)
   --help
 `;
 
@@ -33,6 +35,7 @@ export function parseSandboxOptions(argv: readonly string[], repoRoot: string, n
     profile: 'string',
     'profile-iterations': 'string',
     'log-level': 'string',
+    'warm-stop': 'string',
   });
   if (args === undefined) return undefined;
   const { str } = args;
@@ -45,6 +48,7 @@ export function parseSandboxOptions(argv: readonly string[], repoRoot: string, n
     listCalls: intOption(str('list-calls'), 'list-calls', 200, 1, 100_000),
     profile: oneOfOption(str('profile'), 'profile', ['auto', 'always', 'never'] as const, 'auto'),
     profileIterations: intOption(str('profile-iterations'), 'profile-iterations', 10, 1, 1000),
+    warmStop: intOption(str('warm-stop'), 'warm-stop', 5, 0, 1000),
     logLevel: oneOfOption(str('log-level'), 'log-level', ['trace', 'debug', 'info', 'warn', 'error'] as const, 'debug'),
   };
 }

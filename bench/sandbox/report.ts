@@ -1,4 +1,5 @@
 /** The printed report of a sandbox bench run. Pure: a result in, text out. */
+import { warmStopLines } from './warm_stop.js';
 import { formatTable, mib, ms } from '../lib/table.js';
 import { median, summarize } from '../lib/stats.js';
 import { spanRows } from './spans.js';
@@ -176,6 +177,9 @@ export function formatReport(result: SandboxBenchResult): string {
       out.push(`RunPodSandbox ${phaseLabel(p)}: median ${ms(median(p.vmlet.run))} ms = ${ratio.toFixed(2)}x the floor (${ms(median(p.floor.setupMs))} ms); target <=${RUN_TARGET_RATIO}x: ${runVerdict(ratio)}`);
     }
     out.push('');
+  }
+  if (result.warmStop) {
+    out.push(...('skipped' in result.warmStop ? [`warm-stop phase skipped: ${result.warmStop.skipped}`] : warmStopLines(result.warmStop)), '');
   }
   if (result.list) {
     out.push(`ListPodSandbox with ${result.list.records} sandboxes in the store (stopped records written by the bench: NOTREADY, no network)`);

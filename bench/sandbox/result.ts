@@ -6,6 +6,8 @@ import type { ListTiming } from './list.js';
 
 export const RESULT_FORMAT = 'vmlet-bench-sandbox/1';
 
+import type { WarmStopResult } from './warm_stop.js';
+
 export interface SandboxBenchOptions {
   n: number;
   concurrency: number;
@@ -15,6 +17,8 @@ export interface SandboxBenchOptions {
   listCalls: number;
   profile: 'auto' | 'always' | 'never';
   profileIterations: number;
+  /** Sandboxes of the warm-stop phase (warm_stop.ts); 0 skips it. */
+  warmStop: number;
   logLevel: string;
 }
 
@@ -84,6 +88,8 @@ export interface SandboxBenchResult {
   list?: ListResult;
   memory: MemorySample[];
   spans?: SpanReport & { otherCpuCores: number };
+  /** The warm-stop phase, or why it was skipped. */
+  warmStop?: WarmStopResult | { skipped: string };
   cleanup: { leftoverNetns: string[]; bridgeLeft: boolean; errors: string[] };
   error?: string;
 }

@@ -8,7 +8,7 @@
  * Whatever happens (failure, Ctrl-C), the bench removes its sandboxes through the daemon, stops
  * its daemons, deletes any namespace it can attribute to itself and its bridge, and says so.
  */
-import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +20,8 @@ import { openBenchRun, errorText, now } from '../lib/harness.js';
 import { cpuSnapshot, machineInfo, otherCpuCores } from '../lib/proc.js';
 import { pool, InterruptedError } from '../lib/pool.js';
 import { RUN_LABEL } from '../lib/pods.js';
-import { roundSamples } from '../lib/stats.js';
+import { median, roundSamples } from '../lib/stats.js';
+import { warmStopPhase, type WarmStopResult } from './warm_stop.js';
 import { CniFloor, type FloorAttachment } from './floor.js';
 import { cniBinDirs, deleteLink, deleteNetns, linkExists, listNetns, setUpBenchNetwork, type BenchNetwork } from '../lib/network.js';
 import { podIdentity, podSandboxConfig, GROUPS } from './pods.js';
@@ -39,6 +40,7 @@ import type { SpanReport } from './netd_spans.js';
 const SANDBOX_BENCH_DAEMON_ARGS = ['--vm-warm-pool', '0'];
 
 const CNI_TIMEOUT_MS = 60_000;
+const LIBVIRT_SOCKET = '/run/libvirt/libvirt-sock';
 
 /** Everything the cleanup needs to find, filled in as the bench goes. */
 interface BenchState {
@@ -454,6 +456,11 @@ export async function runSandboxBench(argv: readonly string[]): Promise<number> 
     step('stopping the daemon');
     await daemon.stop();
 
+    if (opts.warmStop > 0) {
+      checkAbort();
+      result.warmStop = await runWarmStop(state, entry, cniConfDir, binDirs, opts, result, step, signal);
+    }
+
     checkAbort();
     step(`ListPodSandbox: writing ${opts.listRecords} stopped sandbox records, starting a daemon over them`);
     result.list = await listPhase(state, entry, cniConfDir, binDirs, opts, result.memory);
@@ -477,6 +484,40 @@ export async function runSandboxBench(argv: readonly string[]): Promise<number> 
   roundAll(result);
   const c = result.cleanup;
   return run.finish(jsonPath, result, formatReport(result), c.leftoverNetns.length > 0 || c.bridgeLeft || c.errors.length > 0);
+}
+
+/** The warm-stop phase (warm_stop.ts) on a daemon of its own with one warm VM; skipped without libvirtd. */
+async function runWarmStop(
+  state: BenchState,
+  entry: EntryPoints,
+  cniConfDir: string,
+  binDirs: string[],
+  opts: SandboxBenchOptions,
+  result: SandboxBenchResult,
+  step: (text: string) => void,
+  signal: AbortSignal,
+): Promise<WarmStopResult | { skipped: string }> {
+  if (!(await stat(LIBVIRT_SOCKET).then(() => true, () => false))) return { skipped: `no libvirtd socket at ${LIBVIRT_SOCKET}` };
+  const sequential = result.phases.find((p) => p.name === 'sequential');
+  if (!sequential) return { skipped: 'no sequential phase (its floor is the reference)' };
+  step(`warm-stop: a daemon with --vm-warm-pool 1; ${opts.warmStop} × (RunPodSandbox adopting the warm VM, StopPodSandbox, RemovePodSandbox)`);
+  const dirs = daemonDirs(join(state.dir, 'warm'), cniConfDir, binDirs);
+  state.stateDirs.push(dirs.stateDir);
+  const daemon = await BenchDaemon.start(entry, dirs, opts.logLevel, ['--vm-warm-pool', '1']);
+  state.daemons.push(daemon);
+  try {
+    return await warmStopPhase({
+      daemon,
+      tag: state.tag,
+      n: opts.warmStop,
+      floorStopMedianMs: median(sequential.floor.teardownMs),
+      signal,
+      track: (id) => state.sandboxIds.add(id),
+      waitForVmSides: (ids) => waitForVmSides(daemon, ids, signal),
+    });
+  } finally {
+    await daemon.stop();
+  }
 }
 
 /** Keeps the JSON readable: microsecond precision is plenty for these samples. */

@@ -26,10 +26,29 @@ export async function definedDomains(uri: string): Promise<string[]> {
 /** Warm VMs vmlet keeps (src/container/warm/pool.ts): paused domains named vmlet-warm-…. */
 export const WARM_DOMAIN_PREFIX = 'vmlet-warm-';
 
-/** Paused domains whose name starts with `vmlet-warm-`: idle (or just claimed) warm VMs. */
-export async function pausedWarmDomains(uri: string): Promise<string[]> {
+/**
+ * Paused domains whose name starts with `vmlet-warm-`: idle (or just claimed) warm VMs; with
+ * `owner`, only those of the vmlet instance with that owner id (several share the host).
+ */
+export async function pausedWarmDomains(uri: string, owner?: string): Promise<string[]> {
   const { stdout } = await execFileP('virsh', ['-q', '-c', uri, 'list', '--state-paused', '--name'], { timeout: VIRSH_TIMEOUT_MS });
-  return stdout.split('\n').map((l) => l.trim()).filter((n) => n.startsWith(WARM_DOMAIN_PREFIX));
+  const names = stdout.split('\n').map((l) => l.trim()).filter((n) => n.startsWith(WARM_DOMAIN_PREFIX));
+  if (owner === undefined) return names;
+  const owners = await Promise.all(names.map((n) => domainOwner(uri, n)));
+  return names.filter((_, i) => owners[i] === owner);
+}
+
+/**
+ * The owner id in a vmlet domain's metadata (src/store/owner.ts), or undefined (none, or the
+ * domain is gone). A vmlet daemon's reconcile removes only domains carrying its own owner id.
+ */
+export async function domainOwner(uri: string, name: string): Promise<string | undefined> {
+  try {
+    const { stdout } = await execFileP('virsh', ['-q', '-c', uri, 'dumpxml', name], { timeout: VIRSH_TIMEOUT_MS });
+    return /<vmlet:owner id="([0-9a-f]+)"/.exec(stdout)?.[1];
+  } catch {
+    return undefined;
+  }
 }
 
 /** Every libvirt domain (running or not) whose name starts with `vmlet-`. */

@@ -21,6 +21,11 @@ export interface VmBenchOptions {
   /** Span profile of serve's Run/Create/Start: when vmlet's share misses its target, always, or never. */
   profile: 'auto' | 'always' | 'never';
   profilePods: number;
+  /**
+   * How the measured pods are taken down: `kubelet` (StopContainer timeout 0, RemoveContainer,
+   * then the sandbox) or `sandbox` (StopPodSandbox with the VM running, then RemovePodSandbox).
+   */
+  teardown: 'kubelet' | 'sandbox';
 }
 
 export const VM_USAGE = `usage: npm run bench -- vm [options]   (as root; needs libvirtd, virtlogd, QEMU)
@@ -42,6 +47,10 @@ export const VM_USAGE = `usage: npm run bench -- vm [options]   (as root; needs 
                             serve's steps runs a few more pods (Run/Create/Start only, no boot):
                             when vmlet's share misses its target (auto, default), always, or never
   --profile-pods <count>    pods for the span profile, after one warm-up (default 5)
+  --teardown kubelet|sandbox
+                            take the measured pods down as kubelet does (StopContainer timeout 0,
+                            RemoveContainer, StopPodSandbox, RemovePodSandbox; default), or with
+                            StopPodSandbox while the VM runs, then RemovePodSandbox
   --help
 `;
 
@@ -58,6 +67,7 @@ export function parseVmOptions(argv: readonly string[], repoRoot: string, now: D
     'boot-timeout': 'string',
     profile: 'string',
     'profile-pods': 'string',
+    teardown: 'string',
   });
   if (args === undefined) return undefined;
   const { str, flag } = args;
@@ -73,5 +83,6 @@ export function parseVmOptions(argv: readonly string[], repoRoot: string, now: D
     bootTimeoutS: intOption(str('boot-timeout'), 'boot-timeout', 240, 5, 3600),
     profile: oneOfOption(str('profile'), 'profile', ['auto', 'always', 'never'] as const, 'auto'),
     profilePods: intOption(str('profile-pods'), 'profile-pods', 5, 1, 100),
+    teardown: oneOfOption(str('teardown'), 'teardown', ['kubelet', 'sandbox'] as const, 'kubelet'),
   };
 }

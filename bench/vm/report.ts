@@ -167,6 +167,9 @@ function teardownLine(result: VmBenchResult): string | undefined {
   const t = result.teardown;
   if (t.length === 0) return undefined;
   const med = (k: 'stopContainerMs' | 'removeContainerMs' | 'stopSandboxMs' | 'removeSandboxMs') => ms(median(t.map((x) => x[k])));
+  if (result.options.teardown === 'sandbox') {
+    return `teardown (median of ${t.length}): StopPodSandbox with the VM running ${med('stopSandboxMs')}, RemovePodSandbox ${med('removeSandboxMs')} ms`;
+  }
   return `teardown (median of ${t.length}): StopContainer(timeout 0) ${med('stopContainerMs')}, RemoveContainer ${med('removeContainerMs')}, StopPodSandbox ${med('stopSandboxMs')}, RemovePodSandbox ${med('removeSandboxMs')} ms`;
 }
 

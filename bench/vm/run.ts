@@ -18,6 +18,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { netnsNameFor } from '../../src/network/names.js';
 import { ensureLibvirtd } from '../../test/helpers/libvirtd.js';
+import { ownerIdFor } from '../../src/store/owner.js';
 import { BenchDaemon, REPO_ROOT, buildDaemon, daemonDirs, ownPids, removeThroughDaemons, type EntryPoints } from '../lib/daemon.js';
 import { openBenchRun, errorText, now, sleep } from '../lib/harness.js';
 import { machineInfo } from '../lib/proc.js';
@@ -25,7 +26,7 @@ import { pool, InterruptedError } from '../lib/pool.js';
 import { roundSamples } from '../lib/stats.js';
 import { cniBinDirs, deleteLink, deleteNetns, linkExists, listNetns, setUpBenchNetwork, type BenchNetwork } from '../lib/network.js';
 import { buildTestGuest, serveGuest, type GuestServer } from './guest_image.js';
-import { cpuBetween, cpuReading, definedDomains, destroyAndUndefine, pausedWarmDomains, qemuPidsOf, toolVersion, vmletDomains } from './host.js';
+import { cpuBetween, cpuReading, definedDomains, destroyAndUndefine, domainOwner, pausedWarmDomains, qemuPidsOf, toolVersion, vmletDomains } from './host.js';
 import { LibvirtFloor } from './libvirt_floor.js';
 import { CriImageClient } from './image_client.js';
 import { podBreakdown } from './log_breakdown.js';
@@ -69,17 +70,26 @@ function podErrorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** Waits until no vmlet domain is defined: a vmlet daemon starting removes every vmlet domain its records do not own. */
+/**
+ * Waits until no vmlet domain without an owner id is defined: a vmlet daemon starting removes the
+ * vmlet domains of its own owner id that its records do not own, and a daemon from before owner
+ * ids (src/store/owner.ts) every vmlet domain. Other instances' domains are left alone.
+ */
 async function waitForNoForeignDomains(signal: AbortSignal, step: (s: string) => void): Promise<string[]> {
-  const first = await vmletDomains(LIBVIRT_URI);
+  const unowned = async () => {
+    const names = await vmletDomains(LIBVIRT_URI);
+    const owners = await Promise.all(names.map((n) => domainOwner(LIBVIRT_URI, n)));
+    return names.filter((_, i) => owners[i] === undefined);
+  };
+  const first = await unowned();
   if (first.length === 0) return [];
   step(`other vmlet domains are defined (${first.join(', ')}); a starting vmlet daemon would remove them, so waiting up to ${FOREIGN_WAIT_MS / 1000} s for them to go`);
   const deadline = Date.now() + FOREIGN_WAIT_MS;
   while (Date.now() < deadline) {
     await sleep(2_000, signal);
-    if ((await vmletDomains(LIBVIRT_URI)).length === 0) return first;
+    if ((await unowned()).length === 0) return first;
   }
-  throw new Error(`vmlet domains of another user are still defined (${(await vmletDomains(LIBVIRT_URI)).join(', ')}); starting the bench's daemon would remove them`);
+  throw new Error(`vmlet domains without an owner id are still defined (${(await unowned()).join(', ')}); starting the bench's daemon would remove them`);
 }
 
 interface PodContext {
@@ -153,7 +163,7 @@ async function bringUp(ctx: PodContext, sample: PodSample): Promise<void> {
   const cpu0 = await cpuReading(own, await guestPids(state), now());
   const mark = daemon.logs.length;
 
-  if (opts.warmPool > 0 && opts.concurrency === 1) sample.warmWaitMs = await waitForWarmVm(ctx.signal);
+  if (opts.warmPool > 0 && opts.concurrency === 1) sample.warmWaitMs = await waitForWarmVm(ownerIdFor(ctx.daemon.dirs.stateDir), ctx.signal);
   sample.runSentAt = epochNow();
   let t = now();
   const run = await daemon.client.call<{ pod_sandbox_id: string }>('RunPodSandbox', { config: podConfig });
@@ -204,15 +214,18 @@ async function bringUp(ctx: PodContext, sample: PodSample): Promise<void> {
   }
 }
 
-/** StopContainer (timeout 0: destroy), RemoveContainer, StopPodSandbox, RemovePodSandbox, each timed. */
-async function tearDown(daemon: BenchDaemon, sample: PodSample): Promise<TeardownSample> {
+/**
+ * StopContainer (timeout 0: destroy), RemoveContainer, StopPodSandbox, RemovePodSandbox, each
+ * timed; with order `sandbox`, StopPodSandbox with the VM still running, then RemovePodSandbox.
+ */
+async function tearDown(daemon: BenchDaemon, sample: PodSample, order: VmBenchOptions['teardown'] = 'kubelet'): Promise<TeardownSample> {
   const timed = async (method: string, request: object) => {
     const t = now();
     await daemon.client.call(method, request);
     return now() - t;
   };
   const out: TeardownSample = { name: sample.name, stopContainerMs: NaN, removeContainerMs: NaN, stopSandboxMs: NaN, removeSandboxMs: NaN };
-  if (sample.containerId) {
+  if (sample.containerId && order === 'kubelet') {
     out.stopContainerMs = await timed('StopContainer', { container_id: sample.containerId, timeout: '0' });
     out.removeContainerMs = await timed('RemoveContainer', { container_id: sample.containerId });
   }
@@ -505,7 +518,7 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
     }
 
     step(`removing the ${samples.length} pod(s) through the CRI`);
-    for (const s of samples) if (s.sandboxId && s.error === undefined) result.teardown.push(await tearDown(daemon, s));
+    for (const s of samples) if (s.sandboxId && s.error === undefined) result.teardown.push(await tearDown(daemon, s, opts.teardown));
     await sleep(SETTLE_MS, signal);
     result.memory.push(await readMemory(daemon, 'after all removed', 0, signal));
     // An open client connection holds serve's graceful stop until its gRPC grace runs out.
@@ -550,9 +563,9 @@ async function domainNameOf(daemon: BenchDaemon, containerId: string): Promise<s
 }
 
 /** Waits (untimed, up to 120 s) until the daemon has an idle warm VM; returns how long that took. */
-async function waitForWarmVm(signal: AbortSignal): Promise<number> {
+async function waitForWarmVm(owner: string, signal: AbortSignal): Promise<number> {
   const started = now();
-  while ((await pausedWarmDomains(LIBVIRT_URI)).length === 0) {
+  while ((await pausedWarmDomains(LIBVIRT_URI, owner)).length === 0) {
     if (now() - started > 120_000) throw new Error('no warm VM became idle within 120 s');
     await sleep(100, signal);
   }

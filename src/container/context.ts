@@ -15,6 +15,7 @@ import { KeyedLock } from '../store/keyed_lock.js';
 import { resolveId } from '../store/id_index.js';
 import type { DomainRef } from '../libvirt/client.js';
 import { lookupOrUndefined, type DomainConnection, type DomainOps } from '../libvirt/domain_ops.js';
+import type { QemuProcesses } from '../libvirt/qemu_process.js';
 import { connectQmp, type QmpConnector } from '../qmp/socket.js';
 import type { ImageStore } from '../image/store.js';
 import type { SandboxService } from '../sandbox/service.js';
@@ -32,8 +33,9 @@ export type ImageLookup = Pick<ImageStore, 'status' | 'blobPath'>;
 export type SandboxLookup = Pick<SandboxService, 'get' | 'mustGet' | 'resolve' | 'vmNetwork' | 'vmNetworkPlan'>;
 
 /**
- * libvirt's destroy of a TCG VM takes ~1.8 s here (QEMU's teardown after SIGTERM); StopContainer
- * keeps this much of the caller's timeout for it (see stop.ts).
+ * libvirt's destroy takes ~1.8 s here (QEMU is dead after ~15 ms; libvirt waits for PID 1 to reap
+ * it: src/libvirt/qemu_process.ts); StopContainer keeps this much of the caller's timeout for the
+ * destroy (see stop.ts), in case QEMU cannot be watched and libvirt's answer is what it waits for.
  */
 export const DESTROY_MARGIN_MS = 3000;
 
@@ -55,6 +57,8 @@ export interface ContainerDeps {
   qmp?: QmpConnector;
   /** Time kept for the forced destroy at the end of a stop's grace period. */
   destroyMarginMs?: number;
+  /** Watches domains' QEMU processes (vm_exit.ts); absent, stops wait for libvirt's answers. */
+  qemuProcesses?: QemuProcesses;
 }
 
 export interface ContainerContext {
@@ -83,6 +87,9 @@ export interface ContainerContext {
   readonly newUuid: () => string;
   readonly qmp: QmpConnector;
   readonly destroyMarginMs: number;
+  readonly qemuProcesses: QemuProcesses | undefined;
+  /** Domain name → libvirt destroy still in flight after its QEMU exited (vm_exit.ts). */
+  readonly pendingDestroys: Map<string, Promise<void>>;
 }
 
 export function containerContext(stateDir: string, deps: ContainerDeps): ContainerContext {
@@ -113,6 +120,8 @@ export function containerContext(stateDir: string, deps: ContainerDeps): Contain
     newUuid: deps.newUuid ?? randomUUID,
     qmp: deps.qmp ?? connectQmp,
     destroyMarginMs: deps.destroyMarginMs ?? DESTROY_MARGIN_MS,
+    qemuProcesses: deps.qemuProcesses,
+    pendingDestroys: new Map(),
   };
 }
 

@@ -1,8 +1,13 @@
-/** RemoveContainer: idempotent; removes a running container forcibly; an unknown id is already removed. */
+/**
+ * RemoveContainer: idempotent; removes a running container forcibly; an unknown id is already
+ * removed. After a StopContainer whose libvirt destroy is still finishing, the record goes at
+ * once and the domain and the VM's files right after that destroy (vm_exit.ts).
+ */
 import { rm } from 'node:fs/promises';
 import { destroyIfActive, undefineFully } from '../libvirt/domain_ops.js';
 import { domainOps, lookupDomain, resolveContainer, type ContainerContext } from './context.js';
 import { warmQmpPath } from './layout.js';
+import { afterPendingDestroy } from './vm_exit.js';
 
 export async function removeContainer(ctx: ContainerContext, idOrPrefix: string): Promise<void> {
   const id = resolveContainer(ctx, idOrPrefix);
@@ -10,15 +15,20 @@ export async function removeContainer(ctx: ContainerContext, idOrPrefix: string)
   await ctx.locks.run(id, async () => {
     const r = ctx.store.get(id);
     if (!r) return;
-    const dom = await lookupDomain(ctx, r);
-    if (dom) {
-      await destroyIfActive(domainOps(ctx), dom);
-      await undefineFully(domainOps(ctx), dom);
-    }
-    await ctx.consoles.stop(id);
     // The pump's saved position lives in r.dir and goes with it.
-    await rm(r.dir, { recursive: true, force: true });
-    if (r.warm) await rm(warmQmpPath(ctx.qmpDir, id), { force: true });
+    await ctx.consoles.stop(id);
+    const removeVm = async () => {
+      const dom = await lookupDomain(ctx, r);
+      if (dom) {
+        await destroyIfActive(domainOps(ctx), dom);
+        await undefineFully(domainOps(ctx), dom);
+      }
+      await rm(r.dir, { recursive: true, force: true });
+      if (r.warm) await rm(warmQmpPath(ctx.qmpDir, id), { force: true });
+    };
+    // QEMU exited at StopContainer, libvirt's destroy is still waiting for the reap (vm_exit.ts):
+    // the domain and files go right after it, not awaited here.
+    if (!afterPendingDestroy(ctx, r.domainName, removeVm)) await removeVm();
     await ctx.store.delete(id);
     ctx.byKey.delete(r.key);
     ctx.byDomain.delete(r.domainName);

@@ -19,6 +19,7 @@ import { removeContainer } from './remove.js';
 import { updateContainerResources } from './update.js';
 import { reconcileContainers } from './reconcile.js';
 import { ShutoffWaiters, onLifecycleEvent } from './lifecycle_events.js';
+import { settleAll } from './vm_exit.js';
 import type { ContainerRecord, ContainerResources, ContainerState } from './records.js';
 
 export type { ContainerSpec } from './create.js';
@@ -112,9 +113,24 @@ export class ContainerService {
     await this.ctx.pool?.release(sandboxId);
   }
 
+  /** StopPodSandbox's side: whether the sandbox has an unused warm VM to give back (see WarmPool.holdForReturn). */
+  holdWarmForReturn(sandboxId: string): boolean {
+    return this.ctx.pool?.holdForReturn(sandboxId) ?? false;
+  }
+
+  /** Back to the pool when netd made its netns warm again, destroyed otherwise. */
+  async finishWarmReturn(sandboxId: string, netnsRewarmed: boolean): Promise<void> {
+    await this.ctx.pool?.finishReturn(sandboxId, netnsRewarmed);
+  }
+
   /** Makes every record change so far durable (daemon shutdown). */
   flush(): Promise<void> {
     return this.ctx.syncBehind.flush();
+  }
+
+  /** Waits for the destroys and removals left in the background (vm_exit.ts; daemon shutdown). */
+  settle(): Promise<void> {
+    return settleAll(this.ctx);
   }
 
   async reopenLog(idOrPrefix: string): Promise<void> {

@@ -5,8 +5,9 @@
  * image) is normal: it is destroyed and exits 137.
  */
 import { DomainShutdownFlags } from '../libvirt/client.js';
-import { destroyIfActive, isActive } from '../libvirt/domain_ops.js';
+import { isActive } from '../libvirt/domain_ops.js';
 import { domainOps, lookupDomain, mustGetContainer, type ContainerContext } from './context.js';
+import { destroyUntilExited, watchExit } from './vm_exit.js';
 import { markExited, type ShutoffWaiters } from './lifecycle_events.js';
 
 /**
@@ -32,15 +33,20 @@ export async function stopContainer(ctx: ContainerContext, shutoffs: ShutoffWait
       const graceMs = acpiGraceMs(deadlineMs, ctx.clock.monotonicMs(), ctx.destroyMarginMs);
       if (timeoutSeconds > 0 && graceMs > 0) {
         const off = shutoffs.wait(current.domainName, graceMs);
+        // QEMU quits at the guest's power-off; libvirt's STOPPED event can trail it by seconds.
+        const watching = new AbortController();
+        const exited = watchExit(ctx, current.domainName, graceMs, watching.signal);
         try {
           await ops.shutdown(dom, DomainShutdownFlags.ACPI_POWER_BTN);
-          graceful = await off.done;
+          graceful = await Promise.race([off.done, exited]);
         } catch (err) {
-          off.cancel();
           ctx.logger.warn({ err, containerId: r.id }, 'ACPI shutdown request failed; destroying');
+        } finally {
+          off.cancel();
+          watching.abort();
         }
       }
-      if (!graceful) await destroyIfActive(domainOps(ctx), dom);
+      if (!graceful) await destroyUntilExited(ctx, dom);
     }
     await markExited(ctx, r.id, graceful ? { exitCode: 0, reason: 'Completed' } : { exitCode: 137, reason: 'Error', message: 'VM destroyed after the stop timeout' });
   });

@@ -3,7 +3,7 @@
  * serves the CRI, and on SIGTERM/SIGINT drains in-flight calls and exits 0. VMs and sandbox
  * networks are left running: they belong to libvirt and netd's state, not to this process.
  */
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import type { Config } from '../config/table.js';
 import { createLogger, type Logger } from '../log.js';
@@ -31,6 +31,7 @@ import { containerQueryHandlers } from '../cri/container_query.js';
 import { containerUpdateHandlers } from '../cri/container_update.js';
 import { statsHandlers } from '../cri/container_stats.js';
 import { probeKvm } from '../libvirt/kvm_probe.js';
+import { ProcQemuProcesses } from '../libvirt/qemu_process.js';
 import { installVmwrapper } from '../vmwrapper/install.js';
 import { assertQemuCanReach, giveTraverse } from '../vmwrapper/qemu_access.js';
 import { resolveQemuUser } from '../vmwrapper/qemu_user.js';
@@ -142,9 +143,12 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       qmpDir: join(config.stateDir, QMP_DIR),
       logger: logger.child({ component: 'warm-pool' }),
     });
-    const containers = new ContainerService(config.stateDir, { libvirt, images, sandboxes, consoles, host, logger: logger.child({ component: 'containers' }), pool: warmPool });
+    // libvirt's QEMU driver keeps its pid files next to its socket's directory (/run/libvirt/qemu).
+    const qemuProcesses = new ProcQemuProcesses(join(dirname(config.libvirtSocket), 'qemu'));
+    const containers = new ContainerService(config.stateDir, { libvirt, images, sandboxes, consoles, host, logger: logger.child({ component: 'containers' }), pool: warmPool, qemuProcesses });
     await containers.load();
     cleanups.push(() => containers.flush());
+    cleanups.push(() => containers.settle());
     cleanups.push(() => consoles.shutdown());
     // A sandbox stops and removes its VM before its network goes.
     sandboxes.containerHooks = {
@@ -152,6 +156,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       removeContainersOf: (id) => containers.removeAllOf(id),
       claimWarmNetns: (id) => containers.claimWarmNetns(id),
       releaseWarm: (id) => containers.releaseWarm(id),
+      holdWarmForReturn: (id) => containers.holdWarmForReturn(id),
+      finishWarmReturn: (id, rewarmed) => containers.finishWarmReturn(id, rewarmed),
     };
     try {
       await libvirt.whenConnected(LIBVIRT_FIRST_CONNECT_MS);

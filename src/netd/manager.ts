@@ -26,7 +26,7 @@ import { DhcpIsolation, ExecNftRunner, type NftRunner } from '../network/isolati
 import { NetnsManager, type NetnsOps } from '../network/netns.js';
 import { ExecSysctlRunner, type SysctlRunner } from '../network/sysctl.js';
 import { DhcpResponders, startDhcpServerInNetns, type DhcpResponderFactory } from './dhcp_responders.js';
-import type { NetdEvent, NetdMethods, Readiness, SandboxNetworkStatus, SetupParams, SetupResult, VmNetworkPlanResult, VmNetworkResult } from './protocol.js';
+import type { NetdEvent, NetdMethods, Readiness, SandboxNetworkStatus, SetupParams, SetupResult, TeardownParams, TeardownResult, VmNetworkPlanResult, VmNetworkResult } from './protocol.js';
 import { sandboxNetworkRecords, setupResultOf, type SandboxNetworkRecords } from './records.js';
 import { SandboxSetup } from './sandbox_setup.js';
 import { VmSide } from './vm_side.js';
@@ -92,7 +92,7 @@ export class NetworkManager implements NetdMethods {
     this.sandboxSetup = new SandboxSetup({ records: this.records, netns: this.netns, chain, cache, cniConfDir: config.cniConfDir, logger });
     this.vmSide = new VmSide({ records: this.records, ip, selector, dhcp: this.dhcp, logger, notify });
     const ownerId = sideEffects.ownerId ?? ownerIdFor(config.stateDir);
-    this.warm = new WarmNetns({ netns: this.netns, tapBinding, records: this.records, logger, ownerId, newName: sideEffects.warmNetnsName ?? (() => randomWarmNetnsName(ownerId)) });
+    this.warm = new WarmNetns({ netns: this.netns, tapBinding, ip, records: this.records, logger, ownerId, newName: sideEffects.warmNetnsName ?? (() => randomWarmNetnsName(ownerId)) });
   }
 
   /**
@@ -140,18 +140,36 @@ export class NetworkManager implements NetdMethods {
     });
   }
 
-  /** Idempotent: tears down whatever exists for the sandbox, from its record or by its names. */
-  teardown({ sandboxId }: { sandboxId: string }): Promise<Record<string, never>> {
+  /**
+   * Idempotent: tears down whatever exists for the sandbox, from its record or by its names.
+   * With `rewarm`, an adopted warm netns is made a warm one again instead of deleted when it can be.
+   */
+  teardown({ sandboxId, rewarm }: TeardownParams): Promise<TeardownResult> {
     return this.vmSide.inForeground(() =>
       this.vmSide.whileTearingDown(sandboxId, async () => {
         const record = this.records.get(sandboxId);
+        const keepNetns = rewarm === true && record?.prewired !== undefined;
         const failures = await this.vmSide.tearDown(sandboxId, record);
-        failures.push(...(await this.sandboxSetup.tearDown(sandboxId, record)));
+        failures.push(...(await this.sandboxSetup.tearDown(sandboxId, record, { keepNetns })));
+        let rewarmed = false;
+        if (keepNetns) {
+          if (failures.length === 0) rewarmed = await this.rewarmOrFalse(record!.netnsName);
+          if (!rewarmed) failures.push(...(await this.sandboxSetup.deleteNetns(record!.netnsName)));
+        }
         if (failures.length > 0) throw new FailedPreconditionError(`sandbox network teardown incomplete: ${failures.join('; ')}`);
         await this.records.delete(sandboxId);
-        return {};
+        return rewarmed ? { rewarmed } : {};
       }),
     );
+  }
+
+  private async rewarmOrFalse(netnsName: string): Promise<boolean> {
+    try {
+      return await this.warm.rewarm(netnsName);
+    } catch (err) {
+      this.logger.warn({ err, netns: netnsName }, 'could not make a netns warm again; deleting it');
+      return false;
+    }
   }
 
   async status({ sandboxId }: { sandboxId: string }): Promise<SandboxNetworkStatus | null> {

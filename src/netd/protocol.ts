@@ -57,10 +57,25 @@ export interface Readiness {
   message?: string;
 }
 
+export interface TeardownParams {
+  sandboxId: string;
+  /**
+   * The sandbox adopted a warm netns whose VM it never used: keep the netns and make it a warm
+   * one again (prewired, nothing of the sandbox left in it), so that serve can give the VM back
+   * to its pool. netd falls back to deleting it when it cannot (see WarmNetns.rewarm).
+   */
+  rewarm?: boolean;
+}
+
+export interface TeardownResult {
+  /** The netns is a warm one again (only with `rewarm`); otherwise it was deleted. */
+  rewarmed?: boolean;
+}
+
 /** Every netd method: params → result. */
 export interface NetdMethods {
   setup(params: SetupParams): Promise<SetupResult>;
-  teardown(params: { sandboxId: string }): Promise<Record<string, never>>;
+  teardown(params: TeardownParams): Promise<TeardownResult>;
   status(params: { sandboxId: string }): Promise<SandboxNetworkStatus | null>;
   /** The sandbox's VM network as soon as it is planned, before the wiring is done. */
   vmNetworkPlan(params: { sandboxId: string }): Promise<VmNetworkPlanResult>;

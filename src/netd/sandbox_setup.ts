@@ -115,10 +115,11 @@ export class SandboxSetup {
 
   /**
    * CNI DEL of every attachment ADD left for the sandbox (from the CNI cache, so even without a
-   * record), then its netns. Idempotent; returns what failed, the record stays to the caller.
+   * record), then its netns (unless `keepNetns`: a warm one made warm again). Idempotent; returns
+   * what failed, the record stays to the caller.
    */
-  async tearDown(sandboxId: string, record: SandboxNetworkRecord | undefined): Promise<string[]> {
-    const { netns, chain, cache } = this.deps;
+  async tearDown(sandboxId: string, record: SandboxNetworkRecord | undefined, options: { keepNetns?: boolean } = {}): Promise<string[]> {
+    const { chain, cache } = this.deps;
     const netnsName = record?.netnsName ?? netnsNameFor(sandboxId);
     const nsPath = record?.netnsPath ?? netnsPath(netnsName);
     const failures: string[] = [];
@@ -136,12 +137,18 @@ export class SandboxSetup {
         failures.push(`CNI DEL ${cached.networkName}: ${errorText(err)}`);
       }
     }
-    try {
-      await netns.delete(netnsName);
-    } catch (err) {
-      failures.push(`delete netns ${netnsName}: ${errorText(err)}`);
-    }
+    if (!options.keepNetns) failures.push(...(await this.deleteNetns(netnsName)));
     return failures;
+  }
+
+  /** Deletes a sandbox's netns; returns what failed. */
+  async deleteNetns(netnsName: string): Promise<string[]> {
+    try {
+      await this.deps.netns.delete(netnsName);
+      return [];
+    } catch (err) {
+      return [`delete netns ${netnsName}: ${errorText(err)}`];
+    }
   }
 }
 

@@ -7,7 +7,9 @@
 import { randomBytes } from 'node:crypto';
 import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { parseLinks } from '../network/bindings/snapshot.js';
 import type { TapBinding } from '../network/bindings/tap.js';
+import type { IpRunner } from '../network/iproute.js';
 import { POD_IFNAME, isOwnWarmNetns, isWarmNetnsName, prewiredNames, warmNetnsName } from '../network/names.js';
 import type { NetnsOps } from '../network/netns.js';
 import { netnsInUse, type SandboxNetworkRecords } from './records.js';
@@ -20,6 +22,7 @@ export function randomWarmNetnsName(ownerId: string): string {
 export interface WarmNetnsDeps {
   netns: NetnsOps;
   tapBinding: TapBinding;
+  ip: IpRunner;
   records: SandboxNetworkRecords;
   logger: Logger;
   newName: () => string;
@@ -41,6 +44,29 @@ export class WarmNetns {
       throw err;
     }
     return { netnsName, netnsPath };
+  }
+
+  /**
+   * Makes the netns of a sandbox that adopted it (its VM side unwired and CNI DEL done) a warm
+   * one again: prewired as create() leaves it. Only a netns with nothing left in it but `lo` and
+   * its own prewired bridge and TAP (still there when the VM side was never wired; deleted and
+   * made anew) qualifies: a link a CNI plugin left, or an unwiring that failed, would otherwise
+   * reach the next pod. Returns false then, and the caller deletes the netns.
+   */
+  async rewarm(netnsName: string): Promise<boolean> {
+    const { ip, logger } = this.deps;
+    if (!isWarmNetnsName(netnsName)) return false;
+    const names = prewiredNames(netnsName);
+    const links = parseLinks((await ip.show(netnsName, [['link', 'show']]))[0]);
+    const left = links.map((l) => l.name).filter((name) => name !== 'lo');
+    const foreign = left.filter((name) => name !== names.bridge && name !== names.tap);
+    if (foreign.length > 0) {
+      logger.info({ netns: netnsName, left: foreign }, 'a returned warm netns still has links; deleting it instead');
+      return false;
+    }
+    if (left.length > 0) await ip.apply(netnsName, left.map((name) => ['link', 'delete', 'dev', name]));
+    await this.deps.tapBinding.prewire(netnsName, names, POD_IFNAME);
+    return true;
   }
 
   /** Deletes a warm netns no sandbox adopted. */

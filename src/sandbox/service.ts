@@ -41,6 +41,10 @@ export interface SandboxContainerHooks {
   claimWarmNetns?(sandboxId: string): string | undefined;
   /** Discards the warm VM claimed for a sandbox whose build failed. */
   releaseWarm?(sandboxId: string): Promise<void>;
+  /** Keeps the warm VM a stopping sandbox claimed and never used from being adopted; true when there is one. */
+  holdWarmForReturn?(sandboxId: string): boolean;
+  /** That VM back to the pool (its netns is warm again) or destroyed. */
+  finishWarmReturn?(sandboxId: string, netnsRewarmed: boolean): Promise<void>;
 }
 
 export class SandboxService {
@@ -159,19 +163,32 @@ export class SandboxService {
     }
   }
 
+  /**
+   * Stops the sandbox's VM, then tears its network down. A warm VM it claimed and never used goes
+   * back to the pool with its netns (netd makes it warm again) instead of being destroyed; it is
+   * no longer the sandbox's either way when this returns.
+   */
   async stop(idOrPrefix: string): Promise<void> {
     const record = this.mustGet(idOrPrefix);
     await this.locks.run(record.id, async () => {
-      await this.containerHooks.stopContainersOf(record.id);
-      const current = this.store.get(record.id);
-      if (!current) return;
+      const { containerHooks: hooks } = this;
+      const returningWarm = hooks.holdWarmForReturn?.(record.id) ?? false;
+      let rewarmed = false;
       try {
-        await this.netd.call('teardown', { sandboxId: record.id }, this.netdTimeoutMs);
-      } catch (err) {
-        await this.store.put({ ...current, state: 'NOTREADY', pendingCleanup: `network teardown failed: ${errorText(err)}` });
-        throw err instanceof VmletError ? err : new VmletError(Code.INTERNAL, errorText(err));
+        await hooks.stopContainersOf(record.id);
+        const current = this.store.get(record.id);
+        if (!current) return;
+        try {
+          const result = await this.netd.call('teardown', { sandboxId: record.id, ...(returningWarm ? { rewarm: true } : {}) }, this.netdTimeoutMs);
+          rewarmed = result.rewarmed === true;
+        } catch (err) {
+          await this.store.put({ ...current, state: 'NOTREADY', pendingCleanup: `network teardown failed: ${errorText(err)}` });
+          throw err instanceof VmletError ? err : new VmletError(Code.INTERNAL, errorText(err));
+        }
+        await this.store.put({ ...current, state: 'NOTREADY', podIps: undefined, notReadyReason: undefined, pendingCleanup: undefined });
+      } finally {
+        if (returningWarm) await hooks.finishWarmReturn!(record.id, rewarmed);
       }
-      await this.store.put({ ...current, state: 'NOTREADY', podIps: undefined, notReadyReason: undefined, pendingCleanup: undefined });
     });
   }
 

@@ -16,7 +16,7 @@ import type { HostFacts } from '../../src/container/domain_spec_builder.js';
 import { silentLogger } from '../../src/log.js';
 import { CallLog } from './call_log.js';
 import { FakeClock } from './fake_clock.js';
-import { FakeDomainConnection } from './fake_domain_ops.js';
+import { FakeDomainConnection, FakeQemuProcesses } from './fake_domain_ops.js';
 import { FakeConsoles, FakeImages, FakeQmp, FakeSandboxes, idSource, readySandbox } from './fake_container_deps.js';
 
 export const HOST: HostFacts = { domainType: 'qemu', emulator: '/usr/local/lib/vmlet/vmwrapper', defaultMemoryBytes: 256 * 1024 * 1024, defaultVcpus: 1 };
@@ -41,7 +41,7 @@ export function containerSpec(overrides: Partial<ContainerSpec> = {}): Container
   };
 }
 
-export async function containerHarness(t: TestContext, opts: { warm?: boolean; destroyMarginMs?: number } = {}) {
+export async function containerHarness(t: TestContext, opts: { warm?: boolean; destroyMarginMs?: number; watchQemu?: boolean } = {}) {
   const root = mkdtempSync(join(tmpdir(), 'vmlet-container-unit-'));
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const clock = new FakeClock();
@@ -101,6 +101,7 @@ export async function containerHarness(t: TestContext, opts: { warm?: boolean; d
     qmp: qmp.connect,
     ...ids,
     ...(opts.destroyMarginMs !== undefined ? { destroyMarginMs: opts.destroyMarginMs } : {}),
+    ...(opts.watchQemu ? { qemuProcesses: new FakeQemuProcesses(libvirt.ops, clock, log) } : {}),
   });
   await service.load();
   if (pool) {

@@ -19,6 +19,7 @@ import {
   type TypedParam,
 } from '../../src/libvirt/client.js';
 import type { DomainConnection, DomainOps } from '../../src/libvirt/domain_ops.js';
+import type { QemuProcess, QemuProcesses } from '../../src/libvirt/qemu_process.js';
 import type { Clock } from '../../src/clock.js';
 import type { CallLog } from './call_log.js';
 
@@ -47,8 +48,14 @@ export interface FakeGuest {
 export class FakeDomainOps implements DomainOps {
   readonly domains = new Map<string, FakeDomain>();
   guest: FakeGuest = { acpi: 'obeys', acpiMs: 0 };
-  /** libvirt's destroy of a TCG VM takes ~1.8 s here. */
+  /** libvirt's destroy of a TCG VM takes ~1.8 s here: most of it waiting for PID 1 to reap QEMU. */
   destroyMs = 1800;
+  /** QEMU's exit after libvirt's SIGTERM (what FakeQemuProcesses sees). */
+  qemuExitMs = 15;
+  /** Set: destroys end when it resolves instead of after destroyMs (libvirt still waiting for the reap). */
+  destroyGate: Promise<void> | undefined;
+  /** Domain ids (one per start) whose QEMU has exited. */
+  readonly qemuGone = new Set<number>();
   private readonly failures = new Map<string, Error>();
   private nextId = 1;
 
@@ -123,7 +130,9 @@ export class FakeDomainOps implements DomainOps {
   async destroy(dom: DomainRef): Promise<void> {
     this.call('destroy', dom.name);
     const d = this.mustRun(dom.name);
-    await this.clock.sleep(this.destroyMs).done;
+    const qemu = d.ref.id;
+    void this.clock.sleep(Math.min(this.qemuExitMs, this.destroyMs)).done.then(() => this.qemuGone.add(qemu));
+    await (this.destroyGate ?? this.clock.sleep(this.destroyMs).done);
     this.stopped(d, DomainEventStoppedDetail.DESTROYED);
   }
 
@@ -158,6 +167,7 @@ export class FakeDomainOps implements DomainOps {
   }
 
   private stopped(d: FakeDomain, detail: number): void {
+    this.qemuGone.add(d.ref.id);
     d.state = DomainState.SHUTOFF;
     d.ref = { ...d.ref, id: -1 };
     this.log.add(`event ${EVENT_NAMES[DomainEvent.STOPPED]}/${STOPPED_NAMES[detail]} ${d.ref.name}`);
@@ -208,5 +218,32 @@ export class FakeDomainConnection implements DomainConnection {
   onConnected(listener: () => void): () => void {
     this.connected.add(listener);
     return () => this.connected.delete(listener);
+  }
+}
+
+/** The QEMU processes of FakeDomainOps' domains: one per start, gone `qemuExitMs` into a destroy. */
+export class FakeQemuProcesses implements QemuProcesses {
+  constructor(
+    private readonly ops: FakeDomainOps,
+    private readonly clock: Clock,
+    private readonly log: CallLog,
+  ) {}
+
+  async find(domainName: string): Promise<QemuProcess | undefined> {
+    const d = this.ops.domains.get(domainName);
+    if (!d || d.state === DomainState.SHUTOFF || this.ops.qemuGone.has(d.ref.id)) return undefined;
+    return { pid: 1000 + d.ref.id, startTime: String(d.ref.id) };
+  }
+
+  async waitForExit(proc: QemuProcess, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    const end = this.clock.monotonicMs() + timeoutMs;
+    for (;;) {
+      if (this.ops.qemuGone.has(Number(proc.startTime))) {
+        this.log.add(`qemu ${proc.pid} exited`);
+        return true;
+      }
+      if (signal?.aborted || this.clock.monotonicMs() >= end) return false;
+      await this.clock.sleep(5).done;
+    }
   }
 }

@@ -15,6 +15,7 @@ test('defaults: N=20, 10 at a time, dist, 500 records, 200 calls, JSON under ben
     listCalls: 200,
     profile: 'auto',
     profileIterations: 10,
+    warmStop: 5,
     logLevel: 'debug',
   });
 });

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { formatReport, runRatio, runVerdict, RUN_TARGET_RATIO } from '../../sandbox/report.js';
 import { RESULT_FORMAT, type PhaseResult, type SandboxBenchResult } from '../../sandbox/result.js';
 import { formatTable, ms } from '../../lib/table.js';
+import { warmStopLines } from '../../sandbox/warm_stop.js';
 
 function phase(name: PhaseResult['name'], run: number[], floor: number[]): PhaseResult {
   return {
@@ -28,7 +29,7 @@ function result(phases: PhaseResult[]): SandboxBenchResult {
     format: RESULT_FORMAT,
     startedAt: '2025-01-01T00:00:00Z',
     finishedAt: '2025-01-01T00:01:00Z',
-    options: { n: 3, concurrency: 10, json: 'x', runtime: 'dist', listRecords: 500, listCalls: 200, profile: 'auto', profileIterations: 10, logLevel: 'debug' },
+    options: { n: 3, concurrency: 10, json: 'x', runtime: 'dist', listRecords: 500, listCalls: 200, profile: 'auto', profileIterations: 10, warmStop: 0, logLevel: 'debug' },
     machine: {
       date: '2025-01-01T00:00:00Z', hostname: 'h', nproc: 2, cpuModel: 'cpu', memTotalMiB: 1024, kernel: 'Linux 6.1 #1',
       node: 'v20', platform: 'linux/x64', tmpFsType: 'ext2/ext3', cniPluginsVersion: '1.1.1', iproute2Version: 'ip 6.1',
@@ -68,4 +69,12 @@ test('the report states medians, floors, ratios and verdicts', () => {
 test('tables align and ms formatting scales', () => {
   assert.equal(formatTable(['a', 'bb'], [['xyz', '1']], ['left', 'right']), 'a    bb\n---  --\nxyz   1');
   assert.deepEqual([ms(0.4242), ms(42.42), ms(424.2), ms(Number.NaN)], ['0.42', '42.4', '424', '-']);
+});
+
+test('the warm-stop phase: its median against the floor, how many VMs went back, or why it was skipped', () => {
+  const lines = warmStopLines({ n: 3, stopMs: [150, 100, 200], removeMs: [20, 30, 40], returned: 3, floorStopMedianMs: 80, warmWaitMs: [0, 0, 0] });
+  assert.match(lines.join('\n'), /N=3/);
+  assert.match(lines[1]!, /median 150\.0 ms, p95 200\.0 ms = 1\.88x the floor \(CNI DEL \+ ip netns delete, 80\.0 ms\); RemovePodSandbox median 30\.0 ms; VM given back to the pool 3\/3/);
+  const skipped = formatReport({ ...result([]), warmStop: { skipped: 'no libvirtd socket at /x' } });
+  assert.match(skipped, /warm-stop phase skipped: no libvirtd socket at \/x/);
 });

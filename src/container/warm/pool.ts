@@ -14,7 +14,8 @@
  *
  * Ownership: an idle VM belongs to the pool (domain, directory under the VM data dir, warm netns);
  * a claimed one to the pool until CreateContainer adopts it or the sandbox goes (release); the
- * netns is the sandbox's from the claim on. Nothing of the pool outlives the daemon: close()
+ * netns is the sandbox's from the claim on. A sandbox that stops without having used its VM gives
+ * both back (holdForReturn, then finishReturn once netd has made the netns warm again). Nothing of the pool outlives the daemon: close()
  * discards the idle VMs, and at start ContainerService.reconcile removes any warm domain and
  * directory no record owns while netd deletes unadopted warm netns.
  */
@@ -83,6 +84,10 @@ export interface WarmPoolOptions {
 export class WarmPool {
   private readonly idle: WarmVm[] = [];
   private readonly claims = new Map<string, WarmVm>();
+  /** Claimed VMs whose sandboxes are stopping without having used them (holdForReturn). */
+  private readonly returning = new Map<string, WarmVm>();
+  /** Surplus idle VMs being discarded after a return (finishReturn). */
+  private readonly trimming = new Set<Promise<void>>();
   /** Ids of idle, claimed and being-made VMs: their domains and directories are not orphans. */
   private readonly reserved = new Set<string>();
   private refillTimer: NodeJS.Timeout | undefined;
@@ -150,11 +155,53 @@ export class WarmPool {
     const vm = this.claims.get(sandboxId);
     if (!vm) return;
     this.claims.delete(sandboxId);
+    await this.destroyClaimed(vm);
+  }
+
+  /**
+   * The sandbox `sandboxId` is stopping without having used its claimed VM: from now on no
+   * CreateContainer adopts it, and release() (the sandbox's containers being stopped) leaves it
+   * alone. True when there is such a VM; finishReturn() then decides its fate once the sandbox's
+   * network is down.
+   */
+  holdForReturn(sandboxId: string): boolean {
+    const vm = this.claims.get(sandboxId);
+    if (!vm) return false;
+    this.claims.delete(sandboxId);
+    this.returning.set(sandboxId, vm);
+    return true;
+  }
+
+  /**
+   * A held VM goes back to the idle VMs when its netns is a warm one again (`netnsRewarmed`:
+   * netd unwired the sandbox, ran CNI DEL and prewired it anew); otherwise it is destroyed, as
+   * release() does. The VM never ran a guest instruction (it was paused since its start and got
+   * no device), so it is as new. Destroying it costs libvirt ~1.8 s here (see
+   * docs/stop-path.md); giving it back costs nothing. A pool already full again (a refill ran
+   * meanwhile) trims its surplus in the background: the VM is the pool's, no longer the sandbox's.
+   */
+  async finishReturn(sandboxId: string, netnsRewarmed: boolean): Promise<void> {
+    const vm = this.returning.get(sandboxId);
+    if (!vm) return;
+    this.returning.delete(sandboxId);
+    if (!netnsRewarmed || this.closed) return this.destroyClaimed(vm);
+    // The oldest first: claim() takes from the front.
+    this.idle.unshift(vm);
+    this.options.logger.debug({ domain: vm.domainName }, 'unused warm VM returned to the pool');
+    while (this.idle.length > this.options.size) this.trim(this.idle.pop()!);
+  }
+
+  private async destroyClaimed(vm: WarmVm): Promise<void> {
     try {
       await this.destroyVm(vm);
     } finally {
       this.reserved.delete(vm.id);
     }
+  }
+
+  private trim(vm: WarmVm): void {
+    const done = this.discardIdle(vm).finally(() => this.trimming.delete(done));
+    this.trimming.add(done);
   }
 
   /** Discards every idle VM, netns included (daemon shutdown). Claimed ones stay with their sandboxes. */
@@ -163,6 +210,7 @@ export class WarmPool {
     clearTimeout(this.refillTimer);
     await this.filling;
     for (const vm of this.idle.splice(0)) await this.discardIdle(vm);
+    await Promise.all([...this.trimming]);
   }
 
   private scheduleRefill(delayMs: number): void {

@@ -14,6 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { startTestDaemon, grpcCode, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { ownerIdFor } from '../../../src/store/owner.js';
+import { isOwnWarmNetns } from '../../../src/network/names.js';
 import { serveTestGuest, waitFor, criLines, qemuPids, removeAllAndStop, deleteLink, clearStaleTestSubnet } from '../../helpers/e2e.js';
 import { assertQemuUnprivileged } from '../../helpers/qemu_user.js';
 
@@ -180,8 +181,8 @@ test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vm
   assert.deepEqual(warmDomains(), []);
   assert.deepEqual(readdirSync(join(d.stateDir, 'vms')), []);
   assert.deepEqual(readdirSync(join(d.stateDir, 'qmp')), [], 'no warm VM QMP socket left');
-  // Only this daemon's (its owner id is in the name): other vmlets on the host keep their own.
-  assert.deepEqual(readdirSync('/run/netns').filter((n) => n.startsWith(`vmlet-warm-${ownerIdFor(d.stateDir).slice(0, 8)}`)), []);
+  // This daemon's (its owner id): other vmlet instances on the host keep warm netns of their own.
+  assert.deepEqual(readdirSync('/run/netns').filter((n) => isOwnWarmNetns(n, ownerIdFor(d.stateDir))), []);
   assert.deepEqual(qemuPids(d.stateDir), []);
   d = await startTestDaemon({ dir, args: ['--kvm', 'off', '--vm-memory', '256Mi'] });
 });

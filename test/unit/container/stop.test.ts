@@ -9,6 +9,9 @@ import { assertGolden } from '../../helpers/golden.js';
 import { containerHarness, containerSpec } from '../../helpers/container_harness.js';
 import { acpiGraceMs } from '../../../src/container/stop.js';
 import { DESTROY_MARGIN_MS } from '../../../src/container/context.js';
+import { VM_DIR } from '../../../src/container/layout.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 
 async function runningContainer(t: Parameters<typeof containerHarness>[0]) {
   const h = await containerHarness(t);
@@ -74,4 +77,51 @@ test('a guest that would power off after the grace period is destroyed instead',
   const took = await timedStop(h, id, 10);
   assert.ok(took <= 10_000);
   assert.equal(h.service.get(id)!.exitCode, 137);
+});
+
+/** A running container on a harness that watches QEMU (vm_exit.ts). */
+async function watchedContainer(t: Parameters<typeof containerHarness>[0]) {
+  const h = await containerHarness(t, { watchQemu: true });
+  const id = await h.clock.run(h.service.create(containerSpec()));
+  await h.clock.run(h.service.start(id));
+  h.log.lines.length = 0;
+  return { h, id };
+}
+
+test('timeout 0 with QEMU watched: back when QEMU exited, not when libvirt answers; Remove undefines after libvirt did', async (t) => {
+  const { h, id } = await watchedContainer(t);
+  let libvirtAnswers!: () => void;
+  h.ops.destroyGate = new Promise((r) => (libvirtAnswers = r));
+  h.log.step(`StopContainer timeout=0 (QEMU exits ${h.ops.qemuExitMs} ms into the destroy; libvirt answers when the test says)`);
+  const took = await timedStop(h, id, 0);
+  assert.ok(took < 50, `StopContainer took ${took} ms`);
+  assert.deepEqual([h.service.get(id)!.state, h.service.get(id)!.exitCode], ['EXITED', 137]);
+  h.log.step('RemoveContainer at once: the record goes; the domain and files after libvirt\'s destroy');
+  await h.clock.run(h.service.remove(id));
+  assert.equal(h.service.get(id), undefined);
+  assert.ok(!h.log.includes('libvirt undefine'), 'no undefine while libvirt is still destroying');
+  const dir = join(h.root, VM_DIR, id);
+  assert.ok(existsSync(dir), 'the VM directory stays until the domain is undefined');
+  h.log.step('libvirt answers the destroy');
+  libvirtAnswers();
+  await h.clock.run(h.service.settle());
+  assert.equal(h.ops.domains.size, 0);
+  assert.ok(!existsSync(dir));
+  assertGolden('container/stop_watched_qemu.log', h.log.text());
+});
+
+test('a destroy that libvirt refuses before QEMU exits fails the stop', async (t) => {
+  const { h, id } = await watchedContainer(t);
+  h.ops.failNext('destroy', new Error('libvirt says no (fake)'));
+  await assert.rejects(h.clock.run(h.service.stop(id, 0)), /libvirt says no/);
+  assert.equal(h.service.get(id)!.state, 'RUNNING');
+});
+
+test('ACPI with QEMU watched: a guest that powers off ends the stop at QEMU\'s exit, exit code 0', async (t) => {
+  const { h, id } = await watchedContainer(t);
+  h.ops.guest = { acpi: 'obeys', acpiMs: 700 };
+  const took = await timedStop(h, id, 30);
+  assert.ok(took >= 700 && took < 800, `StopContainer took ${took} ms`);
+  assert.deepEqual([h.service.get(id)!.exitCode, h.service.get(id)!.reason], [0, 'Completed']);
+  assert.ok(!h.log.includes('libvirt destroy'));
 });

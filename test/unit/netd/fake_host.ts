@@ -143,6 +143,11 @@ export class FakeHost {
     return this.log.length - 1;
   }
 
+  /** A link something other than netd made (a CNI plugin that leaves one behind). */
+  addLink(netns: string, ifname: string): void {
+    this.linksOf(netns).push({ ifname, kind: 'veth', mac: '02:00:00:00:00:99', mtu: 1500, up: false, group: 0 });
+  }
+
   /** Each netns and its links (for "nothing left" checks). */
   describe(): string[] {
     return [...this.namespaces].map(([name, links]) => `${name}: ${links.map((l) => `${l.ifname}${l.master ? `@${l.master}` : ''}${l.up ? '' : '(down)'}`).join(' ')}`);

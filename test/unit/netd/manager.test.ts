@@ -122,6 +122,53 @@ test('a sandbox adopts a prewired warm netns: CNI ADD in it, the prewired bridge
   await tearDownPod1(netd, 'netd/warm-adoption.log');
 });
 
+test('teardown with rewarm: an adopted warm netns is unwired, CNI DEL run, and prewired again instead of deleted', async (t) => {
+  const netd = await startNetd(t);
+  const { manager, host } = netd;
+  host.section('createWarmNetns');
+  const warm = await manager.createWarmNetns();
+  const fresh = host.describe();
+  host.section('setup pod1 in the warm netns, VM side prepared');
+  await manager.setup(params('pod1', warm.netnsName));
+  assert.ok((await manager.vmNetwork({ sandboxId: 'pod1' })).ready);
+  host.section('teardown pod1 with rewarm');
+  assert.deepEqual(await manager.teardown({ sandboxId: 'pod1', rewarm: true }), { rewarmed: true });
+  assert.deepEqual(host.describe(), fresh, 'the netns is as createWarmNetns left it');
+  assert.equal(await manager.status({ sandboxId: 'pod1' }), null);
+  host.section('setup pod2 in the same warm netns');
+  assert.deepEqual(await manager.setup(params('pod2', warm.netnsName)), { netnsPath: warm.netnsPath, podIps: ['198.18.110.3'] });
+  host.section('teardown pod2 (no rewarm: deleted)');
+  assert.deepEqual(await manager.teardown({ sandboxId: 'pod2' }), {});
+  assertNothingLeft(netd);
+  assertGolden('netd/warm-rewarm.log', host.text());
+});
+
+test('teardown with rewarm right after setup: prewired links never joined up are made anew, the netns as fresh', async (t) => {
+  const netd = await startNetd(t);
+  const { manager, host } = netd;
+  const warm = await manager.createWarmNetns();
+  const fresh = host.describe();
+  await manager.setup(params('pod1', warm.netnsName));
+  assert.deepEqual(await manager.teardown({ sandboxId: 'pod1', rewarm: true }), { rewarmed: true });
+  assert.deepEqual(host.describe(), fresh);
+  await manager.deleteWarmNetns({ netnsName: warm.netnsName });
+  assertNothingLeft(netd);
+});
+
+test('teardown with rewarm: a netns with a link left after CNI DEL, or one that was not adopted, is deleted', async (t) => {
+  const netd = await startNetd(t);
+  const { manager, host } = netd;
+  const warm = await manager.createWarmNetns();
+  await manager.setup(params('pod1', warm.netnsName));
+  // A plugin whose DEL leaves a link behind (the fake bridge plugin removes only eth0).
+  host.addLink(warm.netnsName, 'leftover0');
+  assert.deepEqual(await manager.teardown({ sandboxId: 'pod1', rewarm: true }), {});
+  assertNothingLeft(netd);
+  await manager.setup(params('pod2'));
+  assert.deepEqual(await manager.teardown({ sandboxId: 'pod2', rewarm: true }), {}, 'a netns of its own is never made warm');
+  assertNothingLeft(netd);
+});
+
 test('CNI ADD failing in the middle of the chain: DEL of the whole list, the netns and the record rolled back', async (t) => {
   const netd = await startNetd(t);
   const { manager, host } = netd;

@@ -6,6 +6,7 @@ import { isOwnWarmNetns, isWarmNetnsName, warmNetnsName } from '../../../src/net
 import type { NetnsOps } from '../../../src/network/netns.js';
 import type { SandboxNetworkRecords } from '../../../src/netd/records.js';
 import type { TapBinding } from '../../../src/network/bindings/tap.js';
+import type { IpRunner } from '../../../src/network/iproute.js';
 import { silentLogger } from '../../../src/log.js';
 
 const MINE = 'aaaaaaaa11112222';
@@ -36,7 +37,7 @@ test('collectUnadopted deletes this owner\'s unadopted warm netns only, never an
     list: async () => [...existing],
   };
   const records = { values: () => [{ netnsName: warmNetnsName(MINE, '00000002') }] } as unknown as SandboxNetworkRecords;
-  const warm = new WarmNetns({ netns, tapBinding: {} as TapBinding, records, logger: silentLogger, newName: () => 'unused', ownerId: MINE });
+  const warm = new WarmNetns({ netns, tapBinding: {} as TapBinding, ip: {} as IpRunner, records, logger: silentLogger, newName: () => 'unused', ownerId: MINE });
   await warm.collectUnadopted();
   assert.deepEqual(deleted, [warmNetnsName(MINE, '00000001')]);
 });

@@ -17,6 +17,8 @@ class FakeNetd implements NetdCalls {
   readonly calls: string[] = [];
   readonly fail = new Map<string, Error>();
   setupMs = 20;
+  /** What a teardown with `rewarm` answers. */
+  rewarms = true;
   call: NetdCalls['call'] = (async (method: string, params: Record<string, unknown>) => {
     this.calls.push(`${method} ${JSON.stringify(params.sandboxId === undefined ? params : { ...params, sandboxId: 'S' })}`);
     const err = this.fail.get(method);
@@ -25,7 +27,7 @@ class FakeNetd implements NetdCalls {
       await new Promise((r) => setTimeout(r, this.setupMs));
       return { netnsPath: '/run/netns/vmlet-fake', podIps: ['198.18.101.2'] };
     }
-    if (method === 'teardown') return {};
+    if (method === 'teardown') return params.rewarm === true ? { rewarmed: this.rewarms } : {};
     throw new Error(`unexpected netd call ${method}`);
   }) as NetdCalls['call'];
 }
@@ -50,6 +52,17 @@ async function harness(t: TestContext) {
   };
   await sandboxes.load();
   return { dir, netd, hooks, sandboxes };
+}
+
+/** The harness with a warm VM claimed and never used by every sandbox. */
+async function warmHarness(t: TestContext) {
+  const h = await harness(t);
+  h.sandboxes.containerHooks = {
+    ...h.sandboxes.containerHooks,
+    holdWarmForReturn: () => (h.hooks.push('holdWarmForReturn'), true),
+    finishWarmReturn: async (_id, rewarmed) => void h.hooks.push(`finishWarmReturn ${rewarmed}`),
+  };
+  return h;
 }
 
 test('RunPodSandbox: one netd setup in the claimed warm netns; the sandbox is READY with the pod IPs', async (t) => {
@@ -95,6 +108,33 @@ test('Stop stops the containers before the network goes; Remove removes them and
   assert.deepEqual(hooks, ['stopContainersOf', 'removeContainersOf']);
   assert.equal(sandboxes.get(id), undefined);
   await sandboxes.remove(id); // idempotent
+});
+
+test('Stop with an unused warm VM: teardown asks netd to rewarm the netns, and the VM goes back only when it did', async (t) => {
+  const { netd, hooks, sandboxes } = await warmHarness(t);
+  const id = await sandboxes.run(spec('a'));
+  netd.calls.length = 0;
+  hooks.length = 0;
+  await sandboxes.stop(id);
+  assert.deepEqual(hooks, ['holdWarmForReturn', 'stopContainersOf', 'finishWarmReturn true']);
+  assert.deepEqual(netd.calls, ['teardown {"sandboxId":"S","rewarm":true}']);
+  assert.equal(sandboxes.get(id)!.state, 'NOTREADY');
+
+  const b = await sandboxes.run(spec('b'));
+  netd.rewarms = false;
+  hooks.length = 0;
+  await sandboxes.stop(b);
+  assert.deepEqual(hooks, ['holdWarmForReturn', 'stopContainersOf', 'finishWarmReturn false'], 'netd deleted the netns: the VM is destroyed');
+});
+
+test('Stop with an unused warm VM whose teardown fails: the VM is destroyed, the sandbox kept for a retry', async (t) => {
+  const { netd, hooks, sandboxes } = await warmHarness(t);
+  const id = await sandboxes.run(spec('a'));
+  hooks.length = 0;
+  netd.fail.set('teardown', new Error('netns busy (fake)'));
+  await assert.rejects(sandboxes.stop(id), /netns busy/);
+  assert.deepEqual(hooks, ['holdWarmForReturn', 'stopContainersOf', 'finishWarmReturn false']);
+  assert.match(sandboxes.get(id)!.pendingCleanup!, /network teardown failed/);
 });
 
 test('a teardown that fails keeps the sandbox NOTREADY with the reason; a later Remove finishes the job', async (t) => {

@@ -130,6 +130,59 @@ test('a released claim takes its domain and directory with it but leaves the net
   assert.equal(libvirt.defined.size, 0);
 });
 
+test('an unused claimed VM goes back to the pool with its netns (no destroy); held, it cannot be adopted', async (t) => {
+  const { pool, libvirt, netns, dataDir, root } = makePool(1);
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  await pool.start();
+  await until('a warm VM', () => libvirt.running.size === 1);
+  const ns = pool.claim('s1')!;
+  const [id] = readdirSync(dataDir);
+  assert.equal(pool.holdForReturn('s1'), true);
+  assert.equal(pool.adopt('s1'), undefined, 'a held VM is not adopted by a late CreateContainer');
+  assert.equal(pool.holdForReturn('s1'), false, 'held once');
+  await pool.release('s1'); // StopPodSandbox stopping the sandbox's containers: not the held VM's business
+  assert.equal(libvirt.running.size, 1, 'release() leaves a held VM alone');
+  await pool.finishReturn('s1', true);
+  assert.ok(pool.owns(id!));
+  assert.deepEqual([...libvirt.running].length, 1, 'the VM still runs (paused): nothing destroyed');
+  // The refill the claim scheduled finds the pool full again: no second VM.
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(libvirt.defined.size, 1);
+  assert.equal(pool.claim('s2'), ns, 'the next sandbox gets the returned VM and its netns');
+  await pool.release('s2');
+  await pool.close();
+  assert.equal(libvirt.defined.size, 0);
+  assert.equal(netns.live.has(ns), true, 'the claimed netns is the sandbox’s to delete');
+});
+
+test('a returned VM whose netns could not be made warm again is destroyed; surplus returns are trimmed', async (t) => {
+  const { pool, libvirt, netns, dataDir, root } = makePool(1);
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  await pool.start();
+  await until('a warm VM', () => libvirt.running.size === 1);
+  const [claimedId] = readdirSync(dataDir);
+  const ns1 = pool.claim('s1')!;
+  await until('the refill', () => libvirt.running.size === 2);
+  assert.ok(pool.holdForReturn('s1'));
+  await pool.finishReturn('s1', false);
+  assert.ok(!readdirSync(dataDir).includes(claimedId!), 'destroyed with its directory');
+  assert.ok(!pool.owns(claimedId!));
+  assert.equal(libvirt.running.size, 1);
+
+  // A return to a pool that is full already: one of the two idle VMs is discarded, netns included.
+  const ns2 = pool.claim('s2')!;
+  await until('the refill', () => libvirt.running.size === 2);
+  assert.ok(pool.holdForReturn('s2'));
+  await pool.finishReturn('s2', true);
+  await until('the surplus trimmed', () => libvirt.running.size === 1 && libvirt.defined.size === 1);
+  assert.equal(pool.claim('s3'), ns2, 'the returned (older) VM is handed out first');
+  await pool.release('s3');
+  await pool.close();
+  assert.equal(libvirt.defined.size, 0);
+  // Claimed netns are the sandboxes' to delete (netd's teardown); the pool deleted the trimmed VM's.
+  assert.deepEqual([...netns.live].sort(), [ns1, ns2].sort());
+});
+
 test('a warm VM that cannot start is undone: no domain, directory or netns left', async (t) => {
   const { pool, libvirt, netns, dataDir, root } = makePool(1);
   t.after(() => rmSync(root, { recursive: true, force: true }));

@@ -1,0 +1,85 @@
+/**
+ * The `warm-stop` phase of the sandbox bench: StopPodSandbox of sandboxes that claimed a warm VM
+ * (a daemon with `--vm-warm-pool 1`, so libvirt is needed) and never used it, as kubelet's pods
+ * whose containers never got created, critest's sandbox tests, or a pod deleted while pulling.
+ * vmlet gives the VM back to the pool with its netns made warm again (netd: unwire, CNI DEL,
+ * prewire) instead of destroying it. Sequential; each round waits (untimed) for an idle warm VM,
+ * checks that the Run adopted a warm netns, waits for the VM side, then times Stop and Remove.
+ * The floor is the sequential phase's CNI DEL + ip netns delete, measured in the same run.
+ */
+import { randomUUID } from 'node:crypto';
+import type { BenchDaemon, LogLine } from '../lib/daemon.js';
+import { now } from '../lib/harness.js';
+import { median, percentile } from '../lib/stats.js';
+import { podIdentity, podSandboxConfig } from './pods.js';
+
+export interface WarmStopResult {
+  n: number;
+  stopMs: number[];
+  removeMs: number[];
+  /** How many Stops gave the VM back to the pool (its log line), out of n. */
+  returned: number;
+  /** The sequential phase's floor of Stop (CNI DEL + ip netns delete), median. */
+  floorStopMedianMs: number;
+  /** Untimed wait for an idle warm VM before each Run. */
+  warmWaitMs: number[];
+}
+
+const warmReady = (l: LogLine) => l.msg === 'warm VM ready';
+const warmReturned = (l: LogLine) => l.msg === 'unused warm VM returned to the pool';
+
+export interface WarmStopDeps {
+  daemon: BenchDaemon;
+  tag: string;
+  n: number;
+  floorStopMedianMs: number;
+  signal: AbortSignal;
+  /** Records a sandbox id for the cleanup. */
+  track: (id: string) => void;
+  waitForVmSides: (ids: readonly string[]) => Promise<number>;
+}
+
+export async function warmStopPhase(d: WarmStopDeps): Promise<WarmStopResult> {
+  const { daemon } = d;
+  const out: WarmStopResult = { n: d.n, stopMs: [], removeMs: [], returned: 0, floorStopMedianMs: d.floorStopMedianMs, warmWaitMs: [] };
+  const count = (match: (l: LogLine) => boolean) => daemon.logs.filter(match).length;
+  for (let i = 0; i < d.n; i++) {
+    // Idle VMs so far: made + returned - claimed (one per earlier round).
+    const w0 = now();
+    while (count(warmReady) + count(warmReturned) <= i) {
+      if (d.signal.aborted) throw new Error('interrupted');
+      if (now() - w0 > 120_000) throw new Error('no idle warm VM within 120 s');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    out.warmWaitMs.push(now() - w0);
+    const config = podSandboxConfig(podIdentity(d.tag, 'wv', i, randomUUID()), d.tag, i, new Date().toISOString());
+    const { pod_sandbox_id: id } = await daemon.client.call<{ pod_sandbox_id: string }>('RunPodSandbox', { config });
+    d.track(id);
+    const st = await daemon.client.call<{ info: Record<string, string> }>('PodSandboxStatus', { pod_sandbox_id: id, verbose: true });
+    const netnsPath = (JSON.parse(st.info.info ?? '{}') as { netnsPath?: string }).netnsPath ?? '';
+    if (!netnsPath.includes('vmlet-warm-')) throw new Error(`sandbox ${id} did not adopt a warm netns (${netnsPath || 'none'})`);
+    await d.waitForVmSides([id]);
+    const before = count(warmReturned);
+    let t = now();
+    await daemon.client.call('StopPodSandbox', { pod_sandbox_id: id });
+    out.stopMs.push(now() - t);
+    t = now();
+    await daemon.client.call('RemovePodSandbox', { pod_sandbox_id: id });
+    out.removeMs.push(now() - t);
+    // The pool logs the return before the Stop's reply; serve's lines may trail on their pipe.
+    await daemon.waitForLines(0, warmReturned, before + 1, 2000);
+    out.returned += count(warmReturned) > before ? 1 : 0;
+  }
+  return out;
+}
+
+/** The report's lines for the phase. Pure. */
+export function warmStopLines(r: WarmStopResult): string[] {
+  const fmt = (v: number) => v.toFixed(1);
+  const stop = median(r.stopMs);
+  return [
+    `StopPodSandbox of a sandbox whose warm VM was never used (daemon with --vm-warm-pool 1, N=${r.n}, sequential, VM side ready before each Stop):`,
+    `  median ${fmt(stop)} ms, p95 ${fmt(percentile(r.stopMs, 95))} ms = ${(stop / r.floorStopMedianMs).toFixed(2)}x the floor (CNI DEL + ip netns delete, ${fmt(r.floorStopMedianMs)} ms); ` +
+      `RemovePodSandbox median ${fmt(median(r.removeMs))} ms; VM given back to the pool ${r.returned}/${r.n}`,
+  ];
+}
