@@ -23,6 +23,7 @@ import type { HostFacts } from './domain_spec_builder.js';
 import type { WarmPool } from './warm/pool.js';
 import type { ContainerRecord } from './records.js';
 import { QMP_DIR, VM_DIR } from './layout.js';
+import type { VolumeHost } from './volumes/exports.js';
 import { ownerIdFor } from '../store/owner.js';
 
 /** The image store calls a container's creation makes. */
@@ -55,6 +56,8 @@ export interface ContainerDeps {
   qmp?: QmpConnector;
   /** Time kept for the forced destroy at the end of a stop's grace period. */
   destroyMarginMs?: number;
+  /** The VMs' volume exports (volumes/exports.ts); absent = no shares, and a mount is refused. */
+  volumes?: VolumeHost;
 }
 
 export interface ContainerContext {
@@ -83,6 +86,7 @@ export interface ContainerContext {
   readonly newUuid: () => string;
   readonly qmp: QmpConnector;
   readonly destroyMarginMs: number;
+  readonly volumes: VolumeHost | undefined;
 }
 
 export function containerContext(stateDir: string, deps: ContainerDeps): ContainerContext {
@@ -113,6 +117,7 @@ export function containerContext(stateDir: string, deps: ContainerDeps): Contain
     newUuid: deps.newUuid ?? randomUUID,
     qmp: deps.qmp ?? connectQmp,
     destroyMarginMs: deps.destroyMarginMs ?? DESTROY_MARGIN_MS,
+    volumes: deps.volumes,
   };
 }
 

@@ -16,6 +16,8 @@ export async function removeContainer(ctx: ContainerContext, idOrPrefix: string)
       await undefineFully(domainOps(ctx), dom);
     }
     await ctx.consoles.stop(id);
+    // QEMU is gone: its volumes can be unmounted (they are not in r.dir, which goes recursively).
+    await ctx.volumes?.release(id);
     // The pump's saved position lives in r.dir and goes with it.
     await rm(r.dir, { recursive: true, force: true });
     if (r.warm) await rm(warmQmpPath(ctx.qmpDir, id), { force: true });

@@ -20,7 +20,8 @@ import { SandboxService } from '../sandbox/service.js';
 import { ImageStore } from '../image/store.js';
 import { errorText } from '../errors.js';
 import { ContainerService } from '../container/service.js';
-import { QMP_DIR, VM_DIR } from '../container/layout.js';
+import { QMP_DIR, VM_DIR, VOLUMES_DIR } from '../container/layout.js';
+import { MountVolumeHost } from '../container/volumes/exports.js';
 import { ownerIdFor } from '../store/owner.js';
 import { StatsCollector } from '../container/stats.js';
 import { WarmPool } from '../container/warm/pool.js';
@@ -107,8 +108,10 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     logger.info({ domainType: kvm.domainType, reason: kvm.reason }, 'VM accelerator chosen');
     const emulator = await installVmwrapper();
     const host = { domainType: kvm.domainType, emulator, defaultMemoryBytes: config.vmMemory, defaultVcpus: config.vmVcpus };
+    const volumes = new MountVolumeHost(join(config.stateDir, VOLUMES_DIR), logger.child({ component: 'volumes' }));
     const warmPool = new WarmPool({
       size: config.vmWarmPool,
+      volumes,
       client: () => libvirt.current(),
       netns: {
         create: () => netd.call('createWarmNetns', {}, NETD_WARM_TIMEOUT_MS),
@@ -120,7 +123,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       qmpDir: join(config.stateDir, QMP_DIR),
       logger: logger.child({ component: 'warm-pool' }),
     });
-    const containers = new ContainerService(config.stateDir, { libvirt, images, sandboxes, consoles, host, logger: logger.child({ component: 'containers' }), pool: warmPool });
+    const containers = new ContainerService(config.stateDir, { libvirt, images, sandboxes, consoles, host, logger: logger.child({ component: 'containers' }), pool: warmPool, volumes });
     await containers.load();
     cleanups.push(() => containers.flush());
     cleanups.push(() => consoles.shutdown());
@@ -180,7 +183,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         ...sandboxRunHandlers(sandboxes),
         ...sandboxLifecycleHandlers(sandboxes),
         ...sandboxQueryHandlers(sandboxes),
-        ...containerCreateHandlers(containers),
+        ...containerCreateHandlers(containers, logger.child({ component: 'cri' })),
         ...containerLifecycleHandlers(containers),
         ...containerQueryHandlers(containers),
         ...containerUpdateHandlers(containers),

@@ -90,6 +90,19 @@ export type VmNic =
       pciAddress: string;
     };
 
+/**
+ * A host directory the guest mounts over virtio-9p (`mount -t 9p -o trans=virtio TAG DIR`).
+ * `passthrough`: files as they are on the host (QEMU's own uid does every access); `mapped`: guest
+ * owners and modes kept in user.virtfs.* xattrs. See src/container/volumes/plan.ts.
+ */
+export interface Share {
+  /** The 9p mount tag (at most 31 bytes). */
+  tag: string;
+  source: string;
+  accessMode: 'passthrough' | 'mapped';
+  readonly: boolean;
+}
+
 /** vmlet's own ids, stored in the domain's <metadata> so recovery can map a domain back. */
 export interface VmletDomainMetadata {
   sandboxId: string;
@@ -130,6 +143,8 @@ export interface VmSpec {
    * netns because libvirtd looks TAPs up in its own namespace (src/vmwrapper/tap_nic_args.ts).
    */
   emulatorArgs?: string[];
+  /** 9p shares (at most MAX_SHARES), cold and warm alike: they cannot be hot-plugged. */
+  shares?: Share[];
   /** `none` (default) or `virtio` if guest memory statistics are wanted. */
   memballoon?: 'none' | 'virtio';
   metadata: VmletDomainMetadata;

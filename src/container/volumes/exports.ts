@@ -1,0 +1,158 @@
+/**
+ * The host side of a VM's volumes: its export directory <volumesDir>/<id> with `ro/` and `rw/`
+ * (the sources of its two 9p shares, plan.ts), made before QEMU starts, and one bind mount per
+ * CRI mount inside them, made at CreateContainer (warm VMs: after QEMU started, see below).
+ *
+ * Why bind mounts into one directory per VM: 9p exports are fixed when QEMU starts (QEMU 7.2's QMP
+ * has no fsdev_add, so a running, warm QEMU cannot get a new share), but QEMU walks its share at
+ * every request, so what is mounted inside it later is served too. QEMU runs in libvirt's private
+ * mount namespace, made as a slave copy of the host's (MS_SLAVE|MS_REC); the host's `/` is private
+ * on these machines, so the volumes directory is made a shared mount of its own first: mounts made
+ * under it on the host then propagate into every QEMU's namespace, and their unmounts too.
+ *
+ * A bind mount's source is the object that was checked, not a path looked up again: the resolved
+ * path is opened O_PATH|O_NOFOLLOW, the fd's /proc path must still name the resolved path, and
+ * mount(8) gets that fd (`/proc/self/fd/3`, no canonicalisation), so a symlink swapped in after
+ * the check is never followed. Nothing here ever removes recursively what still has a mount in it.
+ */
+import { spawn } from 'node:child_process';
+import { constants } from 'node:fs';
+import { mkdir, open, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { InvalidArgumentError, errorText } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Share } from '../../libvirt/domain_spec.js';
+import { vmShares, type ExportEntry } from './plan.js';
+
+/** The host calls a container's volumes need (a fake in tests). */
+export interface VolumeHost {
+  /** Makes VM `id`'s export directory (empty) and returns its shares for the domain XML. */
+  prepare(id: string): Promise<Share[]>;
+  /** Binds each entry into VM `id`'s export directory; InvalidArgumentError names a mount that cannot be. */
+  bind(id: string, entries: readonly ExportEntry[]): Promise<void>;
+  /** Unmounts everything in VM `id`'s export directory and removes it; nothing to do is fine. */
+  release(id: string): Promise<void>;
+  /** Ids with an export directory (reconcile removes those nobody owns). */
+  list(): Promise<string[]>;
+}
+
+// Not in Node's fs.constants: Linux's O_PATH (x86-64, arm64 and most others).
+const O_PATH = 0o10000000;
+const ID = /^[0-9a-f]{64}$/;
+
+export class MountVolumeHost implements VolumeHost {
+  private sharedRoot: Promise<void> | undefined;
+
+  constructor(
+    private readonly volumesDir: string,
+    private readonly logger: Logger,
+  ) {}
+
+  async prepare(id: string): Promise<Share[]> {
+    await this.ensureSharedRoot();
+    const dir = this.dirOf(id);
+    await mkdir(join(dir, 'ro'), { recursive: true, mode: 0o700 });
+    await mkdir(join(dir, 'rw'), { recursive: true, mode: 0o700 });
+    return vmShares(dir);
+  }
+
+  async bind(id: string, entries: readonly ExportEntry[]): Promise<void> {
+    await this.ensureSharedRoot();
+    for (const e of entries) {
+      const target = join(this.dirOf(id), e.share, e.entry);
+      const handle = await open(e.source, O_PATH | constants.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
+        throw new InvalidArgumentError(`${e.name}: host path ${JSON.stringify(e.source)} cannot be opened: ${err.code ?? err.message}`);
+      });
+      try {
+        const st = await handle.stat();
+        const now = await readlink(`/proc/self/fd/${handle.fd}`);
+        if (now !== e.source || (e.kind === 'dir' ? !st.isDirectory() : !st.isFile())) {
+          throw new InvalidArgumentError(`${e.name}: host path ${JSON.stringify(e.source)} changed while it was being mounted`);
+        }
+        if (e.kind === 'dir') await mkdir(target, { mode: 0o700 });
+        else await writeFile(target, '', { flag: 'wx', mode: 0o600 });
+        const options = e.readonly ? 'ro,nosuid,nodev' : 'nosuid,nodev';
+        await run('mount', ['--bind', '--no-canonicalize', '-o', options, '/proc/self/fd/3', target], handle.fd);
+      } finally {
+        await handle.close();
+      }
+    }
+  }
+
+  async release(id: string): Promise<void> {
+    if (!ID.test(id)) throw new Error(`not a VM id: ${JSON.stringify(id)}`);
+    const dir = this.dirOf(id);
+    for (const point of (await mountsUnder(dir)).reverse()) {
+      await run('umount', [point]).catch(async (err: unknown) => {
+        this.logger.warn({ err: errorText(err), mount: point }, 'volume busy; detaching it lazily');
+        await run('umount', ['--lazy', point]);
+      });
+    }
+    const left = await mountsUnder(dir);
+    if (left.length > 0) throw new Error(`volumes of VM ${id} still mounted: ${left.join(', ')}`);
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  async list(): Promise<string[]> {
+    return (await readdir(this.volumesDir).catch(() => [] as string[])).filter((n) => ID.test(n));
+  }
+
+  private dirOf(id: string): string {
+    return join(this.volumesDir, id);
+  }
+
+  /** The volumes directory as a shared mount of its own, once per daemon (kept across restarts). */
+  private ensureSharedRoot(): Promise<void> {
+    this.sharedRoot ??= (async () => {
+      await mkdir(this.volumesDir, { recursive: true, mode: 0o700 });
+      const own = (await readMountInfo()).find((m) => m.mountPoint === this.volumesDir);
+      if (!own) await run('mount', ['--bind', '--no-canonicalize', this.volumesDir, this.volumesDir]);
+      if (!own?.shared) await run('mount', ['--make-shared', this.volumesDir]);
+    })().catch((err: unknown) => {
+      this.sharedRoot = undefined;
+      throw err;
+    });
+    return this.sharedRoot;
+  }
+}
+
+interface MountInfo {
+  mountPoint: string;
+  shared: boolean;
+}
+
+/** This process's mounts (/proc/self/mountinfo), mount points decoded (\040 and the like). */
+async function readMountInfo(): Promise<MountInfo[]> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  return text
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((line) => {
+      const fields = line.split(' ');
+      const sep = fields.indexOf('-');
+      const optional = fields.slice(6, sep < 0 ? fields.length : sep);
+      return { mountPoint: decodeMountPath(fields[4] ?? ''), shared: optional.some((o) => o.startsWith('shared:')) };
+    });
+}
+
+function decodeMountPath(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+/** Mount points strictly inside `dir`, in mount order. */
+async function mountsUnder(dir: string): Promise<string[]> {
+  return (await readMountInfo()).map((m) => m.mountPoint).filter((p) => p.startsWith(`${dir}/`));
+}
+
+/** Runs a util-linux tool; `fd` (if given) becomes the child's fd 3. */
+function run(cmd: string, args: string[], fd?: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'ignore', 'pipe'];
+    if (fd !== undefined) stdio.push(fd);
+    const child = spawn(cmd, args, { stdio });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d.slice(0, 4096)));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}: ${stderr.trim()}`))));
+  });
+}
