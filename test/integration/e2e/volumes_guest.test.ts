@@ -71,11 +71,11 @@ before(async () => {
 
 after(async () => {
   try {
-    // The daemon keeps its volumes root mounted (shared) across restarts: unmount it before the
-    // test daemon's directory is removed.
-    await d?.stop().catch(() => undefined);
+    // Removes every pod through the CRI and stops the daemon; removing the test directory then
+    // fails (EBUSY) while the daemon's volumes root (a shared mount kept across restarts) is mounted.
+    await removeAllAndStop(d).catch(() => undefined);
     for (const m of mountPointsUnder(d.dir).reverse()) execFileSync('umount', ['--lazy', m]);
-    await removeAllAndStop(d);
+    rmSync(d.dir, { recursive: true, force: true });
   } finally {
     image?.close();
     deleteLink(bridge);
