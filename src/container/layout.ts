@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 export const DOMAIN_PREFIX = 'vmlet-';
 /** Under the state dir: one directory per container VM. */
 export const VM_DIR = 'vms';
-/** Under the state dir: one export directory per VM, the sources of its 9p shares (volumes/exports.ts). */
+/** Under the state dir: one export directory per VM, the sources of its virtiofs shares (volumes/exports.ts). */
 export const VOLUMES_DIR = 'volumes';
 /** Under the state dir: warm VMs' QMP sockets (warmQmpPath). */
 export const QMP_DIR = 'qmp';

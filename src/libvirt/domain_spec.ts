@@ -91,16 +91,16 @@ export type VmNic =
     };
 
 /**
- * A host directory the guest mounts over virtio-9p (`mount -t 9p -o trans=virtio TAG DIR`).
- * `passthrough`: files as they are on the host (QEMU's own uid does every access); `mapped`: guest
- * owners and modes kept in user.virtfs.* xattrs. See src/container/volumes/plan.ts.
+ * A host directory the guest mounts over virtiofs (`mount -t virtiofs TAG DIR`). libvirt starts
+ * one virtiofsd (root, outside the vmwrapper) per share; QEMU connects to its vhost-user socket.
+ * There is no read-only flag: libvirt 9.0 refuses `<readonly/>` for virtiofs and the C virtiofsd
+ * has no such option, so a read-only share is a source that is itself a read-only mount
+ * (src/container/volumes/exports.ts).
  */
 export interface Share {
-  /** The 9p mount tag (at most 31 bytes). */
+  /** The virtiofs mount tag (at most 31 bytes here; the device allows 36). */
   tag: string;
   source: string;
-  accessMode: 'passthrough' | 'mapped';
-  readonly: boolean;
 }
 
 /** vmlet's own ids, stored in the domain's <metadata> so recovery can map a domain back. */
@@ -143,7 +143,10 @@ export interface VmSpec {
    * netns because libvirtd looks TAPs up in its own namespace (src/vmwrapper/tap_nic_args.ts).
    */
   emulatorArgs?: string[];
-  /** 9p shares (at most MAX_SHARES), cold and warm alike: they cannot be hot-plugged. */
+  /**
+   * virtiofs shares (at most MAX_SHARES), cold and warm alike (vmlet does not hot-plug them). Any
+   * share makes the guest memory a shared memfd, which vhost-user needs.
+   */
   shares?: Share[];
   /** `none` (default) or `virtio` if guest memory statistics are wanted. */
   memballoon?: 'none' | 'virtio';

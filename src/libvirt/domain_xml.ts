@@ -81,6 +81,12 @@ export function buildDomainXml(spec: VmSpec): string {
   addMetadata(domain, spec.metadata, spec.seed?.kind);
   // KiB is libvirt's native unit; round up so the guest never gets less than asked.
   text(add(domain, 'memory', { unit: 'KiB' }), String(Math.ceil(spec.memoryBytes / 1024)));
+  if ((spec.shares ?? []).length > 0) {
+    // vhost-user (virtiofsd) maps guest memory into another process: it must be shareable.
+    const backing = add(domain, 'memoryBacking');
+    add(backing, 'source', { type: 'memfd' });
+    add(backing, 'access', { mode: 'shared' });
+  }
   text(add(domain, 'vcpu', { placement: 'static' }), String(spec.vcpus));
   addCputune(domain, spec);
 
@@ -270,19 +276,21 @@ function addDisks(devices: XMLBuilder, spec: VmSpec): void {
 /**
  * Shares sit on the q35 root bus at fixed slots (SHARE_SLOT + i), like vmlet's NICs (0x10-0x17,
  * see docs/vmwrapper.md): a share without an address would take the first free root port, which
- * a warm domain keeps for its hot-plugged disk and NICs. multidevs='remap': a share holds bind
- * mounts of several host filesystems, whose inode numbers would otherwise collide in the guest.
+ * a warm domain keeps for its hot-plugged disk and NICs. The daemon is QEMU 7.2's C virtiofsd
+ * (Debian 12 has no virtiofsd package); libvirt runs it as root with --fd and
+ * `-o source=DIR` (sandbox=namespace, its default: it pivots into DIR, symlinks cannot leave it).
  */
 const SHARE_SLOT = 0x18;
 export const MAX_SHARES = 4;
+export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 const SHARE_TAG = /^[A-Za-z0-9_-]{1,31}$/;
 
 function addShare(devices: XMLBuilder, share: Share, index: number): void {
-  const el = add(devices, 'filesystem', { type: 'mount', accessmode: share.accessMode, multidevs: 'remap' });
-  add(el, 'driver', { type: 'path' });
+  const el = add(devices, 'filesystem', { type: 'mount', accessmode: 'passthrough' });
+  add(el, 'driver', { type: 'virtiofs', queue: '1024' });
+  add(el, 'binary', { path: VIRTIOFSD });
   add(el, 'source', { dir: share.source });
   add(el, 'target', { dir: share.tag });
-  if (share.readonly) add(el, 'readonly');
   add(el, 'address', { type: 'pci', domain: '0x0000', bus: '0x00', slot: `0x${(SHARE_SLOT + index).toString(16)}`, function: '0x0' });
 }
 
@@ -379,7 +387,6 @@ export function validateVmSpec(spec: VmSpec): void {
     check(SHARE_TAG.test(share.tag) && !tags.has(share.tag), 'share tag', share.tag);
     tags.add(share.tag);
     checkPath(`share ${share.tag} source`, share.source);
-    check(share.accessMode === 'passthrough' || share.accessMode === 'mapped', `share ${share.tag} access mode`, share.accessMode);
   }
 
   if (spec.guestAgentSocket !== undefined) checkSocketPath('guest agent socket path', spec.guestAgentSocket);

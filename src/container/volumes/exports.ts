@@ -1,14 +1,19 @@
 /**
  * The host side of a VM's volumes: its export directory <volumesDir>/<id> with `ro/` and `rw/`
- * (the sources of its two 9p shares, plan.ts), made before QEMU starts, and one bind mount per
- * CRI mount inside them, made at CreateContainer (warm VMs: after QEMU started, see below).
+ * (the sources of its two virtiofs shares, plan.ts), made before QEMU starts, and one bind mount
+ * per CRI mount inside them, made at CreateContainer (warm VMs: after QEMU started, see below).
  *
- * Why bind mounts into one directory per VM: 9p exports are fixed when QEMU starts (QEMU 7.2's QMP
- * has no fsdev_add, so a running, warm QEMU cannot get a new share), but QEMU walks its share at
- * every request, so what is mounted inside it later is served too. QEMU runs in libvirt's private
- * mount namespace, made as a slave copy of the host's (MS_SLAVE|MS_REC); the host's `/` is private
- * on these machines, so the volumes directory is made a shared mount of its own first: mounts made
- * under it on the host then propagate into every QEMU's namespace, and their unmounts too.
+ * Why bind mounts into one directory per VM: shares are fixed when the VM starts (vmlet does not
+ * hot-plug vhost-user devices), but virtiofsd looks paths up at every request, so what is mounted
+ * inside its source later is served too. virtiofsd (started by libvirt) pivots into its source in
+ * a mount namespace of its own made a slave (MS_SLAVE|MS_REC) of the host's; the host's `/` is
+ * private on these machines, so the volumes directory is made a shared mount of its own first:
+ * mounts made under it on the host then propagate into every virtiofsd's namespace, unmounts too.
+ *
+ * Read-only: `ro/` is a read-only bind mount of `ro-stage/` (same peer group, so an entry mounted
+ * in `ro-stage/` shows in `ro/` too), and every read-only entry is a read-only bind mount itself:
+ * the guest's writes through `vmlet-ro` end in EROFS on the host. vmlet makes its mount points in
+ * `ro-stage/`, which is writable and not shared with the guest.
  *
  * A bind mount's source is the object that was checked, not a path looked up again: the resolved
  * path is opened O_PATH|O_NOFOLLOW, the fd's /proc path must still name the resolved path, and
@@ -39,6 +44,8 @@ export interface VolumeHost {
 // Not in Node's fs.constants: Linux's O_PATH (x86-64, arm64 and most others).
 const O_PATH = 0o10000000;
 const ID = /^[0-9a-f]{64}$/;
+/** Where vmlet makes the read-only share's mount points; `ro/` is its read-only view. */
+const RO_STAGE = 'ro-stage';
 
 export class MountVolumeHost implements VolumeHost {
   private sharedRoot: Promise<void> | undefined;
@@ -51,15 +58,19 @@ export class MountVolumeHost implements VolumeHost {
   async prepare(id: string): Promise<Share[]> {
     await this.ensureSharedRoot();
     const dir = this.dirOf(id);
-    await mkdir(join(dir, 'ro'), { recursive: true, mode: 0o700 });
-    await mkdir(join(dir, 'rw'), { recursive: true, mode: 0o700 });
+    for (const sub of [RO_STAGE, 'ro', 'rw']) await mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
+    const ro = join(dir, 'ro');
+    if (!(await readMountInfo()).some((m) => m.mountPoint === ro)) {
+      await run('mount', ['--bind', '--no-canonicalize', join(dir, RO_STAGE), ro]);
+      await run('mount', ['-o', 'remount,bind,ro,nosuid,nodev', '--no-canonicalize', ro]);
+    }
     return vmShares(dir);
   }
 
   async bind(id: string, entries: readonly ExportEntry[]): Promise<void> {
     await this.ensureSharedRoot();
     for (const e of entries) {
-      const target = join(this.dirOf(id), e.share, e.entry);
+      const target = join(this.dirOf(id), e.share === 'ro' ? RO_STAGE : 'rw', e.entry);
       const handle = await open(e.source, O_PATH | constants.O_NOFOLLOW).catch((err: NodeJS.ErrnoException) => {
         throw new InvalidArgumentError(`${e.name}: host path ${JSON.stringify(e.source)} cannot be opened: ${err.code ?? err.message}`);
       });
@@ -82,7 +93,11 @@ export class MountVolumeHost implements VolumeHost {
   async release(id: string): Promise<void> {
     if (!ID.test(id)) throw new Error(`not a VM id: ${JSON.stringify(id)}`);
     const dir = this.dirOf(id);
-    for (const point of (await mountsUnder(dir)).reverse()) {
+    // Newest first, looked up again after each one: an unmount propagates to the mount's peers
+    // (an entry of ro-stage/ goes from ro/ too), so a list taken once would go stale.
+    let points = await mountsUnder(dir);
+    for (let budget = 2 * points.length; points.length > 0 && budget > 0; budget--, points = await mountsUnder(dir)) {
+      const point = points[points.length - 1]!;
       await run('umount', [point]).catch(async (err: unknown) => {
         this.logger.warn({ err: errorText(err), mount: point }, 'volume busy; detaching it lazily');
         await run('umount', ['--lazy', point]);

@@ -1,12 +1,13 @@
 /**
- * Pure: how a container's mounts reach its VM. Every VM (warm or cold) has the same two 9p shares,
- * each one per-VM directory on the host (see exports.ts):
- * - `vmlet-ro`, read-only (libvirt `<readonly/>`) and `passthrough`: the readonly mounts
- *   (ConfigMaps, Secrets, projected tokens). passthrough serves host symlinks as symlinks, which
- *   the `..data` layout of those volumes needs.
- * - `vmlet-rw`, `mapped` (guest owners and modes kept in user.virtfs.* xattrs): the writable ones
- *   (emptyDirs, hostPaths, /etc/hosts, the termination log). QEMU runs without CAP_CHOWN, so
- *   passthrough cannot give a file a non-root guest user creates that user as owner; mapped can.
+ * Pure: how a container's mounts reach its VM. Every VM (warm or cold) has the same two virtiofs
+ * shares, each one per-VM directory on the host (see exports.ts):
+ * - `vmlet-ro`: the readonly mounts (ConfigMaps, Secrets, projected tokens). Its source is a
+ *   read-only bind mount and each entry in it a read-only bind mount (virtiofs has no read-only
+ *   export of its own in libvirt 9.0 / QEMU 7.2's virtiofsd), so writes fail on the host (EROFS)
+ *   whatever the guest does.
+ * - `vmlet-rw`: the writable ones (emptyDirs, hostPaths, /etc/hosts, the termination log).
+ * virtiofsd runs as root with its capabilities, so files keep their host owners and modes, guest
+ * users create files as themselves, and host symlinks (the `..data` layout) are served as symlinks.
  * Mount i becomes entry `<i>` in its share's directory (a bind mount of the host path, file or
  * directory), and the guest mounts both shares at boot (cloud-init bootcmd, before user-data runs)
  * and bind-mounts `<share>/<i>` at the container path.
@@ -21,8 +22,6 @@ export type ShareName = 'ro' | 'rw';
 export const SHARE_TAG: Record<ShareName, string> = { ro: 'vmlet-ro', rw: 'vmlet-rw' };
 /** Where the guest mounts the two shares. */
 export const GUEST_SHARES_DIR = '/run/vmlet/volumes';
-/** 9p message size: the guest's read/write unit (QEMU 7.2 accepts up to 512 KiB + header). */
-const MSIZE = 512 * 1024;
 
 export interface CheckedMount {
   /** CRI label, e.g. "config.mounts[2] (/etc/config)". */
@@ -54,8 +53,8 @@ export interface VolumePlan {
 /** The two shares of a VM whose export directory is `exportDir` (exports.ts makes it). */
 export function vmShares(exportDir: string): Share[] {
   return [
-    { tag: SHARE_TAG.ro, source: `${exportDir}/ro`, accessMode: 'passthrough', readonly: true },
-    { tag: SHARE_TAG.rw, source: `${exportDir}/rw`, accessMode: 'mapped', readonly: false },
+    { tag: SHARE_TAG.ro, source: `${exportDir}/ro` },
+    { tag: SHARE_TAG.rw, source: `${exportDir}/rw` },
   ];
 }
 
@@ -68,11 +67,13 @@ export function planVolumes(mounts: readonly CheckedMount[]): VolumePlan {
     if (under) throw new InvalidArgumentError(`${m.name}: container_path lies under ${under.name}, which is a file`);
   }
   const entries: ExportEntry[] = [];
-  const shareOpts = `trans=virtio,version=9p2000.L,msize=${MSIZE}`;
   const bootcmd: string[][] = [
+    // Debian's cloud kernel has virtiofs as a module (CONFIG_VIRTIO_FS=m); mount would load it
+    // too, loading it first makes a missing module the error instead of "unknown filesystem".
+    ['modprobe', 'virtiofs'],
     ['mkdir', '-p', `${GUEST_SHARES_DIR}/ro`, `${GUEST_SHARES_DIR}/rw`],
-    ['mount', '-t', '9p', '-o', `${shareOpts},ro`, SHARE_TAG.ro, `${GUEST_SHARES_DIR}/ro`],
-    ['mount', '-t', '9p', '-o', shareOpts, SHARE_TAG.rw, `${GUEST_SHARES_DIR}/rw`],
+    ['mount', '-t', 'virtiofs', '-o', 'ro', SHARE_TAG.ro, `${GUEST_SHARES_DIR}/ro`],
+    ['mount', '-t', 'virtiofs', SHARE_TAG.rw, `${GUEST_SHARES_DIR}/rw`],
   ];
   for (const { m, i } of ordered) {
     const share: ShareName = m.readonly ? 'ro' : 'rw';

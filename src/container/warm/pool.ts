@@ -76,7 +76,7 @@ export interface WarmPoolOptions {
   /** Quiet time after a claim before refilling, so the refill's QEMU start stays off that pod's calls. */
   refillDelayMs?: number;
   /**
-   * Volume exports: a warm VM gets its (empty) shares at start, since 9p cannot be hot-plugged;
+   * Volume exports: a warm VM gets its (empty) shares at start, since vmlet does not hot-plug virtiofs devices;
    * CreateContainer binds the volumes into them. Absent = no shares.
    */
   volumes?: VolumeHost;

@@ -1,10 +1,10 @@
 /**
  * End to end, volumes (#12) on the real Debian 12 cloud-init guest, one boot for every check: a
- * warm VM (its 9p shares were there before the container existed; the volumes were bound into
- * them at CreateContainer and reached QEMU's mount namespace by propagation) gets
+ * warm VM (its virtiofs shares were there before the container existed; the volumes were bound
+ * into them at CreateContainer and reached virtiofsd's mount namespace by propagation) gets
  * - a hostPath directory with a file (read in the guest) and a 256 MiB file (read throughput),
  * - a read-only ConfigMap-shaped directory on tmpfs (`..data` symlink layout, a 0600 root-owned
- *   "secret"): readable, not writable even by guest root remounting the share, and an update made
+ *   "secret"): readable, not writable even by guest root remounting the share read-write, and an update made
  *   on the host by swapping `..data` is seen within seconds,
  * - an emptyDir, writable by guest root and by the non-root default user,
  * - /dev/termination-log and /etc/hosts as single-file mounts: what the guest writes is in the
@@ -169,13 +169,25 @@ test('volumes in a warm VM: hostPath, read-only ConfigMap with ..data, emptyDir,
   await waitFor(`an SSH login at ${ip}`, 600_000, () => ssh(ip, 'true', 20_000).then(() => true, () => undefined));
   await ssh(ip, 'cloud-init status --wait', 600_000).catch(() => undefined);
 
-  await t.test('a warm VM with the two 9p shares; QEMU still has no capabilities', () => {
+  await t.test('a warm VM with the two virtiofs shares and shared memfd memory; QEMU still has no capabilities', () => {
     assert.match(domainXml, /<name>vmlet-warm-/);
-    assert.match(domainXml, /<filesystem type=["']mount["'] accessmode=["']passthrough["'][^>]*>[\s\S]*?<target dir=["']vmlet-ro["']\/>\s*<readonly\/>/);
-    assert.match(domainXml, /<filesystem type=["']mount["'] accessmode=["']mapped["'][^>]*>[\s\S]*?<target dir=["']vmlet-rw["']\/>/);
+    assert.match(domainXml, /<memoryBacking>\s*<source type=["']memfd["']\/>\s*<access mode=["']shared["']\/>/);
+    for (const share of ['ro', 'rw']) {
+      assert.match(domainXml, new RegExp(`<driver type=["']virtiofs["'][^>]*/>[\\s\\S]*?<source dir=["'][^"']*/volumes/[0-9a-f]{64}/${share}["']/>\\s*<target dir=["']vmlet-${share}["']/>`));
+    }
     const pids = qemuPids().filter((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(id.slice(0, 12)));
     assert.equal(pids.length, 1);
     assert.match(readFileSync(`/proc/${pids[0]}/status`, 'utf8'), /^CapEff:\s+0+$/m);
+    // One virtiofsd per share, started by libvirt for this VM's export directory.
+    const daemons = readdirSync('/proc').filter((p) => /^\d+$/.test(p)).flatMap((p) => {
+      try {
+        const argv = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+        return argv[0] === '/usr/lib/qemu/virtiofsd' && argv.some((a) => a.includes(`/volumes/${id}/`)) ? [argv.join(' ')] : [];
+      } catch {
+        return [];
+      }
+    });
+    assert.equal(daemons.length, 2, daemons.join('\n'));
     assert.deepEqual(status.status.mounts.map((m: { container_path: string; readonly: boolean; propagation: string }) => [m.container_path, m.readonly, m.propagation ?? 'PROPAGATION_PRIVATE']), [
       ['/etc/hosts', false, 'PROPAGATION_PRIVATE'], ['/dev/termination-log', false, 'PROPAGATION_PRIVATE'], ['/mnt/host-data', false, 'PROPAGATION_PRIVATE'],
       ['/etc/config', true, 'PROPAGATION_PRIVATE'], ['/data', false, 'PROPAGATION_PRIVATE'],
@@ -183,7 +195,7 @@ test('volumes in a warm VM: hostPath, read-only ConfigMap with ..data, emptyDir,
   });
   await t.test('hostPath: the host file is read in the guest', async () => {
     assert.equal((await ssh(ip, 'cat /mnt/host-data/hello')).trim(), `hello-${tag}`);
-    assert.match(await ssh(ip, 'findmnt -n -o FSTYPE /mnt/host-data'), /9p/);
+    assert.match(await ssh(ip, 'findmnt -n -o FSTYPE /mnt/host-data'), /virtiofs/);
   });
   await t.test('/etc/hosts is the host file (single-file mount)', async () => {
     assert.match(await ssh(ip, 'cat /etc/hosts'), new RegExp(`vol-${tag}`));
@@ -197,9 +209,16 @@ test('volumes in a warm VM: hostPath, read-only ConfigMap with ..data, emptyDir,
     const out = await ssh(ip, [
       'sudo sh -c "echo x > /etc/config/new" 2>&1; echo rc=$?',
       'sudo mount -o remount,rw /etc/config 2>&1; sudo sh -c "echo x > /etc/config/new2" 2>&1; echo rc=$?',
-      'sudo mkdir -p /tmp/raw && sudo mount -t 9p -o trans=virtio,version=9p2000.L vmlet-ro /tmp/raw 2>&1; sudo sh -c "echo x > /tmp/raw/3/new3" 2>&1; echo rc=$?; sudo umount /tmp/raw',
+      // The share itself made read-write in the guest: only the host's read-only mounts stop it.
+      'sudo mount -o remount,rw /run/vmlet/volumes/ro 2>&1; echo opts=$(findmnt -n -o OPTIONS /run/vmlet/volumes/ro)',
+      'test -e /run/vmlet/volumes/ro/3/key && echo entry=3',
+      'sudo sh -c "echo x > /run/vmlet/volumes/ro/3/new3" 2>&1; echo rc=$?',
+      'sudo sh -c "echo x > /run/vmlet/volumes/ro/new4" 2>&1; echo rc=$?',
     ].join('; '));
-    assert.deepEqual(out.match(/rc=\d+/g), ['rc=1', 'rc=1', 'rc=1'], out);
+    assert.match(out, /opts=rw[,\s]/, out);
+    assert.match(out, /entry=3/, out);
+    assert.deepEqual(out.match(/rc=\d+/g), ['rc=1', 'rc=1', 'rc=1', 'rc=1'], out);
+    assert.match(out, /Read-only file system/, out);
     assert.deepEqual(readdirSync(configMap).sort(), ['..2024_01_01', '..data', 'key', 'secret']);
   });
   await t.test('ConfigMap: an update on the host (..data swapped) shows within seconds', async () => {
@@ -212,7 +231,7 @@ test('volumes in a warm VM: hostPath, read-only ConfigMap with ..data, emptyDir,
     await ssh(ip, `sudo sh -c "echo root-${tag} > /data/by-root"; echo user-${tag} > /data/by-user; mkdir /data/dir; echo n > /data/dir/f; ls -ln /data/by-user`);
     assert.equal(readFileSync(join(emptyDir, 'by-root'), 'utf8').trim(), `root-${tag}`);
     assert.equal(readFileSync(join(emptyDir, 'by-user'), 'utf8').trim(), `user-${tag}`);
-    // mapped: the guest sees its own user as owner.
+    // virtiofsd creates files as the guest user: the guest sees its own user as owner.
     assert.equal((await ssh(ip, 'stat -c %U /data/by-user')).trim(), GUEST_USER);
   });
   await t.test('termination log: what the guest writes is in the host file', async () => {

@@ -9,6 +9,7 @@ import { InvalidArgumentError } from '../../../../src/errors.js';
 import { resolveHostPath } from '../../../../src/container/volumes/host_path.js';
 import { planVolumes, vmShares, type CheckedMount } from '../../../../src/container/volumes/plan.js';
 import { buildDomainXml } from '../../../../src/libvirt/domain_xml.js';
+import type { VmSpec } from '../../../../src/libvirt/domain_spec.js';
 import { buildCloudInit } from '../../../../src/guest/cloudinit.js';
 import { mounts as criMounts } from '../../../../src/cri/container_create.js';
 import { threeNicNetwork } from '../../guest/fixtures.js';
@@ -83,8 +84,8 @@ test('plan: a mount under a file mount is refused', () => {
   assert.throws(() => planVolumes(mounts), /config\.mounts\[4\] \(\/etc\/hosts\/x\): container_path lies under config\.mounts\[0\]/);
 });
 
-test('domain XML: the two shares on fixed root-bus slots, the ro one <readonly/>; golden', () => {
-  const xml = buildDomainXml({
+test('domain XML: the two virtiofs shares on fixed root-bus slots, shared memfd memory; golden', () => {
+  const spec = (): VmSpec => ({
     name: 'vmlet-0f3a9c2e71b4',
     uuid: '53008994-44c0-4017-ad44-9c49758083da',
     domainType: 'qemu',
@@ -99,11 +100,18 @@ test('domain XML: the two shares on fixed root-bus slots, the ro one <readonly/>
     emulatorEnv: [],
     metadata: { sandboxId: 'sb', containerId: 'ct' },
   });
+  const xml = buildDomainXml(spec());
   assertGolden('libvirt/domain-shares.xml', xml);
-  assert.match(xml, /<filesystem type="mount" accessmode="passthrough" multidevs="remap">[\s\S]*?<target dir="vmlet-ro"\/>\s*<readonly\/>\s*<address type="pci" domain="0x0000" bus="0x00" slot="0x18" function="0x0"\/>/);
-  assert.match(xml, /<filesystem type="mount" accessmode="mapped" multidevs="remap">[\s\S]*?<target dir="vmlet-rw"\/>\s*<address[^>]*slot="0x19"/);
+  assert.match(xml, /<memory unit="KiB">524288<\/memory>\s*<memoryBacking>\s*<source type="memfd"\/>\s*<access mode="shared"\/>\s*<\/memoryBacking>/);
+  assert.match(xml, /<filesystem type="mount" accessmode="passthrough">\s*<driver type="virtiofs" queue="1024"\/>\s*<binary path="\/usr\/lib\/qemu\/virtiofsd"\/>\s*<source dir="\/var\/lib\/vmlet\/volumes\/0f3a\/ro"\/>\s*<target dir="vmlet-ro"\/>\s*<address type="pci" domain="0x0000" bus="0x00" slot="0x18" function="0x0"\/>/);
+  assert.match(xml, /<source dir="\/var\/lib\/vmlet\/volumes\/0f3a\/rw"\/>\s*<target dir="vmlet-rw"\/>\s*<address[^>]*slot="0x19"/);
+  // libvirt 9.0 refuses <readonly/> for virtiofs: read-only is the source mount's (exports.ts).
+  assert.doesNotMatch(xml, /<readonly\/>\s*<address[^>]*slot="0x1[89]"/);
+  // No share, no shared memory: a VM without a volumes host keeps private anonymous memory.
+  const plain = buildDomainXml({ ...spec(), shares: [] });
+  assert.doesNotMatch(plain, /memoryBacking|<filesystem/);
   const bad = (share: { tag: string; source: string }) =>
-    assert.throws(() => buildDomainXml({ name: 'vmlet-x', uuid: '53008994-44c0-4017-ad44-9c49758083da', domainType: 'qemu', emulator: '/e', memoryBytes: 1 << 29, vcpus: 1, rootDisk: { path: '/r', format: 'qcow2', driver: 'virtio' }, console: { kind: 'pty' }, nics: [], shares: [{ ...share, accessMode: 'mapped', readonly: false }], emulatorEnv: [], metadata: { sandboxId: 's', containerId: 'c' } }), InvalidArgumentError);
+    assert.throws(() => buildDomainXml({ name: 'vmlet-x', uuid: '53008994-44c0-4017-ad44-9c49758083da', domainType: 'qemu', emulator: '/e', memoryBytes: 1 << 29, vcpus: 1, rootDisk: { path: '/r', format: 'qcow2', driver: 'virtio' }, console: { kind: 'pty' }, nics: [], shares: [share], emulatorEnv: [], metadata: { sandboxId: 's', containerId: 'c' } }), InvalidArgumentError);
   bad({ tag: 'a'.repeat(32), source: '/v' });
   bad({ tag: 'vmlet rw', source: '/v' });
   bad({ tag: 'ok', source: '/v/../etc' });
@@ -121,7 +129,7 @@ test('seed: the mounts are the first bootcmd entries, ahead of the annotations\'
     bootcmd: plan.bootcmd,
   });
   assertGolden('guest/volumes-user-data.yaml', docs.userData);
-  assert.match(docs.userData, /bootcmd:\n {2}- - mkdir\n {4}- -p\n {4}- \/run\/vmlet\/volumes\/ro/);
+  assert.match(docs.userData, /bootcmd:\n {2}- - modprobe\n {4}- virtiofs\n {2}- - mkdir\n {4}- -p\n {4}- \/run\/vmlet\/volumes\/ro/);
   assert.match(docs.userData, /- - echo\n {4}- theirs\n/);
   const overwrite = buildCloudInit({ instanceId: 'i-1', hostname: 'pod-a', annotations: parseVmAnnotations({ VirtletCloudInitUserData: 'bootcmd: [x]\n', VirtletCloudInitUserDataOverwrite: 'true' }), env: [], network: threeNicNetwork(), bootcmd: plan.bootcmd });
   assert.ok(overwrite.userData.indexOf('vmlet-ro') < overwrite.userData.indexOf('- x'));
