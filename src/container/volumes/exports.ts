@@ -22,7 +22,7 @@
  */
 import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, readlink, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidArgumentError, errorText } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -82,11 +82,32 @@ export class MountVolumeHost implements VolumeHost {
         }
         if (e.kind === 'dir') await mkdir(target, { mode: 0o700 });
         else await writeFile(target, '', { flag: 'wx', mode: 0o600 });
-        const options = e.readonly ? 'ro,nosuid,nodev' : 'nosuid,nodev';
-        await run('mount', ['--bind', '--no-canonicalize', '-o', options, '/proc/self/fd/3', target], handle.fd);
+        await this.bindWithFlags(`${id}-${e.entry}`, e, handle.fd, target);
       } finally {
         await handle.close();
       }
+    }
+  }
+
+  /**
+   * mount(8) makes `--bind -o ro` in two steps, a bind then a remount, and a remount does not
+   * propagate: the copies in ro/ and in virtiofsd's namespace would stay writable (and without
+   * nodev). So the flags are set on a bind in the private staging directory first, and that mount,
+   * already read-only/nodev/nosuid, is bound to the target: every copy is a clone with its flags.
+   */
+  private async bindWithFlags(name: string, e: ExportEntry, fd: number, target: string): Promise<void> {
+    const point = join(this.stageDir, name);
+    if (e.kind === 'dir') await mkdir(point, { mode: 0o700 });
+    else await writeFile(point, '', { flag: 'wx', mode: 0o600 });
+    try {
+      await run('mount', ['--bind', '--no-canonicalize', '-o', e.readonly ? 'ro,nosuid,nodev' : 'nosuid,nodev', '/proc/self/fd/3', point], fd);
+      try {
+        await run('mount', ['--bind', '--no-canonicalize', point, target]);
+      } finally {
+        await run('umount', [point]);
+      }
+    } finally {
+      await rm(point, { recursive: false, force: true }).catch(() => rmdir(point));
     }
   }
 
@@ -112,17 +133,32 @@ export class MountVolumeHost implements VolumeHost {
     return (await readdir(this.volumesDir).catch(() => [] as string[])).filter((n) => ID.test(n));
   }
 
+  /** Private (no propagation): where an entry's mount gets its flags before it is bound into a share. */
+  private get stageDir(): string {
+    return `${this.volumesDir}-stage`;
+  }
+
   private dirOf(id: string): string {
     return join(this.volumesDir, id);
   }
 
-  /** The volumes directory as a shared mount of its own, once per daemon (kept across restarts). */
+  /**
+   * The volumes directory as a shared mount of its own and the staging directory as a private one,
+   * once per daemon (kept across restarts); staging leftovers of a crash are unmounted and removed.
+   */
   private ensureSharedRoot(): Promise<void> {
     this.sharedRoot ??= (async () => {
       await mkdir(this.volumesDir, { recursive: true, mode: 0o700 });
-      const own = (await readMountInfo()).find((m) => m.mountPoint === this.volumesDir);
+      await mkdir(this.stageDir, { recursive: true, mode: 0o700 });
+      const mounts = await readMountInfo();
+      const own = mounts.find((m) => m.mountPoint === this.volumesDir);
       if (!own) await run('mount', ['--bind', '--no-canonicalize', this.volumesDir, this.volumesDir]);
       if (!own?.shared) await run('mount', ['--make-shared', this.volumesDir]);
+      const stage = mounts.find((m) => m.mountPoint === this.stageDir);
+      if (!stage) await run('mount', ['--bind', '--no-canonicalize', this.stageDir, this.stageDir]);
+      if (!stage || stage.shared) await run('mount', ['--make-private', this.stageDir]);
+      for (const point of (await mountsUnder(this.stageDir)).reverse()) await run('umount', ['--lazy', point]);
+      for (const name of await readdir(this.stageDir)) await rm(join(this.stageDir, name), { recursive: false, force: true }).catch(() => rmdir(join(this.stageDir, name)));
     })().catch((err: unknown) => {
       this.sharedRoot = undefined;
       throw err;
