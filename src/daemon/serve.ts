@@ -109,6 +109,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     const emulator = await installVmwrapper();
     const host = { domainType: kvm.domainType, emulator, defaultMemoryBytes: config.vmMemory, defaultVcpus: config.vmVcpus };
     const volumes = new MountVolumeHost(join(config.stateDir, VOLUMES_DIR), logger.child({ component: 'volumes' }));
+    // Runs after the warm pool's close (cleanups run in reverse): its VMs' exports are gone by then.
+    cleanups.push(() => volumes.close());
     const warmPool = new WarmPool({
       size: config.vmWarmPool,
       volumes,

@@ -39,6 +39,8 @@ export interface VolumeHost {
   release(id: string): Promise<void>;
   /** Ids with an export directory (reconcile removes those nobody owns). */
   list(): Promise<string[]>;
+  /** At daemon stop: with no export left, the volumes directory's own mounts go too. */
+  close(): Promise<void>;
 }
 
 // Not in Node's fs.constants: Linux's O_PATH (x86-64, arm64 and most others).
@@ -131,6 +133,18 @@ export class MountVolumeHost implements VolumeHost {
 
   async list(): Promise<string[]> {
     return (await readdir(this.volumesDir).catch(() => [] as string[])).filter((n) => ID.test(n));
+  }
+
+  async close(): Promise<void> {
+    // With VMs left, the shared mount stays: their virtiofsd namespaces are slaves of it, and a
+    // new one made by the next daemon would not propagate into them.
+    if ((await this.list()).length > 0) return;
+    for (const dir of [this.stageDir, this.volumesDir]) {
+      const mounts = await readMountInfo();
+      if (mounts.some((m) => m.mountPoint.startsWith(`${dir}/`))) continue;
+      if (mounts.some((m) => m.mountPoint === dir)) await run('umount', [dir]);
+    }
+    this.sharedRoot = undefined;
   }
 
   /** Private (no propagation): where an entry's mount gets its flags before it is bound into a share. */
