@@ -275,10 +275,11 @@ test('volumes in a warm VM: hostPath, read-only ConfigMap with ..data, emptyDir,
     await d.runtime.StopPodSandbox!({ pod_sandbox_id: sandboxId });
     await d.runtime.RemovePodSandbox!({ pod_sandbox_id: sandboxId });
   });
-  await t.test('after vmlet stops: only the volumes root itself may remain mounted, empty', async () => {
+  await t.test('after vmlet stops with no VM left: the volumes and staging directories are unmounted, empty', async () => {
     assert.equal(await d.stop(), 0);
     assert.deepEqual(readdirSync(volumesRoot), []);
-    assert.deepEqual(mountPointsUnder(volumesRoot).filter((p) => p !== volumesRoot), []);
+    assert.deepEqual(mountPointsUnder(volumesRoot), []);
+    assert.deepEqual(mountPointsUnder(`${volumesRoot}-stage`), []);
     execFileSync('umount', [configMap]);
     rmSync(host, { recursive: true, force: true });
   });
