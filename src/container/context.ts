@@ -24,6 +24,7 @@ import type { HostFacts } from './domain_spec_builder.js';
 import type { WarmPool } from './warm/pool.js';
 import type { ContainerRecord } from './records.js';
 import { QMP_DIR, VM_DIR } from './layout.js';
+import type { VolumeHost } from './volumes/exports.js';
 import { ownerIdFor } from '../store/owner.js';
 
 /** The image store calls a container's creation makes. */
@@ -59,6 +60,8 @@ export interface ContainerDeps {
   destroyMarginMs?: number;
   /** Watches domains' QEMU processes (vm_exit.ts); absent, stops wait for libvirt's answers. */
   qemuProcesses?: QemuProcesses;
+  /** The VMs' volume exports (volumes/exports.ts); absent = no shares, and a mount is refused. */
+  volumes?: VolumeHost;
 }
 
 export interface ContainerContext {
@@ -90,6 +93,7 @@ export interface ContainerContext {
   readonly qemuProcesses: QemuProcesses | undefined;
   /** Domain name → libvirt destroy still in flight after its QEMU exited (vm_exit.ts). */
   readonly pendingDestroys: Map<string, Promise<void>>;
+  readonly volumes: VolumeHost | undefined;
 }
 
 export function containerContext(stateDir: string, deps: ContainerDeps): ContainerContext {
@@ -122,6 +126,7 @@ export function containerContext(stateDir: string, deps: ContainerDeps): Contain
     destroyMarginMs: deps.destroyMarginMs ?? DESTROY_MARGIN_MS,
     qemuProcesses: deps.qemuProcesses,
     pendingDestroys: new Map(),
+    volumes: deps.volumes,
   };
 }
 

@@ -5,7 +5,8 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from '../errors.js';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
+import type { Share } from '../libvirt/domain_spec.js';
 import { parseVmAnnotations, ANNOTATION, type VmAnnotations } from '../guest/annotations.js';
 import { buildSeedDocuments } from '../guest/cloudinit.js';
 import { writeSeedIso } from '../guest/seed_iso.js';
@@ -23,6 +24,8 @@ import { plugWarm } from './warm/adopt.js';
 import { giveOverlay, giveSeed, giveVmDir } from '../vmwrapper/qemu_access.js';
 import { warmFits } from './warm/fit.js';
 import type { WarmVm } from './warm/pool.js';
+import { resolveHostPath } from './volumes/host_path.js';
+import { planVolumes, type CheckedMount, type VolumePlan } from './volumes/plan.js';
 
 /** What CreateContainer asks for: the record's caller-given fields. */
 export type ContainerSpec = Pick<
@@ -82,6 +85,8 @@ class ContainerCreation {
   private readonly coldDomainName: string;
   private readonly record: ContainerRecord;
   private readonly undos: Undo[] = [];
+  private volumes: VolumePlan = { entries: [], bootcmd: [] };
+  private shares: Share[] = [];
 
   constructor(
     private readonly ctx: ContainerContext,
@@ -141,10 +146,12 @@ class ContainerCreation {
     vmNetwork.catch(() => {}); // observed below; no unhandled rejection meanwhile
     planned.catch(() => {});
     try {
+      this.volumes = planVolumes(await this.checkMounts());
       await this.settleWarmVm();
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       this.undos.push(() => rm(this.dir, { recursive: true, force: true }));
       await giveVmDir(this.dir, ctx.host.qemuUser);
+      await this.bindVolumes();
       const { network, plugged } = await this.buildPieces(vmNetwork, planned);
       if (this.useWarm && !plugged) await this.fallBackToCold();
       if (this.useWarm) await this.keepWarmVm();
@@ -156,6 +163,35 @@ class ContainerCreation {
     } finally {
       ctx.creating.delete(id);
     }
+  }
+
+  /** Each mount's host path, resolved and checked (host_path.ts); nothing is taken yet. */
+  private async checkMounts(): Promise<CheckedMount[]> {
+    const mounts = this.spec.mounts;
+    if (mounts.length === 0) return [];
+    if (!this.ctx.volumes) throw new InvalidArgumentError('config.mounts: this vmlet shares no volumes with its VMs');
+    if (this.annotations.userDataScript !== undefined) {
+      this.ctx.logger.warn({ containerId: this.id, mounts: mounts.map((m) => m.container_path) }, 'VirtletCloudInitUserDataScript replaces user-data: the guest must mount the volumes itself (tags vmlet-ro, vmlet-rw)');
+    }
+    return Promise.all(
+      mounts.map(async (m, i) => {
+        const name = `config.mounts[${i}] (${m.container_path})`;
+        const resolved = await resolveHostPath(m.host_path, name);
+        return { name, containerPath: m.container_path, hostPath: resolved.path, kind: resolved.kind, readonly: m.readonly };
+      }),
+    );
+  }
+
+  /**
+   * The VM's export directory (a warm VM's exists since the pool made it) with each mount bound
+   * into it; a warm QEMU sees them through mount propagation (volumes/exports.ts).
+   */
+  private async bindVolumes(): Promise<void> {
+    const { ctx, id } = this;
+    if (!ctx.volumes) return;
+    this.undos.push(() => ctx.volumes!.release(id));
+    this.shares = await ctx.volumes.prepare(id);
+    await ctx.volumes.bind(id, this.volumes.entries);
   }
 
   /** A warm VM that does not fit goes now; one that does is discarded again on rollback. */
@@ -219,6 +255,7 @@ class ContainerCreation {
         annotations,
         env: this.spec.envs.map((e) => ({ name: e.key, value: e.value })),
         network,
+        bootcmd: this.volumes.bootcmd,
       },
       annotations.cloudInitImageType,
     );
@@ -251,6 +288,7 @@ class ContainerCreation {
       annotations: this.annotations,
       vcpuAnnotationGiven: this.vcpuAnnotationGiven,
       network,
+      shares: this.shares,
     });
     this.undos.push(() => undefineFully(domainOps(ctx), dom));
     await this.commit();

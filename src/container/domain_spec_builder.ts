@@ -2,7 +2,7 @@
  * Pure: what a container's VM looks like, from the CRI container config, its sandbox, the pod's
  * Virtlet annotations and the host's facts. The domain XML is then a pure function of the result.
  */
-import type { CpuTune, VmSpec } from '../libvirt/domain_spec.js';
+import type { CpuTune, Share, VmSpec } from '../libvirt/domain_spec.js';
 import { nicsFromNetwork } from '../libvirt/domain_spec.js';
 import type { VmAnnotations } from '../guest/annotations.js';
 import type { VmNetwork } from '../network/types.js';
@@ -38,6 +38,8 @@ export interface VmInputs {
   consolePath: string;
   /** Where the VM's guest agent and console sockets go (src/container/vm_sockets.ts). */
   socketDir: string;
+  /** The VM's volume shares (src/container/volumes/plan.ts). */
+  shares?: Share[];
 }
 
 const MIB = 1024 * 1024;
@@ -90,6 +92,7 @@ export function buildVmSpec(inputs: VmInputs, host: HostFacts, vcpuAnnotationGiv
     guestAgentSocket: guestAgentSocketPath(inputs.socketDir, inputs.containerId),
     // TAPs live in the pod netns where only QEMU (inside it through the vmwrapper) can open them.
     nics: nics.filter((n) => n.kind !== 'tap'),
+    ...(inputs.shares && inputs.shares.length > 0 ? { shares: inputs.shares } : {}),
     emulatorArgs: tapNicQemuArgs(nics.flatMap((n) => (n.kind === 'tap' ? [{ tap: n.tap, mac: n.mac, mtu: n.mtu }] : []))),
     emulatorEnv: vmwrapperEnv(inputs.netnsName),
     ...(host.qemuUser !== undefined ? { filesLabelledByVmlet: true } : {}),

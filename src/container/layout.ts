@@ -10,6 +10,8 @@ import { join, resolve } from 'node:path';
 export const DOMAIN_PREFIX = 'vmlet-';
 /** Under the state dir: one directory per container VM. */
 export const VM_DIR = 'vms';
+/** Under the state dir: one export directory per VM, the sources of its virtiofs shares (volumes/exports.ts). */
+export const VOLUMES_DIR = 'volumes';
 /** Under the state dir: warm VMs' QMP sockets (warmQmpPath). */
 export const QMP_DIR = 'qmp';
 /** In a VM's directory: the root disk overlay, the cloud-init seed, QEMU's console output and the pump's position. */

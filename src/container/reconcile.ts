@@ -55,6 +55,11 @@ async function removeUnownedFiles(ctx: ContainerContext): Promise<void> {
       await rm(join(ctx.dataDir, name), { recursive: true, force: true });
     }
   }
+  for (const id of (await ctx.volumes?.list()) ?? []) {
+    if (kept(id)) continue;
+    ctx.logger.warn({ id }, 'releasing volumes no record owns');
+    await ctx.volumes!.release(id).catch((err: unknown) => ctx.logger.error({ err, id }, 'could not release orphan volumes'));
+  }
   // A QMP socket a QEMU killed outright left behind (a live one is named after a kept VM's id).
   const liveQmp = new Set(vmDirs.filter(kept).map((id) => warmQmpPath(ctx.qmpDir, id)));
   for (const name of await readdir(ctx.qmpDir).catch(() => [] as string[])) {

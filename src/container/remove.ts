@@ -23,6 +23,8 @@ export async function removeContainer(ctx: ContainerContext, idOrPrefix: string)
         await destroyIfActive(domainOps(ctx), dom);
         await undefineFully(domainOps(ctx), dom);
       }
+      // QEMU is gone: its volumes can be unmounted (they are not in r.dir, which goes recursively).
+      await ctx.volumes?.release(id);
       await rm(r.dir, { recursive: true, force: true });
       if (r.warm) await rm(warmQmpPath(ctx.qmpDir, id), { force: true });
     };

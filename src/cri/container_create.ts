@@ -7,20 +7,23 @@ import type { ContainerService } from '../container/service.js';
 import type { ContainerResources } from '../container/records.js';
 import { MAX_IMAGE_NAME_LENGTH } from '../image/reference.js';
 import type { HandlerMap } from './rpc.js';
-import { requireString, checkString, checkStringMap, checkRelativePath, checkIdOrPrefix } from './validate.js';
+import { requireString, checkString, checkStringMap, checkRelativePath, checkIdOrPrefix, checkAbsolutePath } from './validate.js';
+import type { Logger } from '../log.js';
 
 const MAX_ARGS = 1024;
 const MAX_ENVS = 1024;
 const MAX_ARG_LENGTH = 128 * 1024;
 const MAX_MOUNTS = 64;
 
-export function containerCreateHandlers(containers: ContainerService): HandlerMap {
+export function containerCreateHandlers(containers: ContainerService, logger?: Logger): HandlerMap {
   return {
     async CreateContainer(req: CreateContainerRequest__Output): Promise<CreateContainerResponse> {
       const sandboxId = checkIdOrPrefix(req.pod_sandbox_id, 'pod_sandbox_id');
       const c = req.config;
       if (!c) throw new InvalidArgumentError('config is required');
       if (!c.metadata) throw new InvalidArgumentError('config.metadata is required');
+      refuseDevices(c);
+      const warn = (mount: string, message: string) => logger?.warn({ sandboxId, container: c.metadata?.name, mount }, message);
       const id = await containers.create({
         sandboxId,
         name: requireString(c.metadata.name, 'config.metadata.name'),
@@ -32,7 +35,7 @@ export function containerCreateHandlers(containers: ContainerService): HandlerMa
         envs: envs(c.envs ?? []),
         labels: checkStringMap(c.labels, 'config.labels'),
         annotations: checkStringMap(c.annotations, 'config.annotations'),
-        mounts: mounts(c.mounts ?? []),
+        mounts: mounts(c.mounts ?? [], warn),
         logPath: c.log_path ? checkRelativePath(c.log_path, 'config.log_path') : '',
         resources: resourcesFrom(c.linux?.resources ?? undefined),
       });
@@ -61,18 +64,65 @@ function envs(list: { key?: string; value?: string }[]): { key: string; value: s
   });
 }
 
-function mounts(list: { container_path?: string; host_path?: string; readonly?: boolean; image?: { image?: string } | null }[]) {
+/** Where kubelet mounts the termination message; the only /dev path a VM can honour (a file in the guest). */
+const TERMINATION_LOG = '/dev/termination-log';
+
+type CriMount = NonNullable<CreateContainerRequest__Output['config']>['mounts'][number];
+
+/**
+ * Each mount becomes a share the guest mounts at container_path (src/container/volumes/). What a
+ * VM cannot honour is refused by name, never dropped: mount propagation into or out of the VM,
+ * id-mapped mounts, /dev paths other than the termination log. selinux_relabel is ignored with a
+ * warning (the guest has its own labels); kubelet sets it on every mount of an SELinux node.
+ */
+export function mounts(list: CriMount[], warn: (mount: string, message: string) => void = () => {}) {
   if (list.length > MAX_MOUNTS) throw new InvalidArgumentError(`config.mounts has more than ${MAX_MOUNTS} entries`);
   const imageMount = list.findIndex((m) => (m.image?.image ?? '') !== '');
   if (imageMount >= 0) {
     throw new InvalidArgumentError(`config.mounts[${imageMount}].image (${JSON.stringify(list[imageMount]!.image!.image)}): image volumes are not supported by vmlet yet`);
   }
-  // Recorded and reported in ContainerStatus; a VM cannot bind-mount host paths.
-  return list.map((m, i) => ({
-    container_path: checkString(m.container_path ?? '', `config.mounts[${i}].container_path`, 4096),
-    host_path: checkString(m.host_path ?? '', `config.mounts[${i}].host_path`, 4096),
-    readonly: m.readonly ?? false,
-  }));
+  const seen = new Set<string>();
+  return list.map((m, i) => {
+    const field = `config.mounts[${i}]`;
+    const containerPath = guestPath(m.container_path ?? '', `${field}.container_path`);
+    const name = `${field} (${containerPath})`;
+    const hostPath = checkAbsolutePath(requireString(m.host_path, `${field}.host_path`, 4096), `${name} host_path`);
+    if (hostPath !== m.host_path) throw new InvalidArgumentError(`${name} host_path ${JSON.stringify(m.host_path)} is not a normalized path`);
+    if (seen.has(containerPath)) throw new InvalidArgumentError(`${name}: container_path is mounted twice`);
+    seen.add(containerPath);
+    if ((containerPath === '/dev' || containerPath.startsWith('/dev/')) && containerPath !== TERMINATION_LOG) {
+      throw new InvalidArgumentError(`${name}: /dev paths other than ${TERMINATION_LOG} cannot be mounted into a VM (device nodes are not passed through)`);
+    }
+    const propagation = m.propagation ?? 'PROPAGATION_PRIVATE';
+    if (String(propagation) !== 'PROPAGATION_PRIVATE') {
+      throw new InvalidArgumentError(`${name}: propagation ${String(propagation)} cannot cross into a VM; only PROPAGATION_PRIVATE is supported`);
+    }
+    if ((m.uidMappings?.length ?? 0) > 0 || (m.gidMappings?.length ?? 0) > 0) {
+      throw new InvalidArgumentError(`${name}: id-mapped mounts (uidMappings/gidMappings) are not supported by vmlet`);
+    }
+    if (m.recursive_read_only && !m.readonly) throw new InvalidArgumentError(`${name}: recursive_read_only needs readonly`);
+    if (m.selinux_relabel) warn(name, 'selinux_relabel ignored: the host path is not relabelled; the guest keeps its own labels');
+    return { container_path: containerPath, host_path: hostPath, readonly: m.readonly ?? false };
+  });
+}
+
+/** An absolute, normalized guest path other than "/" without control characters. */
+function guestPath(value: string, field: string): string {
+  const path = checkAbsolutePath(requireString(value, field, 4096), field);
+  if (path !== value || path === '/' || path.endsWith('/')) throw new InvalidArgumentError(`${field} ${JSON.stringify(value)} must be a normalized absolute path other than /`);
+  return path;
+}
+
+/** devices and cdi_devices would need PCI passthrough of each device, which vmlet does not do yet. */
+function refuseDevices(c: NonNullable<CreateContainerRequest__Output['config']>): void {
+  if ((c.devices?.length ?? 0) > 0) {
+    const names = c.devices.map((d) => d.host_path ?? '').join(', ');
+    throw new InvalidArgumentError(`config.devices (${names}) are not supported: vmlet does not pass host devices into its VMs`);
+  }
+  if ((c.CDI_devices?.length ?? 0) > 0) {
+    const names = c.CDI_devices.map((d) => d.name ?? '').join(', ');
+    throw new InvalidArgumentError(`config.cdi_devices (${names}) are not supported: vmlet does not pass host devices into its VMs`);
+  }
 }
 
 const INT64 = /^-?\d{1,19}$/;

@@ -20,7 +20,8 @@ import { SandboxService } from '../sandbox/service.js';
 import { ImageStore } from '../image/store.js';
 import { errorText } from '../errors.js';
 import { ContainerService } from '../container/service.js';
-import { QMP_DIR, VM_DIR } from '../container/layout.js';
+import { QMP_DIR, VM_DIR, VOLUMES_DIR } from '../container/layout.js';
+import { MountVolumeHost } from '../container/volumes/exports.js';
 import { ownerIdFor } from '../store/owner.js';
 import { StatsCollector } from '../container/stats.js';
 import { WarmPool } from '../container/warm/pool.js';
@@ -130,8 +131,12 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       defaultVcpus: config.vmVcpus,
       ...(qemuUser !== undefined ? { qemuUser } : {}),
     };
+    const volumes = new MountVolumeHost(join(config.stateDir, VOLUMES_DIR), logger.child({ component: 'volumes' }));
+    // Runs after the warm pool's close (cleanups run in reverse): its VMs' exports are gone by then.
+    cleanups.push(() => volumes.close());
     const warmPool = new WarmPool({
       size: config.vmWarmPool,
+      volumes,
       client: () => libvirt.current(),
       netns: {
         create: () => netd.call('createWarmNetns', {}, NETD_WARM_TIMEOUT_MS),
@@ -145,7 +150,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     });
     // libvirt's QEMU driver keeps its pid files next to its socket's directory (/run/libvirt/qemu).
     const qemuProcesses = new ProcQemuProcesses(join(dirname(config.libvirtSocket), 'qemu'));
-    const containers = new ContainerService(config.stateDir, { libvirt, images, sandboxes, consoles, host, logger: logger.child({ component: 'containers' }), pool: warmPool, qemuProcesses });
+    const containers = new ContainerService(config.stateDir, { libvirt, images, sandboxes, consoles, host, logger: logger.child({ component: 'containers' }), pool: warmPool, qemuProcesses, volumes });
     await containers.load();
     cleanups.push(() => containers.flush());
     cleanups.push(() => containers.settle());
@@ -206,7 +211,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         ...sandboxRunHandlers(sandboxes),
         ...sandboxLifecycleHandlers(sandboxes),
         ...sandboxQueryHandlers(sandboxes),
-        ...containerCreateHandlers(containers),
+        ...containerCreateHandlers(containers, logger.child({ component: 'cri' })),
         ...containerLifecycleHandlers(containers),
         ...containerQueryHandlers(containers),
         ...containerUpdateHandlers(containers),

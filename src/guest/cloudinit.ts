@@ -38,6 +38,12 @@ export interface CloudInitInput {
   /** The container's environment, in CRI order. */
   env: readonly ContainerEnvVar[];
   network: VmNetwork;
+  /**
+   * Commands the guest runs first at every boot (cloud-init `bootcmd`, before user-data's own
+   * bootcmd and before any other module): the volumes' mounts (src/container/volumes/plan.ts).
+   * Lost only when VirtletCloudInitUserDataScript replaces user-data (the caller warns).
+   */
+  bootcmd?: readonly (readonly string[])[];
 }
 
 export interface NoCloudDocuments {
@@ -138,6 +144,11 @@ function buildUserData(input: CloudInitInput): { text: string; omittedEnv: strin
   // 0600: container env often carries Secret values.
   generated['write_files'] = [{ path: ENVIRONMENT_FILE, permissions: '0600', content: env.content }];
   const merged = applyOverride(generated, input.annotations.userData, input.annotations.userDataOverwrite);
+  if (input.bootcmd !== undefined && input.bootcmd.length > 0) {
+    // Ahead of whatever the annotations say, overwrite mode included: the mounts must exist first.
+    const theirs: unknown = merged['bootcmd'];
+    setOwn(merged, 'bootcmd', [...input.bootcmd.map((c) => [...c]), ...(Array.isArray(theirs) ? theirs : theirs === undefined ? [] : [theirs])]);
+  }
   checkValueBounds(merged, `annotation ${ANNOTATION.userData}`);
   return { text: `#cloud-config\n${toYaml(merged)}`, omittedEnv: env.omitted };
 }

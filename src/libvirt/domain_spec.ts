@@ -90,6 +90,19 @@ export type VmNic =
       pciAddress: string;
     };
 
+/**
+ * A host directory the guest mounts over virtiofs (`mount -t virtiofs TAG DIR`). libvirt starts
+ * one virtiofsd (root, outside the vmwrapper) per share; QEMU connects to its vhost-user socket.
+ * There is no read-only flag: libvirt 9.0 refuses `<readonly/>` for virtiofs and the C virtiofsd
+ * has no such option, so a read-only share is a source that is itself a read-only mount
+ * (src/container/volumes/exports.ts).
+ */
+export interface Share {
+  /** The virtiofs mount tag (at most 31 bytes here; the device allows 36). */
+  tag: string;
+  source: string;
+}
+
 /** vmlet's own ids, stored in the domain's <metadata> so recovery can map a domain back. */
 export interface VmletDomainMetadata {
   sandboxId: string;
@@ -130,6 +143,11 @@ export interface VmSpec {
    * netns because libvirtd looks TAPs up in its own namespace (src/vmwrapper/tap_nic_args.ts).
    */
   emulatorArgs?: string[];
+  /**
+   * virtiofs shares (at most MAX_SHARES), cold and warm alike (vmlet does not hot-plug them). Any
+   * share makes the guest memory a shared memfd, which vhost-user needs.
+   */
+  shares?: Share[];
   /** `none` (default) or `virtio` if guest memory statistics are wanted. */
   memballoon?: 'none' | 'virtio';
   /**

@@ -26,7 +26,7 @@
 import { create } from 'xmlbuilder2';
 import { isAbsolute, normalize } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
-import { WARM_PORT_ALIAS, WARM_SEED_ALIAS, type CpuTune, type SeedKind, type VmNic, type VmSpec, type VmletDomainMetadata } from './domain_spec.js';
+import { WARM_PORT_ALIAS, WARM_SEED_ALIAS, type CpuTune, type SeedKind, type Share, type VmNic, type VmSpec, type VmletDomainMetadata } from './domain_spec.js';
 
 type XMLBuilder = ReturnType<typeof create>;
 
@@ -81,6 +81,12 @@ export function buildDomainXml(spec: VmSpec): string {
   addMetadata(domain, spec.metadata, spec.seed?.kind);
   // KiB is libvirt's native unit; round up so the guest never gets less than asked.
   text(add(domain, 'memory', { unit: 'KiB' }), String(Math.ceil(spec.memoryBytes / 1024)));
+  if ((spec.shares ?? []).length > 0) {
+    // vhost-user (virtiofsd) maps guest memory into another process: it must be shareable.
+    const backing = add(domain, 'memoryBacking');
+    add(backing, 'source', { type: 'memfd' });
+    add(backing, 'access', { mode: 'shared' });
+  }
   text(add(domain, 'vcpu', { placement: 'static' }), String(spec.vcpus));
   addCputune(domain, spec);
 
@@ -101,6 +107,7 @@ export function buildDomainXml(spec: VmSpec): string {
   addDisks(devices, spec);
   add(devices, 'controller', { type: 'usb', index: '0', model: 'none' });
   for (const nic of spec.nics) addNic(devices, nic);
+  (spec.shares ?? []).forEach((share, i) => addShare(devices, share, i));
   addSerial(devices, spec);
   if (spec.guestAgentSocket !== undefined) {
     const channel = add(devices, 'channel', { type: 'unix' });
@@ -271,6 +278,27 @@ function addDisks(devices: XMLBuilder, spec: VmSpec): void {
   if (root.driver === 'scsi' || spec.seed) add(devices, 'controller', { type: 'scsi', index: '0', model: 'virtio-scsi' });
 }
 
+/**
+ * Shares sit on the q35 root bus at fixed slots (SHARE_SLOT + i), like vmlet's NICs (0x10-0x17,
+ * see docs/vmwrapper.md): a share without an address would take the first free root port, which
+ * a warm domain keeps for its hot-plugged disk and NICs. The daemon is QEMU 7.2's C virtiofsd
+ * (Debian 12 has no virtiofsd package); libvirt runs it as root with --fd and
+ * `-o source=DIR` (sandbox=namespace, its default: it pivots into DIR, symlinks cannot leave it).
+ */
+const SHARE_SLOT = 0x18;
+export const MAX_SHARES = 4;
+export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
+const SHARE_TAG = /^[A-Za-z0-9_-]{1,31}$/;
+
+function addShare(devices: XMLBuilder, share: Share, index: number): void {
+  const el = add(devices, 'filesystem', { type: 'mount', accessmode: 'passthrough' });
+  add(el, 'driver', { type: 'virtiofs', queue: '1024' });
+  add(el, 'binary', { path: VIRTIOFSD });
+  add(el, 'source', { dir: share.source });
+  add(el, 'target', { dir: share.tag });
+  add(el, 'address', { type: 'pci', domain: '0x0000', bus: '0x00', slot: `0x${(SHARE_SLOT + index).toString(16)}`, function: '0x0' });
+}
+
 function addNic(devices: XMLBuilder, nic: VmNic): void {
   switch (nic.kind) {
     case 'tap': {
@@ -356,6 +384,15 @@ export function validateVmSpec(spec: VmSpec): void {
   }
   else if (spec.console.logPath !== undefined) checkPath('console log path', spec.console.logPath);
   else check(spec.console.kind === 'pty', 'console kind', (spec.console as { kind: string }).kind);
+
+  const shares = spec.shares ?? [];
+  check(shares.length <= MAX_SHARES, 'number of shares', String(shares.length));
+  const tags = new Set<string>();
+  for (const share of shares) {
+    check(SHARE_TAG.test(share.tag) && !tags.has(share.tag), 'share tag', share.tag);
+    tags.add(share.tag);
+    checkPath(`share ${share.tag} source`, share.source);
+  }
 
   if (spec.guestAgentSocket !== undefined) checkSocketPath('guest agent socket path', spec.guestAgentSocket);
 

@@ -80,7 +80,8 @@ export function uidDropArgs(user: { uid: number; gid: number }): string[] {
  * domain for qemu.conf's user, root, so two things QEMU opens by path are root's alone:
  * - the master key (`-object {"qom-type":"secret","id":"masterKey0",...,"file":"<lib>/domain-N-name/master-key.aes"}`):
  *   its directory and file get the QEMU group (0750/0640; libvirt deletes both when the domain
- *   stops) and libvirt's lib dir gets o+x (traverse only, no listing);
+ *   stops) and libvirt's lib dir gets o+x (traverse only, no listing); virtiofsd's sockets in that
+ *   directory (`fsN-fs.sock`, volumes) get the QEMU group, read-write, so QEMU can connect;
  * - /dev/net/tun and /dev/kvm: only when this process is in a mount namespace of its own (libvirt's
  *   private /dev for the domain), where they are this domain's copies; the host's nodes are never
  *   touched.
@@ -108,6 +109,11 @@ function grantFunction(gid: number): string {
     [ -d "\$kdir" ] && [ ! -L "\$kdir" ] && [ -f "\$key" ] && [ ! -L "\$key" ] || fail "master key \$key is missing"
     /bin/chmod o+x ${lib} && /bin/chgrp ${gid} "\$kdir" "\$key" && /bin/chmod 0750 "\$kdir" && /bin/chmod 0640 "\$key" ||
       fail "cannot give the QEMU group the master key \$key"
+    # virtiofsd's vhost-user sockets (volumes), made by libvirt before QEMU starts: QEMU connects to them.
+    for sock in "\$kdir"/fs*-fs.sock; do
+      [ -S "\$sock" ] && [ ! -L "\$sock" ] || continue
+      /bin/chgrp ${gid} "\$sock" && /bin/chmod 0660 "\$sock" || fail "cannot give the QEMU group \$sock"
+    done
   done
   [ /proc/self/ns/mnt -ef /proc/1/ns/mnt ] && return 0
   for dev in /dev/net/tun /dev/kvm; do

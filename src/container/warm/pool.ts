@@ -34,6 +34,7 @@ import { CONSOLE_RAW, warmQmpPath } from '../layout.js';
 import { giveSocketDir, giveVmDir } from '../../vmwrapper/qemu_access.js';
 import { consoleSocketPath, guestAgentSocketPath } from '../vm_sockets.js';
 import type { HostFacts } from '../domain_spec_builder.js';
+import type { VolumeHost } from '../volumes/exports.js';
 
 /** Warm domains are named this (plus part of the id) so leftovers are recognisable. */
 export const WARM_DOMAIN_PREFIX = 'vmlet-warm-';
@@ -76,6 +77,11 @@ export interface WarmPoolOptions {
   logger: Logger;
   /** Quiet time after a claim before refilling, so the refill's QEMU start stays off that pod's calls. */
   refillDelayMs?: number;
+  /**
+   * Volume exports: a warm VM gets its (empty) shares at start, since vmlet does not hot-plug virtiofs devices;
+   * CreateContainer binds the volumes into them. Absent = no shares.
+   */
+  volumes?: VolumeHost;
   /** A new VM's id (64 hex) and domain UUID; random unless a test makes them deterministic. */
   newId?: () => string;
   newUuid?: () => string;
@@ -252,6 +258,9 @@ export class WarmPool {
       await mkdir(dir, { recursive: true, mode: 0o700 });
       undos.push(() => rm(dir, { recursive: true, force: true }));
       await giveVmDir(dir, host.qemuUser);
+      const volumes = this.options.volumes;
+      if (volumes) undos.push(() => volumes.release(id));
+      const shares = volumes ? await volumes.prepare(id) : [];
       const { netnsName } = await netns.create();
       undos.push(() => netns.delete(netnsName));
       const xml = buildDomainXml({
@@ -264,6 +273,7 @@ export class WarmPool {
         console: { kind: 'unix', socketPath: consoleSocketPath(this.options.qmpDir, id), logPath: join(dir, CONSOLE_RAW) },
         guestAgentSocket: guestAgentSocketPath(this.options.qmpDir, id),
         nics: [],
+        ...(shares.length > 0 ? { shares } : {}),
         emulatorArgs: warmQmpArgs(qmpPath),
         emulatorEnv: vmwrapperEnv(netnsName),
         warm: { hotplugPorts: ports },
@@ -294,9 +304,10 @@ export class WarmPool {
     }
   }
 
-  /** Domain and directory; the netns is the caller's business. */
+  /** Domain, directory and volume exports; the netns is the caller's business. */
   private async destroyVm(vm: WarmVm): Promise<void> {
     await this.discard(vm);
+    await this.options.volumes?.release(vm.id);
     await rm(vm.dir, { recursive: true, force: true });
   }
 }

@@ -30,6 +30,11 @@ grant() {
     [ -d "$kdir" ] && [ ! -L "$kdir" ] && [ -f "$key" ] && [ ! -L "$key" ] || fail "master key $key is missing"
     /bin/chmod o+x /var/lib/libvirt/qemu && /bin/chgrp 64101 "$kdir" "$key" && /bin/chmod 0750 "$kdir" && /bin/chmod 0640 "$key" ||
       fail "cannot give the QEMU group the master key $key"
+    # virtiofsd's vhost-user sockets (volumes), made by libvirt before QEMU starts: QEMU connects to them.
+    for sock in "$kdir"/fs*-fs.sock; do
+      [ -S "$sock" ] && [ ! -L "$sock" ] || continue
+      /bin/chgrp 64101 "$sock" && /bin/chmod 0660 "$sock" || fail "cannot give the QEMU group $sock"
+    done
   done
   [ /proc/self/ns/mnt -ef /proc/1/ns/mnt ] && return 0
   for dev in /dev/net/tun /dev/kvm; do
