@@ -36,7 +36,13 @@ const execFileAsync = promisify(execFile);
 /** The pod network of the conformance run (the project's test range 198.18.0.0/15). */
 const SUBNET = '198.18.120';
 /** critest has no overall limit of its own short of 1 h; a hung spec must not hold CI that long. */
-const CRITEST_TIMEOUT = '30m';
+/**
+ * Each critest process runs one spec. The slowest applicable spec waits out critest's own 60 s for a
+ * container to exit; a spec blocked in a stream that never ends (attach to a console) must not hold
+ * the run: ginkgo ends the suite at this timeout, and KILL_AFTER_MS later the process is killed.
+ */
+const CRITEST_TIMEOUT = '4m';
+const KILL_AFTER_MS = 5 * 60_000;
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -127,7 +133,12 @@ function runCritest(critest: string, args: string[]): Promise<{ exit: number | n
   return new Promise((resolve, reject) => {
     const child = spawn(critest, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     running.add(child);
-    child.once('exit', () => running.delete(child));
+    // ChildProcess.kill signals exactly this child's pid.
+    const killer = setTimeout(() => child.kill('SIGKILL'), KILL_AFTER_MS);
+    child.once('exit', () => {
+      clearTimeout(killer);
+      running.delete(child);
+    });
     const chunks: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => chunks.push(c));
     child.stderr.on('data', (c: Buffer) => chunks.push(c));
