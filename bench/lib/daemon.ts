@@ -141,6 +141,9 @@ export class BenchDaemon {
 
   /** `extraArgs` go after the bench's own flags (a later flag wins). */
   static async start(entry: EntryPoints, dirs: DaemonDirs, logLevel: string, extraArgs: readonly string[] = [], readyTimeoutMs = 90_000): Promise<BenchDaemon> {
+    // The daemon's base dir (socket, state and images below it) must be traversable by QEMU's user
+    // (--qemu-user); a recursive mkdir would give it the socket dir's 0700.
+    await mkdir(dirname(dirname(dirs.socket)), { recursive: true, mode: 0o711 });
     await mkdir(dirname(dirs.socket), { recursive: true, mode: 0o700 });
     const args = [
       ...entry.serve,
