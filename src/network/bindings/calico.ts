@@ -21,22 +21,11 @@ import { InvalidArgumentError } from '../../errors.js';
 import type { IpCommand } from '../iproute.js';
 import type { IpConfig, RouteConfig } from '../types.js';
 import { parseIp } from '../cni/ip.js';
-import type { CniInterfaceView } from './types.js';
+import type { CniInterfaceView, CalicoGateway } from './types.js';
 import { routeRestoreCommand, routeRestoreOrder, type RecordedRoute } from './snapshot.js';
 
 /** What the tap binding records of a Calico-shaped interface (TapWiredInterface.calico). */
-export interface CalicoGateway {
-  /** The pod IP (the /32 CNI gave). */
-  podAddress: string;
-  /** Calico's link-scope gateway (169.254.1.1). */
-  podGateway: string;
-  /** The VM's gateway: an address on the bridge, inside the pod IP's /N. */
-  fakeGateway: string;
-  /** N: the VM's prefix length (--calico-subnet). */
-  prefixLength: number;
-  /** The netns sysctls as they were before wiring; unwiring sets them back. */
-  sysctlsBefore: Record<string, string>;
-}
+export type { CalicoGateway };
 
 /** Default of --calico-subnet, as Virtlet's `calico-subnet`. */
 export const DEFAULT_CALICO_SUBNET = 24;

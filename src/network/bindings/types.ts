@@ -3,7 +3,6 @@
  * persisted state of every binding kind (plain JSON; `kind` says which binding owns it). The
  * binding protocol is in binding.ts, each binding in a module of its own; all of them sit above this.
  */
-import type { CalicoGateway } from './calico.js';
 import type { RecordedAddress, RecordedRoute } from './snapshot.js';
 import type { IpConfig, RouteConfig, VmInterface } from '../types.js';
 
@@ -114,3 +113,17 @@ export interface SriovWiredInterface extends WiredInterfaceBase {
 /** Persisted state of any binding kind. New kinds join this union. */
 export type WiredInterface = TapWiredInterface | SriovWiredInterface;
 export type BindingKind = WiredInterface['kind'];
+
+/** The VM's fake gateway for a Calico-shaped result, and what unwiring restores (see calico.ts). */
+export interface CalicoGateway {
+  /** The pod IP (the /32 CNI gave). */
+  podAddress: string;
+  /** Calico's link-scope gateway (169.254.1.1). */
+  podGateway: string;
+  /** The VM's gateway: an address on the bridge, inside the pod IP's /N. */
+  fakeGateway: string;
+  /** N: the VM's prefix length (--calico-subnet). */
+  prefixLength: number;
+  /** The netns sysctls as they were before wiring; unwiring sets them back. */
+  sysctlsBefore: Record<string, string>;
+}
