@@ -9,8 +9,8 @@
  * Static parts made here: the drivers (`iavf`, `vfio-pci`) and the PF (`bus/pci/devices/PF/net/PFNAME`).
  * The VF's entries (device dir, physfn, virtfnN, driver, driver_override, iommu_group,
  * class/net/IF) are made by whoever plays the SR-IOV CNI plugin (test/fixtures/cni/plugins/sriov-vf,
- * or `addFakeVf` below), which also writes `vmlet-test/<VF>.json` ({ netns, ifname }): where the
- * VF's netdev is, and the name the pod knows it by. A TAP stands in for the netdev (this kernel has
+ * or `addFakeVf` below), which also writes `vmlet-test/<VF>.json` ({ netns, ifname }): the pod netns
+ * and the name the pod knows the VF's netdev by. A TAP stands in for the netdev (this kernel has
  * no dummy driver); TAPs have no rtnetlink parentdev, so the fake tree keeps the VF's
  * `class/net/<pod name>` entry (device link + ifindex) up to date instead.
  */
@@ -34,7 +34,7 @@ export interface FakeSriovKernel {
 }
 
 interface VfWhere {
-  /** Path of the netns the VF's netdev is in; '' for the host namespace. */
+  /** Path of the pod netns CNI put the VF's netdev in; '' for none. */
   netns: string;
   ifname: string;
 }
@@ -70,11 +70,14 @@ export function startFakeSriovKernel(root: string, pf: { address: string; name: 
     if (op === 'unbind') {
       if (driverOf(address) !== driver) return refuse(`bound to ${driverOf(address) ?? 'none'}`);
       if (driver === NET_DRIVER) {
-        // The driver takes its netdev with it.
+        // The driver takes its netdev with it: in the host namespace under its kernel name, or in
+        // the pod netns under the pod's name (where CNI or netd put it).
         for (const name of readdirSync(dev(address, 'net'))) {
-          await ipIn(where.netns, ['link', 'delete', 'dev', name]).catch(() => undefined);
+          // Only a host netdev this fake kernel made: the host may have its own of that name.
+          if (hostNetdevs.includes(name)) await ipIn('', ['link', 'delete', 'dev', name]).catch(() => undefined);
           rmSync(dev(address, 'net', name), { recursive: true, force: true });
         }
+        if (where.netns && existsSync(where.netns)) await ipIn(where.netns, ['link', 'delete', 'dev', where.ifname]).catch(() => undefined);
         rmSync(join(root, 'class', 'net', where.ifname), { recursive: true, force: true });
       }
       unlinkSync(dev(address, 'driver'));
@@ -89,7 +92,6 @@ export function startFakeSriovKernel(root: string, pf: { address: string; name: 
       await run('ip', ['tuntap', 'add', 'dev', name, 'mode', 'tap']);
       hostNetdevs.push(name);
       const ifindex = JSON.parse((await run('ip', ['-j', 'link', 'show', 'dev', name])).stdout)[0].ifindex;
-      writeFileSync(whereFile(address), JSON.stringify({ netns: '', ifname: where.ifname }));
       mkdirSync(join(root, 'class', 'net', where.ifname), { recursive: true });
       rmSync(join(root, 'class', 'net', where.ifname, 'device'), { force: true });
       symlinkSync(`../../../bus/pci/devices/${address}`, join(root, 'class', 'net', where.ifname, 'device'));
