@@ -199,3 +199,34 @@ test('netd SIGKILLed between binding the VF and recording it: the next netd rest
   assert.equal(driverOfVf(), 'vfio-pci');
   await stopAndCheckRestored(id, (info.netnsPath as string).split('/').pop()!, eventsBefore + 6);
 });
+
+test('a VF whose IOMMU group is shared with another host device: the sandbox goes NOTREADY naming the VF, CreateContainer is FAILED_PRECONDITION, nothing was bound, Stop leaves nothing', { timeout: 60_000 }, async () => {
+  // Another device in the group the plugin will put the VF in.
+  const other = join(sysfsRoot, 'kernel', 'iommu_groups', '91', 'devices', '0000:5e:02.4');
+  mkdirSync(join(sysfsRoot, 'kernel', 'iommu_groups', '91', 'devices'), { recursive: true });
+  writeFileSync(other, '');
+  const eventsBefore = kernel.events.length;
+  const pfLines = readFileSync(pfLog, 'utf8');
+  const pod = podConfig('shared');
+  const { pod_sandbox_id: id } = await d.runtime.RunPodSandbox!({ config: pod });
+  const status = await waitFor('NOTREADY', 30_000, async () => {
+    const st = await d.runtime.PodSandboxStatus!({ pod_sandbox_id: id, verbose: true });
+    return st.status.state === 'SANDBOX_NOTREADY' ? st : undefined;
+  });
+  const info = JSON.parse(status.info.info);
+  assert.match(info.notReadyReason, new RegExp(`SR-IOV VF ${VF} \\(net1\\): its IOMMU group 91 is shared with other host devices \\(0000:5e:02\\.4\\)`));
+  const err = await d.runtime.CreateContainer!({ pod_sandbox_id: id, config: { metadata: { name: 'vm' }, image: { image: imageUrl } }, sandbox_config: pod })
+    .then(() => assert.fail('CreateContainer succeeded in a sandbox whose VF was refused'), (e: grpc.ServiceError) => e);
+  assert.equal(err.code, grpc.status.FAILED_PRECONDITION);
+  assert.deepEqual(kernel.events.slice(eventsBefore), [], 'no bind or unbind was written');
+  assert.equal(readFileSync(pfLog, 'utf8'), pfLines, 'the PF was not touched');
+  assert.equal(driverOfVf(), 'iavf');
+  const ns = (info.netnsPath as string).split('/').pop()!;
+  assert.deepEqual(linksIn(ns).filter((l) => l !== 'lo').sort(), ['eth0', 'net1'], 'the eth0 wiring was undone; net1 is as CNI left it');
+  await d.runtime.StopPodSandbox!({ pod_sandbox_id: id });
+  assert.equal(readFileSync(pluginLog, 'utf8').trim().split('\n').pop(), 'DEL ok');
+  await d.runtime.RemovePodSandbox!({ pod_sandbox_id: id });
+  assert.equal(existsSync(`/run/netns/${ns}`), false);
+  assert.equal(existsSync(join(sysfsRoot, 'bus', 'pci', 'devices', VF)), false);
+  assert.deepEqual(readdirSync(join(d.stateDir, 'netd')).filter((f) => f.endsWith('.json')), []);
+});
