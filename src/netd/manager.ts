@@ -18,6 +18,7 @@ import type { VmNetworkView } from '../network/cni/result.js';
 import { CniChain } from '../network/cni/chain.js';
 import { ExecPluginRunner, type PluginRunner } from '../network/cni/exec.js';
 import { BindingSelector } from '../network/bindings/select.js';
+import { MasqueradeBinding } from '../network/bindings/masquerade.js';
 import { SriovBinding } from '../network/bindings/sriov.js';
 import { NodeSysfs, type Sysfs } from '../network/bindings/sysfs.js';
 import { TapBinding } from '../network/bindings/tap.js';
@@ -87,11 +88,14 @@ export class NetworkManager implements NetdMethods {
     const tapBinding = new TapBinding({ ip, isolation, logger, calico: { subnet: config.calicoSubnet, sysctl, nft }, ...(qemuUser !== undefined ? { tapOwner: { uid: qemuUser.uid } } : {}) });
     const sysfs = sideEffects.sysfs ?? new NodeSysfs(config.sysfsRoot);
     const sriovBinding = new SriovBinding({ ip, sysfs, logger });
-    const selector = new BindingSelector({ bindings: { tap: tapBinding, sriov: sriovBinding }, sysfs, sriovEnabled: config.sriov });
+    const ownerId = sideEffects.ownerId ?? ownerIdFor(config.stateDir);
+    const masqueradeBinding = new MasqueradeBinding({
+      ip, nft, sysctl, isolation, cidr: config.masqueradeCidr, ownerId, logger, ...(qemuUser !== undefined ? { tapOwner: { uid: qemuUser.uid } } : {}),
+    });
+    const selector = new BindingSelector({ bindings: { tap: tapBinding, sriov: sriovBinding, masquerade: masqueradeBinding }, sysfs, sriovEnabled: config.sriov });
     this.dhcp = new DhcpResponders(sideEffects.startDhcp ?? startDhcpServerInNetns, logger);
     this.sandboxSetup = new SandboxSetup({ records: this.records, netns: this.netns, chain, cache, cniConfDir: config.cniConfDir, logger });
     this.vmSide = new VmSide({ records: this.records, ip, selector, dhcp: this.dhcp, logger, notify });
-    const ownerId = sideEffects.ownerId ?? ownerIdFor(config.stateDir);
     this.warm = new WarmNetns({ netns: this.netns, tapBinding, ip, records: this.records, logger, ownerId, newName: sideEffects.warmNetnsName ?? (() => randomWarmNetnsName(ownerId)) });
   }
 

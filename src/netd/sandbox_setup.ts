@@ -7,6 +7,7 @@ import { FailedPreconditionError, InvalidArgumentError, errorText } from '../err
 import type { Logger } from '../log.js';
 import type { AttachmentCache } from '../network/cni/cache.js';
 import { capabilityArgs } from '../network/cni/capabilities.js';
+import { masqueradeRequestOf } from '../network/bindings/masquerade_plan.js';
 import type { AttachmentRequest, CniChain } from '../network/cni/chain.js';
 import { joinAttachmentViews, type AttachmentRecord } from '../network/cni/attachments.js';
 import { configNamed, loadNetworkConfig, loadNetworkConfigs, type NetworkConfigList } from '../network/cni/config.js';
@@ -51,6 +52,7 @@ export class SandboxSetup {
     const loaded = await loadNetworkConfigs(this.deps.cniConfDir);
     if (!loaded.ok) throw new FailedPreconditionError(`network is not ready: ${loaded.reason}`);
     const baseCapabilities = capabilityArgs(params);
+    const masquerade = masqueradeRequestOf(params.annotations ?? {}, params.portMappings);
     const networks = plan.map((p) => resolveAttachment(p, loaded.configs, baseCapabilities));
     steps.mark('config');
 
@@ -102,7 +104,7 @@ export class SandboxSetup {
       }
       steps.mark('cni-add');
       record.cni = joinAttachmentViews(views);
-      record.pod = { hostname: params.hostname, dns: params.dns };
+      record.pod = { hostname: params.hostname, dns: params.dns, ...(masquerade ? { masquerade } : {}) };
       await records.put(record);
       steps.mark('record');
       logger.debug({ sandboxId: params.sandboxId, stepsMs: steps.totals() }, 'sandbox network set up');
