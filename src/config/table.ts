@@ -33,6 +33,7 @@ export interface Config {
   metricsAddress: string;
   calicoSubnet: number;
   masqueradeCidr: string;
+  cniCheckIntervalS: number;
   qemuUser: string;
 }
 
@@ -176,6 +177,9 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
   { key: 'masqueradeCidr', flag: 'masquerade-cidr', env: 'VMLET_MASQUERADE_CIDR', defaultText: '10.0.2.0/24',
     description: 'Internal IPv4 network of a VM behind the masquerade binding (pod annotation vmlet.io/network-binding: masquerade): gateway its first address, the VM the second (/8-/30)',
     parse: ipv4Network('masquerade-cidr') },
+  { key: 'cniCheckIntervalS', flag: 'cni-check-interval', env: 'VMLET_CNI_CHECK_INTERVAL', defaultText: '0',
+    description: "Seconds between CNI CHECKs of every ready sandbox's networks; a failure is logged and shown in PodSandboxStatus (0: only on a verbose PodSandboxStatus)",
+    parse: countUpTo('cni-check-interval', 86_400) },
   { key: 'qemuUser', flag: 'qemu-user', env: 'VMLET_QEMU_USER', defaultText: 'vmlet-qemu',
     description: "Local user QEMU runs as (its uid and primary group, no capabilities); vmlet gives it only the VM's files. root: QEMU keeps uid 0 without capabilities", parse: userName('qemu-user') },
 ];

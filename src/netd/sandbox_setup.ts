@@ -16,7 +16,8 @@ import { podNetworkPlan, type NetworkAttachmentPlan } from '../network/cni/pod_n
 import { toVmNetworkView, type VmNetworkView } from '../network/cni/result.js';
 import { POD_IFNAME, isWarmNetnsName, netnsNameFor, prewiredNames } from '../network/names.js';
 import { netnsPath, type NetnsOps } from '../network/netns.js';
-import type { Readiness, SetupParams } from './protocol.js';
+import type { CniCheckReport, Readiness, SetupParams } from './protocol.js';
+import { supportsCheck } from '../network/cni/version.js';
 import type { SandboxNetworkRecord, SandboxNetworkRecords } from './records.js';
 import { StepTimer } from './step_timer.js';
 import { runUndos, type Undo } from './undo.js';
@@ -113,6 +114,33 @@ export class SandboxSetup {
       await runUndos(undos, logger, params.sandboxId, err);
       throw err;
     }
+  }
+
+  /**
+   * CNI CHECK of every network the sandbox is attached to, with the config and result its ADD
+   * cached (the spec's CHECK input). A network whose cniVersion predates CHECK (0.4.0) or which
+   * sets disableCheck is reported as skipped, not as passed.
+   */
+  async check(record: SandboxNetworkRecord): Promise<CniCheckReport> {
+    const { chain, cache } = this.deps;
+    const cached = (await cache.list()).filter((c) => c.containerId === record.id && c.state === 'added');
+    const order = (record.attachments ?? []).map((a) => `${a.network}\0${a.ifName}`);
+    cached.sort((a, b) => order.indexOf(`${a.networkName}\0${a.ifName}`) - order.indexOf(`${b.networkName}\0${b.ifName}`));
+    const networks: CniCheckReport['networks'] = [];
+    for (const c of cached) {
+      const entry = { network: c.networkName, ifName: c.ifName };
+      if (!supportsCheck(c.config.cniVersion) || c.config.disableCheck) {
+        networks.push({ ...entry, result: 'skipped', reason: c.config.disableCheck ? 'disableCheck' : `cniVersion ${c.config.cniVersion} has no CHECK` });
+        continue;
+      }
+      try {
+        await chain.check(c.config, { containerId: record.id, ifName: c.ifName, netns: record.netnsPath, ...(c.pod ? { pod: c.pod } : {}) });
+        networks.push({ ...entry, result: 'ok' });
+      } catch (err) {
+        networks.push({ ...entry, result: 'failed', error: errorText(err) });
+      }
+    }
+    return { at: new Date().toISOString(), ok: networks.every((n) => n.result !== 'failed'), networks };
   }
 
   /**
