@@ -32,6 +32,8 @@ export interface Config {
   containerRuntimeEndpoint: string;
   metricsAddress: string;
   calicoSubnet: number;
+  masqueradeCidr: string;
+  cniCheckIntervalS: number;
   qemuUser: string;
 }
 
@@ -172,6 +174,12 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
   { key: 'calicoSubnet', flag: 'calico-subnet', env: 'VMLET_CALICO_SUBNET', defaultText: '24',
     description: "Prefix length a VM gets for a Calico pod IP (a /32 with a link-scope gateway): the pod IP's /N, its fake gateway the /N's last host address (8-30)",
     parse: prefixLength('calico-subnet', 8, 30) },
+  { key: 'masqueradeCidr', flag: 'masquerade-cidr', env: 'VMLET_MASQUERADE_CIDR', defaultText: '10.0.2.0/24',
+    description: 'Internal IPv4 network of a VM behind the masquerade binding (pod annotation vmlet.io/network-binding: masquerade): gateway its first address, the VM the second (/8-/30)',
+    parse: ipv4Network('masquerade-cidr') },
+  { key: 'cniCheckIntervalS', flag: 'cni-check-interval', env: 'VMLET_CNI_CHECK_INTERVAL', defaultText: '0',
+    description: "Seconds between CNI CHECKs of every ready sandbox's networks; a failure is logged and shown in PodSandboxStatus (0: only on a verbose PodSandboxStatus)",
+    parse: countUpTo('cni-check-interval', 86_400) },
   { key: 'qemuUser', flag: 'qemu-user', env: 'VMLET_QEMU_USER', defaultText: 'vmlet-qemu',
     description: "Local user QEMU runs as (its uid and primary group, no capabilities); vmlet gives it only the VM's files. root: QEMU keeps uid 0 without capabilities", parse: userName('qemu-user') },
 ];
@@ -182,6 +190,18 @@ function prefixLength(key: string, min: number, max: number) {
     const n = Number(raw);
     if (n < min || n > max) throw new ConfigError(key, `must be between ${min} and ${max}, got ${n}`);
     return n;
+  };
+}
+
+function ipv4Network(key: string) {
+  return (raw: string): string => {
+    const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(raw.trim());
+    const octets = m ? m.slice(1, 5).map(Number) : [];
+    const prefix = m ? Number(m[5]) : NaN;
+    if (!m || octets.some((o) => o > 255) || prefix < 8 || prefix > 30) throw new ConfigError(key, `must be an IPv4 network /8 to /30 such as 10.0.2.0/24, got ${JSON.stringify(raw)}`);
+    const value = octets.reduce((acc, o) => acc * 256 + o, 0);
+    if (value % 2 ** (32 - prefix) !== 0) throw new ConfigError(key, `${raw} has host bits set`);
+    return raw.trim();
   };
 }
 

@@ -91,7 +91,8 @@ async function verboseInfo(sandboxes: SandboxService, r: SandboxRecord): Promise
   let networkError: string | undefined;
   if (r.podIps) {
     try {
-      network = await sandboxes.networkStatus(r.id);
+      // CNI's spec lets a runtime CHECK whenever it wants; a verbose status is when someone looks.
+      network = await sandboxes.networkStatus(r.id, r.state === 'READY');
     } catch (err) {
       networkError = errorText(err);
     }

@@ -18,6 +18,7 @@ import type { VmNetworkView } from '../network/cni/result.js';
 import { CniChain } from '../network/cni/chain.js';
 import { ExecPluginRunner, type PluginRunner } from '../network/cni/exec.js';
 import { BindingSelector } from '../network/bindings/select.js';
+import { MasqueradeBinding } from '../network/bindings/masquerade.js';
 import { SriovBinding } from '../network/bindings/sriov.js';
 import { NodeSysfs, type Sysfs } from '../network/bindings/sysfs.js';
 import { TapBinding } from '../network/bindings/tap.js';
@@ -26,7 +27,7 @@ import { DhcpIsolation, ExecNftRunner, type NftRunner } from '../network/isolati
 import { NetnsManager, type NetnsOps } from '../network/netns.js';
 import { ExecSysctlRunner, type SysctlRunner } from '../network/sysctl.js';
 import { DhcpResponders, startDhcpServerInNetns, type DhcpResponderFactory } from './dhcp_responders.js';
-import type { NetdEvent, NetdMethods, Readiness, SandboxNetworkStatus, SetupParams, SetupResult, TeardownParams, TeardownResult, VmNetworkPlanResult, VmNetworkResult } from './protocol.js';
+import type { CniCheckReport, NetdEvent, NetdMethods, Readiness, SandboxNetworkStatus, SetupParams, SetupResult, TeardownParams, TeardownResult, VmNetworkPlanResult, VmNetworkResult } from './protocol.js';
 import { sandboxNetworkRecords, setupResultOf, type SandboxNetworkRecords } from './records.js';
 import { SandboxSetup } from './sandbox_setup.js';
 import { VmSide } from './vm_side.js';
@@ -64,6 +65,11 @@ export class NetworkManager implements NetdMethods {
   private readonly sandboxSetup: SandboxSetup;
   private readonly vmSide: VmSide;
   private readonly warm: WarmNetns;
+  /** The last CNI CHECK report of each sandbox; a periodic one runs every cniCheckIntervalMs (0: never). */
+  private readonly cniChecks = new Map<string, CniCheckReport>();
+  private readonly cniCheckIntervalMs: number;
+  private cniCheckTimer: NodeJS.Timeout | undefined;
+  private cniCheckRound: Promise<void> | undefined;
 
   constructor(
     config: Config,
@@ -87,11 +93,15 @@ export class NetworkManager implements NetdMethods {
     const tapBinding = new TapBinding({ ip, isolation, logger, calico: { subnet: config.calicoSubnet, sysctl, nft }, ...(qemuUser !== undefined ? { tapOwner: { uid: qemuUser.uid } } : {}) });
     const sysfs = sideEffects.sysfs ?? new NodeSysfs(config.sysfsRoot);
     const sriovBinding = new SriovBinding({ ip, sysfs, logger });
-    const selector = new BindingSelector({ bindings: { tap: tapBinding, sriov: sriovBinding }, sysfs, sriovEnabled: config.sriov });
+    const ownerId = sideEffects.ownerId ?? ownerIdFor(config.stateDir);
+    const masqueradeBinding = new MasqueradeBinding({
+      ip, nft, sysctl, isolation, cidr: config.masqueradeCidr, ownerId, logger, ...(qemuUser !== undefined ? { tapOwner: { uid: qemuUser.uid } } : {}),
+    });
+    const selector = new BindingSelector({ bindings: { tap: tapBinding, sriov: sriovBinding, masquerade: masqueradeBinding }, sysfs, sriovEnabled: config.sriov });
     this.dhcp = new DhcpResponders(sideEffects.startDhcp ?? startDhcpServerInNetns, logger);
     this.sandboxSetup = new SandboxSetup({ records: this.records, netns: this.netns, chain, cache, cniConfDir: config.cniConfDir, logger });
     this.vmSide = new VmSide({ records: this.records, ip, selector, dhcp: this.dhcp, logger, notify });
-    const ownerId = sideEffects.ownerId ?? ownerIdFor(config.stateDir);
+    this.cniCheckIntervalMs = config.cniCheckIntervalS * 1000;
     this.warm = new WarmNetns({ netns: this.netns, tapBinding, ip, records: this.records, logger, ownerId, newName: sideEffects.warmNetnsName ?? (() => randomWarmNetnsName(ownerId)) });
   }
 
@@ -109,6 +119,33 @@ export class NetworkManager implements NetdMethods {
         continue;
       }
       this.vmSide.restore(record);
+    }
+    if (this.cniCheckIntervalMs > 0) {
+      this.cniCheckTimer = setInterval(() => {
+        this.cniCheckRound ??= this.checkAll().finally(() => (this.cniCheckRound = undefined));
+      }, this.cniCheckIntervalMs);
+      this.cniCheckTimer.unref();
+    }
+  }
+
+  /** CNI CHECK of one sandbox; a failure is logged as a warning and kept for its status. */
+  private async checkSandbox(sandboxId: string): Promise<CniCheckReport | undefined> {
+    const record = this.records.get(sandboxId);
+    if (!record?.cni) return undefined;
+    const report = await this.vmSide.inForeground(() => this.sandboxSetup.check(record));
+    // A teardown that ran meanwhile makes the report meaningless.
+    if (this.records.get(sandboxId) !== record) return undefined;
+    this.cniChecks.set(sandboxId, report);
+    const failed = report.networks.filter((n) => n.result === 'failed');
+    if (failed.length > 0) this.logger.warn({ sandboxId, failed }, 'CNI CHECK of a sandbox network failed');
+    return report;
+  }
+
+  /** One periodic round: every sandbox whose CNI ADD is done, one after the other. */
+  private async checkAll(): Promise<void> {
+    for (const record of [...this.records.values()]) {
+      if (!record.cni) continue;
+      await this.checkSandbox(record.id).catch((err: unknown) => this.logger.warn({ err, sandboxId: record.id }, 'CNI CHECK of a sandbox could not run'));
     }
   }
 
@@ -158,6 +195,7 @@ export class NetworkManager implements NetdMethods {
         }
         if (failures.length > 0) throw new FailedPreconditionError(`sandbox network teardown incomplete: ${failures.join('; ')}`);
         await this.records.delete(sandboxId);
+        this.cniChecks.delete(sandboxId);
         return rewarmed ? { rewarmed } : {};
       }),
     );
@@ -172,14 +210,17 @@ export class NetworkManager implements NetdMethods {
     }
   }
 
-  async status({ sandboxId }: { sandboxId: string }): Promise<SandboxNetworkStatus | null> {
+  async status({ sandboxId, check }: { sandboxId: string; check?: boolean }): Promise<SandboxNetworkStatus | null> {
+    if (check) await this.checkSandbox(sandboxId);
     const record = this.records.get(sandboxId);
     if (!record) return null;
+    const cniCheck = this.cniChecks.get(sandboxId);
     return {
       sandboxId,
       netnsPath: record.netnsPath,
       ...this.vmSide.statusOf(record),
       ...(record.cni ? { networkStatus: networkStatusOf(record.attachments ?? legacyAttachments(record.cni), record.cni) } : {}),
+      ...(cniCheck ? { cniCheck } : {}),
     };
   }
 
@@ -193,6 +234,8 @@ export class NetworkManager implements NetdMethods {
 
   /** netd exiting: close the sockets, leave the networks (the VMs keep running). */
   async close(): Promise<void> {
+    clearInterval(this.cniCheckTimer);
+    await this.cniCheckRound;
     await this.vmSide.close();
     await this.dhcp.stopAll();
     await this.syncBehind.flush();

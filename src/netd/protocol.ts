@@ -49,6 +49,17 @@ export interface SandboxNetworkStatus {
   dhcp: Record<string, unknown>;
   /** Multus's `k8s.v1.cni.cncf.io/network-status` for the sandbox: every network's interfaces. */
   networkStatus?: NetworkStatusEntry[];
+  /** The last CNI CHECK of the sandbox's networks (status with `check`, or --cni-check-interval). */
+  cniCheck?: CniCheckReport;
+}
+
+/** What a CNI CHECK of a sandbox's networks found. */
+export interface CniCheckReport {
+  /** When it ran (ISO 8601). */
+  at: string;
+  /** No network failed its CHECK. */
+  ok: boolean;
+  networks: { network: string; ifName: string; result: 'ok' | 'failed' | 'skipped'; error?: string; reason?: string }[];
 }
 
 export interface Readiness {
@@ -76,7 +87,8 @@ export interface TeardownResult {
 export interface NetdMethods {
   setup(params: SetupParams): Promise<SetupResult>;
   teardown(params: TeardownParams): Promise<TeardownResult>;
-  status(params: { sandboxId: string }): Promise<SandboxNetworkStatus | null>;
+  /** With `check`, runs CNI CHECK of the sandbox's networks first (verbose PodSandboxStatus). */
+  status(params: { sandboxId: string; check?: boolean }): Promise<SandboxNetworkStatus | null>;
   /** The sandbox's VM network as soon as it is planned, before the wiring is done. */
   vmNetworkPlan(params: { sandboxId: string }): Promise<VmNetworkPlanResult>;
   /** Waits for the sandbox's VM side (wired interfaces, DHCP serving), prepared after setup returns. */

@@ -7,6 +7,7 @@ import { FailedPreconditionError, InvalidArgumentError, errorText } from '../err
 import type { Logger } from '../log.js';
 import type { AttachmentCache } from '../network/cni/cache.js';
 import { capabilityArgs } from '../network/cni/capabilities.js';
+import { masqueradeRequestOf } from '../network/bindings/masquerade_plan.js';
 import type { AttachmentRequest, CniChain } from '../network/cni/chain.js';
 import { joinAttachmentViews, type AttachmentRecord } from '../network/cni/attachments.js';
 import { configNamed, loadNetworkConfig, loadNetworkConfigs, type NetworkConfigList } from '../network/cni/config.js';
@@ -15,7 +16,8 @@ import { podNetworkPlan, type NetworkAttachmentPlan } from '../network/cni/pod_n
 import { toVmNetworkView, type VmNetworkView } from '../network/cni/result.js';
 import { POD_IFNAME, isWarmNetnsName, netnsNameFor, prewiredNames } from '../network/names.js';
 import { netnsPath, type NetnsOps } from '../network/netns.js';
-import type { Readiness, SetupParams } from './protocol.js';
+import type { CniCheckReport, Readiness, SetupParams } from './protocol.js';
+import { supportsCheck } from '../network/cni/version.js';
 import type { SandboxNetworkRecord, SandboxNetworkRecords } from './records.js';
 import { StepTimer } from './step_timer.js';
 import { runUndos, type Undo } from './undo.js';
@@ -51,6 +53,7 @@ export class SandboxSetup {
     const loaded = await loadNetworkConfigs(this.deps.cniConfDir);
     if (!loaded.ok) throw new FailedPreconditionError(`network is not ready: ${loaded.reason}`);
     const baseCapabilities = capabilityArgs(params);
+    const masquerade = masqueradeRequestOf(params.annotations ?? {}, params.portMappings);
     const networks = plan.map((p) => resolveAttachment(p, loaded.configs, baseCapabilities));
     steps.mark('config');
 
@@ -102,7 +105,7 @@ export class SandboxSetup {
       }
       steps.mark('cni-add');
       record.cni = joinAttachmentViews(views);
-      record.pod = { hostname: params.hostname, dns: params.dns };
+      record.pod = { hostname: params.hostname, dns: params.dns, ...(masquerade ? { masquerade } : {}) };
       await records.put(record);
       steps.mark('record');
       logger.debug({ sandboxId: params.sandboxId, stepsMs: steps.totals() }, 'sandbox network set up');
@@ -111,6 +114,33 @@ export class SandboxSetup {
       await runUndos(undos, logger, params.sandboxId, err);
       throw err;
     }
+  }
+
+  /**
+   * CNI CHECK of every network the sandbox is attached to, with the config and result its ADD
+   * cached (the spec's CHECK input). A network whose cniVersion predates CHECK (0.4.0) or which
+   * sets disableCheck is reported as skipped, not as passed.
+   */
+  async check(record: SandboxNetworkRecord): Promise<CniCheckReport> {
+    const { chain, cache } = this.deps;
+    const cached = (await cache.list()).filter((c) => c.containerId === record.id && c.state === 'added');
+    const order = (record.attachments ?? []).map((a) => `${a.network}\0${a.ifName}`);
+    cached.sort((a, b) => order.indexOf(`${a.networkName}\0${a.ifName}`) - order.indexOf(`${b.networkName}\0${b.ifName}`));
+    const networks: CniCheckReport['networks'] = [];
+    for (const c of cached) {
+      const entry = { network: c.networkName, ifName: c.ifName };
+      if (!supportsCheck(c.config.cniVersion) || c.config.disableCheck) {
+        networks.push({ ...entry, result: 'skipped', reason: c.config.disableCheck ? 'disableCheck' : `cniVersion ${c.config.cniVersion} has no CHECK` });
+        continue;
+      }
+      try {
+        await chain.check(c.config, { containerId: record.id, ifName: c.ifName, netns: record.netnsPath, ...(c.pod ? { pod: c.pod } : {}) });
+        networks.push({ ...entry, result: 'ok' });
+      } catch (err) {
+        networks.push({ ...entry, result: 'failed', error: errorText(err) });
+      }
+    }
+    return { at: new Date().toISOString(), ok: networks.every((n) => n.result !== 'failed'), networks };
   }
 
   /**

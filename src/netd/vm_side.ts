@@ -278,9 +278,11 @@ export class VmSide {
         for (const [index, iface] of cni.interfaces.entries()) {
           const snapshot = await readInterfaceSnapshot(this.deps.ip, record.netnsName, iface.name);
           steps.mark('snapshot');
-          const binding: NetworkBinding<WiredInterface> = await this.deps.selector.select(snapshot.link);
           const context: BindingContext = { netnsName: record.netnsName, netnsPath: record.netnsPath, sandboxId: record.id, index, cniInterface: iface };
           if (index === 0 && iface.name === POD_IFNAME && record.prewired) context.prewired = record.prewired;
+          // The pod's binding annotation is for its default network's interface, the first.
+          if (index === 0 && record.pod?.masquerade) context.masquerade = record.pod.masquerade;
+          const binding: NetworkBinding<WiredInterface> = await this.deps.selector.select(snapshot.link, context);
           plans.push({ binding, context, planned: await binding.plan(context, snapshot) });
         }
         // Persisted before anything changes, so a crash mid-wire can still be undone.
@@ -289,7 +291,7 @@ export class VmSide {
         const pod = record.pod!;
         this.publishPlan(record.id, {
           network: vmNetworkOf(plans.map((p) => p.planned.vm), pod, cni.dns),
-          tapsReady: plans.every((p) => p.planned.kind === 'tap' && p.planned.prewired === true),
+          tapsReady: plans.every((p) => p.planned.kind !== 'sriov' && p.planned.prewired === true),
         });
         steps.mark('plan');
         const vmInterfaces: VmInterface[] = [];

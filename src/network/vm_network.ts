@@ -3,11 +3,14 @@
  * the pod spec and CNI's answer. Pure.
  */
 import type { DnsConfig, PodDnsConfig, VmInterface, VmNetwork } from './types.js';
+import type { MasqueradeRequest } from './bindings/types.js';
 
 /** What the VM side needs from the pod spec besides CNI's answer. */
 export interface PodNetworkSpec {
   hostname: string;
   dns: PodDnsConfig;
+  /** The pod asked for the masquerade binding of its default interface (bindings/masquerade_plan.ts). */
+  masquerade?: MasqueradeRequest;
 }
 
 /** The pod's DNSConfig wins; the CNI result fills in when the pod gave none. */

@@ -248,8 +248,9 @@ export class SandboxService {
     return this.syncBehind.flush();
   }
 
-  async networkStatus(id: string): Promise<unknown> {
-    return this.netd.call('status', { sandboxId: id }, this.netdTimeoutMs);
+  /** netd's view of the sandbox's network; `check`: after a CNI CHECK of its networks (verbose status). */
+  async networkStatus(id: string, check = false): Promise<unknown> {
+    return this.netd.call('status', { sandboxId: id, ...(check ? { check } : {}) }, this.netdTimeoutMs);
   }
 }
 

@@ -1,12 +1,12 @@
 /**
  * Picks the binding for an interface CNI put in a pod netns, and the binding that owns a persisted
  * state. This is the seam new kinds plug into: veths get the tap binding, SR-IOV VFs the sriov
- * binding (sriov.ts, only with `--sriov on`); a masquerade binding would register here and join
- * the `WiredInterface` union.
+ * binding (sriov.ts, only with `--sriov on`); a veth whose pod asked for it the masquerade binding
+ * (masquerade.ts).
  */
 import { FailedPreconditionError, InternalError } from '../../errors.js';
 import type { NetworkBinding } from './binding.js';
-import type { BindingKind, WiredInterface } from './types.js';
+import type { BindingContext, BindingKind, WiredInterface } from './types.js';
 import type { LinkState } from './snapshot.js';
 import { NodeSysfs, isVirtualFunction, pciAddressOf, type Sysfs } from './sysfs.js';
 
@@ -51,11 +51,18 @@ export class BindingSelector {
     this.sysfs = options.sysfs ?? new NodeSysfs('/sys');
   }
 
-  /** The binding to wire `link` with. */
-  async select(link: LinkState): Promise<NetworkBinding> {
+  /** The binding to wire `link` with; `ctx` says what the pod asked for it (masquerade). */
+  async select(link: LinkState, ctx?: Pick<BindingContext, 'masquerade'>): Promise<NetworkBinding> {
     const cls = await classifyLink(link, this.sysfs);
+    if (ctx?.masquerade && cls.kind !== 'tap') {
+      throw new FailedPreconditionError(`${link.name} is not a veth; the masquerade binding the pod asks for needs one`);
+    }
     switch (cls.kind) {
       case 'tap':
+        if (ctx?.masquerade) {
+          if (!this.options.bindings.masquerade) throw new FailedPreconditionError('the pod asks for the masquerade binding, which this netd has not');
+          return this.options.bindings.masquerade as NetworkBinding;
+        }
         return this.options.bindings.tap;
       case 'sriov':
         if (!this.options.sriovEnabled || !this.options.bindings.sriov) {

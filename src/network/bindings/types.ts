@@ -29,6 +29,19 @@ export interface BindingContext {
    * the binding uses them instead of making its own.
    */
   prewired?: { bridge: string; tap: string };
+  /** The pod asked for the masquerade binding for this interface (masquerade_plan.ts). */
+  masquerade?: MasqueradeRequest;
+}
+
+/** A container port the masquerade binding forwards from the pod IP to the VM. */
+export interface MasqueradePort {
+  protocol: 'tcp' | 'udp' | 'sctp';
+  port: number;
+}
+
+/** What a pod asks of the masquerade binding: the ports to forward (none declared: every port). */
+export interface MasqueradeRequest {
+  ports: MasqueradePort[];
 }
 
 /** Fields every binding's persisted state carries. */
@@ -110,8 +123,32 @@ export interface SriovWiredInterface extends WiredInterfaceBase {
   pfWired: VfPfSettings;
 }
 
+/**
+ * The masquerade binding's state (masquerade.ts): the veth keeps the pod IP; the VM is on a bridge
+ * of its own with an internal address, behind the NAT table `table` in the pod netns.
+ */
+export interface MasqueradeWiredInterface extends WiredInterfaceBase {
+  kind: 'masquerade';
+  version: 1;
+  /** The CNI veth, left as CNI made it; `ipv6`: IPv6 is on for it (bridge and TAP then get no link-local address). */
+  uplink: { name: string; podAddress: string; ipv6?: true };
+  bridge: { name: string; mac: string };
+  tap: { name: string; multiQueue: boolean; uid?: number; gid?: number };
+  linkGroup: number;
+  /** The internal network: the bridge is its gateway, the VM has `vm`. */
+  internal: { cidr: string; gateway: string; vm: string; prefixLength: number };
+  /** The forwarded container ports; empty: every port. */
+  ports: MasqueradePort[];
+  /** The nftables `ip` table holding the NAT rules (carries the owner id). */
+  table: string;
+  /** The netns sysctls before wiring; unwiring sets them back. */
+  sysctlsBefore: Record<string, string>;
+  /** Bridge and TAP were a warm netns's (BindingContext.prewired). */
+  prewired?: true;
+}
+
 /** Persisted state of any binding kind. New kinds join this union. */
-export type WiredInterface = TapWiredInterface | SriovWiredInterface;
+export type WiredInterface = TapWiredInterface | SriovWiredInterface | MasqueradeWiredInterface;
 export type BindingKind = WiredInterface['kind'];
 
 /** The VM's fake gateway for a Calico-shaped result, and what unwiring restores (see calico.ts). */

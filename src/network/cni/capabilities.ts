@@ -7,6 +7,7 @@ import { InvalidArgumentError } from '../../errors.js';
 import type { PodDnsConfig, PortMapping } from '../types.js';
 import type { CapabilityArgs } from './invocation.js';
 import { NETWORK_ANNOTATIONS } from './pod_networks.js';
+import { NETWORK_BINDING_ANNOTATION } from '../bindings/masquerade_plan.js';
 
 export interface PodCapabilityRequest {
   portMappings: readonly PortMapping[];
@@ -71,5 +72,8 @@ export function capabilityArgs(pod: PodCapabilityRequest): CapabilityArgs {
   return args;
 }
 
-/** The pod annotations netd reads: the networks a pod asks for (pod_networks.ts), its bandwidth. */
-export const NETD_ANNOTATIONS: readonly string[] = [...NETWORK_ANNOTATIONS, INGRESS_BANDWIDTH_ANNOTATION, EGRESS_BANDWIDTH_ANNOTATION];
+/**
+ * The pod annotations netd reads: the networks a pod asks for (pod_networks.ts), its bandwidth,
+ * the binding of its default interface (bindings/masquerade_plan.ts).
+ */
+export const NETD_ANNOTATIONS: readonly string[] = [...NETWORK_ANNOTATIONS, INGRESS_BANDWIDTH_ANNOTATION, EGRESS_BANDWIDTH_ANNOTATION, NETWORK_BINDING_ANNOTATION];

@@ -1,0 +1,159 @@
+/**
+ * End to end with the masquerade binding (pod annotation vmlet.io/network-binding: masquerade):
+ * the Debian cloud-init guest (test-guests/build-debian-cloud.sh; the busybox guest has no way to
+ * open a connection outwards on demand) boots behind NAT in its pod netns, one boot shared by
+ * every check:
+ * - the host reaches the guest's sshd (a declared container port) through the pod IP;
+ * - the guest has the internal address 10.0.2.2/24 (static network-config) and its default route
+ *   via 10.0.2.1;
+ * - the guest reaches a TCP responder on the host, which sees the pod IP as the source;
+ * - the NAT table in the pod netns carries the owner id; the veth keeps the pod IP;
+ * - after Stop/Remove: no netns, no NAT table, no host-side veth, no domain, no QEMU.
+ * Cold VM (no warm pool): another test's daemon starting on the shared host deletes warm netns it
+ * did not make (see cloud_init_guest.test.ts); the warm claim path is in test/unit/netd/masquerade.test.ts.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { createReadStream, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+import { startTestDaemon, REPO_ROOT, type TestDaemon } from '../../helpers/daemon.js';
+import { ensureLibvirtd } from '../../helpers/libvirtd.js';
+import { waitFor, qemuPids, removeAllAndStop, deleteLink, clearStaleTestSubnet } from '../../helpers/e2e.js';
+import { ownerIdFor } from '../../../src/store/owner.js';
+
+const run = promisify(execFile);
+const tag = randomBytes(3).toString('hex');
+const bridge = `vmq${tag}`;
+const subnet = '198.18.230';
+const GUEST_USER = 'debian';
+const timings: Record<string, number> = {};
+
+let d: TestDaemon;
+let imageServer: Server | undefined;
+let responder: Server | undefined;
+let responderPort: number;
+let imageUrl: string;
+let keyPath: string;
+
+before(async () => {
+  clearStaleTestSubnet(subnet);
+  await ensureLibvirtd();
+  const image = execFileSync(join(REPO_ROOT, 'test-guests', 'build-debian-cloud.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 1_200_000 }).trim();
+  imageServer = createServer((_req, res) => {
+    res.writeHead(200, { 'content-length': statSync(image).size });
+    createReadStream(image).pipe(res);
+  });
+  await new Promise<void>((r) => imageServer!.listen(0, '127.0.0.1', () => r()));
+  imageUrl = `http://127.0.0.1:${(imageServer.address() as AddressInfo).port}/debian-cloud.qcow2`;
+  // The host's TCP responder the guest calls: it answers with the source address it saw.
+  responder = createServer((req, res) => res.end(`seen ${req.socket.remoteAddress}\n`));
+  await new Promise<void>((r) => responder!.listen(0, '0.0.0.0', () => r()));
+  responderPort = (responder.address() as AddressInfo).port;
+
+  d = await startTestDaemon({ args: ['--kvm', 'off', '--vm-memory', '1Gi', '--vm-warm-pool', '0'] });
+  keyPath = join(d.dir, 'id_ed25519');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `vmlet-masq-${tag}`, '-f', keyPath]);
+  writeFileSync(join(d.cniConfDir, '10-masq.conflist'), JSON.stringify({
+    cniVersion: '1.0.0',
+    name: `vmlet-masq-${tag}`,
+    plugins: [{
+      type: 'bridge', bridge, isGateway: true, ipMasq: false,
+      ipam: { type: 'host-local', dataDir: join(d.dir, 'ipam'), ranges: [[{ subnet: `${subnet}.0/24`, gateway: `${subnet}.1` }]], routes: [{ dst: '0.0.0.0/0' }] },
+    }],
+  }));
+});
+
+after(async () => {
+  await removeAllAndStop(d);
+  imageServer?.close();
+  responder?.close();
+  deleteLink(bridge);
+  if (Object.keys(timings).length > 0) console.log(`# masquerade guest timings (ms): ${JSON.stringify(timings)}`);
+});
+
+async function ssh(ip: string, command: string, timeoutMs = 60_000): Promise<string> {
+  const { stdout } = await run('ssh', [
+    '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
+    '-o', 'ConnectTimeout=5', '-o', 'LogLevel=ERROR', '-i', keyPath, `${GUEST_USER}@${ip}`, command,
+  ], { timeout: timeoutMs, encoding: 'utf8' });
+  return stdout;
+}
+
+function hostVeths(): string[] {
+  const out = execFileSync('ip', ['-j', 'link', 'show', 'master', bridge], { encoding: 'utf8' });
+  return (JSON.parse(out || '[]') as { ifname: string }[]).map((l) => l.ifname);
+}
+
+test('masquerade: the host reaches the guest through the pod IP, the guest reaches the host as the pod IP, nothing left after Stop/Remove', { timeout: 1_200_000 }, async (t) => {
+  const suiteStart = Date.now();
+  await d.image.PullImage!({ image: { image: imageUrl } }, { deadlineMs: 300_000 });
+  const logDir = join(d.dir, 'pod-logs');
+  mkdirSync(logDir, { recursive: true });
+  const podConfig = {
+    metadata: { name: 'masq', namespace: 'default', uid: `uid-masq-${tag}`, attempt: 0 },
+    hostname: 'masq',
+    log_directory: logDir,
+    port_mappings: [{ protocol: 'TCP', container_port: 22 }],
+    annotations: { 'vmlet.io/network-binding': 'masquerade', VirtletSSHKeys: readFileSync(`${keyPath}.pub`, 'utf8').trim() },
+    linux: {},
+  };
+  const { pod_sandbox_id: sandboxId } = await d.runtime.RunPodSandbox!({ config: podConfig });
+  const sandbox = await d.runtime.PodSandboxStatus!({ pod_sandbox_id: sandboxId, verbose: true });
+  const podIp = sandbox.status.network.ip as string;
+  const netns = JSON.parse(sandbox.info.info).netnsPath as string;
+  assert.match(podIp, /^198\.18\.230\.\d+$/);
+  const { container_id: id } = await d.runtime.CreateContainer!({
+    pod_sandbox_id: sandboxId,
+    config: { metadata: { name: 'vm', attempt: 0 }, image: { image: imageUrl }, log_path: 'vm.log', linux: { resources: { memory_limit_in_bytes: String(1024 ** 3) } } },
+    sandbox_config: podConfig,
+  });
+  const started = Date.now();
+  await d.runtime.StartContainer!({ container_id: id }, { deadlineMs: 180_000 });
+  await waitFor(`an SSH login through the pod IP ${podIp}`, 600_000, () => ssh(podIp, 'true', 20_000).then(() => true, () => undefined));
+  timings['StartContainer to SSH login through the pod IP'] = Date.now() - started;
+
+  await t.test('the sandbox status shows the masquerade binding; the veth keeps the pod IP, the NAT table carries the owner id', async () => {
+    const info = JSON.parse((await d.runtime.PodSandboxStatus!({ pod_sandbox_id: sandboxId, verbose: true })).info.info);
+    const iface = info.network.interfaces[0];
+    assert.equal(iface.kind, 'masquerade');
+    assert.deepEqual(iface.ports, [{ protocol: 'tcp', port: 22 }]);
+    const nsName = netns.split('/').pop()!;
+    const addrs = execFileSync('ip', ['-n', nsName, '-4', '-o', 'addr', 'show', 'dev', 'eth0'], { encoding: 'utf8' });
+    assert.match(addrs, new RegExp(`inet ${podIp.replace(/\./g, '\\.')}/24`));
+    const tables = execFileSync('ip', ['netns', 'exec', nsName, 'nft', 'list', 'tables'], { encoding: 'utf8' });
+    assert.match(tables, new RegExp(`table ip vmlet-${ownerIdFor(d.stateDir).slice(0, 8)}-masq-vbr`));
+  });
+
+  await t.test('the guest has the internal address and its default route via the internal gateway', async () => {
+    const out = await ssh(podIp, 'ip -4 -o addr show dev eth0; ip -4 route show default');
+    assert.match(out, /inet 10\.0\.2\.2\/24/);
+    assert.match(out, /default via 10\.0\.2\.1/);
+  });
+
+  await t.test('the guest reaches the host: the host sees the pod IP as the source', async () => {
+    const out = await ssh(podIp, `exec 3<>/dev/tcp/${subnet}.1/${responderPort}; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3`);
+    assert.match(out, new RegExp(`seen (::ffff:)?${podIp.replace(/\./g, '\\.')}\\n`));
+  });
+
+  await t.test('Stop/Remove leave no netns, NAT table, host veth, domain or QEMU', async () => {
+    const nsName = netns.split('/').pop()!;
+    await d.runtime.StopContainer!({ container_id: id, timeout: '60' }, { deadlineMs: 120_000 });
+    await d.runtime.RemoveContainer!({ container_id: id });
+    await d.runtime.StopPodSandbox!({ pod_sandbox_id: sandboxId });
+    assert.equal(existsSync(netns), false, 'netns left after StopPodSandbox');
+    await d.runtime.RemovePodSandbox!({ pod_sandbox_id: sandboxId });
+    assert.deepEqual(hostVeths(), [], 'host-side veth left');
+    const nsList = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+    assert.ok(!nsList.includes(nsName), `netns ${nsName} still listed`);
+    const domains = execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'list', '--all', '--name'], { encoding: 'utf8' });
+    assert.ok(!domains.includes(id.slice(0, 12)), `domain left: ${domains}`);
+    assert.deepEqual(qemuPids(d.stateDir), []);
+  });
+  timings['whole test'] = Date.now() - suiteStart;
+});
