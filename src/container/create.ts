@@ -150,9 +150,10 @@ class ContainerCreation {
     vmNetwork.catch(() => {}); // observed below; no unhandled rejection meanwhile
     planned.catch(() => {});
     try {
+      // First: the adopted warm VM is this call's from here, so a refused request discards it too.
+      await this.settleWarmVm();
       this.volumes = planVolumes(await this.checkMounts());
       this.blocks = await this.planBlockDevices();
-      await this.settleWarmVm();
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       this.undos.push(() => rm(this.dir, { recursive: true, force: true }));
       await giveVmDir(this.dir, ctx.host.qemuUser);
