@@ -98,13 +98,13 @@ after(async () => {
   try {
     await removeAllAndStop(d).catch(() => undefined);
   } finally {
-    for (const m of readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => work && p.startsWith(`${work}/`))) {
-      execFileSync('umount', ['--lazy', m]);
-    }
-    for (const dev of loops) execFileSync('losetup', ['-d', dev]);
-    if (d) rmSync(d.dir, { recursive: true, force: true });
     image?.close();
     deleteLink(bridge);
+    // The daemon's volumes root (a shared mount kept across restarts) and the test's own mount.
+    const mounted = d ? readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p === d.dir || p.startsWith(`${d.dir}/`)) : [];
+    for (const m of mounted.reverse()) execFileSync('umount', ['--lazy', m]);
+    for (const dev of loops) execFileSync('losetup', ['-d', dev]);
+    if (d) rmSync(d.dir, { recursive: true, force: true });
     console.log(`# block devices guest timings: ${JSON.stringify(timings)}`);
   }
 });
