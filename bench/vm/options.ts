@@ -26,6 +26,8 @@ export interface VmBenchOptions {
    * then the sandbox) or `sandbox` (StopPodSandbox with the VM running, then RemovePodSandbox).
    */
   teardown: 'kubelet' | 'sandbox';
+  /** Each pod gets one 64 MiB block volume (a loop device) in CreateContainer's devices. */
+  blockVolume: boolean;
 }
 
 export const VM_USAGE = `usage: npm run bench -- vm [options]   (as root; needs libvirtd, virtlogd, QEMU)
@@ -51,6 +53,8 @@ export const VM_USAGE = `usage: npm run bench -- vm [options]   (as root; needs 
                             take the measured pods down as kubelet does (StopContainer timeout 0,
                             RemoveContainer, StopPodSandbox, RemovePodSandbox; default), or with
                             StopPodSandbox while the VM runs, then RemovePodSandbox
+  --block-volume            each pod gets one 64 MiB raw block volume (a loop device made by the
+                            bench, in CreateContainer's devices), as a PVC with volumeMode Block
   --help
 `;
 
@@ -68,6 +72,7 @@ export function parseVmOptions(argv: readonly string[], repoRoot: string, now: D
     profile: 'string',
     'profile-pods': 'string',
     teardown: 'string',
+    'block-volume': 'boolean',
   });
   if (args === undefined) return undefined;
   const { str, flag } = args;
@@ -84,5 +89,6 @@ export function parseVmOptions(argv: readonly string[], repoRoot: string, now: D
     profile: oneOfOption(str('profile'), 'profile', ['auto', 'always', 'never'] as const, 'auto'),
     profilePods: intOption(str('profile-pods'), 'profile-pods', 5, 1, 100),
     teardown: oneOfOption(str('teardown'), 'teardown', ['kubelet', 'sandbox'] as const, 'kubelet'),
+    blockVolume: flag('block-volume'),
   };
 }

@@ -53,7 +53,8 @@ function warmLine(result: VmBenchResult): string {
   const warm = pods.filter((p) => p.warm).length;
   const waits = values(pods, (p) => p.warmWaitMs);
   const wait = waits.length > 0 ? `; untimed wait before Run for an idle warm VM: median ${ms(median(waits))}, max ${ms(Math.max(...waits))} ms` : '';
-  return `warm VMs (--vm-warm-pool ${result.options.warmPool}): ${warm} of ${pods.length} measured pod(s) adopted one (Start = resume), ${pods.length - warm} started cold${wait}`;
+  const block = result.options.blockVolume ? '; each pod with one 64 MiB block volume (--block-volume)' : '';
+  return `warm VMs (--vm-warm-pool ${result.options.warmPool}): ${warm} of ${pods.length} measured pod(s) adopted one (Start = resume), ${pods.length - warm} started cold${wait}${block}`;
 }
 
 function warmupLine(result: VmBenchResult): string {

@@ -10,7 +10,8 @@
  * daemon, stops it, removes by name any domain or netns of its own that is left, deletes its
  * bridge and checks that no domain, netns or QEMU process of its own remains.
  */
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -59,6 +60,8 @@ interface BenchState {
   guest?: GuestServer;
   sandboxIds: Set<string>;
   domains: Set<string>;
+  /** Loop devices made for --block-volume, detached at cleanup. */
+  loops: string[];
 }
 
 /** Epoch ms with sub-ms precision, comparable with pino's `time` and the CRI log's stamps. */
@@ -171,8 +174,13 @@ async function bringUp(ctx: PodContext, sample: PodSample): Promise<void> {
   sample.sandboxId = run.pod_sandbox_id;
   state.sandboxIds.add(run.pod_sandbox_id);
 
+  const request = vmCreateContainerRequest(run.pod_sandbox_id, podConfig, ctx.imageUrl, opts.vmMemoryMiB);
+  if (opts.blockVolume) {
+    const dev = await blockVolume(state, sample.name);
+    (request.config as Record<string, unknown>).devices = [{ container_path: '/dev/benchpvc', host_path: dev, permissions: 'mrw' }];
+  }
   t = now();
-  const created = await daemon.client.call<{ container_id: string }>('CreateContainer', vmCreateContainerRequest(run.pod_sandbox_id, podConfig, ctx.imageUrl, opts.vmMemoryMiB));
+  const created = await daemon.client.call<{ container_id: string }>('CreateContainer', request);
   sample.createMs = now() - t;
   sample.containerId = created.container_id;
   sample.domainName = await domainNameOf(daemon, created.container_id);
@@ -332,6 +340,16 @@ async function spanProfile(state: BenchState, entry: EntryPoints, buildDir: stri
   return out;
 }
 
+/** A 64 MiB loop device on a file in the bench's directory (made untimed, before CreateContainer). */
+async function blockVolume(state: BenchState, name: string): Promise<string> {
+  const file = join(state.dir, `${name}.blk`);
+  await writeFile(file, '');
+  await truncate(file, 64 * 1024 * 1024);
+  const dev = execFileSync('losetup', ['-f', '--show', file], { encoding: 'utf8' }).trim();
+  state.loops.push(dev);
+  return dev;
+}
+
 async function cleanup(state: BenchState): Promise<VmBenchResult['cleanup']> {
   const errors: string[] = [];
   const note = (what: string, err: unknown) => errors.push(`${what}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
@@ -352,6 +370,13 @@ async function cleanup(state: BenchState): Promise<VmBenchResult['cleanup']> {
     if (!netnsNames.has(name)) continue;
     errors.push(`netns ${name} was still there after the daemon's teardown; deleted`);
     await deleteNetns(name).catch((err: unknown) => note(`delete netns ${name}`, err));
+  }
+  for (const dev of state.loops) {
+    try {
+      execFileSync('losetup', ['-d', dev]);
+    } catch (err) {
+      note(`detach ${dev}`, err);
+    }
   }
   if (state.network) await deleteLink(state.network.bridge).catch((err: unknown) => note(`delete bridge ${state.network!.bridge}`, err));
 
@@ -410,6 +435,7 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
     imageClients: [],
     sandboxIds: new Set(),
     domains: new Set(),
+    loops: [],
   };
   const result: VmBenchResult = {
     format: RESULT_FORMAT,

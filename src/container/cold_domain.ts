@@ -5,7 +5,7 @@ import { buildDomainXml } from '../libvirt/domain_xml.js';
 import type { VmAnnotations } from '../guest/annotations.js';
 import type { VmNetwork } from '../network/types.js';
 import type { SandboxRecord } from '../sandbox/records.js';
-import type { Share } from '../libvirt/domain_spec.js';
+import type { DataDisk, Share } from '../libvirt/domain_spec.js';
 import { domainOps, type ContainerContext } from './context.js';
 import { buildVmSpec } from './domain_spec_builder.js';
 import { CONSOLE_RAW, OVERLAY, SEED } from './layout.js';
@@ -18,6 +18,7 @@ export interface ColdDomainInputs {
   vcpuAnnotationGiven: boolean;
   network: VmNetwork;
   shares: Share[];
+  dataDisks: DataDisk[];
 }
 
 /** Builds the domain of `record` (its disks in record.dir), records its shape in record.vm, and defines it. */
@@ -39,6 +40,7 @@ export async function defineColdDomain(ctx: ContainerContext, record: ContainerR
       consolePath: join(record.dir, CONSOLE_RAW),
       socketDir: ctx.qmpDir,
       shares: inputs.shares,
+      dataDisks: inputs.dataDisks,
     },
     ctx.host,
     inputs.vcpuAnnotationGiven,

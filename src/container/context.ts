@@ -25,6 +25,8 @@ import type { WarmPool } from './warm/pool.js';
 import type { ContainerRecord } from './records.js';
 import { QMP_DIR, VM_DIR } from './layout.js';
 import type { VolumeHost } from './volumes/exports.js';
+import type { DeviceInspector } from './block_devices/plan.js';
+import type { DeviceGrants } from './block_devices/grants.js';
 import { ownerIdFor } from '../store/owner.js';
 
 /** The image store calls a container's creation makes. */
@@ -62,6 +64,14 @@ export interface ContainerDeps {
   qemuProcesses?: QemuProcesses;
   /** The VMs' volume exports (volumes/exports.ts); absent = no shares, and a mount is refused. */
   volumes?: VolumeHost;
+  /** Block devices as VM disks (block_devices/); absent = CRI devices are refused. */
+  blockDevices?: BlockDeviceHost;
+}
+
+/** How a container's block devices are looked at on the host and given to its QEMU. */
+export interface BlockDeviceHost {
+  inspector: DeviceInspector;
+  grants: DeviceGrants;
 }
 
 export interface ContainerContext {
@@ -94,6 +104,7 @@ export interface ContainerContext {
   /** Domain name → libvirt destroy still in flight after its QEMU exited (vm_exit.ts). */
   readonly pendingDestroys: Map<string, Promise<void>>;
   readonly volumes: VolumeHost | undefined;
+  readonly blockDevices: BlockDeviceHost | undefined;
 }
 
 export function containerContext(stateDir: string, deps: ContainerDeps): ContainerContext {
@@ -127,6 +138,7 @@ export function containerContext(stateDir: string, deps: ContainerDeps): Contain
     qemuProcesses: deps.qemuProcesses,
     pendingDestroys: new Map(),
     volumes: deps.volumes,
+    blockDevices: deps.blockDevices,
   };
 }
 

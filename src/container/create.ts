@@ -5,8 +5,8 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
-import type { Share } from '../libvirt/domain_spec.js';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, UnimplementedError } from '../errors.js';
+import type { DataDisk, Share } from '../libvirt/domain_spec.js';
 import { parseVmAnnotations, ANNOTATION, type VmAnnotations } from '../guest/annotations.js';
 import { buildSeedDocuments } from '../guest/cloudinit.js';
 import { writeSeedIso } from '../guest/seed_iso.js';
@@ -26,11 +26,13 @@ import { warmFits } from './warm/fit.js';
 import type { WarmVm } from './warm/pool.js';
 import { resolveHostPath } from './volumes/host_path.js';
 import { planVolumes, type CheckedMount, type VolumePlan } from './volumes/plan.js';
+import { planBlockDevices, type BlockDevicePlan } from './block_devices/plan.js';
+import { blockLinkBootcmd } from './block_devices/guest_links.js';
 
 /** What CreateContainer asks for: the record's caller-given fields. */
 export type ContainerSpec = Pick<
   ContainerRecord,
-  'sandboxId' | 'image' | 'command' | 'args' | 'workingDir' | 'envs' | 'labels' | 'annotations' | 'mounts' | 'resources'
+  'sandboxId' | 'image' | 'command' | 'args' | 'workingDir' | 'envs' | 'labels' | 'annotations' | 'mounts' | 'resources' | 'devices'
 > & {
   name: string;
   attempt: number;
@@ -87,6 +89,7 @@ class ContainerCreation {
   private readonly undos: Undo[] = [];
   private volumes: VolumePlan = { entries: [], bootcmd: [] };
   private shares: Share[] = [];
+  private blocks: BlockDevicePlan = { dataDisks: [] };
 
   constructor(
     private readonly ctx: ContainerContext,
@@ -122,6 +125,7 @@ class ContainerCreation {
       labels: spec.labels,
       annotations: spec.annotations,
       mounts: spec.mounts,
+      ...(spec.devices && spec.devices.length > 0 ? { devices: spec.devices } : {}),
       logPath: spec.logPath && sandbox.logDirectory ? join(sandbox.logDirectory, spec.logPath) : '',
       resources: spec.resources,
       state: 'CREATED',
@@ -146,11 +150,14 @@ class ContainerCreation {
     vmNetwork.catch(() => {}); // observed below; no unhandled rejection meanwhile
     planned.catch(() => {});
     try {
-      this.volumes = planVolumes(await this.checkMounts());
+      // First: the adopted warm VM is this call's from here, so a refused request discards it too.
       await this.settleWarmVm();
+      this.volumes = planVolumes(await this.checkMounts());
+      this.blocks = await this.planBlockDevices();
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       this.undos.push(() => rm(this.dir, { recursive: true, force: true }));
       await giveVmDir(this.dir, ctx.host.qemuUser);
+      await this.grantBlockDevices();
       await this.bindVolumes();
       const { network, plugged } = await this.buildPieces(vmNetwork, planned);
       if (this.useWarm && !plugged) await this.fallBackToCold();
@@ -180,6 +187,32 @@ class ContainerCreation {
         return { name, containerPath: m.container_path, hostPath: resolved.path, kind: resolved.kind, readonly: m.readonly };
       }),
     );
+  }
+
+  /** The pod's block devices, checked on the host (block_devices/plan.ts); nothing is taken yet. */
+  private async planBlockDevices(): Promise<BlockDevicePlan> {
+    const devices = this.spec.devices ?? [];
+    if (devices.length === 0) return { dataDisks: [] };
+    const host = this.ctx.blockDevices;
+    if (!host) throw new InvalidArgumentError('config.devices: this vmlet attaches no block devices to its VMs');
+    const plan = await planBlockDevices(devices, host.inspector);
+    if (plan.root) {
+      // The persistent root disk (#22, container_path "/") is not built yet: refused here, and only here.
+      throw new UnimplementedError(`config.devices: ${plan.root.hostPath} at container_path "/" (a persistent root disk) is not supported by this vmlet yet`);
+    }
+    return plan;
+  }
+
+  /** The data disks' nodes become QEMU's for the VM's lifetime (block_devices/grants.ts). */
+  private async grantBlockDevices(): Promise<void> {
+    const { ctx, id } = this;
+    if (this.blocks.dataDisks.length === 0) return;
+    this.undos.push(() => ctx.blockDevices!.grants.restore(id));
+    await ctx.blockDevices!.grants.grant(id, this.blocks.dataDisks, ctx.host.qemuUser);
+  }
+
+  private dataDisks(): DataDisk[] {
+    return this.blocks.dataDisks.map((d) => ({ path: d.hostPath, serial: d.serial, readOnly: d.readOnly }));
   }
 
   /**
@@ -224,6 +257,7 @@ class ContainerCreation {
           overlayPath: overlay.then(() => join(dir, OVERLAY)),
           network: planned.then((plan) => (plan.tapsReady ? plan.network : vmNetwork)),
           seedPath: seeded.then(() => join(dir, SEED)),
+          dataDisks: this.dataDisks(),
         })
       : Promise.resolve(true);
     const [overlayDone, seedDone, pluggedDone, readyDone, pumpDone] = await Promise.allSettled([overlay, seeded, plugged, vmNetwork, pumping]);
@@ -255,7 +289,8 @@ class ContainerCreation {
         annotations,
         env: this.spec.envs.map((e) => ({ name: e.key, value: e.value })),
         network,
-        bootcmd: this.volumes.bootcmd,
+        bootcmd: [...blockLinkBootcmd(this.blocks.dataDisks), ...this.volumes.bootcmd],
+        blockDevices: this.blocks.dataDisks.map((d) => ({ containerPath: d.containerPath, serial: d.serial, readOnly: d.readOnly })),
       },
       annotations.cloudInitImageType,
     );
@@ -289,6 +324,7 @@ class ContainerCreation {
       vcpuAnnotationGiven: this.vcpuAnnotationGiven,
       network,
       shares: this.shares,
+      dataDisks: this.dataDisks(),
     });
     this.undos.push(() => undefineFully(domainOps(ctx), dom));
     await this.commit();

@@ -2,7 +2,7 @@
  * Pure: what a container's VM looks like, from the CRI container config, its sandbox, the pod's
  * Virtlet annotations and the host's facts. The domain XML is then a pure function of the result.
  */
-import type { CpuTune, Share, VmSpec } from '../libvirt/domain_spec.js';
+import type { CpuTune, DataDisk, Share, VmSpec } from '../libvirt/domain_spec.js';
 import { nicsFromNetwork } from '../libvirt/domain_spec.js';
 import type { VmAnnotations } from '../guest/annotations.js';
 import type { VmNetwork } from '../network/types.js';
@@ -40,6 +40,8 @@ export interface VmInputs {
   socketDir: string;
   /** The VM's volume shares (src/container/volumes/plan.ts). */
   shares?: Share[];
+  /** The pod's block devices (src/container/block_devices/plan.ts). */
+  dataDisks?: DataDisk[];
 }
 
 const MIB = 1024 * 1024;
@@ -88,6 +90,7 @@ export function buildVmSpec(inputs: VmInputs, host: HostFacts, vcpuAnnotationGiv
     ...(inputs.annotations.cpuModel === 'host-model' && host.domainType === 'kvm' ? { cpuMode: 'host-model' as const } : {}),
     rootDisk: { path: inputs.overlayPath, format: 'qcow2', driver: inputs.annotations.diskDriver },
     seed: { path: inputs.seedPath, kind: inputs.annotations.cloudInitImageType },
+    ...(inputs.dataDisks && inputs.dataDisks.length > 0 ? { dataDisks: inputs.dataDisks } : {}),
     console: { kind: 'unix', socketPath: consoleSocketPath(inputs.socketDir, inputs.containerId), logPath: inputs.consolePath },
     guestAgentSocket: guestAgentSocketPath(inputs.socketDir, inputs.containerId),
     // TAPs live in the pod netns where only QEMU (inside it through the vmwrapper) can open them.

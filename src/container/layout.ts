@@ -12,6 +12,8 @@ export const DOMAIN_PREFIX = 'vmlet-';
 export const VM_DIR = 'vms';
 /** Under the state dir: one export directory per VM, the sources of its virtiofs shares (volumes/exports.ts). */
 export const VOLUMES_DIR = 'volumes';
+/** Under the state dir: block devices given to QEMU, with their original owners (block_devices/grants.ts). */
+export const BLOCK_GRANTS_DIR = 'block-grants';
 /** Under the state dir: warm VMs' QMP sockets (warmQmpPath). */
 export const QMP_DIR = 'qmp';
 /** In a VM's directory: the root disk overlay, the cloud-init seed, QEMU's console output and the pump's position. */

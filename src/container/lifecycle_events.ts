@@ -20,6 +20,9 @@ export async function markExited(ctx: ContainerContext, id: string, outcome: Exi
   const r = ctx.store.get(id);
   if (!r || r.state === 'EXITED') return;
   await ctx.consoles.stop(id).catch((err) => ctx.logger.warn({ err, containerId: id }, 'console pump stop failed'));
+  // QEMU is gone: its block devices go back to their owners (a failure leaves the grant record
+  // for RemoveContainer and reconcile to retry).
+  await ctx.blockDevices?.grants.restore(id).catch((err: unknown) => ctx.logger.error({ err, containerId: id }, 'could not give block devices back'));
   await ctx.store.put({
     ...r,
     state: 'EXITED',

@@ -60,6 +60,13 @@ async function removeUnownedFiles(ctx: ContainerContext): Promise<void> {
     ctx.logger.warn({ id }, 'releasing volumes no record owns');
     await ctx.volumes!.release(id).catch((err: unknown) => ctx.logger.error({ err, id }, 'could not release orphan volumes'));
   }
+  // Block devices of VMs that are gone (exited, removed, or never created): given back.
+  for (const id of (await ctx.blockDevices?.grants.list()) ?? []) {
+    const r = ctx.store.get(id);
+    if (ctx.creating.has(id) || (r !== undefined && r.state !== 'EXITED')) continue;
+    ctx.logger.warn({ id }, 'giving back block devices of a VM that is gone');
+    await ctx.blockDevices!.grants.restore(id).catch((err: unknown) => ctx.logger.error({ err, id }, 'could not give back orphan block devices'));
+  }
   // A QMP socket a QEMU killed outright left behind (a live one is named after a kept VM's id).
   const liveQmp = new Set(vmDirs.filter(kept).map((id) => warmQmpPath(ctx.qmpDir, id)));
   for (const name of await readdir(ctx.qmpDir).catch(() => [] as string[])) {

@@ -24,6 +24,8 @@ export interface ContainerRecord {
   labels: Record<string, string>;
   annotations: Record<string, string>;
   mounts: { container_path: string; host_path: string; readonly: boolean }[];
+  /** CRI devices as given (block devices: block_devices/plan.ts); absent in older records. */
+  devices?: { container_path: string; host_path: string; permissions: string }[];
   /** Absolute CRI log path ('' when kubelet asked for none). */
   logPath: string;
   resources: ContainerResources;

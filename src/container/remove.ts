@@ -25,6 +25,7 @@ export async function removeContainer(ctx: ContainerContext, idOrPrefix: string)
       }
       // QEMU is gone: its volumes can be unmounted (they are not in r.dir, which goes recursively).
       await ctx.volumes?.release(id);
+      await ctx.blockDevices?.grants.restore(id);
       await rm(r.dir, { recursive: true, force: true });
       if (r.warm) await rm(warmQmpPath(ctx.qmpDir, id), { force: true });
     };

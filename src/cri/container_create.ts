@@ -22,7 +22,7 @@ export function containerCreateHandlers(containers: ContainerService, logger?: L
       const c = req.config;
       if (!c) throw new InvalidArgumentError('config is required');
       if (!c.metadata) throw new InvalidArgumentError('config.metadata is required');
-      refuseDevices(c);
+      refuseCdiDevices(c);
       const warn = (mount: string, message: string) => logger?.warn({ sandboxId, container: c.metadata?.name, mount }, message);
       const id = await containers.create({
         sandboxId,
@@ -36,6 +36,7 @@ export function containerCreateHandlers(containers: ContainerService, logger?: L
         labels: checkStringMap(c.labels, 'config.labels'),
         annotations: checkStringMap(c.annotations, 'config.annotations'),
         mounts: mounts(c.mounts ?? [], warn),
+        devices: devices(c.devices ?? []),
         logPath: c.log_path ? checkRelativePath(c.log_path, 'config.log_path') : '',
         resources: resourcesFrom(c.linux?.resources ?? undefined),
       });
@@ -113,12 +114,26 @@ function guestPath(value: string, field: string): string {
   return path;
 }
 
-/** devices and cdi_devices would need PCI passthrough of each device, which vmlet does not do yet. */
-function refuseDevices(c: NonNullable<CreateContainerRequest__Output['config']>): void {
-  if ((c.devices?.length ?? 0) > 0) {
-    const names = c.devices.map((d) => d.host_path ?? '').join(', ');
-    throw new InvalidArgumentError(`config.devices (${names}) are not supported: vmlet does not pass host devices into its VMs`);
-  }
+type CriDeviceInput = NonNullable<CreateContainerRequest__Output['config']>['devices'][number];
+
+/**
+ * config.devices, shaped: each must be a block device, which becomes a VM disk; what each path
+ * is on the host is checked by the container service (src/container/block_devices/plan.ts), which
+ * refuses every other kind of device by name (INVALID_ARGUMENT).
+ */
+export function devices(list: CriDeviceInput[]): { container_path: string; host_path: string; permissions: string }[] {
+  if (list.length > MAX_DEVICES) throw new InvalidArgumentError(`config.devices has more than ${MAX_DEVICES} entries`);
+  return list.map((d, i) => ({
+    container_path: requireString(d.container_path, `config.devices[${i}].container_path`, 4096),
+    host_path: requireString(d.host_path, `config.devices[${i}].host_path`, 4096),
+    permissions: checkString(d.permissions ?? '', `config.devices[${i}].permissions`, 3),
+  }));
+}
+
+const MAX_DEVICES = 64;
+
+/** cdi_devices would need PCI passthrough of each device, which vmlet does not do yet. */
+function refuseCdiDevices(c: NonNullable<CreateContainerRequest__Output['config']>): void {
   if ((c.CDI_devices?.length ?? 0) > 0) {
     const names = c.CDI_devices.map((d) => d.name ?? '').join(', ');
     throw new InvalidArgumentError(`config.cdi_devices (${names}) are not supported: vmlet does not pass host devices into its VMs`);

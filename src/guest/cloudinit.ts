@@ -44,6 +44,26 @@ export interface CloudInitInput {
    * Lost only when VirtletCloudInitUserDataScript replaces user-data (the caller warns).
    */
   bootcmd?: readonly (readonly string[])[];
+  /**
+   * The pod's block volumes as VM disks (src/container/block_devices/): listed in meta-data as
+   * `vmlet-block-devices` so a guest can map a container path to /dev/disk/by-id/virtio-<serial>.
+   */
+  blockDevices?: readonly GuestBlockDevice[];
+}
+
+export interface GuestBlockDevice {
+  containerPath: string;
+  serial: string;
+  readOnly: boolean;
+}
+
+/** The meta-data key listing the block devices (NoCloud meta-data and config-drive meta_data.json). */
+export const BLOCK_DEVICES_KEY = 'vmlet-block-devices';
+
+function blockDeviceMeta(input: CloudInitInput): Record<string, unknown> {
+  const devices = input.blockDevices ?? [];
+  if (devices.length === 0) return {};
+  return { [BLOCK_DEVICES_KEY]: devices.map((d) => ({ 'container-path': d.containerPath, serial: d.serial, 'by-id': `/dev/disk/by-id/virtio-${d.serial}`, 'read-only': d.readOnly })) };
 }
 
 export interface NoCloudDocuments {
@@ -83,6 +103,7 @@ export function buildCloudInit(input: CloudInitInput): NoCloudDocuments {
   const generated: Record<string, unknown> = {
     'instance-id': input.instanceId,
     'local-hostname': input.hostname,
+    ...blockDeviceMeta(input),
   };
   if (input.annotations.sshKeys.length > 0) generated['public-keys'] = [...input.annotations.sshKeys];
   const metaData = applyOverride(generated, input.annotations.metaData, false);
@@ -107,6 +128,7 @@ export function buildConfigDrive(input: CloudInitInput): ConfigDriveDocuments {
     hostname: input.hostname,
     'local-hostname': input.hostname,
     name: input.hostname,
+    ...blockDeviceMeta(input),
   };
   if (input.annotations.sshKeys.length > 0) {
     const keys: Record<string, string> = {};

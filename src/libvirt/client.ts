@@ -407,6 +407,20 @@ export class LibvirtClient {
     );
   }
 
+  /** Attaches the device `xml` describes (one <disk>, …); DomainAffect selects live and/or config. */
+  async attachDeviceFlags(dom: DomainRef, xml: string, flags = 0): Promise<void> {
+    checkDomain(dom);
+    checkFlags(flags);
+    return this.call(
+      Proc.DOMAIN_ATTACH_DEVICE_FLAGS,
+      (w) => {
+        writeDomain(w, dom);
+        w.string(xml, REMOTE_STRING_MAX).uint(flags);
+      },
+      nothing,
+    );
+  }
+
   /** Sets current (or with DOMAIN_MEM_MAXIMUM, maximum) memory; DomainAffect selects live and/or config. */
   async setMemoryFlags(dom: DomainRef, memoryKiB: bigint, flags = 0): Promise<void> {
     checkDomain(dom);

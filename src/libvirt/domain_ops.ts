@@ -22,6 +22,7 @@ export interface DomainOps {
   getXmlDesc(dom: DomainRef, flags?: number): Promise<string>;
   setMemoryFlags(dom: DomainRef, memoryKiB: bigint, flags?: number): Promise<void>;
   setSchedulerParametersFlags(dom: DomainRef, params: TypedParam[], flags?: number): Promise<void>;
+  attachDeviceFlags(dom: DomainRef, xml: string, flags?: number): Promise<void>;
 }
 
 /** What ContainerStats reads of a domain. */

@@ -34,6 +34,19 @@ export interface RootDisk {
   driver: DiskDriver;
 }
 
+/**
+ * A host block device the guest sees as a virtio disk (a pod's raw block volume, see
+ * src/container/block_devices/plan.ts): raw, host page cache bypassed (cache='none', io='native'),
+ * so what the guest flushed is on the device, whatever becomes of QEMU.
+ */
+export interface DataDisk {
+  /** Block device node under /dev. */
+  path: string;
+  /** virtio serial: the guest's /dev/disk/by-id/virtio-<serial>. */
+  serial: string;
+  readOnly: boolean;
+}
+
 export interface SeedDisk {
   /** ISO written by writeSeedIso, absolute path; attached read-only. */
   path: string;
@@ -131,6 +144,8 @@ export interface VmSpec {
   /** Absent only in a warm domain (`warm`), which gets its disks later. */
   rootDisk?: RootDisk;
   seed?: SeedDisk;
+  /** Block devices after the root disk (vdb, vdc, …); a warm domain gets them hot-plugged instead. */
+  dataDisks?: DataDisk[];
   warm?: WarmLayout;
   console: SerialConsole;
   /** The `org.qemu.guest_agent.0` virtio-serial channel's unix socket (QEMU listens; for Exec). */

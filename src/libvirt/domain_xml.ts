@@ -26,7 +26,7 @@
 import { create } from 'xmlbuilder2';
 import { isAbsolute, normalize } from 'node:path';
 import { InvalidArgumentError } from '../errors.js';
-import { WARM_PORT_ALIAS, WARM_SEED_ALIAS, type CpuTune, type SeedKind, type Share, type VmNic, type VmSpec, type VmletDomainMetadata } from './domain_spec.js';
+import { WARM_PORT_ALIAS, WARM_SEED_ALIAS, type CpuTune, type DataDisk, type SeedKind, type Share, type VmNic, type VmSpec, type VmletDomainMetadata } from './domain_spec.js';
 
 type XMLBuilder = ReturnType<typeof create>;
 
@@ -105,6 +105,7 @@ export function buildDomainXml(spec: VmSpec): string {
   const devices = add(domain, 'devices');
   text(add(devices, 'emulator'), spec.emulator);
   addDisks(devices, spec);
+  (spec.dataDisks ?? []).forEach((disk, i) => addDataDisk(devices, disk, i));
   add(devices, 'controller', { type: 'usb', index: '0', model: 'none' });
   for (const nic of spec.nics) addNic(devices, nic);
   (spec.shares ?? []).forEach((share, i) => addShare(devices, share, i));
@@ -216,12 +217,18 @@ function addCputune(domain: XMLBuilder, spec: VmSpec): void {
   if (tune.quota !== undefined) text(add(el, 'quota'), String(tune.quota));
 }
 
+/** The PCI bus number (the pcie-root-port controller's index) of warm hotplug port `port`. */
+export function warmPortBus(port: number): number {
+  return port + 3;
+}
+
 /**
  * A warm domain's controllers. libvirt puts a device without an address on the first free root
  * port, so the RNG gets port 1 and the virtio-scsi controller (the seed CD-ROM, and a SCSI root
  * disk, Virtlet's default) port 2 explicitly; ports 3.. stay free for hotplug, named by alias.
  */
 function addWarmPorts(devices: XMLBuilder, rng: XMLBuilder, count: number): void {
+  // Keep in step with warmPortBus.
   add(devices, 'controller', { type: 'pci', index: '0', model: 'pcie-root' });
   add(devices, 'controller', { type: 'pci', index: '1', model: 'pcie-root-port' });
   add(rng, 'address', { type: 'pci', domain: '0x0000', bus: '0x01', slot: '0x00', function: '0x0' });
@@ -229,7 +236,7 @@ function addWarmPorts(devices: XMLBuilder, rng: XMLBuilder, count: number): void
   const scsi = add(devices, 'controller', { type: 'scsi', index: '0', model: 'virtio-scsi' });
   add(scsi, 'address', { type: 'pci', domain: '0x0000', bus: '0x02', slot: '0x00', function: '0x0' });
   for (let i = 0; i < count; i++) {
-    const port = add(devices, 'controller', { type: 'pci', index: String(i + 3), model: 'pcie-root-port' });
+    const port = add(devices, 'controller', { type: 'pci', index: String(warmPortBus(i)), model: 'pcie-root-port' });
     add(port, 'alias', { name: `${WARM_PORT_ALIAS}${i}` });
   }
 }
@@ -276,6 +283,59 @@ function addDisks(devices: XMLBuilder, spec: VmSpec): void {
   }
 
   if (root.driver === 'scsi' || spec.seed) add(devices, 'controller', { type: 'scsi', index: '0', model: 'virtio-scsi' });
+}
+
+/** Data disk i is vd<b + i>; vda stays the virtio root disk's, even when the root disk is SCSI. */
+export const MAX_DATA_DISKS = 8;
+const DATA_DISK_SERIAL = /^[A-Za-z0-9_-]{1,20}$/;
+
+export function dataDiskTarget(index: number): string {
+  return `vd${String.fromCharCode('b'.charCodeAt(0) + index)}`;
+}
+
+/**
+ * A block device as a virtio disk: raw, no host page cache (cache='none' = O_DIRECT, which
+ * io='native' needs), so a guest's flush reaches the device itself. `pciBus` pins it to a root
+ * port (a warm domain's, see warmDataDiskAddress); a cold domain lets libvirt place it.
+ */
+function addDataDisk(devices: XMLBuilder, disk: DataDisk, index: number, pciBus?: number): void {
+  const el = add(devices, 'disk', { type: 'block', device: 'disk' });
+  add(el, 'driver', { name: 'qemu', type: 'raw', cache: 'none', io: 'native' });
+  add(el, 'source', { dev: disk.path });
+  add(el, 'target', { dev: dataDiskTarget(index), bus: 'virtio' });
+  text(add(el, 'serial'), disk.serial);
+  if (disk.readOnly) add(el, 'readonly');
+  if (pciBus !== undefined) add(el, 'address', { type: 'pci', domain: '0x0000', bus: `0x${pciBus.toString(16).padStart(2, '0')}`, slot: '0x00', function: '0x0' });
+}
+
+function validateDataDisks(disks: readonly DataDisk[]): void {
+  check(disks.length <= MAX_DATA_DISKS, 'number of data disks', String(disks.length));
+  const serials = new Set<string>();
+  const paths = new Set<string>();
+  for (const disk of disks) {
+    checkPath('data disk path', disk.path);
+    check(disk.path.startsWith('/dev/'), 'data disk path (not under /dev)', disk.path);
+    check(!paths.has(disk.path), 'data disk path (duplicate)', disk.path);
+    paths.add(disk.path);
+    check(DATA_DISK_SERIAL.test(disk.serial) && !serials.has(disk.serial), 'data disk serial', disk.serial);
+    serials.add(disk.serial);
+    check(typeof disk.readOnly === 'boolean', 'data disk readOnly', String(disk.readOnly));
+  }
+}
+
+/**
+ * The `<disk>` element of data disk `index` alone, on the warm domain's root port `pciBus` (the
+ * controller's index), for libvirt's attach-device: libvirt, not vmlet, must plug a host block
+ * device, because QEMU sees only the private /dev libvirt builds for it (qemu.conf namespaces) and
+ * libvirt adds the node there (and to the device cgroup) as it attaches.
+ */
+export function buildDataDiskXml(disk: DataDisk, index: number, pciBus: number): string {
+  validateDataDisks([disk]);
+  check(intIn(index, 0, MAX_DATA_DISKS - 1), 'data disk index', String(index));
+  check(intIn(pciBus, 1, 0xff), 'data disk PCI bus', String(pciBus));
+  const doc = create({ version: '1.0' });
+  addDataDisk(doc, disk, index, pciBus); // the document's root element
+  return doc.end({ prettyPrint: true, headless: true, wellFormed: true }) + '\n';
 }
 
 /**
@@ -372,6 +432,7 @@ export function validateVmSpec(spec: VmSpec): void {
   } else {
     check(spec.warm !== undefined && spec.seed === undefined, 'root disk (only a warm domain, without a seed, has none)', 'absent');
   }
+  if (spec.dataDisks) validateDataDisks(spec.dataDisks);
   if (spec.warm) check(intIn(spec.warm.hotplugPorts, 1, 16), 'warm hotplug ports', String(spec.warm.hotplugPorts));
   if (spec.seed) {
     checkPath('seed path', spec.seed.path);

@@ -157,6 +157,13 @@ export class FakeDomainOps implements DomainOps {
     this.mustGet(dom.name);
   }
 
+  async attachDeviceFlags(dom: DomainRef, xml: string, flags = 0): Promise<void> {
+    const source = /<source dev="([^"]*)"/.exec(xml)?.[1] ?? '?';
+    const bus = /<address [^>]*bus="([^"]*)"/.exec(xml)?.[1] ?? '?';
+    this.call('attachDeviceFlags', `${dom.name} disk ${source} bus=${bus} flags=${flags}`);
+    this.mustGet(dom.name);
+  }
+
   private call(method: keyof DomainOps, args: string): void {
     this.log.add(`libvirt ${method}${args ? ` ${args}` : ''}`);
     const err = this.failures.get(method);

@@ -5,14 +5,15 @@
 import { errorText } from '../../errors.js';
 import { DomainAffect } from '../../libvirt/client.js';
 import { schedulerParams } from '../../libvirt/scheduler_params.js';
-import type { CpuTune } from '../../libvirt/domain_spec.js';
+import type { CpuTune, DataDisk } from '../../libvirt/domain_spec.js';
+import { buildDataDiskXml, warmPortBus } from '../../libvirt/domain_xml.js';
 import type { VmAnnotations } from '../../guest/annotations.js';
 import type { VmNetwork } from '../../network/types.js';
 import type { QmpSession } from '../../qmp/socket.js';
 import { domainOps, mustLookupDomain, type ContainerContext } from '../context.js';
 import { warmQmpPath } from '../layout.js';
 import type { ContainerRecord } from '../records.js';
-import { warmNicCommands, warmRootDiskCommands, warmSeedCommand, type QmpCommand } from './hotplug_commands.js';
+import { warmNicCommands, warmPortsFor, warmRootDiskCommands, warmSeedCommand, type QmpCommand } from './hotplug_commands.js';
 import { warmTapNics } from './fit.js';
 import type { WarmVm } from './pool.js';
 
@@ -23,6 +24,8 @@ export interface WarmPieces {
   overlayPath: Promise<string>;
   network: Promise<VmNetwork>;
   seedPath: Promise<string>;
+  /** Block devices, already given to QEMU's user (block_devices/grants.ts). */
+  dataDisks: DataDisk[];
 }
 
 /**
@@ -41,7 +44,10 @@ export async function plugWarm(ctx: ContainerContext, vm: WarmVm, pieces: WarmPi
     const nics = pieces.network.then(async (net) => {
       const taps = warmTapNics(net);
       if (!taps) return false;
+      // Data disks take the root ports after the NICs'; a pod needing more gets a cold VM.
+      if (warmPortsFor(taps.length) + pieces.dataDisks.length > vm.ports) return false;
       await run(warmNicCommands(taps, vm.ports));
+      await attachDataDisks(ctx, vm, pieces.dataDisks, warmPortsFor(taps.length));
       return true;
     });
     const seed = pieces.seedPath.then((path) => run([warmSeedCommand(path)]));
@@ -52,6 +58,17 @@ export async function plugWarm(ctx: ContainerContext, vm: WarmVm, pieces: WarmPi
     return (results[1] as PromiseFulfilledResult<boolean>).value;
   } finally {
     await qmp.then((socket) => socket.close(), () => undefined);
+  }
+}
+
+/**
+ * Each data disk through libvirt's attach-device, not vmlet's QMP socket: QEMU sees only the
+ * private /dev libvirt made for it (qemu.conf namespaces), and libvirt adds the device node there
+ * (and to the domain's device cgroup) as it attaches. Disk i goes on free root port `firstPort + i`.
+ */
+async function attachDataDisks(ctx: ContainerContext, vm: WarmVm, disks: readonly DataDisk[], firstPort: number): Promise<void> {
+  for (const [i, disk] of disks.entries()) {
+    await domainOps(ctx).attachDeviceFlags(vm.dom, buildDataDiskXml(disk, i, warmPortBus(firstPort + i)), DomainAffect.LIVE);
   }
 }
 

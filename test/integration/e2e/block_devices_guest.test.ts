@@ -1,0 +1,272 @@
+/**
+ * End to end, block volumes as VM disks (#22) on the real Debian 12 cloud-init guest (it has udev,
+ * so /dev/disk/by-id, and cloud-init's bootcmd and mounts; the busybox guest has neither). Two
+ * loop devices of 64 MiB stand in for PVCs: an ext4 one read-write at /dev/testpvc, mounted by
+ * user-data `mounts` unchanged, and one read-only at /dev/rodisk. Two boots, each checking a path:
+ * - pod 1 on a warm VM (the disks attached through libvirt into the paused VM): the guest sees the
+ *   disks by serial and at /dev/NAME, writes and syncs a file; the read-only one cannot be written;
+ *   while it runs the nodes belong to QEMU's user; a forced stop (timeout 0) leaves the file on the
+ *   device (read on the host) and the nodes' owners restored;
+ * - pod 2 on a cold VM (VirtletSystemUUID rules the warm VM out): same device, reads the file.
+ * Before pod 2, hostile devices are refused (INVALID_ARGUMENT) with nothing changed on the host.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { createReadStream, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
+import { status as grpcStatus } from '@grpc/grpc-js';
+import { REPO_ROOT, startTestDaemon, type TestDaemon } from '../../helpers/daemon.js';
+import { ensureLibvirtd } from '../../helpers/libvirtd.js';
+import { deleteLink, removeAllAndStop, waitFor } from '../../helpers/e2e.js';
+
+const run = promisify(execFile);
+const tag = randomBytes(3).toString('hex');
+const bridge = `vbd${tag}`;
+const subnet = '198.18.224';
+const GUEST_USER = 'debian';
+const MIB = 1024 * 1024;
+
+let d: TestDaemon;
+let image: { url: string; close: () => void };
+let keyPath: string;
+let publicKey: string;
+let work: string;
+const loops: string[] = [];
+const timings: Record<string, number> = {};
+
+async function serveDebianGuest(): Promise<{ url: string; close: () => void }> {
+  const path = execFileSync(join(REPO_ROOT, 'test-guests', 'build-debian-cloud.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 1_200_000 }).trim();
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-length': statSync(path).size });
+    createReadStream(path).pipe(res);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/debian-cloud.qcow2`, close: () => server.close() };
+}
+
+function loopDevice(file: string): string {
+  execFileSync('truncate', ['-s', String(64 * MIB), file]);
+  const dev = execFileSync('losetup', ['-f', '--show', file], { encoding: 'utf8' }).trim();
+  loops.push(dev);
+  return dev;
+}
+
+function owner(path: string): string {
+  const st = statSync(path);
+  return `${st.uid}:${st.gid}:${(st.mode & 0o7777).toString(8)}`;
+}
+
+function qemuUid(): number {
+  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('vmlet-qemu:'));
+  assert.ok(line, 'the vmlet-qemu user exists (scripts/install.sh)');
+  return Number(line.split(':')[2]);
+}
+
+async function ssh(ip: string, command: string, timeoutMs = 60_000): Promise<string> {
+  const { stdout } = await run('ssh', [
+    '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
+    '-o', 'ConnectTimeout=5', '-o', 'LogLevel=ERROR', '-i', keyPath, `${GUEST_USER}@${ip}`, command,
+  ], { timeout: timeoutMs, encoding: 'utf8' });
+  return stdout;
+}
+
+before(async () => {
+  await ensureLibvirtd();
+  image = await serveDebianGuest();
+  d = await startTestDaemon({ args: ['--kvm', 'off', '--vm-memory', '1Gi', '--vm-warm-pool', '1'] });
+  work = join(d.dir, 'block');
+  mkdirSync(work);
+  keyPath = join(d.dir, 'id_ed25519');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `vmlet-blk-${tag}`, '-f', keyPath]);
+  publicKey = readFileSync(`${keyPath}.pub`, 'utf8').trim();
+  writeFileSync(join(d.cniConfDir, '10-blk.conflist'), JSON.stringify({
+    cniVersion: '1.0.0',
+    name: `vmlet-blk-${tag}`,
+    plugins: [{
+      type: 'bridge', bridge, isGateway: true, ipMasq: false,
+      ipam: { type: 'host-local', dataDir: join(d.dir, 'ipam'), ranges: [[{ subnet: `${subnet}.0/24`, gateway: `${subnet}.1` }]], routes: [{ dst: '0.0.0.0/0' }] },
+    }],
+  }));
+});
+
+after(async () => {
+  try {
+    await removeAllAndStop(d).catch(() => undefined);
+  } finally {
+    image?.close();
+    deleteLink(bridge);
+    // The daemon's volumes root (a shared mount kept across restarts) and the test's own mount.
+    const mounted = d ? readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p === d.dir || p.startsWith(`${d.dir}/`)) : [];
+    for (const m of mounted.reverse()) execFileSync('umount', ['--lazy', m]);
+    for (const dev of loops) execFileSync('losetup', ['-d', dev]);
+    if (d) rmSync(d.dir, { recursive: true, force: true });
+    console.log(`# block devices guest timings: ${JSON.stringify(timings)}`);
+  }
+});
+
+const userData = JSON.stringify({ mounts: [['/dev/testpvc', '/mnt/pvc', 'ext4', 'defaults,nofail', '0', '2']] });
+
+function podConfig(name: string, annotations: Record<string, string> = {}) {
+  return {
+    metadata: { name: `${name}-${tag}`, namespace: 'default', uid: `uid-${name}-${tag}`, attempt: 0 },
+    hostname: `${name}-${tag}`, log_directory: join(d.dir, 'pod-logs'), linux: {},
+    annotations: { VirtletSSHKeys: publicKey, VirtletCloudInitUserData: userData, ...annotations },
+  };
+}
+
+async function runPod(config: ReturnType<typeof podConfig>, devices: { container_path: string; host_path: string; permissions: string }[]) {
+  const t0 = performance.now();
+  const { pod_sandbox_id: sandboxId } = await d.runtime.RunPodSandbox!({ config });
+  const t1 = performance.now();
+  const ip = (await d.runtime.PodSandboxStatus!({ pod_sandbox_id: sandboxId })).status.network.ip as string;
+  const { container_id: id } = await d.runtime.CreateContainer!({
+    pod_sandbox_id: sandboxId,
+    config: { metadata: { name: 'vm', attempt: 0 }, image: { image: image.url }, log_path: 'vm.log', linux: { resources: { memory_limit_in_bytes: String(1024 * MIB) } }, devices },
+    sandbox_config: config,
+  });
+  const t2 = performance.now();
+  const domainXml = JSON.parse((await d.runtime.ContainerStatus!({ container_id: id, verbose: true })).info.info).domainXml as string;
+  await d.runtime.StartContainer!({ container_id: id }, { deadlineMs: 180_000 });
+  const t3 = performance.now();
+  return { sandboxId, id, ip, domainXml, ms: { run: t1 - t0, create: t2 - t1, start: t3 - t2 } };
+}
+
+test('block volumes: warm VM writes, forced stop keeps the data, a cold VM reads it; read-only stays read-only; hostile devices refused', { timeout: 2_400_000 }, async (t) => {
+  mkdirSync(join(d.dir, 'pod-logs'), { recursive: true });
+  const rwDev = loopDevice(join(work, 'pvc.img'));
+  const roDev = loopDevice(join(work, 'ro.img'));
+  execFileSync('mkfs.ext4', ['-q', '-F', rwDev]);
+  writeFileSync(roDev, `readonly-${tag}`.padEnd(512, '\0'));
+  const rwBefore = owner(rwDev);
+  const roBefore = owner(roDev);
+  const grantsDir = join(d.stateDir, 'block-grants');
+  const devices = [
+    { container_path: '/dev/testpvc', host_path: rwDev, permissions: 'mrw' },
+    { container_path: '/dev/rodisk', host_path: roDev, permissions: 'r' },
+  ];
+
+  await d.image.PullImage!({ image: { image: image.url } }, { deadlineMs: 300_000 });
+  await waitFor('a warm VM', 240_000, () => d.output().includes('warm VM ready') || undefined);
+  const pod1 = await runPod(podConfig('blk1'), devices);
+  timings['warm RunPodSandbox ms'] = Math.round(pod1.ms.run);
+  timings['warm CreateContainer (2 block devices) ms'] = Math.round(pod1.ms.create);
+  timings['warm StartContainer ms'] = Math.round(pod1.ms.start);
+  const booted = performance.now();
+  await waitFor(`an SSH login at ${pod1.ip}`, 900_000, () => ssh(pod1.ip, 'true', 20_000).then(() => true, () => undefined));
+  await ssh(pod1.ip, 'cloud-init status --wait', 600_000).catch(() => undefined);
+  timings['warm boot to ssh + cloud-init ms'] = Math.round(performance.now() - booted);
+
+  await t.test('pod 1 is a warm VM; while it runs the nodes belong to QEMU\'s user alone (0600, read-only 0400)', () => {
+    assert.match(pod1.domainXml, /<name>vmlet-warm-/);
+    const uid = qemuUid();
+    assert.equal(statSync(rwDev).uid, uid);
+    assert.equal(statSync(rwDev).mode & 0o7777, 0o600);
+    assert.equal(statSync(roDev).uid, uid);
+    assert.equal(statSync(roDev).mode & 0o7777, 0o400);
+    assert.deepEqual(readdirSync(grantsDir), [`${pod1.id}.json`]);
+  });
+  await t.test('the guest sees 64 MiB disks at /dev/disk/by-id/virtio-<serial> and at /dev/NAME', async () => {
+    const out = await ssh(pod1.ip, 'for s in testpvc rodisk; do echo $s $(readlink -f /dev/disk/by-id/virtio-$s) $(readlink -f /dev/$s) $(sudo blockdev --getsize64 /dev/$s); done');
+    const lines = out.trim().split('\n').map((l) => l.split(' '));
+    assert.equal(lines.length, 2, out);
+    for (const [serial, byId, link, size] of lines) {
+      // The kernel's own name: vda on, since the root disk is SCSI (sda) by default.
+      assert.match(byId ?? '', /^\/dev\/vd[a-z]$/, `${serial}: ${out}`);
+      assert.equal(link, byId, `${serial}: ${out}`);
+      assert.equal(Number(size), 64 * MIB);
+    }
+  });
+  await t.test('user-data mounts: ["/dev/testpvc", "/mnt/pvc"] works unchanged; a file written and synced', async () => {
+    assert.match(await ssh(pod1.ip, 'findmnt -n -o FSTYPE /mnt/pvc'), /ext4/);
+    await ssh(pod1.ip, `echo persisted-${tag} | sudo tee /mnt/pvc/hello >/dev/null && sync`);
+  });
+  await t.test('the read-only device cannot be written from the guest, even by root', async () => {
+    const out = await ssh(pod1.ip, 'sudo dd if=/dev/zero of=/dev/rodisk bs=512 count=1 oflag=direct 2>&1; echo rc=$?; sudo blockdev --getro /dev/rodisk');
+    assert.doesNotMatch(out, /rc=0\b/, out);
+    assert.match(out, /\n1\n?$/, out);
+    const marker = `readonly-${tag}`;
+    assert.equal(readFileSync(roDev).subarray(0, marker.length).toString(), marker);
+  });
+  await t.test('forced stop (timeout 0): the synced file is on the device; the nodes are given back', async () => {
+    await d.runtime.StopContainer!({ container_id: pod1.id, timeout: '0' }, { deadlineMs: 60_000 });
+    assert.equal(owner(rwDev), rwBefore);
+    assert.equal(owner(roDev), roBefore);
+    assert.deepEqual(readdirSync(grantsDir), []);
+    const mnt = join(work, 'mnt');
+    mkdirSync(mnt);
+    execFileSync('mount', ['-o', 'ro,noload', rwDev, mnt]);
+    try {
+      assert.equal(readFileSync(join(mnt, 'hello'), 'utf8').trim(), `persisted-${tag}`);
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
+    await d.runtime.RemoveContainer!({ container_id: pod1.id });
+    await d.runtime.StopPodSandbox!({ pod_sandbox_id: pod1.sandboxId });
+    await d.runtime.RemovePodSandbox!({ pod_sandbox_id: pod1.sandboxId });
+    assert.equal(owner(rwDev), rwBefore);
+  });
+
+  await t.test('hostile devices: /dev/null, a regular file, "../", a symlink out of /dev: INVALID_ARGUMENT, nothing changed', async () => {
+    const config = podConfig('hostile');
+    const { pod_sandbox_id: sandboxId } = await d.runtime.RunPodSandbox!({ config });
+    const file = join(work, 'plain');
+    writeFileSync(file, 'x');
+    // A block node outside /dev, reached through a link placed in /dev.
+    const node = join(work, 'blknode');
+    const { rdev } = statSync(rwDev);
+    execFileSync('mknod', [node, 'b', String(Math.floor(rdev / 256) & 0xfff), String((rdev & 0xff) | ((rdev >> 12) & 0xfff00))]);
+    const escape = `/dev/vmlet-test-escape-${tag}`;
+    symlinkSync(node, escape);
+    try {
+      const hostile: [string, RegExp][] = [
+        ['/dev/null', /character device/],
+        [file, /regular file/],
+        [`/dev/../${rwDev.slice(1)}`, /not an absolute normalized path/],
+        [escape, /outside \/dev/],
+        [node, /outside \/dev/],
+      ];
+      for (const [hostPath, message] of hostile) {
+        await assert.rejects(
+          d.runtime.CreateContainer!({
+            pod_sandbox_id: sandboxId,
+            config: { metadata: { name: 'vm', attempt: 0 }, image: { image: image.url }, devices: [{ container_path: '/dev/testpvc', host_path: rwDev, permissions: 'mrw' }, { container_path: '/dev/bad', host_path: hostPath, permissions: 'mrw' }] },
+            sandbox_config: config,
+          }),
+          (err: { code?: number; details?: string }) => err.code === grpcStatus.INVALID_ARGUMENT && message.test(err.details ?? '') && (err.details ?? '').includes('devices[1]'),
+          hostPath,
+        );
+        assert.equal(owner(rwDev), rwBefore, hostPath);
+        assert.deepEqual(readdirSync(grantsDir), [], hostPath);
+      }
+      assert.equal((await d.runtime.ListContainers!({})).containers.length, 0);
+    } finally {
+      rmSync(escape, { force: true });
+      rmSync(node, { force: true });
+      await d.runtime.StopPodSandbox!({ pod_sandbox_id: sandboxId });
+      await d.runtime.RemovePodSandbox!({ pod_sandbox_id: sandboxId });
+    }
+  });
+
+  const pod2 = await runPod(podConfig('blk2', { VirtletSystemUUID: randomUUID() }), devices);
+  timings['cold CreateContainer (2 block devices) ms'] = Math.round(pod2.ms.create);
+  await waitFor(`an SSH login at ${pod2.ip}`, 900_000, () => ssh(pod2.ip, 'true', 20_000).then(() => true, () => undefined));
+  await ssh(pod2.ip, 'cloud-init status --wait', 600_000).catch(() => undefined);
+
+  await t.test('pod 2, a cold VM with the disks in its domain XML, reads what pod 1 wrote', async () => {
+    assert.doesNotMatch(pod2.domainXml, /<name>vmlet-warm-/);
+    assert.match(pod2.domainXml, new RegExp(`<disk type=["']block["'] device=["']disk["']>\\s*<driver name=["']qemu["'] type=["']raw["'] cache=["']none["'] io=["']native["']/>\\s*<source dev=["']${rwDev}["']/>`));
+    assert.equal((await ssh(pod2.ip, 'cat /mnt/pvc/hello')).trim(), `persisted-${tag}`);
+    assert.equal((await ssh(pod2.ip, 'readlink -f /dev/disk/by-id/virtio-rodisk')).trim(), (await ssh(pod2.ip, 'readlink -f /dev/rodisk')).trim());
+  });
+  await t.test('RemoveContainer of a running VM gives the nodes back', async () => {
+    await d.runtime.RemoveContainer!({ container_id: pod2.id });
+    await waitFor('the grants to go', 30_000, () => (readdirSync(grantsDir).length === 0 ? true : undefined));
+    assert.equal(owner(rwDev), rwBefore);
+    assert.equal(owner(roDev), roBefore);
+  });
+});
