@@ -26,6 +26,7 @@ import { warmFits } from './warm/fit.js';
 import type { WarmVm } from './warm/pool.js';
 import { resolveHostPath } from './volumes/host_path.js';
 import { planVolumes, type CheckedMount, type VolumePlan } from './volumes/plan.js';
+import { faultPoint } from '../fault_points.js';
 
 /** What CreateContainer asks for: the record's caller-given fields. */
 export type ContainerSpec = Pick<
@@ -152,6 +153,7 @@ class ContainerCreation {
       this.undos.push(() => rm(this.dir, { recursive: true, force: true }));
       await giveVmDir(this.dir, ctx.host.qemuUser);
       await this.bindVolumes();
+      faultPoint('container.create.after-vm-dir');
       const { network, plugged } = await this.buildPieces(vmNetwork, planned);
       if (this.useWarm && !plugged) await this.fallBackToCold();
       if (this.useWarm) await this.keepWarmVm();
@@ -299,6 +301,7 @@ class ContainerCreation {
     const { ctx, record } = this;
     ctx.byDomain.set(record.domainName, this.id);
     this.undos.push(async () => void ctx.byDomain.delete(record.domainName));
+    faultPoint('container.create.after-domain');
     await ctx.store.put(record);
   }
 

@@ -23,6 +23,7 @@ import type { NetdEvent, SandboxNetworkStatus, VmNetworkPlanResult, VmNetworkRes
 import type { SandboxNetworkRecord, SandboxNetworkRecords } from './records.js';
 import { StepTimer } from './step_timer.js';
 import { runUndos, type Undo } from './undo.js';
+import { faultPoint } from '../fault_points.js';
 
 /**
  * How long netd must have had no setup or teardown in flight before it prepares a VM side that
@@ -302,6 +303,7 @@ export class VmSide {
           vmInterfaces.push(state.vm);
         }
         steps.mark('wire');
+        faultPoint('netd.vm-side.after-wire');
         const network = vmNetworkOf(vmInterfaces, pod, cni.dns);
         record.leases = leasesFor(network);
         record.network = network;
