@@ -27,6 +27,7 @@ import type { WarmVm } from './warm/pool.js';
 import { resolveHostPath } from './volumes/host_path.js';
 import { planVolumes, type CheckedMount, type VolumePlan } from './volumes/plan.js';
 import { faultPoint } from '../fault_points.js';
+import { prepareContainerLogDir } from '../console/log_dir.js';
 
 /** What CreateContainer asks for: the record's caller-given fields. */
 export type ContainerSpec = Pick<
@@ -148,6 +149,7 @@ class ContainerCreation {
     planned.catch(() => {});
     try {
       this.volumes = planVolumes(await this.checkMounts());
+      if (record.logPath) await prepareContainerLogDir(this.sandbox.logDirectory, this.spec.logPath);
       await this.settleWarmVm();
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       this.undos.push(() => rm(this.dir, { recursive: true, force: true }));
