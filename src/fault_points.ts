@@ -1,14 +1,17 @@
 /**
- * Test-only crash points. With `VMLET_FAULT_POINT=<name>` in its environment, the process that
- * reaches that point (serve or netd; netd inherits serve's environment) kills itself with SIGKILL
- * right there: no handler, no flush, no cleanup, the same as the OOM killer or a power cut. The
- * fault suite (test/integration/faults/, `npm run bench -- faults`) restarts vmlet after each such
- * death and counts what was left behind.
+ * Test-only crash points. `VMLET_TEST_FAULT_DIR` names a directory; a file in it named after a
+ * point arms that point once. The process (serve or netd; netd inherits serve's environment) that
+ * reaches an armed point removes the file and kills itself with SIGKILL right there: no handler,
+ * no flush, no cleanup, as the OOM killer or a power cut would. Once, so that a netd serve restarts
+ * after the fault runs on and shows what recovery makes of the state on disk. The fault suite
+ * (test/integration/faults/, `npm run bench -- faults`) and the SR-IOV test use it.
  *
- * Off unless the variable is set: a production `vmlet serve` never has it, and `serve` logs a
- * warning naming the point when it does. An unknown name is refused at start-up (a typo would
- * otherwise make a fault test pass without ever faulting).
+ * Without the variable (always, outside tests) a point costs one environment lookup; `serve`
+ * logs a warning when it is set, and refuses to start when the directory arms a name that is no
+ * point (a typo would otherwise make a fault test pass without ever faulting).
  */
+import { readdirSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
 
 /** Every point, in the order a pod's life reaches them. */
 export const FAULT_POINTS = [
@@ -35,29 +38,26 @@ export const FAULT_POINTS = [
 
 export type FaultPointName = (typeof FAULT_POINTS)[number];
 
-export const FAULT_POINT_ENV = 'VMLET_FAULT_POINT';
+export const FAULT_DIR_ENV = 'VMLET_TEST_FAULT_DIR';
 
-/** The armed point, or undefined; throws on a name that is no point. */
-export function armedFaultPoint(env: NodeJS.ProcessEnv = process.env): FaultPointName | undefined {
-  const value = env[FAULT_POINT_ENV];
-  if (value === undefined || value === '') return undefined;
-  if (!(FAULT_POINTS as readonly string[]).includes(value)) {
-    throw new Error(`${FAULT_POINT_ENV}=${JSON.stringify(value)} names no fault point (known: ${FAULT_POINTS.join(', ')})`);
-  }
-  return value as FaultPointName;
+/** The fault dir and the points armed in it now; throws on a file that names no point. */
+export function armedFaultPoints(env: NodeJS.ProcessEnv = process.env): { dir: string; armed: FaultPointName[] } | undefined {
+  const dir = env[FAULT_DIR_ENV];
+  if (dir === undefined || dir === '') return undefined;
+  const names = readdirSync(dir);
+  const unknown = names.filter((n) => !(FAULT_POINTS as readonly string[]).includes(n));
+  if (unknown.length > 0) throw new Error(`${FAULT_DIR_ENV} ${dir} arms ${unknown.map((n) => JSON.stringify(n)).join(', ')}: no such fault point (known: ${FAULT_POINTS.join(', ')})`);
+  return { dir, armed: names as FaultPointName[] };
 }
 
-let armed: FaultPointName | undefined | null = null;
-
-/** Dies by SIGKILL when `name` is the armed point; otherwise does nothing (one comparison). */
+/** Dies by SIGKILL when `name` is armed (consuming it); otherwise does nothing. */
 export function faultPoint(name: FaultPointName): void {
-  if (armed === null) {
-    try {
-      armed = armedFaultPoint();
-    } catch {
-      armed = undefined; // serve refuses to start with an unknown name (see serve.ts)
-    }
+  const dir = process.env[FAULT_DIR_ENV];
+  if (!dir) return;
+  try {
+    unlinkSync(join(dir, name));
+  } catch {
+    return; // not armed
   }
-  if (armed !== name) return;
   process.kill(process.pid, 'SIGKILL');
 }

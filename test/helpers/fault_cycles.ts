@@ -2,9 +2,9 @@
  * One faulted pod cycle and the count of what it left behind, shared by the fault test
  * (test/integration/faults/) and `npm run bench -- faults`.
  *
- * A cycle: start `vmlet serve` with VMLET_FAULT_POINT armed (src/fault_points.ts), drive a pod
+ * A cycle: start `vmlet serve` with one fault point armed (src/fault_points.ts), drive a pod
  * through Run → Create → Start → StopPodSandbox → RemovePodSandbox until the armed point kills
- * serve or netd, stop what is left of that daemon, start vmlet again on the same dirs without the
+ * serve or netd (a killed netd is restarted by serve and the pod may go on), stop that daemon, start vmlet again on the same dirs without the
  * fault, clean up through the CRI as kubelet would (Stop and Remove of everything listed), prove
  * the runtime still works with one clean pod, stop it, and count leftovers on the host.
  *
@@ -26,7 +26,7 @@ import { LibvirtClient } from '../../src/libvirt/client.js';
 import { parseDomainMetadata } from '../../src/libvirt/domain_xml.js';
 import { isOwnWarmNetns, netnsNameFor } from '../../src/network/names.js';
 import { ownerIdFor } from '../../src/store/owner.js';
-import { FAULT_POINT_ENV, type FaultPointName } from '../../src/fault_points.js';
+import { FAULT_DIR_ENV, type FaultPointName } from '../../src/fault_points.js';
 
 export interface FaultRig {
   /** The daemon dir every cycle reuses (images stay pulled). */
@@ -44,7 +44,7 @@ export interface CycleResult {
   warm: boolean;
   /** The armed point was reached: the process that reached it died by SIGKILL. */
   faulted: boolean;
-  /** The CRI call that the fault broke (undefined when every call answered). */
+  /** The CRI call that the fault broke (undefined when every call answered: serve restarted a killed netd and it recovered in place). */
   brokenCall?: string;
   /** A clean pod ran Run → Remove after the restart. */
   healthy: boolean;
@@ -200,7 +200,11 @@ export async function runFaultCycle(rig: FaultRig, point: FaultPointName, opts: 
   const seen = (d: TestDaemon) => {
     for (const m of d.output().matchAll(SANDBOX_ID)) ids.add(m[0]);
   };
-  const faultedDaemon = await startTestDaemon({ dir: rig.dir, args, env: { [FAULT_POINT_ENV]: point } });
+  const faultDir = join(rig.dir, 'faults');
+  mkdirSync(faultDir, { recursive: true });
+  const armed = join(faultDir, point);
+  writeFileSync(armed, '');
+  const faultedDaemon = await startTestDaemon({ dir: rig.dir, args, env: { [FAULT_DIR_ENV]: faultDir } });
   let brokenCall: string | undefined;
   let faulted = false;
   try {
@@ -214,7 +218,9 @@ export async function runFaultCycle(rig: FaultRig, point: FaultPointName, opts: 
   }
   // serve's own death (before our SIGTERM), or netd's (serve logs how its netd exited).
   const netdKilled = faultedDaemon.output().split('\n').some((l) => l.includes('netd died') && l.includes('SIGKILL'));
-  faulted = faultedDaemon.child.signalCode === 'SIGKILL' || netdKilled;
+  // The point consumes its file when reached; the process that reached it must then have died.
+  faulted = !existsSync(armed) && (faultedDaemon.child.signalCode === 'SIGKILL' || netdKilled);
+  rmSync(armed, { force: true });
 
   const d = await startTestDaemon({ dir: rig.dir, args });
   let serveFds = 0;

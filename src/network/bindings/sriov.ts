@@ -40,9 +40,12 @@ export interface SriovBindingOptions {
   logger?: Logger;
   /** How long unwire waits for the VF's netdev to come back after its driver is bound again. */
   netdevWaitMs?: number;
+  /** How long a bind or unbind may take to show in the VF's `driver` link. */
+  driverWaitMs?: number;
 }
 
 const DEFAULT_NETDEV_WAIT_MS = 10_000;
+const DEFAULT_DRIVER_WAIT_MS = 5_000;
 const ZERO_MAC = '00:00:00:00:00:00';
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -178,7 +181,9 @@ export class SriovBinding implements NetworkBinding<SriovWiredInterface> {
       await ip.apply(HOST_NETNS, [pfCommand(vf.pf, vf.index, planned.pfWired)]);
       await sysfs.write(devicePath(vf.pciAddress, 'driver_override'), VFIO_PCI, 'attribute');
       await sysfs.write(driverPath(vf.driver, 'unbind'), vf.pciAddress, 'action');
+      await this.awaitDriver(vf.pciAddress, undefined);
       await sysfs.write(driverPath(VFIO_PCI, 'bind'), vf.pciAddress, 'action');
+      await this.awaitDriver(vf.pciAddress, VFIO_PCI);
     } catch (err) {
       await this.unwire(ctx, planned).catch((undoErr) =>
         this.logger.error({ err: undoErr, netns: ctx.netnsName, vf: vf.pciAddress }, 'cannot undo a failed VF wiring'),
@@ -207,6 +212,7 @@ export class SriovBinding implements NetworkBinding<SriovWiredInterface> {
     await step('unbind from vfio-pci', async () => {
       if ((await sysfs.linkTarget(devicePath(vf.pciAddress, 'driver'))) === VFIO_PCI) {
         await sysfs.write(driverPath(VFIO_PCI, 'unbind'), vf.pciAddress, 'action');
+        await this.awaitDriver(vf.pciAddress, undefined);
       }
     });
     await step('restore driver_override', async () => {
@@ -219,11 +225,30 @@ export class SriovBinding implements NetworkBinding<SriovWiredInterface> {
     await step(`bind to ${vf.driver}`, async () => {
       if ((await sysfs.linkTarget(devicePath(vf.pciAddress, 'driver'))) === undefined) {
         await sysfs.write(driverPath(vf.driver, 'bind'), vf.pciAddress, 'action');
+        await this.awaitDriver(vf.pciAddress, vf.driver);
       }
     });
     await step(`bring ${netdev.name} back`, () => this.restoreNetdev(ctx, state));
     if (failures.length > 0) throw failures[0];
     this.logger.debug({ netns: ctx.netnsName, ifname: netdev.name, vf: vf.pciAddress }, 'VF back with its driver');
+  }
+
+  /**
+   * Waits until the VF's `driver` link names `expected` (undefined: no driver). The kernel binds
+   * and unbinds within the write, so this normally returns at the first look; it turns a write the
+   * kernel took without effect into an error here instead of a wrong decision in the next step.
+   */
+  private async awaitDriver(pciAddress: string, expected: string | undefined): Promise<void> {
+    const { sysfs } = this.options;
+    const deadline = Date.now() + (this.options.driverWaitMs ?? DEFAULT_DRIVER_WAIT_MS);
+    for (;;) {
+      const now = await sysfs.linkTarget(devicePath(pciAddress, 'driver'));
+      if (now === expected) return;
+      if (Date.now() >= deadline) {
+        throw new FailedPreconditionError(`its driver is ${now ?? 'none'}, not ${expected ?? 'none'}, ${this.options.driverWaitMs ?? DEFAULT_DRIVER_WAIT_MS} ms after the write`);
+      }
+      await sleep(20);
+    }
   }
 
   /** The netdev into the pod netns under its name (from the host namespace when it reappeared there), as CNI left it. */

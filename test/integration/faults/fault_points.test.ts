@@ -33,7 +33,8 @@ after(async () => {
 function check(r: CycleResult, baselineFds: number | undefined): void {
   const what = `${r.warm ? 'warm' : 'cold'} VM, fault at ${r.point}`;
   assert.ok(r.faulted, `${what}: the point was never reached (broken call: ${r.brokenCall ?? 'none'})`);
-  assert.ok(r.brokenCall !== undefined, `${what}: a SIGKILL mid-pod must break one of its calls`);
+  // serve's death ends the call it was in; netd's only when serve's restarted netd cannot recover in place.
+  if (!r.point.startsWith('netd.')) assert.ok(r.brokenCall !== undefined, `${what}: a SIGKILL of serve mid-pod must break one of its calls`);
   assert.ok(r.healthy, `${what}: after the restart a clean pod did not run`);
   assert.deepEqual(r.leftovers, {}, `${what}: left behind`);
   // Each cycle's clean daemon did the same work; a leaked fd per fault would show as growth.

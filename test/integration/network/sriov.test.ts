@@ -1,16 +1,17 @@
 /**
  * The sriov binding against a real pod netns and the real `ip`, with a fake sysfs tree (temp dir)
  * and a fake PF (test/fixtures/sriov/ip answers the PF's lines, everything else is the real ip).
- * A TAP stands in for the VF's netdev (this kernel has no dummy driver). Between wire and unwire the
- * test plays the kernel: the netdev goes away with its driver and comes back in the host
- * namespace under another name, and unwire must bring it back into the pod netns exactly.
- * Needs root. Addresses in 198.18.170.0/24.
+ * A TAP stands in for the VF's netdev (this kernel has no dummy driver). The fake kernel
+ * (test/helpers/fake_sriov_kernel.ts) acts on each bind/unbind: the netdev goes away with its
+ * driver and comes back in the host namespace under another name, and unwire must bring it back
+ * into the pod netns exactly.
+ * Needs root. Addresses in 198.18.220.0/24.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +24,7 @@ import { NodeSysfs } from '../../../src/network/bindings/sysfs.js';
 import { TapBinding } from '../../../src/network/bindings/tap.js';
 import type { BindingContext, SriovWiredInterface } from '../../../src/network/bindings/types.js';
 import { DhcpIsolation, ExecNftRunner } from '../../../src/network/isolation.js';
+import { addFakeVf, startFakeSriovKernel } from '../../helpers/fake_sriov_kernel.js';
 
 const run = promisify(execFile);
 const shim = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'fixtures', 'sriov', 'ip');
@@ -37,12 +39,10 @@ async function ipJson(netns: string | undefined, ...args: string[]): Promise<any
 test('a VF (fake sysfs, fake PF, real netns) is wired and comes back from the host namespace exactly as CNI left it', { skip: process.getuid?.() !== 0 ? 'needs root' : false }, async (t) => {
   const tag = randomBytes(3).toString('hex');
   const netns = `vmlet-sr${tag}`;
-  const hostName = `vsr${tag}`;
   const pfName = `vpf${tag}`;
   const root = mkdtempSync(join(tmpdir(), 'vmlet-sriov-int-'));
   t.after(async () => {
     await run('ip', ['netns', 'delete', netns]).catch(() => undefined);
-    await run('ip', ['link', 'delete', hostName]).catch(() => undefined);
     rmSync(root, { recursive: true, force: true });
   });
   await run('ip', ['netns', 'add', netns]);
@@ -50,26 +50,19 @@ test('a VF (fake sysfs, fake PF, real netns) is wired and comes back from the ho
   const sh = (cmd: string) => run('ip', ['-n', netns, ...cmd.split(' ')]);
   await sh('tuntap add dev net1 mode tap');
   await sh('link set dev net1 address 02:5e:02:03:00:01 mtu 9000 up');
-  await sh('address add 198.18.170.20/24 dev net1');
-  await sh('route add 198.18.171.0/24 via 198.18.170.254 dev net1');
+  await sh('address add 198.18.220.20/24 dev net1');
+  await sh('route add 198.18.221.0/24 via 198.18.220.254 dev net1');
   const before = await readInterfaceSnapshot(new ExecIpRunner(), netns, 'net1');
 
-  // The fake sysfs: PF with the VF as virtfn3, driver iavf, its own IOMMU group, vfio-pci loaded.
+  // The fake sysfs: PF with the VF as virtfn3, driver iavf, its own IOMMU group, vfio-pci loaded;
+  // the fake kernel moves the driver link and the netdev as bind/unbind are written.
+  const kernel = startFakeSriovKernel(root, { address: PF, name: pfName }, tag);
+  t.after(async () => {
+    kernel.close();
+    for (const name of kernel.hostNetdevs) await run('ip', ['link', 'delete', name]).catch(() => undefined);
+  });
   const dev = (a: string, ...rest: string[]) => join(root, 'bus', 'pci', 'devices', a, ...rest);
-  for (const d of ['iavf', 'vfio-pci']) mkdirSync(join(root, 'bus', 'pci', 'drivers', d), { recursive: true });
-  for (const d of ['iavf', 'vfio-pci']) for (const f of ['bind', 'unbind']) writeFileSync(join(root, 'bus', 'pci', 'drivers', d, f), '');
-  mkdirSync(dev(PF, 'net', pfName), { recursive: true });
-  mkdirSync(dev(VF), { recursive: true });
-  symlinkSync(`../${PF}`, dev(VF, 'physfn'));
-  symlinkSync(`../${VF}`, dev(PF, 'virtfn3'));
-  symlinkSync('../../drivers/iavf', dev(VF, 'driver'));
-  writeFileSync(dev(VF, 'driver_override'), '(null)\n');
-  mkdirSync(join(root, 'kernel', 'iommu_groups', '77', 'devices'), { recursive: true });
-  symlinkSync('../../../../kernel/iommu_groups/77', dev(VF, 'iommu_group'));
-  symlinkSync(`../../../../bus/pci/devices/${VF}`, join(root, 'kernel', 'iommu_groups', '77', 'devices', VF));
-  mkdirSync(join(root, 'class', 'net', 'net1'), { recursive: true });
-  symlinkSync(`../../../bus/pci/devices/${VF}`, join(root, 'class', 'net', 'net1', 'device'));
-  writeFileSync(join(root, 'class', 'net', 'net1', 'ifindex'), `${before.link.ifindex}\n`);
+  addFakeVf(root, { address: VF, pf: PF, index: 3, group: 77, netns: `/run/netns/${netns}`, ifname: 'net1', ifindex: before.link.ifindex! });
   const pfState = join(root, 'pf.json');
   const pfLog = join(root, 'pf.log');
   writeFileSync(pfState, JSON.stringify([{ ifname: pfName, vfinfo_list: [{ vf: 3, address: '02:5e:02:03:00:01', vlan_list: [{ vlan: 170, qos: 0 }], spoofchk: true, trust: false }] }]));
@@ -86,23 +79,18 @@ test('a VF (fake sysfs, fake PF, real netns) is wired and comes back from the ho
   const state = (await sriov.wire(ctx, await sriov.plan(ctx, before))) as SriovWiredInterface;
   assert.deepEqual(state.vm.binding, { kind: 'sriov', pciAddress: VF });
   assert.equal(readFileSync(dev(VF, 'driver_override'), 'utf8'), 'vfio-pci\n');
-  assert.equal(readFileSync(join(root, 'bus/pci/drivers/iavf/unbind'), 'utf8'), `${VF}\n`);
-  assert.equal(readFileSync(join(root, 'bus/pci/drivers/vfio-pci/bind'), 'utf8'), `${VF}\n`);
+  assert.deepEqual(kernel.events, [`iavf/unbind ${VF}`, `vfio-pci/bind ${VF}`]);
+  assert.equal(readlinkSync(dev(VF, 'driver')).split('/').pop(), 'vfio-pci');
   assert.equal(readFileSync(pfLog, 'utf8'), `link set dev ${pfName} vf 3 mac 02:5e:02:03:00:01 vlan 170 qos 0 spoofchk on trust off\n`);
-
-  // The kernel's part: bound to vfio-pci, the netdev is gone; after the rebind it reappears in the
-  // host namespace under a kernel name (here already, to keep the test short).
-  unlinkSync(dev(VF, 'driver'));
-  symlinkSync('../../drivers/vfio-pci', dev(VF, 'driver'));
-  await sh('link delete dev net1');
-  await run('ip', ['tuntap', 'add', 'dev', hostName, 'mode', 'tap']);
-  mkdirSync(dev(VF, 'net', hostName), { recursive: true });
+  assert.deepEqual(await ipJson(netns, 'link', 'show', 'dev', 'net1').catch(() => []), [], 'the netdev left the pod netns with its driver');
 
   await sriov.unwire(ctx, state);
-  assert.equal(readFileSync(join(root, 'bus/pci/drivers/vfio-pci/unbind'), 'utf8'), `${VF}\n`);
+  assert.deepEqual(kernel.events, [`iavf/unbind ${VF}`, `vfio-pci/bind ${VF}`, `vfio-pci/unbind ${VF}`, `iavf/bind ${VF}`]);
+  assert.equal(readlinkSync(dev(VF, 'driver')).split('/').pop(), 'iavf');
   assert.equal(readFileSync(dev(VF, 'driver_override'), 'utf8'), '\n');
   assert.match(readFileSync(pfLog, 'utf8'), new RegExp(`vf 3 mac 02:5e:02:03:00:01 vlan 170 qos 0 spoofchk on trust off\n$`));
-  assert.deepEqual(await ipJson(undefined, 'link', 'show', 'dev', hostName).catch(() => []), [], 'the netdev left the host namespace');
+  assert.equal(kernel.hostNetdevs.length, 1);
+  assert.deepEqual(await ipJson(undefined, 'link', 'show', 'dev', kernel.hostNetdevs[0]!).catch(() => []), [], 'the netdev left the host namespace');
   const after = await readInterfaceSnapshot(new ExecIpRunner(), netns, 'net1');
   assert.deepEqual(
     { mac: after.link.mac, mtu: after.link.mtu, up: after.link.up, addresses: after.addresses, routes: after.routes },
@@ -110,4 +98,5 @@ test('a VF (fake sysfs, fake PF, real netns) is wired and comes back from the ho
   );
   // Once more: nothing to do, nothing fails.
   await sriov.unwire(ctx, state);
+  assert.equal(kernel.events.length, 4, 'the second unwire wrote no bind/unbind');
 });

@@ -1,13 +1,17 @@
-import { test } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FAULT_POINTS, armedFaultPoint, FAULT_POINT_ENV } from '../../../src/fault_points.js';
+import { FAULT_POINTS, FAULT_DIR_ENV, armedFaultPoints } from '../../../src/fault_points.js';
 import { REPO_ROOT } from '../../helpers/daemon.js';
 
-function sources(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const path = join(dir, name);
+const dir = mkdtempSync(join(tmpdir(), 'vmlet-faultdir-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function sources(root: string): string[] {
+  return readdirSync(root).flatMap((name) => {
+    const path = join(root, name);
     return statSync(path).isDirectory() ? sources(path) : path.endsWith('.ts') ? [path] : [];
   });
 }
@@ -17,9 +21,11 @@ test('every fault point is placed exactly once in the product, and nothing else 
   assert.deepEqual([...calls].sort(), [...FAULT_POINTS].sort());
 });
 
-test('the armed point comes from the environment; an unknown name is refused, none set means none armed', () => {
-  assert.equal(armedFaultPoint({}), undefined);
-  assert.equal(armedFaultPoint({ [FAULT_POINT_ENV]: '' }), undefined);
-  assert.equal(armedFaultPoint({ [FAULT_POINT_ENV]: 'container.start.after-domain-start' }), 'container.start.after-domain-start');
-  assert.throws(() => armedFaultPoint({ [FAULT_POINT_ENV]: 'container.start.after-domian-start' }), /names no fault point/);
+test('armed points are the files of the fault dir; none without the variable; a file naming no point is refused', () => {
+  assert.equal(armedFaultPoints({}), undefined);
+  assert.deepEqual(armedFaultPoints({ [FAULT_DIR_ENV]: dir }), { dir, armed: [] });
+  writeFileSync(join(dir, 'container.start.after-domain-start'), '');
+  assert.deepEqual(armedFaultPoints({ [FAULT_DIR_ENV]: dir })?.armed, ['container.start.after-domain-start']);
+  writeFileSync(join(dir, 'container.start.after-domian-start'), '');
+  assert.throws(() => armedFaultPoints({ [FAULT_DIR_ENV]: dir }), /"container\.start\.after-domian-start": no such fault point/);
 });
