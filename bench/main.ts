@@ -21,6 +21,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
     summary: 'SIGKILL of serve/netd at every fault point, restart, remove: leftovers, health, fds and RSS over N cycles',
     load: async () => (await import('./faults/run.js')).runFaultsBench,
   },
+  soak: {
+    summary: 'N minutes of pod cycles beside two running VMs: serve/netd fds and RSS flat, no leftovers',
+    load: async () => (await import('./soak/run.js')).runSoakBench,
+  },
   registry: {
     summary: 'containerDisk pull throughput from a loopback registry against skopeo copy, CPU seconds per GiB',
     load: async () => (await import('./registry/run.js')).runRegistryBench,

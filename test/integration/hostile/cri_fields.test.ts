@@ -3,7 +3,7 @@
  * each case asserts the gRPC code, that the message names the field, that serve keeps serving,
  * and (at the end, and per case for the ones that build something) that nothing was left: no
  * sandbox or container beyond the fixture's, no netns, no VM directory, no domain. The table is
- * the suite: add a row for a new field. Pod network: 198.18.239.128/25 with a random bridge.
+ * the suite: add a row for a new field. Pod network: 198.19.39.0/24 with a random bridge.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -155,7 +155,7 @@ before(async () => {
   writeFileSync(join(d.cniConfDir, '10-hostile.conflist'), JSON.stringify({
     cniVersion: '1.0.0',
     name: `vmlet-hostile-fields-${tag}`,
-    plugins: [{ type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: rig.ipamDir, ranges: [[{ subnet: '198.18.239.128/25' }]] } }],
+    plugins: [{ type: 'bridge', bridge, isGateway: true, ipMasq: false, ipam: { type: 'host-local', dataDir: rig.ipamDir, ranges: [[{ subnet: '198.19.39.0/24' }]] } }],
   }));
   // A symlink leading out of its directory, for the escape case.
   mkdirSync(join(d.dir, 'escape'));
