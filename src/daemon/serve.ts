@@ -37,7 +37,7 @@ import { installVmwrapper } from '../vmwrapper/install.js';
 import { assertQemuCanReach, giveTraverse } from '../vmwrapper/qemu_access.js';
 import { resolveQemuUser } from '../vmwrapper/qemu_user.js';
 import type { HostFacts } from '../container/domain_spec_builder.js';
-import { installProcessGuards } from './process_guard.js';
+import { installProcessGuards } from '../process_guard.js';
 import { StreamingServer } from '../streaming/server.js';
 import { VmStreams } from '../container/vm_streams.js';
 import { streamingHandlers } from '../cri/streaming.js';
