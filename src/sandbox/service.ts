@@ -125,6 +125,8 @@ export class SandboxService {
     };
     // Persist before any work: a crash in the middle leaves a record that Stop/Remove can finish.
     await this.store.put(record);
+    // Before anything is made for it: whatever a crash leaves can be traced to this id.
+    this.logger.info({ sandboxId: id, pod: `${spec.metadata.namespace}/${spec.metadata.name}`, uid: spec.metadata.uid, attempt: spec.metadata.attempt }, 'pod sandbox created; setting up its network');
     faultPoint('sandbox.run.after-record');
     this.byKey.set(key, id);
     const params: SetupParams = {
