@@ -17,6 +17,14 @@ const BENCHMARKS: Record<string, Benchmark> = {
     summary: "VM pods: Run/Create/Start (vmlet's share) and guest boot to its DHCP ACK, daemon RSS per running VM",
     load: async () => (await import('./vm/run.js')).runVmBench,
   },
+  faults: {
+    summary: 'SIGKILL of serve/netd at every fault point, restart, remove: leftovers, health, fds and RSS over N cycles',
+    load: async () => (await import('./faults/run.js')).runFaultsBench,
+  },
+  soak: {
+    summary: 'N minutes of pod cycles beside two running VMs: serve/netd fds and RSS flat, no leftovers',
+    load: async () => (await import('./soak/run.js')).runSoakBench,
+  },
   registry: {
     summary: 'containerDisk pull throughput from a loopback registry against skopeo copy, CPU seconds per GiB',
     load: async () => (await import('./registry/run.js')).runRegistryBench,

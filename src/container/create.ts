@@ -28,6 +28,8 @@ import { resolveHostPath } from './volumes/host_path.js';
 import { planVolumes, type CheckedMount, type VolumePlan } from './volumes/plan.js';
 import { planBlockDevices, type BlockDevicePlan } from './block_devices/plan.js';
 import { blockLinkBootcmd } from './block_devices/guest_links.js';
+import { faultPoint } from '../fault_points.js';
+import { prepareContainerLogDir } from '../console/log_dir.js';
 
 /** What CreateContainer asks for: the record's caller-given fields. */
 export type ContainerSpec = Pick<
@@ -154,11 +156,13 @@ class ContainerCreation {
       await this.settleWarmVm();
       this.volumes = planVolumes(await this.checkMounts());
       this.blocks = await this.planBlockDevices();
+      if (record.logPath) await prepareContainerLogDir(this.sandbox.logDirectory, this.spec.logPath);
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       this.undos.push(() => rm(this.dir, { recursive: true, force: true }));
       await giveVmDir(this.dir, ctx.host.qemuUser);
       await this.grantBlockDevices();
       await this.bindVolumes();
+      faultPoint('container.create.after-vm-dir');
       const { network, plugged } = await this.buildPieces(vmNetwork, planned);
       if (this.useWarm && !plugged) await this.fallBackToCold();
       if (this.useWarm) await this.keepWarmVm();
@@ -335,6 +339,7 @@ class ContainerCreation {
     const { ctx, record } = this;
     ctx.byDomain.set(record.domainName, this.id);
     this.undos.push(async () => void ctx.byDomain.delete(record.domainName));
+    faultPoint('container.create.after-domain');
     await ctx.store.put(record);
   }
 

@@ -2,6 +2,7 @@
 import { FailedPreconditionError } from '../errors.js';
 import { domainOps, mustGetContainer, mustLookupDomain, type ContainerContext } from './context.js';
 import { resumeWarm } from './warm/adopt.js';
+import { faultPoint } from '../fault_points.js';
 
 export async function startContainer(ctx: ContainerContext, idOrPrefix: string): Promise<void> {
   const r = mustGetContainer(ctx, idOrPrefix);
@@ -20,6 +21,7 @@ export async function startContainer(ctx: ContainerContext, idOrPrefix: string):
       // A warm VM is already running QEMU, paused before its first instruction.
       if (current.warm) await resumeWarm(ctx, current);
       else await domainOps(ctx).create(await mustLookupDomain(ctx, current));
+      faultPoint('container.start.after-domain-start');
     } catch (err) {
       await pump.catch(() => {});
       await ctx.consoles.stop(r.id).catch(() => {});

@@ -2,6 +2,7 @@
 import type { RunPodSandboxRequest__Output } from './generated/runtime/v1/RunPodSandboxRequest.js';
 import type { RunPodSandboxResponse } from './generated/runtime/v1/RunPodSandboxResponse.js';
 import type { PodSandboxConfig__Output } from './generated/runtime/v1/PodSandboxConfig.js';
+import { isIP } from 'node:net';
 import { InvalidArgumentError } from '../errors.js';
 import type { SandboxService, SandboxSpec } from '../sandbox/service.js';
 import type { PortMappingSpec } from '../netd/protocol.js';
@@ -30,9 +31,9 @@ export function sandboxSpecFromConfig(config: PodSandboxConfig__Output | undefin
   const m = config.metadata;
   if (!m) throw new InvalidArgumentError('config.metadata is required');
   const metadata = {
-    name: requireString(m.name, 'config.metadata.name'),
-    uid: requireString(m.uid, 'config.metadata.uid'),
-    namespace: requireString(m.namespace, 'config.metadata.namespace'),
+    name: cniArgSafe(requireString(m.name, 'config.metadata.name'), 'config.metadata.name'),
+    uid: cniArgSafe(requireString(m.uid, 'config.metadata.uid'), 'config.metadata.uid'),
+    namespace: cniArgSafe(requireString(m.namespace, 'config.metadata.namespace'), 'config.metadata.namespace'),
     attempt: m.attempt ?? 0,
   };
   if (config.linux?.security_context?.namespace_options?.network === 'NODE') {
@@ -49,12 +50,33 @@ export function sandboxSpecFromConfig(config: PodSandboxConfig__Output | undefin
     labels: checkStringMap(config.labels, 'config.labels'),
     annotations: checkStringMap(config.annotations, 'config.annotations'),
     dns: {
-      servers: stringList(dns?.servers, 'config.dns_config.servers'),
-      searches: stringList(dns?.searches, 'config.dns_config.searches'),
-      options: stringList(dns?.options, 'config.dns_config.options'),
+      servers: stringList(dns?.servers, 'config.dns_config.servers').map((v, i) => ipAddress(v, `config.dns_config.servers[${i}]`)),
+      searches: stringList(dns?.searches, 'config.dns_config.searches').map((v, i) => resolvWord(v, `config.dns_config.searches[${i}]`)),
+      options: stringList(dns?.options, 'config.dns_config.options').map((v, i) => resolvWord(v, `config.dns_config.options[${i}]`)),
     },
     portMappings: portMappings(config.port_mappings ?? []),
   };
+}
+
+/**
+ * The pod's name, namespace and uid reach CNI plugins in CNI_ARGS (`K=V;K=V`), where `;` and `=`
+ * would forge other keys: refused here, naming the field, before anything is made.
+ */
+function cniArgSafe(value: string, field: string): string {
+  if (/[;=]/.test(value)) throw new InvalidArgumentError(`${field} ${JSON.stringify(value.slice(0, 64))} contains ";" or "=", which CNI_ARGS cannot carry`);
+  return value;
+}
+
+/** DNS servers go to the guest by DHCP and the seed: addresses only. */
+function ipAddress(value: string, field: string): string {
+  if (isIP(value) === 0) throw new InvalidArgumentError(`${field} ${JSON.stringify(value.slice(0, 64))} is not an IP address`);
+  return value;
+}
+
+/** One word of resolv.conf (a search domain, an option): whitespace would start another entry. */
+function resolvWord(value: string, field: string): string {
+  if (value === '' || /[\s\x00-\x1f\x7f]/.test(value)) throw new InvalidArgumentError(`${field} ${JSON.stringify(value.slice(0, 64))} must be one word without whitespace or control characters`);
+  return value;
 }
 
 function stringList(list: string[] | undefined, field: string): string[] {

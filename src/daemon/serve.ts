@@ -39,12 +39,13 @@ import { installVmwrapper } from '../vmwrapper/install.js';
 import { assertQemuCanReach, giveTraverse } from '../vmwrapper/qemu_access.js';
 import { resolveQemuUser } from '../vmwrapper/qemu_user.js';
 import type { HostFacts } from '../container/domain_spec_builder.js';
-import { installProcessGuards } from './process_guard.js';
+import { installProcessGuards } from '../process_guard.js';
 import { StreamingServer } from '../streaming/server.js';
 import { VmStreams } from '../container/vm_streams.js';
 import { streamingHandlers } from '../cri/streaming.js';
 import { setUpDelegate } from '../delegate/setup.js';
 import { VmletMetrics, serveMetrics, parseMetricsAddress } from '../metrics/metrics.js';
+import { armedFaultPoints, FAULT_DIR_ENV } from '../fault_points.js';
 
 /** First libvirt contact after libvirtd starts waits for its QEMU capability probe (HOST-NOTES). */
 const LIBVIRT_FIRST_CONNECT_MS = 60_000;
@@ -59,6 +60,9 @@ function netdTimeoutMs(config: Config): number {
 export async function runServe(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel);
   logger.info({ config }, 'vmlet serve starting');
+  // Test-only (src/fault_points.ts); an unknown name ends start-up here rather than never faulting.
+  const faults = armedFaultPoints();
+  if (faults !== undefined) logger.warn({ [FAULT_DIR_ENV]: faults.dir, armed: faults.armed }, 'TEST FAULT POINTS ENABLED: serve or netd SIGKILLs itself at a point armed in this directory');
   // From here on an error nobody handled is logged, not the end of every pod's runtime.
   installProcessGuards(process, logger, { exit: (code) => process.exit(code) });
   const daemon = await startDaemon(config, logger);

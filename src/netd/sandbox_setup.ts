@@ -21,6 +21,7 @@ import { supportsCheck } from '../network/cni/version.js';
 import type { SandboxNetworkRecord, SandboxNetworkRecords } from './records.js';
 import { StepTimer } from './step_timer.js';
 import { runUndos, type Undo } from './undo.js';
+import { faultPoint } from '../fault_points.js';
 
 export interface SandboxSetupDeps {
   records: SandboxNetworkRecords;
@@ -87,6 +88,7 @@ export class SandboxSetup {
         await netns.create(netnsName);
       }
       steps.mark('netns');
+      faultPoint('netd.setup.after-netns');
       undos.push({ what: 'netns', run: () => netns.delete(netnsName) });
 
       const pod = { namespace: params.podNamespace, name: params.podName, uid: params.podUid, infraContainerId: params.sandboxId };
@@ -96,6 +98,7 @@ export class SandboxSetup {
         // DEL needs no record of its own: the CNI cache (written before ADD runs) drives it.
         const outcome = await chain.add(config, attachment);
         undos.push({ what: `cni ${config.name}`, run: () => chain.del(config.name, attachment, config) });
+        faultPoint('netd.setup.after-cni-add');
         const view = toVmNetworkView(outcome.result, { ifName: p.ifName });
         if (view.interfaces.length === 0) throw new FailedPreconditionError(`CNI network ${config.name} gave the sandbox no interface`);
         const recorded = record.attachments![i]!;
@@ -167,6 +170,7 @@ export class SandboxSetup {
         failures.push(`CNI DEL ${cached.networkName}: ${errorText(err)}`);
       }
     }
+    faultPoint('netd.teardown.after-cni-del');
     if (!options.keepNetns) failures.push(...(await this.deleteNetns(netnsName)));
     return failures;
   }

@@ -21,9 +21,9 @@ import { vmNetworkOf } from '../network/vm_network.js';
 import type { DhcpResponders } from './dhcp_responders.js';
 import type { NetdEvent, SandboxNetworkStatus, VmNetworkPlanResult, VmNetworkResult } from './protocol.js';
 import type { SandboxNetworkRecord, SandboxNetworkRecords } from './records.js';
-import { faultPoint } from './fault_point.js';
 import { StepTimer } from './step_timer.js';
 import { runUndos, type Undo } from './undo.js';
+import { faultPoint } from '../fault_points.js';
 
 /**
  * How long netd must have had no setup or teardown in flight before it prepares a VM side that
@@ -305,7 +305,7 @@ export class VmSide {
           vmInterfaces.push(state.vm);
         }
         steps.mark('wire');
-        faultPoint('netd-after-wire');
+        faultPoint('netd.vm-side.after-wire');
         const network = vmNetworkOf(vmInterfaces, pod, cni.dns);
         record.leases = leasesFor(network);
         record.network = network;

@@ -15,6 +15,7 @@ import { resolveId } from '../store/id_index.js';
 import { nowNs } from '../clock.js';
 import { sandboxKey, type SandboxRecord } from './records.js';
 import { KeyedLock } from '../store/keyed_lock.js';
+import { faultPoint } from '../fault_points.js';
 import { filterRecords, type RecordFilter } from '../store/record_filter.js';
 
 export interface SandboxSpec {
@@ -124,6 +125,9 @@ export class SandboxService {
     };
     // Persist before any work: a crash in the middle leaves a record that Stop/Remove can finish.
     await this.store.put(record);
+    // Before anything is made for it: whatever a crash leaves can be traced to this id.
+    this.logger.info({ sandboxId: id, pod: `${spec.metadata.namespace}/${spec.metadata.name}`, uid: spec.metadata.uid, attempt: spec.metadata.attempt }, 'pod sandbox created; setting up its network');
+    faultPoint('sandbox.run.after-record');
     this.byKey.set(key, id);
     const params: SetupParams = {
       sandboxId: id,
@@ -141,6 +145,7 @@ export class SandboxService {
     if (warmNetns !== undefined) params.netnsName = warmNetns;
     try {
       const result = await this.netd.call('setup', params, this.netdTimeoutMs);
+      faultPoint('sandbox.run.after-network');
       await this.store.put({ ...record, state: 'READY', netnsPath: result.netnsPath, podIps: result.podIps, pendingCleanup: undefined });
       return id;
     } catch (err) {
@@ -176,6 +181,7 @@ export class SandboxService {
       let rewarmed = false;
       try {
         await hooks.stopContainersOf(record.id);
+        faultPoint('sandbox.stop.after-containers');
         const current = this.store.get(record.id);
         if (!current) return;
         try {
@@ -200,6 +206,7 @@ export class SandboxService {
     if (record.state === 'READY' || record.podIps || record.pendingCleanup) await this.stop(id);
     await this.locks.run(id, async () => {
       await this.containerHooks.removeContainersOf(id);
+      faultPoint('sandbox.remove.after-containers');
       await this.store.delete(id);
       this.byKey.delete(record.key);
     });

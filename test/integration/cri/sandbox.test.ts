@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { startTestDaemon, grpcCode, type TestDaemon } from '../../helpers/daemon.js';
+import { netnsNameFor } from '../../../src/network/names.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 
 let d: TestDaemon;
@@ -77,9 +78,14 @@ function podConfig(name: string, attempt = 0) {
   };
 }
 
-/** vmlet sandbox namespaces only (vmlet- + hex of the sandbox id): other tests' namespaces come and go. */
+/**
+ * This daemon's sandbox namespaces only: those of every sandbox id its log named. Other tests
+ * (also the parallel lane of `npm test`) make and remove vmlet namespaces of their own meanwhile.
+ */
 function netnsList(): string[] {
-  return existsSync('/run/netns') ? readdirSync('/run/netns').filter((n) => /^vmlet-[0-9a-f]{8}/.test(n)) : [];
+  if (!existsSync('/run/netns')) return [];
+  const own = new Set([...d.output().matchAll(/\b[0-9a-f]{64}\b/g)].map((m) => netnsNameFor(m[0])));
+  return readdirSync('/run/netns').filter((n) => own.has(n));
 }
 
 function leases(): string[] {

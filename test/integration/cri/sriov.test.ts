@@ -184,11 +184,11 @@ test('a VF pod: netd binds the VF to vfio-pci, CreateContainer defines the hostd
 });
 
 test('netd SIGKILLed between binding the VF and recording it: the next netd restores the VF from its write-ahead plan and wires it again; Stop restores it', { timeout: 120_000 }, async () => {
-  writeFileSync(join(faultDir, 'netd-after-wire'), '');
+  writeFileSync(join(faultDir, 'netd.vm-side.after-wire'), '');
   const eventsBefore = kernel.events.length;
   const { pod_sandbox_id: id } = await d.runtime.RunPodSandbox!({ config: podConfig('crash') });
   const info = await vmSideReady(id);
-  assert.equal(existsSync(join(faultDir, 'netd-after-wire')), false, 'the fault point fired');
+  assert.equal(existsSync(join(faultDir, 'netd.vm-side.after-wire')), false, 'the fault point fired');
   assert.match(d.output(), /netd died; restarting/);
   assert.deepEqual(kernel.events.slice(eventsBefore), [
     `iavf/unbind ${VF}`, `vfio-pci/bind ${VF}`, // the first netd, killed after this

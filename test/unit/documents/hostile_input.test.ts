@@ -17,7 +17,7 @@ import { parseTranslationConfig } from '../../../src/image/translate.js';
 import { loadConfig } from '../../../src/config/load.js';
 import { ConfigError } from '../../../src/config/table.js';
 import { DOCUMENT_LIMITS, checkValueBounds, parseJsonBounded, parseYamlBounded } from '../../../src/documents/bounded.js';
-import { installProcessGuards, EXIT_TOO_MANY_UNCAUGHT } from '../../../src/daemon/process_guard.js';
+import { installProcessGuards, EXIT_TOO_MANY_UNCAUGHT } from '../../../src/process_guard.js';
 import { pino } from 'pino';
 
 const deepFlow = (n: number): string => `x: ${'['.repeat(n)}${']'.repeat(n)}\n`;

@@ -1,6 +1,6 @@
 /**
- * What `vmlet serve` does with an error no caller handled, so that one bad call cannot end the
- * runtime of every pod on the node.
+ * What `vmlet serve` and `vmlet netd` do with an error no caller handled, so that one bad call
+ * cannot end the runtime (or the network service) of every pod on the node.
  *
  * - An unhandled promise rejection is logged and serving goes on. A rejection nobody awaited is an
  *   operation whose caller already gave up on it; it changes no state by being unobserved, and
@@ -14,7 +14,7 @@
  * Stack and heap exhaustion inside V8 are not catchable at all; bounded parsing
  * (src/documents/bounded.ts) keeps user input from causing them.
  */
-import type { Logger } from '../log.js';
+import type { Logger } from './log.js';
 
 export interface GuardedProcess {
   on(event: 'unhandledRejection', listener: (reason: unknown) => void): unknown;

@@ -1,0 +1,160 @@
+/**
+ * `npm run bench -- soak [--minutes 30] [--sample-every 10]`: one `vmlet serve` with two VM pods
+ * running throughout, and pod cycles (RunPodSandbox → CreateContainer → StartContainer →
+ * StopPodSandbox → RemovePodSandbox) back to back for the given time. Every `--sample-every`
+ * cycles it samples serve's and netd's open fds and RSS. The verdict compares the first and the
+ * last fifth of the run: fds must not grow, RSS may grow at most 10% (V8's heap settles in the
+ * first minutes). Leftovers on the host are counted at the end, after the two VMs are removed too.
+ */
+import { readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { REPO_ROOT, startTestDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
+import { ensureLibvirtd } from '../../test/helpers/libvirtd.js';
+import { clearStaleTestSubnet } from '../../test/helpers/e2e.js';
+import { countLeftovers, createFaultRig, type FaultRig } from '../../test/helpers/fault_cycles.js';
+import { defaultJsonPath, intOption, parseBenchArgs, UsageError } from '../lib/options.js';
+
+const USAGE = 'usage: npm run bench -- soak [--minutes N (default 30)] [--sample-every N cycles (default 10)] [--subnet-prefix 198.19.37] [--json PATH]\n';
+
+interface Sample {
+  atS: number;
+  cycles: number;
+  serveFds: number;
+  netdFds: number;
+  serveRssKiB: number;
+  netdRssKiB: number;
+}
+
+function fds(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return -1;
+  }
+}
+
+function rssKiB(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : -1;
+  } catch {
+    return -1;
+  }
+}
+
+/** netd is serve's child running `main.ts netd`. */
+function netdPid(servePid: number): number {
+  const children = readFileSync(`/proc/${servePid}/task/${servePid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  const netd = children.find((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('netd');
+    } catch {
+      return false;
+    }
+  });
+  if (netd === undefined) throw new Error('no netd child of serve');
+  return netd;
+}
+
+async function podCycle(d: TestDaemon, rig: FaultRig, name: string, keep = false): Promise<string> {
+  const config = { metadata: { name, namespace: 'soak', uid: `uid-${name}`, attempt: 0 }, hostname: name, linux: {} };
+  const sandbox = (await d.runtime.RunPodSandbox!({ config })).pod_sandbox_id as string;
+  const container = (await d.runtime.CreateContainer!({ pod_sandbox_id: sandbox, config: { metadata: { name: 'vm', attempt: 0 }, image: { image: rig.imageRef } }, sandbox_config: config })).container_id as string;
+  await d.runtime.StartContainer!({ container_id: container });
+  if (keep) return sandbox;
+  await d.runtime.StopPodSandbox!({ pod_sandbox_id: sandbox });
+  await d.runtime.RemovePodSandbox!({ pod_sandbox_id: sandbox });
+  return sandbox;
+}
+
+const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+
+export async function runSoakBench(argv: readonly string[]): Promise<number> {
+  let args;
+  try {
+    args = parseBenchArgs(argv, { minutes: 'string', 'sample-every': 'string', 'subnet-prefix': 'string', json: 'string' });
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`${err.message}\n${USAGE}`);
+      return 2;
+    }
+    throw err;
+  }
+  if (!args) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const minutes = intOption(args.str('minutes'), 'minutes', 30, 1, 24 * 60);
+  const sampleEvery = intOption(args.str('sample-every'), 'sample-every', 10, 1, 10_000);
+  const prefix = args.str('subnet-prefix') ?? '198.19.37';
+  if (!/^198\.1[89]\.\d{1,3}$/.test(prefix)) {
+    process.stderr.write(`--subnet-prefix must be a /24 prefix of 198.18.0.0/15\n${USAGE}`);
+    return 2;
+  }
+  const jsonPath = args.str('json') ?? defaultJsonPath(REPO_ROOT, 'soak', new Date());
+
+  await ensureLibvirtd();
+  clearStaleTestSubnet(prefix);
+  const rig = await createFaultRig(prefix);
+  const samples: Sample[] = [];
+  const ids = new Set<string>();
+  let cycles = 0;
+  let failures = 0;
+  const started = Date.now();
+  const d = await startTestDaemon({ dir: rig.dir, args: ['--kvm', 'off'] });
+  try {
+    const servePid = d.child.pid!;
+    const netd = netdPid(servePid);
+    for (const n of ['soak-keep-a', 'soak-keep-b']) ids.add(await podCycle(d, rig, `${n}-${rig.tag}`, true));
+    const sample = () => {
+      const s: Sample = { atS: Math.round((Date.now() - started) / 1000), cycles, serveFds: fds(servePid), netdFds: fds(netd), serveRssKiB: rssKiB(servePid), netdRssKiB: rssKiB(netd) };
+      samples.push(s);
+      process.stdout.write(`${String(s.atS).padStart(6)} s  cycles ${String(cycles).padStart(5)}  serve fds ${s.serveFds} rss ${s.serveRssKiB} KiB  netd fds ${s.netdFds} rss ${s.netdRssKiB} KiB  failures ${failures}\n`);
+    };
+    sample();
+    const end = started + minutes * 60_000;
+    while (Date.now() < end) {
+      try {
+        ids.add(await podCycle(d, rig, `soak-${rig.tag}-${cycles}`));
+      } catch (err) {
+        failures++;
+        process.stderr.write(`cycle ${cycles}: ${(err as Error).message}\n`);
+      }
+      cycles++;
+      if (cycles % sampleEvery === 0) sample();
+    }
+    sample();
+    if (netdPid(servePid) !== netd) throw new Error('netd was restarted during the soak');
+    for (const s of (await d.runtime.ListPodSandbox!({})).items) {
+      await d.runtime.StopPodSandbox!({ pod_sandbox_id: s.id });
+      await d.runtime.RemovePodSandbox!({ pod_sandbox_id: s.id });
+    }
+  } finally {
+    for (const m of d.output().matchAll(/\b[0-9a-f]{64}\b/g)) ids.add(m[0]);
+    await d.stop();
+  }
+  const leftovers = await countLeftovers(rig, ids);
+  await rig.close();
+
+  const fifth = Math.max(1, Math.floor(samples.length / 5));
+  const first = samples.slice(0, fifth);
+  const last = samples.slice(-fifth);
+  const summary = {
+    minutes,
+    cycles,
+    failures,
+    cyclesPerMinute: +(cycles / ((Date.now() - started) / 60_000)).toFixed(1),
+    serveFds: { first: avg(first.map((s) => s.serveFds)), last: avg(last.map((s) => s.serveFds)) },
+    netdFds: { first: avg(first.map((s) => s.netdFds)), last: avg(last.map((s) => s.netdFds)) },
+    serveRssKiB: { first: Math.round(avg(first.map((s) => s.serveRssKiB))), last: Math.round(avg(last.map((s) => s.serveRssKiB))), max: Math.max(...samples.map((s) => s.serveRssKiB)) },
+    netdRssKiB: { first: Math.round(avg(first.map((s) => s.netdRssKiB))), last: Math.round(avg(last.map((s) => s.netdRssKiB))), max: Math.max(...samples.map((s) => s.netdRssKiB)) },
+    leftovers,
+  };
+  const flat = summary.serveFds.last <= summary.serveFds.first && summary.netdFds.last <= summary.netdFds.first &&
+    summary.serveRssKiB.last <= summary.serveRssKiB.first * 1.1 && summary.netdRssKiB.last <= summary.netdRssKiB.first * 1.1;
+  process.stdout.write(`\n${JSON.stringify(summary, null, 2)}\nverdict: fds and RSS ${flat ? 'flat (PASS)' : 'GREW (FAIL)'}, failures ${failures}, leftovers ${Object.keys(leftovers).length === 0 ? 'none' : JSON.stringify(leftovers)}\n`);
+  mkdirSync(dirname(jsonPath), { recursive: true });
+  writeFileSync(jsonPath, JSON.stringify({ summary, samples }, null, 2));
+  process.stdout.write(`results: ${jsonPath}\n`);
+  return flat && failures === 0 && Object.keys(leftovers).length === 0 ? 0 : 1;
+}
