@@ -10,6 +10,15 @@ import type { SessionIo, StreamingRuntime } from '../../../src/streaming/types.j
 import type { Duplex } from 'node:stream';
 import { spdyUpgrade, collect } from '../../helpers/spdy_client.js';
 
+/** Port 2 of the fake pod: a server that answers at once and closes, without reading the request. */
+let answerPort = 0;
+const answerAndClose = net.createServer((s) => {
+  s.on('error', () => {});
+  s.end('HTTP/1.0 200 OK\r\n\r\nbye\n');
+});
+answerAndClose.listen(0, '127.0.0.1', () => (answerPort = (answerAndClose.address() as net.AddressInfo).port));
+answerAndClose.unref();
+
 /** A runtime whose "programs" are JS: echo stdin upper-cased, write stderr, exit with a code. */
 function fakeRuntime(echoPort: () => number): StreamingRuntime & { attaches: number } {
   const rt = {
@@ -28,6 +37,7 @@ function fakeRuntime(echoPort: () => number): StreamingRuntime & { attaches: num
     },
     async portForward(_sb: string, port: number): Promise<Duplex> {
       if (port === 1) throw new Error('connection refused');
+      if (port === 2) return net.connect(answerPort, '127.0.0.1');
       return net.connect(echoPort(), '127.0.0.1');
     },
   };
@@ -134,6 +144,29 @@ test('SPDY port-forward: pairs by requestID, data echoed, a failing port reporte
     }
     assert.match(results[4]!.err, /error forwarding port 1 to pod sandbox sb: connection refused/);
     session!.close();
+  });
+});
+
+// Found with 20 concurrent half-closed streams to busybox httpd: when the pod's server answered
+// and closed before the client's FIN was read, the pod side was unpiped from the client's stream,
+// whose end then never came; the pair's error stream never ended and the client waited forever.
+test('SPDY port-forward: the pod closes before the client half-closes; the client FIN afterwards still ends the pair', { timeout: 10_000 }, async () => {
+  await withServer(async (server) => {
+    const url = server.urlFor({ kind: 'portforward', sandboxId: 'sb', ports: [] });
+    const { session } = await spdyUpgrade(url, ['portforward.k8s.io']);
+    for (let i = 0; i < 10; i++) {
+      const err = session!.openStream({ streamtype: ['error'], port: ['2'], requestid: [String(i)] }, true);
+      const data = session!.openStream({ streamtype: ['data'], port: ['2'], requestid: [String(i)] });
+      const errText = collect(err);
+      const got = collect(data);
+      data.write('GET / HTTP/1.0\r\n\r\n');
+      // The whole answer and the pod's FIN first, then the client's own FIN.
+      assert.equal(await got, 'HTTP/1.0 200 OK\r\n\r\nbye\n');
+      await new Promise((r) => setTimeout(r, 20));
+      data.end();
+      assert.equal(await errText, '', `pair ${i} ended without an error`);
+    }
+    await session!.close();
   });
 });
 
