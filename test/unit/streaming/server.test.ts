@@ -189,6 +189,39 @@ test('WebSocket v5 exec: channel prefixes, first empty message, stdin closed by 
   });
 });
 
+test('SPDY v4 attach: the console output on stdout, input on stdin, a Success status when the session ends', async () => {
+  await withServer(async (server) => {
+    const url = server.urlFor({ kind: 'attach', containerId: 'c1', tty: false, stdin: true, stdout: true, stderr: true });
+    const { status, session } = await spdyUpgrade(url, ['v4.channel.k8s.io']);
+    assert.equal(status, 101);
+    const error = session!.openStream({ streamtype: ['error'] });
+    const stdin = session!.openStream({ streamtype: ['stdin'] });
+    const stdout = session!.openStream({ streamtype: ['stdout'] });
+    const stderr = session!.openStream({ streamtype: ['stderr'] });
+    const [errText, outText, errBytes] = [collect(error), collect(stdout), collect(stderr)];
+    await stdin.replied;
+    stdin.write('root\n');
+    assert.equal(await outText, 'login: ');
+    assert.equal(await errBytes, '');
+    assert.deepEqual(JSON.parse(await errText), { metadata: {}, status: 'Success' });
+  });
+});
+
+test('WebSocket v4 attach: the first message is an empty one on stdout, then the console output; input on channel 0', async () => {
+  await withServer(async (server) => {
+    const url = server.urlFor({ kind: 'attach', containerId: 'c1', tty: true, stdin: true, stdout: true, stderr: false });
+    const ws = new WebSocket(url.replace('http:', 'ws:'), ['v4.channel.k8s.io']);
+    const messages: Buffer[] = [];
+    ws.on('message', (m: Buffer) => messages.push(Buffer.from(m)));
+    await new Promise((r) => ws.once('open', r));
+    assert.equal(ws.protocol, 'v4.channel.k8s.io');
+    ws.send(Buffer.from([0, ...Buffer.from('root\n')]));
+    await new Promise((r) => ws.once('close', r));
+    // Byte for byte: channel 1 empty, channel 1 "login: ", channel 3 the v4 Success status.
+    assert.deepEqual(messages.map((m) => m.toString('latin1')), ['\x01', '\x01login: ', '\x03{"metadata":{},"status":"Success"}']);
+  });
+});
+
 test('WebSocket port-forward (v4.channel.k8s.io): port bytes first on both channels, then data', async () => {
   await withServer(async (server) => {
     const url = server.urlFor({ kind: 'portforward', sandboxId: 'sb', ports: [] });
