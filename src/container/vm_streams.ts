@@ -17,12 +17,12 @@ import type { Duplex, Readable } from 'node:stream';
 import type net from 'node:net';
 import { FailedPreconditionError, InvalidArgumentError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
-import { GuestAgent } from '../qmp/guest_agent.js';
+import { GuestAgent, type AgentChannel } from '../qmp/guest_agent.js';
 import { ConsoleAttachHub } from '../console/attach_hub.js';
 import type { ExecOutcome, SessionIo, StreamingRuntime } from '../streaming/types.js';
 import type { ContainerRecord } from './records.js';
 import { PORT_FORWARD_SOURCE_IP } from '../network/port_forward_source.js';
-import { consoleSocketPath, guestAgentSocketPath } from './vm_sockets.js';
+import { consoleSocketPath } from './vm_sockets.js';
 
 /** stdin is buffered in memory before the agent gets it; the agent's JSON limits are far lower anyway. */
 const MAX_STDIN_BYTES = 8 * 1024 * 1024;
@@ -40,8 +40,9 @@ export interface VmStreamsDeps {
   /** The sandbox's netns path and pod IPs; throws NotFound for an unknown id. */
   sandbox(idOrPrefix: string): { id: string; netnsPath?: string; podIps?: string[]; ready: boolean };
   tcpSocketInNetns(netnsPath: string): Promise<net.Socket>;
+  /** The guest agent of the container's VM (through libvirt, which owns the agent channel). */
+  agentChannel(r: ContainerRecord): AgentChannel;
   logger: Logger;
-  agentSyncTimeoutMs?: number;
 }
 
 export class VmStreams implements StreamingRuntime {
@@ -61,7 +62,7 @@ export class VmStreams implements StreamingRuntime {
     this.prune();
     let agent = this.agents.get(r.id);
     if (!agent) {
-      agent = new GuestAgent(guestAgentSocketPath(this.deps.qmpDir, r.id), this.deps.agentSyncTimeoutMs);
+      agent = new GuestAgent(this.deps.agentChannel(r));
       this.agents.set(r.id, agent);
     }
     return agent;

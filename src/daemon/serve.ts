@@ -15,6 +15,7 @@ import { sandboxQueryHandlers } from '../cri/sandbox_query.js';
 import { imageHandlers } from '../cri/image.js';
 import { RuntimeSettings } from '../store/runtime_settings.js';
 import { LibvirtConnection } from '../libvirt/connection.js';
+import { LibvirtAgentChannel } from '../libvirt/agent_channel.js';
 import { NetdClient } from '../netd/client.js';
 import { SandboxService } from '../sandbox/service.js';
 import { ImageStore } from '../image/store.js';
@@ -207,6 +208,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         return { id: sb.id, ready: sb.state === 'READY', ...(sb.netnsPath ? { netnsPath: sb.netnsPath } : {}), ...(sb.podIps ? { podIps: sb.podIps } : {}) };
       },
       tcpSocketInNetns: (netnsPath) => netd.tcpSocketInNetns(netnsPath, NETD_WARM_TIMEOUT_MS),
+      agentChannel: (r) => new LibvirtAgentChannel(() => libvirt.current(), () => containers.domainRef(r), `container ${r.id}`),
       logger: logger.child({ component: 'streams' }),
     });
     const streamServer = new StreamingServer({ address: config.streamAddress, runtime: vmStreams, logger: logger.child({ component: 'streaming' }) });

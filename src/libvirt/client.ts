@@ -25,7 +25,11 @@ import { LibvirtConnectionError } from './rpc/errors.js';
 import {
   AuthType,
   Proc,
+  QEMU_PROGRAM,
+  QEMU_PROTOCOL_VERSION,
+  QemuProc,
   readDomain,
+  readOptionalString,
   readTypedParam,
   REMOTE_AUTH_TYPE_LIST_MAX,
   REMOTE_DOMAIN_LIST_MAX,
@@ -570,7 +574,35 @@ export class LibvirtClient {
     );
   }
 
-  private async call<T>(proc: number, encode: Encode | null, decode: Decode<T>, timeoutMs = this.callTimeoutMs): Promise<T> {
+  /**
+   * virDomainQemuAgentCommand: one JSON command to the domain's guest agent through libvirt, which
+   * owns the agent channel (it connects to a `org.qemu.guest_agent.0` channel itself as soon as
+   * the guest opens it, and QEMU serves one client) and resynchronises with guest-sync first.
+   * `timeoutSeconds`: libvirt's wait for the reply (>0; -2 blocks, 0 does not wait). Resolves the
+   * agent's reply text; an agent error or an agent that is not connected is a LibvirtError.
+   */
+  async qemuAgentCommand(dom: DomainRef, command: string, timeoutSeconds: number, flags = 0): Promise<string | undefined> {
+    checkDomain(dom);
+    checkText('agent command', command);
+    checkFlags(flags);
+    if (!Number.isInteger(timeoutSeconds) || timeoutSeconds < -2) throw new InvalidArgumentError(`invalid agent timeout: ${timeoutSeconds}`);
+    // libvirt first syncs with the agent (up to 5 s), then waits `timeoutSeconds` for the reply.
+    const callTimeoutMs = timeoutSeconds > 0 ? (timeoutSeconds + 10) * 1000 : this.callTimeoutMs;
+    return this.call(
+      QemuProc.DOMAIN_AGENT_COMMAND,
+      (w) => {
+        writeDomain(w, dom);
+        w.string(command, REMOTE_STRING_MAX);
+        w.int(timeoutSeconds);
+        w.uint(flags);
+      },
+      (r) => readOptionalString(r) ?? undefined,
+      callTimeoutMs,
+      QEMU_PROGRAM,
+    );
+  }
+
+  private async call<T>(proc: number, encode: Encode | null, decode: Decode<T>, timeoutMs = this.callTimeoutMs, program = REMOTE_PROGRAM): Promise<T> {
     const w = new XdrWriter();
     try {
       if (encode) encode(w);
@@ -580,7 +612,7 @@ export class LibvirtClient {
       throw err;
     }
     const started = performance.now();
-    const payload = await this.transport.call(REMOTE_PROGRAM, REMOTE_PROTOCOL_VERSION, proc, w.finish(), timeoutMs);
+    const payload = await this.transport.call(program, program === QEMU_PROGRAM ? QEMU_PROTOCOL_VERSION : REMOTE_PROTOCOL_VERSION, proc, w.finish(), timeoutMs);
     const r = new XdrReader(payload);
     const result = decode(r);
     r.end();

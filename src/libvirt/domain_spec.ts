@@ -148,7 +148,7 @@ export interface VmSpec {
   dataDisks?: DataDisk[];
   warm?: WarmLayout;
   console: SerialConsole;
-  /** The `org.qemu.guest_agent.0` virtio-serial channel's unix socket (QEMU listens; for Exec). */
+  /** The `org.qemu.guest_agent.0` virtio-serial channel's unix socket (QEMU listens, libvirtd is its one client and relays Exec's agent commands). */
   guestAgentSocket?: string;
   nics: VmNic[];
   /** Environment for the emulator process (<qemu:env>), e.g. what the vmwrapper needs. */

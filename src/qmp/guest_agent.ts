@@ -1,27 +1,33 @@
 /**
- * QEMU guest agent client (qemu-guest-agent in the guest, reached through the domain's
- * `org.qemu.guest_agent.0` virtio-serial channel, whose host end is a unix socket QEMU listens on).
+ * QEMU guest agent client: qemu-guest-agent in the guest, reached through the domain's
+ * `org.qemu.guest_agent.0` virtio-serial channel.
  *
- * Protocol (QEMU's qga/qapi-schema.json): JSON commands, one JSON response each. Because the
- * channel keeps bytes across agent restarts and clients, every connection first resynchronises:
- * the client sends 0xFF (the agent drops any half-read command) and `guest-sync-delimited` with a
- * random id; the agent answers 0xFF then {"return": id}; everything before that is stale.
- * Exec: `guest-exec` (path, arg, input-data base64, capture-output) answers the guest pid;
- * `guest-exec-status` answers exited, exitcode or signal, and out-data/err-data (base64) once the
- * process has exited. The agent has no pty and no streaming of stdin or output.
+ * libvirt owns that channel: QEMU's end is a socket chardev that serves one client, and libvirtd
+ * connects to it itself as soon as the guest opens the port (it recognises the channel by that
+ * name). A second client (vmlet connecting to the socket) only ever waits in the listen backlog,
+ * which is why an exec through the socket never got an answer from the real Debian guest. So the
+ * commands go through libvirt (virDomainQemuAgentCommand), which resynchronises with
+ * guest-sync before each one; `AgentChannel` is that narrow interface (src/libvirt/agent_channel.ts
+ * in the product, a fake in tests).
  *
- * QEMU's socket serves one client at a time, so one GuestAgent per socket runs its commands one
- * after another on one connection and reconnects (and resynchronises) after any failure.
+ * Protocol (QEMU's qga/qapi-schema.json): `guest-exec` (path, arg, input-data base64,
+ * capture-output) answers the guest pid; `guest-exec-status` answers exited, exitcode or signal,
+ * and out-data/err-data (base64) once the process has exited. The agent has no pty and no
+ * streaming of stdin or output.
  */
-import net from 'node:net';
-import { randomInt } from 'node:crypto';
-import { Code, DeadlineExceededError, FailedPreconditionError, VmletError, errorText } from '../errors.js';
+import { Code, DeadlineExceededError, FailedPreconditionError, VmletError } from '../errors.js';
 
-/** How long a guest that does not answer guest-sync-delimited gets before FAILED_PRECONDITION. */
-export const DEFAULT_SYNC_TIMEOUT_MS = 5_000;
 export const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
-/** Refused larger: the agent's own JSON parser limit is far below this. */
-const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+/** One agent command and its reply's `return` value. */
+export interface AgentChannel {
+  /**
+   * Runs `{execute, arguments}` in the guest agent. Rejects with GuestAgentError when the agent
+   * answers an error, with FAILED_PRECONDITION when no agent answers (none connected, or it did
+   * not sync in libvirt's bounded wait).
+   */
+  command(execute: string, args: object | undefined, timeoutMs: number): Promise<unknown>;
+}
 
 export class GuestAgentError extends VmletError {
   constructor(
@@ -53,37 +59,28 @@ export interface GuestExecOptions {
 }
 
 export class GuestAgent {
-  private socket: net.Socket | undefined;
-  private synced = false;
-  private buffer = Buffer.alloc(0);
-  private waiter: { resolve: (v: unknown) => void; reject: (e: Error) => void } | undefined;
-  private wantSyncId: number | undefined;
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
 
-  constructor(
-    readonly socketPath: string,
-    private readonly syncTimeoutMs = DEFAULT_SYNC_TIMEOUT_MS,
-  ) {}
+  constructor(private readonly channel: AgentChannel) {}
 
   /** Runs one agent command; commands of one agent run one at a time. */
   execute<T = unknown>(command: string, args?: object, timeoutMs = DEFAULT_COMMAND_TIMEOUT_MS): Promise<T> {
-    const run = this.chain.then(() => this.executeNow(command, args, timeoutMs));
+    const run = this.chain.then(() => {
+      if (this.closed) throw new FailedPreconditionError('guest agent connection closed');
+      return this.channel.command(command, args, timeoutMs);
+    });
     this.chain = run.catch(() => undefined);
     return run as Promise<T>;
   }
 
-  /**
-   * Resolves once an agent answers on the channel (connecting and resynchronising if needed);
-   * FAILED_PRECONDITION after the bounded sync wait when none does.
-   */
+  /** Resolves once an agent answers; FAILED_PRECONDITION (bounded) when none does. */
   ready(): Promise<void> {
     return this.execute('guest-ping').then(() => undefined);
   }
 
   close(): void {
     this.closed = true;
-    this.drop(new FailedPreconditionError('guest agent connection closed'));
   }
 
   /** guest-exec + guest-exec-status polling; see GuestExecOptions. */
@@ -137,102 +134,6 @@ export class GuestAgent {
       // The caller reports the timeout; a failed kill changes nothing for it.
     }
   }
-
-  private async executeNow(command: string, args: object | undefined, timeoutMs: number): Promise<unknown> {
-    if (this.closed) throw new FailedPreconditionError('guest agent connection closed');
-    await this.ensureSynced();
-    const message = JSON.stringify(args ? { execute: command, arguments: args } : { execute: command });
-    return this.await(message, timeoutMs, () => new DeadlineExceededError(`guest agent did not answer ${command} within ${timeoutMs} ms`));
-  }
-
-  private async ensureSynced(): Promise<void> {
-    if (this.socket && this.synced) return;
-    this.drop();
-    const socket = await connect(this.socketPath, this.syncTimeoutMs);
-    this.socket = socket;
-    this.buffer = Buffer.alloc(0);
-    socket.on('data', (d: Buffer) => this.onData(d));
-    socket.on('error', (err) => this.drop(new FailedPreconditionError(`guest agent socket ${this.socketPath}: ${errorText(err)}`)));
-    socket.on('close', () => this.drop(new FailedPreconditionError(`guest agent socket ${this.socketPath} closed`)));
-    const id = randomInt(1, 2 ** 31);
-    this.wantSyncId = id;
-    socket.write(Buffer.from([0xff]));
-    await this.await(
-      JSON.stringify({ execute: 'guest-sync-delimited', arguments: { id } }),
-      this.syncTimeoutMs,
-      () => new FailedPreconditionError(`no guest agent answers on ${this.socketPath} (waited ${this.syncTimeoutMs} ms): is qemu-guest-agent running in the guest?`),
-    );
-    this.synced = true;
-  }
-
-  private await(message: string, timeoutMs: number, onTimeout: () => Error): Promise<unknown> {
-    const socket = this.socket;
-    if (!socket) return Promise.reject(new FailedPreconditionError('guest agent not connected'));
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const err = onTimeout();
-        this.waiter = undefined;
-        this.drop();
-        reject(err);
-      }, timeoutMs);
-      this.waiter = {
-        resolve: (v) => {
-          clearTimeout(timer);
-          resolve(v);
-        },
-        reject: (e) => {
-          clearTimeout(timer);
-          reject(e);
-        },
-      };
-      socket.write(`${message}\n`);
-    });
-  }
-
-  private onData(data: Buffer): void {
-    this.buffer = Buffer.concat([this.buffer, data]);
-    if (this.buffer.length > MAX_RESPONSE_BYTES) return this.drop(new FailedPreconditionError('guest agent response too large'));
-    if (this.wantSyncId !== undefined) {
-      // Everything up to the agent's 0xFF delimiter is stale.
-      const ff = this.buffer.lastIndexOf(0xff);
-      if (ff < 0) {
-        this.buffer = Buffer.alloc(0);
-        return;
-      }
-      this.buffer = this.buffer.subarray(ff + 1);
-    }
-    for (let nl; (nl = this.buffer.indexOf(0x0a)) >= 0; ) {
-      const line = this.buffer.subarray(0, nl).toString('utf8').trim();
-      this.buffer = this.buffer.subarray(nl + 1);
-      if (!line) continue;
-      let doc: { return?: unknown; error?: { class?: string; desc?: string } };
-      try {
-        doc = JSON.parse(line);
-      } catch {
-        continue;
-      }
-      if (this.wantSyncId !== undefined) {
-        if (doc.return !== this.wantSyncId) continue;
-        this.wantSyncId = undefined;
-      }
-      const waiter = this.waiter;
-      this.waiter = undefined;
-      if (!waiter) continue;
-      if (doc.error) waiter.reject(new GuestAgentError(doc.error.class ?? 'GenericError', doc.error.desc ?? 'unknown error'));
-      else waiter.resolve(doc.return);
-    }
-  }
-
-  private drop(err?: Error): void {
-    const socket = this.socket;
-    this.socket = undefined;
-    this.synced = false;
-    this.wantSyncId = undefined;
-    socket?.destroy();
-    const waiter = this.waiter;
-    this.waiter = undefined;
-    if (waiter && err) waiter.reject(err);
-  }
 }
 
 interface ExecStatus {
@@ -254,48 +155,6 @@ function execResult(s: ExecStatus): GuestExecResult {
   };
   if (s.signal !== undefined) result.signal = s.signal;
   return result;
-}
-
-/**
- * Connects to QEMU's end of the channel. QEMU serves one client and keeps a small backlog; while it
- * has not yet noticed that an earlier client left, connect fails with EAGAIN, so that is retried
- * until the deadline.
- */
-async function connect(path: string, timeoutMs: number): Promise<net.Socket> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await connectOnce(path, Math.max(1, deadline - Date.now()));
-    } catch (err) {
-      const busy = (err as { busy?: boolean }).busy === true;
-      if (!busy || Date.now() + 100 >= deadline) {
-        if (busy) throw new FailedPreconditionError(`guest agent socket ${path} stayed busy for ${timeoutMs} ms (QEMU still holds an earlier connection)`);
-        throw err;
-      }
-      await sleep(100);
-    }
-  }
-}
-
-function connectOnce(path: string, timeoutMs: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(path);
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new FailedPreconditionError(`guest agent socket ${path} did not accept within ${timeoutMs} ms`));
-    }, timeoutMs);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.removeAllListeners('error');
-      resolve(socket);
-    });
-    socket.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      if (err.code === 'EAGAIN') return reject(Object.assign(new Error('busy'), { busy: true }));
-      const why = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? 'the VM is not running or has no guest agent channel' : errorText(err);
-      reject(new FailedPreconditionError(`guest agent socket ${path}: ${why}`));
-    });
-  });
 }
 
 function sleep(ms: number): Promise<void> {

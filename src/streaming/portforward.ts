@@ -99,40 +99,51 @@ async function forwardPair(errorStream: SpdyStream, data: SpdyStream, dial: Port
   if (!errorStream.destroyed) errorStream.end();
 }
 
-/** Copies a↔b with half-closes passed on; resolves when both directions are done or either fails. */
+/**
+ * Copies conn↔client, passing each half-close on: the end of what the pod sent ends the client's
+ * stream (FIN), the end of the client's stream half-closes the pod connection, and bytes keep
+ * flowing the other way meanwhile. Done when both directions have ended, when either side closes,
+ * or on the pod connection's error (reported through onError).
+ *
+ * Written with explicit data/drain handlers, not Readable.pipe: pipe unpipes its source when the
+ * destination finishes or closes, and a source without consumers never emits 'end'. When the pod
+ * answered and closed before the client's FIN was read (a server that replies to a half-closed
+ * request and exits), the client stream's end was never seen and the pair, and the client's error
+ * stream, waited forever.
+ */
 export function pipeBothWays(conn: Duplex, client: Duplex, onError: (err?: Error) => void): Promise<void> {
+  // The pod's FIN must not close our sending half: the client may still be sending.
+  (conn as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
   return new Promise((resolve) => {
-    let pending = 2;
+    let ended = 0;
     let done = false;
     const finish = (err?: Error) => {
       if (done) return;
-      if (err) {
-        done = true;
-        onError(err);
-        conn.destroy();
-        client.end();
-        resolve();
-        return;
-      }
-      if (--pending === 0) {
-        done = true;
-        conn.destroy();
-        resolve();
-      }
+      done = true;
+      if (err) onError(err);
+      conn.destroy();
+      if (!client.writableEnded) client.end();
+      resolve();
+    };
+    const copy = (from: Duplex, to: Duplex) => {
+      from.on('data', (chunk: Buffer) => {
+        if (done || to.writableEnded || to.destroyed) return;
+        if (!to.write(chunk)) {
+          from.pause();
+          to.once('drain', () => from.resume());
+        }
+      });
+      from.once('end', () => {
+        if (!to.writableEnded && !to.destroyed) to.end();
+        if (++ended === 2) finish();
+      });
     };
     conn.on('error', (err) => finish(err));
     client.on('error', () => finish());
-    client.on('close', () => {
-      if (!done) {
-        done = true;
-        conn.destroy();
-        resolve();
-      }
-    });
-    conn.pipe(client, { end: true });
-    client.pipe(conn, { end: true });
-    conn.on('end', () => finish());
-    client.on('end', () => finish());
+    conn.once('close', () => finish());
+    client.once('close', () => finish());
+    copy(conn, client);
+    copy(client, conn);
   });
 }
 

@@ -9,6 +9,10 @@ import { XdrError, type XdrReader, type XdrWriter } from './xdr.js';
 
 export const REMOTE_PROGRAM = 0x20008086;
 export const REMOTE_PROTOCOL_VERSION = 1;
+/** src/remote/qemu_protocol.x: libvirt-qemu's calls (the guest agent command among them). */
+export const QEMU_PROGRAM = 0x20008087;
+export const QEMU_PROTOCOL_VERSION = 1;
+export const QemuProc = { DOMAIN_AGENT_COMMAND: 3 } as const;
 export const KEEPALIVE_PROGRAM = 0x6b656570;
 export const KEEPALIVE_PROTOCOL_VERSION = 1;
 export const KeepaliveProc = { PING: 1, PONG: 2 } as const;

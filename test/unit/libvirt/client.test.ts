@@ -11,7 +11,7 @@ import {
 } from '../../../src/libvirt/client.js';
 import { decodePacket } from '../../../src/libvirt/rpc/packet.js';
 import { AuthType, Proc, readDomain, readOptionalString } from '../../../src/libvirt/rpc/remote_protocol.js';
-import { XdrReader } from '../../../src/libvirt/rpc/xdr.js';
+import { XdrReader, XdrWriter } from '../../../src/libvirt/rpc/xdr.js';
 import { FakeLibvirtd, remoteError } from './fake_libvirtd.js';
 
 const recorded = JSON.parse(
@@ -100,6 +100,26 @@ test('a "no domain" error keeps libvirt code 42 and is recognised by isNoDomain'
   };
   const err = await client.lookupByName('x').catch((e: unknown) => e);
   assert.ok(isNoDomain(err));
+});
+
+test('qemuAgentCommand: the qemu program (0x20008087) procedure 3 with domain, command, timeout, flags; the reply string; agent errors keep their code', async (t) => {
+  const { fake, client } = await setup(t);
+  const seen: { program: number; version: number; name: string; command: string; timeout: number; flags: number }[] = [];
+  fake.onCall = (c, conn) => {
+    if (c.header.program !== 0x20008087) return false;
+    const r = new XdrReader(c.payload);
+    const d = readDomain(r);
+    seen.push({ program: c.header.program, version: c.header.version, name: d.name, command: r.string(1 << 22), timeout: r.int(), flags: r.uint() });
+    if (seen.length === 2) conn.replyError(c, remoteError(86, 'Guest agent is not responding: QEMU guest agent is not connected'));
+    else conn.reply(c, new XdrWriter().optional('{"return":{}}', (w, v) => w.string(v, 1 << 22)).finish());
+    return true;
+  };
+  assert.equal(await client.qemuAgentCommand(dom, '{"execute":"guest-ping"}', 5), '{"return":{}}');
+  const err = (await client.qemuAgentCommand(dom, '{"execute":"guest-ping"}', 5).catch((e: unknown) => e)) as { virCode?: number };
+  assert.equal(err.virCode, 86);
+  assert.deepEqual(seen[0], { program: 0x20008087, version: 1, name: dom.name, command: '{"execute":"guest-ping"}', timeout: 5, flags: 0 });
+  await assert.rejects(client.qemuAgentCommand(dom, '', 5), InvalidArgumentError);
+  await assert.rejects(client.qemuAgentCommand(dom, '{}', -3), InvalidArgumentError);
 });
 
 test('lifecycle events: registration for the LIFECYCLE id on all domains, then recorded event messages reach handlers', async (t) => {

@@ -102,8 +102,9 @@ export class FakeLibvirtd {
   }
 
   dispatch(call: Packet, conn: FakeConnection): void {
-    if (call.header.program !== REMOTE_PROGRAM || call.header.version !== REMOTE_PROTOCOL_VERSION) return;
+    // The hook sees every program (the qemu program's agent command too); the defaults are remote's.
     if (this.onCall(call, conn) === true) return;
+    if (call.header.program !== REMOTE_PROGRAM || call.header.version !== REMOTE_PROTOCOL_VERSION) return;
     switch (call.header.procedure) {
       case Proc.AUTH_LIST:
         conn.reply(call, new XdrWriter().array(this.authTypes, 20, (w, t) => w.int(t)).finish());

@@ -10,6 +10,15 @@ import type { SessionIo, StreamingRuntime } from '../../../src/streaming/types.j
 import type { Duplex } from 'node:stream';
 import { spdyUpgrade, collect } from '../../helpers/spdy_client.js';
 
+/** Port 2 of the fake pod: a server that answers at once and closes, without reading the request. */
+let answerPort = 0;
+const answerAndClose = net.createServer((s) => {
+  s.on('error', () => {});
+  s.end('HTTP/1.0 200 OK\r\n\r\nbye\n');
+});
+answerAndClose.listen(0, '127.0.0.1', () => (answerPort = (answerAndClose.address() as net.AddressInfo).port));
+answerAndClose.unref();
+
 /** A runtime whose "programs" are JS: echo stdin upper-cased, write stderr, exit with a code. */
 function fakeRuntime(echoPort: () => number): StreamingRuntime & { attaches: number } {
   const rt = {
@@ -28,6 +37,7 @@ function fakeRuntime(echoPort: () => number): StreamingRuntime & { attaches: num
     },
     async portForward(_sb: string, port: number): Promise<Duplex> {
       if (port === 1) throw new Error('connection refused');
+      if (port === 2) return net.connect(answerPort, '127.0.0.1');
       return net.connect(echoPort(), '127.0.0.1');
     },
   };
@@ -137,6 +147,29 @@ test('SPDY port-forward: pairs by requestID, data echoed, a failing port reporte
   });
 });
 
+// Found with 20 concurrent half-closed streams to busybox httpd: when the pod's server answered
+// and closed before the client's FIN was read, the pod side was unpiped from the client's stream,
+// whose end then never came; the pair's error stream never ended and the client waited forever.
+test('SPDY port-forward: the pod closes before the client half-closes; the client FIN afterwards still ends the pair', { timeout: 10_000 }, async () => {
+  await withServer(async (server) => {
+    const url = server.urlFor({ kind: 'portforward', sandboxId: 'sb', ports: [] });
+    const { session } = await spdyUpgrade(url, ['portforward.k8s.io']);
+    for (let i = 0; i < 10; i++) {
+      const err = session!.openStream({ streamtype: ['error'], port: ['2'], requestid: [String(i)] }, true);
+      const data = session!.openStream({ streamtype: ['data'], port: ['2'], requestid: [String(i)] });
+      const errText = collect(err);
+      const got = collect(data);
+      data.write('GET / HTTP/1.0\r\n\r\n');
+      // The whole answer and the pod's FIN first, then the client's own FIN.
+      assert.equal(await got, 'HTTP/1.0 200 OK\r\n\r\nbye\n');
+      await new Promise((r) => setTimeout(r, 20));
+      data.end();
+      assert.equal(await errText, '', `pair ${i} ended without an error`);
+    }
+    await session!.close();
+  });
+});
+
 test('WebSocket v5 exec: channel prefixes, first empty message, stdin closed by the close signal, status on channel 3', async () => {
   await withServer(async (server) => {
     const url = server.urlFor({ kind: 'exec', containerId: 'c1', cmd: ['p', '1'], tty: false, stdin: true, stdout: true, stderr: true });
@@ -153,6 +186,39 @@ test('WebSocket v5 exec: channel prefixes, first empty message, stdin closed by 
     assert.equal(byChannel(1), 'out:p 1:ABC');
     assert.equal(byChannel(2), 'err-bytes');
     assert.equal(JSON.parse(byChannel(3)).details.causes[0].message, '1');
+  });
+});
+
+test('SPDY v4 attach: the console output on stdout, input on stdin, a Success status when the session ends', async () => {
+  await withServer(async (server) => {
+    const url = server.urlFor({ kind: 'attach', containerId: 'c1', tty: false, stdin: true, stdout: true, stderr: true });
+    const { status, session } = await spdyUpgrade(url, ['v4.channel.k8s.io']);
+    assert.equal(status, 101);
+    const error = session!.openStream({ streamtype: ['error'] });
+    const stdin = session!.openStream({ streamtype: ['stdin'] });
+    const stdout = session!.openStream({ streamtype: ['stdout'] });
+    const stderr = session!.openStream({ streamtype: ['stderr'] });
+    const [errText, outText, errBytes] = [collect(error), collect(stdout), collect(stderr)];
+    await stdin.replied;
+    stdin.write('root\n');
+    assert.equal(await outText, 'login: ');
+    assert.equal(await errBytes, '');
+    assert.deepEqual(JSON.parse(await errText), { metadata: {}, status: 'Success' });
+  });
+});
+
+test('WebSocket v4 attach: the first message is an empty one on stdout, then the console output; input on channel 0', async () => {
+  await withServer(async (server) => {
+    const url = server.urlFor({ kind: 'attach', containerId: 'c1', tty: true, stdin: true, stdout: true, stderr: false });
+    const ws = new WebSocket(url.replace('http:', 'ws:'), ['v4.channel.k8s.io']);
+    const messages: Buffer[] = [];
+    ws.on('message', (m: Buffer) => messages.push(Buffer.from(m)));
+    await new Promise((r) => ws.once('open', r));
+    assert.equal(ws.protocol, 'v4.channel.k8s.io');
+    ws.send(Buffer.from([0, ...Buffer.from('root\n')]));
+    await new Promise((r) => ws.once('close', r));
+    // Byte for byte: channel 1 empty, channel 1 "login: ", channel 3 the v4 Success status.
+    assert.deepEqual(messages.map((m) => m.toString('latin1')), ['\x01', '\x01login: ', '\x03{"metadata":{},"status":"Success"}']);
   });
 });
 
