@@ -62,7 +62,17 @@ async function replay(body: Buffer, role: 'server' | 'client'): Promise<{ stream
   });
   // Byte by byte in a few odd-sized pieces: frames split across reads must reassemble.
   for (let off = 0; off < body.length; off += 37) transport.push(body.subarray(off, off + 37));
-  await new Promise((r) => setTimeout(r, 100));
+  // Header blocks inflate asynchronously: wait until nothing has changed for 150 ms (a loaded
+  // machine can take longer than any fixed wait), at most 10 s.
+  const state = () => JSON.stringify([streams, written.reduce((n, b) => n + b.length, 0)]);
+  let last = '';
+  let quiet = 0;
+  for (const deadline = Date.now() + 10_000; quiet < 3 && Date.now() < deadline; ) {
+    await new Promise((r) => setTimeout(r, 50));
+    const now = state();
+    quiet = now === last ? quiet + 1 : 0;
+    last = now;
+  }
   return { streams, replies: Buffer.concat(written), session };
 }
 
