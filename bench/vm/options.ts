@@ -26,6 +26,11 @@ export interface VmBenchOptions {
    * then the sandbox) or `sandbox` (StopPodSandbox with the VM running, then RemovePodSandbox).
    */
   teardown: 'kubelet' | 'sandbox';
+  /**
+   * Rounds of the mounts phase (mounts.ts): per round a warm and a cold pod with kubelet's two
+   * usual mounts and one of each without; 0 skips it.
+   */
+  mountRounds: number;
 }
 
 export const VM_USAGE = `usage: npm run bench -- vm [options]   (as root; needs libvirtd, virtlogd, QEMU)
@@ -51,6 +56,11 @@ export const VM_USAGE = `usage: npm run bench -- vm [options]   (as root; needs 
                             take the measured pods down as kubelet does (StopContainer timeout 0,
                             RemoveContainer, StopPodSandbox, RemovePodSandbox; default), or with
                             StopPodSandbox while the VM runs, then RemovePodSandbox
+  --mount-rounds <count>    rounds of the mounts phase (default 3; 0 skips it): per round four pods,
+                            Run + Create + Start then removed (no boot): a warm VM and a cold VM
+                            (a second daemon with --vm-warm-pool 0), each with kubelet's two usual
+                            mounts (/etc/hosts, the service-account token volume, read-only) and
+                            without mounts; also the RSS of each VM's virtiofsd processes
   --help
 `;
 
@@ -68,6 +78,7 @@ export function parseVmOptions(argv: readonly string[], repoRoot: string, now: D
     profile: 'string',
     'profile-pods': 'string',
     teardown: 'string',
+    'mount-rounds': 'string',
   });
   if (args === undefined) return undefined;
   const { str, flag } = args;
@@ -84,5 +95,6 @@ export function parseVmOptions(argv: readonly string[], repoRoot: string, now: D
     profile: oneOfOption(str('profile'), 'profile', ['auto', 'always', 'never'] as const, 'auto'),
     profilePods: intOption(str('profile-pods'), 'profile-pods', 5, 1, 100),
     teardown: oneOfOption(str('teardown'), 'teardown', ['kubelet', 'sandbox'] as const, 'kubelet'),
+    mountRounds: intOption(str('mount-rounds'), 'mount-rounds', 3, 0, 50),
   };
 }
