@@ -5,7 +5,8 @@
  * and nothing is left behind: no container, no bind mount (not even of the good mount listed
  * before the bad one), and the warm VM the sandbox had claimed is gone with its directory and its
  * export directory (it was adopted: before the fix it stayed running outside the pool). The host
- * tree the paths point into is unchanged. A last check gives the good mount alone and sees it bound.
+ * tree the paths point into is unchanged. A control gives the good mount alone and sees it bound;
+ * a last test: `devices` and `cdi_devices` are refused by name.
  * Pod network: 198.18.222.0/24 on a bridge with a random tag. No guest boots: warm VMs stay paused.
  */
 import { test, before, after } from 'node:test';
@@ -209,6 +210,30 @@ test('control: the good mount alone is bound into the warm VM\'s export director
     await d.runtime.RemoveContainer!({ container_id: id });
     assert.deepEqual(mountPointsUnder(join(d.stateDir, 'volumes', id)), []);
     assert.ok(!existsSync(join(d.stateDir, 'volumes', id)));
+  } finally {
+    await d.runtime.RemovePodSandbox!({ pod_sandbox_id: sandboxId });
+  }
+});
+
+test('devices and cdi_devices are refused with INVALID_ARGUMENT naming them (no device passthrough yet); nothing is created', { timeout: 120_000 }, async () => {
+  const config = podConfig(`hm-dev-${tag}`);
+  const { pod_sandbox_id: sandboxId } = await d.runtime.RunPodSandbox!({ config });
+  try {
+    const requests: [Record<string, unknown>, RegExp][] = [
+      [{ devices: [{ container_path: '/dev/kvm', host_path: '/dev/kvm', permissions: 'rwm' }] }, /^config\.devices \(\/dev\/kvm\) are not supported/],
+      [{ CDI_devices: [{ name: 'vendor.example/gpu=0' }] }, /^config\.cdi_devices \(vendor\.example\/gpu=0\) are not supported/],
+    ];
+    for (const [extra, message] of requests) {
+      const err = await d.runtime.CreateContainer!({
+        pod_sandbox_id: sandboxId,
+        config: { metadata: { name: 'vm', attempt: 0 }, image: { image: imageUrl }, ...extra },
+        sandbox_config: config,
+      }).then(() => undefined, (e: grpc.ServiceError) => e);
+      assert.ok(err, `CreateContainer with ${JSON.stringify(extra)} succeeded`);
+      assert.equal(err.code, grpc.status.INVALID_ARGUMENT, err.details);
+      assert.match(err.details, message);
+      assert.deepEqual((await d.runtime.ListContainers!({})).containers, []);
+    }
   } finally {
     await d.runtime.RemovePodSandbox!({ pod_sandbox_id: sandboxId });
   }
