@@ -171,7 +171,7 @@ export function mountsSection(result: VmBenchResult): string | undefined {
   const rows = mountCaseRows(m.samples);
   const table = formatTable(
     ['mounts phase: per pod (removed after Start)', 'n', 'Run', 'Create', 'Start', 'share median', 'p95', 'min', 'max', ''],
-    rows.map((r) => [r.label, String(r.n), ms(r.runMs), ms(r.createMs), ms(r.startMs), ms(r.share.median), ms(r.share.p95), ms(r.share.min), ms(r.share.max), r.wrongKind > 0 ? `${r.wrongKind} got the other VM kind` : '']),
+    rows.map((r) => [r.label, String(r.n), ms(r.runMs), ms(r.createMs), ms(r.startMs), ms(r.share.median), ms(r.share.p95), ms(r.share.min), ms(r.share.max), r.wrongKind > 0 ? `${r.wrongKind} more got the other VM kind (left out)` : '']),
     ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'left'],
   );
   const rss = rows.flatMap((r) => r.virtiofsdRssKiB);
