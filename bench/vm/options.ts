@@ -28,6 +28,11 @@ export interface VmBenchOptions {
   teardown: 'kubelet' | 'sandbox';
   /** Each pod gets one 64 MiB block volume (a loop device) in CreateContainer's devices. */
   blockVolume: boolean;
+  /**
+   * Rounds of the mounts phase (mounts.ts): per round a warm and a cold pod with kubelet's two
+   * usual mounts and one of each without; 0 skips it.
+   */
+  mountRounds: number;
 }
 
 export const VM_USAGE = `usage: npm run bench -- vm [options]   (as root; needs libvirtd, virtlogd, QEMU)
@@ -55,6 +60,11 @@ export const VM_USAGE = `usage: npm run bench -- vm [options]   (as root; needs 
                             StopPodSandbox while the VM runs, then RemovePodSandbox
   --block-volume            each pod gets one 64 MiB raw block volume (a loop device made by the
                             bench, in CreateContainer's devices), as a PVC with volumeMode Block
+  --mount-rounds <count>    rounds of the mounts phase (default 3; 0 skips it): per round four pods,
+                            Run + Create + Start then removed (no boot): a warm VM and a cold VM
+                            (a second daemon with --vm-warm-pool 0), each with kubelet's two usual
+                            mounts (/etc/hosts, the service-account token volume, read-only) and
+                            without mounts; also the RSS of each VM's virtiofsd processes
   --help
 `;
 
@@ -73,6 +83,7 @@ export function parseVmOptions(argv: readonly string[], repoRoot: string, now: D
     'profile-pods': 'string',
     teardown: 'string',
     'block-volume': 'boolean',
+    'mount-rounds': 'string',
   });
   if (args === undefined) return undefined;
   const { str, flag } = args;
@@ -90,5 +101,6 @@ export function parseVmOptions(argv: readonly string[], repoRoot: string, now: D
     profilePods: intOption(str('profile-pods'), 'profile-pods', 5, 1, 100),
     teardown: oneOfOption(str('teardown'), 'teardown', ['kubelet', 'sandbox'] as const, 'kubelet'),
     blockVolume: flag('block-volume'),
+    mountRounds: intOption(str('mount-rounds'), 'mount-rounds', 3, 0, 50),
   };
 }

@@ -49,8 +49,28 @@ export function vmPodSandboxConfig(pod: VmPod, tag: string, seenIso: string): Re
   };
 }
 
-/** A CreateContainerRequest for the pod's one VM: the image by URL, a memory limit, the log path. */
-export function vmCreateContainerRequest(sandboxId: string, podConfig: Record<string, unknown>, imageUrl: string, memoryMiB: number): Record<string, unknown> {
+/** A CRI mount as the proto loader takes it (snake_case). */
+export interface CriMount {
+  container_path: string;
+  host_path: string;
+  readonly: boolean;
+}
+
+/**
+ * The two mounts kubelet sends with nearly every pod, shaped as it makes them: the pod's
+ * `/etc/hosts` (a single file, writable) and the service-account token (a projected volume: a
+ * read-only directory with kubelet's `..data` symlink layout). `hostsFile`/`tokenDir` are where
+ * the bench wrote them (writeKubeletVolumes).
+ */
+export function kubeletMounts(hostsFile: string, tokenDir: string): CriMount[] {
+  return [
+    { container_path: '/etc/hosts', host_path: hostsFile, readonly: false },
+    { container_path: '/var/run/secrets/kubernetes.io/serviceaccount', host_path: tokenDir, readonly: true },
+  ];
+}
+
+/** A CreateContainerRequest for the pod's one VM: the image by URL, a memory limit, the log path, the mounts if any. */
+export function vmCreateContainerRequest(sandboxId: string, podConfig: Record<string, unknown>, imageUrl: string, memoryMiB: number, mounts: readonly CriMount[] = []): Record<string, unknown> {
   const pod = podConfig.metadata as { name: string; uid: string; namespace: string };
   const bytes = String(memoryMiB * 1024 * 1024);
   return {
@@ -68,6 +88,7 @@ export function vmCreateContainerRequest(sandboxId: string, podConfig: Record<st
       annotations: { 'io.kubernetes.container.restartCount': '0', 'io.kubernetes.container.terminationMessagePath': '/dev/termination-log' },
       envs: [{ key: 'VMLET_BENCH', value: '1' }],
       linux: { resources: { memory_limit_in_bytes: bytes } },
+      ...(mounts.length > 0 ? { mounts } : {}),
     },
     sandbox_config: podConfig,
   };

@@ -5,6 +5,7 @@ import { growthVerdict, PER_VM_TARGET_KIB, rssGrowth, type Growth, type RssPoint
 import { SEPARATOR, UNTIMED } from './span_profile.js';
 import { LIBVIRT_START_SPAN } from './span_record.js';
 import type { MemorySample, PodSample, VmBenchResult } from './result.js';
+import { mountCaseRows } from './mounts.js';
 
 /** vmlet's own share of a pod start (Run + Create + Start round trips) must stay under this. */
 export const VMLET_SHARE_TARGET_MS = 150;
@@ -164,6 +165,31 @@ function profileSection(result: VmBenchResult): string | undefined {
   return [head, lines.join('\n'), ...tables].join('\n\n') + (p.error ? `\n  profile error: ${p.error}` : '');
 }
 
+/** Run + Create + Start with kubelet's two usual mounts and without, warm and cold, and each VM's virtiofsd RSS. */
+export function mountsSection(result: VmBenchResult): string | undefined {
+  const m = result.mounts;
+  if (!m) return undefined;
+  const rows = mountCaseRows(m.samples);
+  const table = formatTable(
+    ['mounts phase: per pod (removed after Start)', 'n', 'Run', 'Create', 'Start', 'share median', 'p95', 'min', 'max', ''],
+    rows.map((r) => [r.label, String(r.n), ms(r.runMs), ms(r.createMs), ms(r.startMs), ms(r.share.median), ms(r.share.p95), ms(r.share.min), ms(r.share.max), r.wrongKind > 0 ? `${r.wrongKind} more got the other VM kind (left out)` : '']),
+    ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'left'],
+  );
+  const rss = rows.flatMap((r) => r.virtiofsdRssKiB);
+  const pss = rows.flatMap((r) => r.virtiofsdPssKiB);
+  const own = rows.flatMap((r) => r.virtiofsdPrivateKiB);
+  const procs = m.samples.map((s) => s.virtiofsd?.processes).filter((v): v is number => v !== undefined);
+  const lines = [
+    `(ms, client round trips; ${m.rounds} round(s), the four cases interleaved in each; mounts: /etc/hosts (file, rw) and the service-account token volume (dir, read-only); warm pods on the main daemon after an untimed wait for an idle warm VM, cold pods on a second daemon with --vm-warm-pool 0)`,
+    rss.length > 0
+      ? `virtiofsd per VM right after Start (every VM has both shares, mounts or not): ${Math.min(...procs)}-${Math.max(...procs)} processes, RSS ${mib(Math.min(...rss))}-${mib(Math.max(...rss))} MiB (median ${mib(median(rss))}), PSS ${mib(Math.min(...pss))}-${mib(Math.max(...pss))} MiB, private (USS) ${mib(Math.min(...own))}-${mib(Math.max(...own))} MiB (RSS counts the shared libraries; USS is what a VM's virtiofsd alone costs)`
+      : 'virtiofsd per VM: not read',
+    ...m.skipped.map((x) => `not measured: ${x}`),
+    ...(m.error ? [`mounts phase error: ${m.error}`] : []),
+  ];
+  return `${table}\n${lines.join('\n')}`;
+}
+
 function teardownLine(result: VmBenchResult): string | undefined {
   const t = result.teardown;
   if (t.length === 0) return undefined;
@@ -197,8 +223,9 @@ function cleanupLine(result: VmBenchResult): string {
     ...c.leftoverNetns.map((n) => `netns ${n}`),
     ...c.leftoverQemuPids.map((p) => `qemu pid ${p}`),
     ...(c.bridgeLeft ? [`bridge ${result.network.bridge}`] : []),
+    ...(c.leftoverMounts ?? []).map((m) => `mount ${m}`),
   ];
-  const parts = [left.length === 0 ? 'cleanup: nothing left (domains, netns, QEMU processes, bridge checked)' : `cleanup LEFT: ${left.join(', ')}`];
+  const parts = [left.length === 0 ? 'cleanup: nothing left (domains, netns, QEMU processes, mounts, bridge checked)' : `cleanup LEFT: ${left.join(', ')}`];
   if (c.errors.length > 0) parts.push(`cleanup errors: ${c.errors.join('; ')}`);
   return parts.join('\n');
 }
@@ -216,6 +243,8 @@ export function formatReport(result: VmBenchResult): string {
   if (b) sections.push(b);
   const prof = profileSection(result);
   if (prof) sections.push(prof);
+  const mounts = mountsSection(result);
+  if (mounts) sections.push(mounts);
   sections.push(memorySection(result));
   const t = teardownLine(result);
   if (t) sections.push(t);

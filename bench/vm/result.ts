@@ -6,6 +6,7 @@ import type { DhcpAck, GuestMarks } from './signals.js';
 import type { RootSpanRecord } from './span_record.js';
 import type { RootSummary } from './span_profile.js';
 import type { FloorSamples } from './libvirt_floor.js';
+import type { MountsResult } from './mounts.js';
 
 export const RESULT_FORMAT = 'vmlet-bench-vm/1';
 
@@ -93,8 +94,10 @@ export interface VmBenchResult {
   memory: MemorySample[];
   teardown: TeardownSample[];
   profile?: ProfileResult;
+  /** Run + Create + Start with and without kubelet's two usual mounts, warm and cold (mounts.ts). */
+  mounts?: MountsResult;
   /** vmlet domains of others found at the start (a second vmlet daemon removes domains it does not own). */
   foreignDomainsAtStart: string[];
-  cleanup: { leftoverDomains: string[]; leftoverNetns: string[]; leftoverQemuPids: number[]; bridgeLeft: boolean; errors: string[] };
+  cleanup: { leftoverDomains: string[]; leftoverNetns: string[]; leftoverQemuPids: number[]; bridgeLeft: boolean; errors: string[]; leftoverMounts?: string[] };
   error?: string;
 }

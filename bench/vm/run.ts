@@ -15,6 +15,8 @@ import { execFileSync } from 'node:child_process';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { netnsNameFor } from '../../src/network/names.js';
@@ -38,8 +40,10 @@ import { RESULT_FORMAT, type MemorySample, type PodSample, type ProfileResult, t
 import { SPANS_FILE_ENV } from './span_record.js';
 import { acksFromVerboseInfo, firstDhcpAck, guestMarks, parseCriLog } from './signals.js';
 import { parseSpanLines, summarizeSpans } from './span_profile.js';
+import { mountPointsUnder, runMountsPhase, type MountsResult } from './mounts.js';
 
 const LIBVIRT_URI = 'qemu:///system';
+const execFileP = promisify(execFile);
 /** How often the bench asks netd's ACK counter (PodSandboxStatus verbose) while a guest boots. */
 const ACK_POLL_MS = 250;
 /** After the ACK line, how long the counter may take to show it before the bench stops asking. */
@@ -382,13 +386,19 @@ async function cleanup(state: BenchState): Promise<VmBenchResult['cleanup']> {
 
   const domainsNow = await leftDomains();
   const allOurs = new Set([...state.domains, ...domainsNow]);
-  const result = {
+  const result: VmBenchResult['cleanup'] = {
     leftoverDomains: domainsNow,
     leftoverNetns: (await listNetns()).filter((n) => netnsNames.has(n)),
     leftoverQemuPids: [...(await qemuPidsOf(allOurs)).values()],
     bridgeLeft: state.network ? await linkExists(state.network.bridge) : false,
     errors,
   };
+  // The daemons' volumes directories are mounts of their own (shared, for virtiofsd); a daemon
+  // that stops with no export left unmounts them. Anything still mounted under the temp dir is a
+  // leftover: reported, then detached so the directory can go.
+  const mounts = await mountPointsUnder(state.dir).catch(() => [] as string[]);
+  result.leftoverMounts = mounts;
+  for (const m of [...mounts].reverse()) await execFileP('umount', ['--lazy', m]).catch((err: unknown) => note(`unmount ${m}`, err));
   await rm(state.dir, { recursive: true, force: true }).catch((err: unknown) => note(`remove ${state.dir}`, err));
   return result;
 }
@@ -547,6 +557,11 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
     for (const s of samples) if (s.sandboxId && s.error === undefined) result.teardown.push(await tearDown(daemon, s, opts.teardown));
     await sleep(SETTLE_MS, signal);
     result.memory.push(await readMemory(daemon, 'after all removed', 0, signal));
+    if (opts.mountRounds > 0) {
+      checkAbort();
+      result.mounts = await mountsPhase(state, ctx, entry, cniConfDir, binDirs, step);
+      if (result.mounts.error) throw new Error(`mounts phase: ${result.mounts.error}`);
+    }
     // An open client connection holds serve's graceful stop until its gRPC grace runs out.
     images.close();
     const code = await daemon.stop();
@@ -571,7 +586,44 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
   roundAll(result);
   const c = result.cleanup;
   const failedPods = result.pods.some((p) => p.error !== undefined);
-  return run.finish(jsonPath, result, formatReport(result), c.leftoverDomains.length > 0 || c.leftoverNetns.length > 0 || c.leftoverQemuPids.length > 0 || c.bridgeLeft || failedPods);
+  return run.finish(jsonPath, result, formatReport(result), (c.leftoverMounts?.length ?? 0) > 0 || c.leftoverDomains.length > 0 || c.leftoverNetns.length > 0 || c.leftoverQemuPids.length > 0 || c.bridgeLeft || failedPods);
+}
+
+/**
+ * The mounts phase (mounts.ts): warm pods on the main daemon, cold ones on a second daemon with
+ * `--vm-warm-pool 0` started for it (its own state dir, same network and image), stopped after.
+ */
+async function mountsPhase(state: BenchState, ctx: PodContext, entry: EntryPoints, cniConfDir: string, binDirs: string[], step: (text: string) => void): Promise<MountsResult> {
+  const { opts, signal, daemon } = ctx;
+  const coldOpts = { ...opts, warmPool: 0 };
+  step(`mounts phase: ${opts.mountRounds} round(s) of warm/cold VMs with and without kubelet's two usual mounts; a second daemon with --vm-warm-pool 0 for the cold ones`);
+  const cold = await BenchDaemon.start(entry, daemonDirs(join(state.dir, 'cold'), cniConfDir, binDirs), 'debug', vmDaemonArgs(coldOpts));
+  state.daemons.push(cold);
+  const images = new CriImageClient(cold.dirs.socket);
+  state.imageClients.push(images);
+  try {
+    await images.call('PullImage', { image: { image: ctx.imageUrl } });
+    return await runMountsPhase({
+      ...(opts.warmPool > 0 ? { warmDaemon: daemon } : {}),
+      coldDaemon: cold,
+      dir: state.dir,
+      tag: state.tag,
+      imageUrl: ctx.imageUrl,
+      memoryMiB: opts.vmMemoryMiB,
+      rounds: opts.mountRounds,
+      signal,
+      now,
+      waitForWarmVm: () => waitForWarmVm(ownerIdFor(daemon.dirs.stateDir), signal),
+      domainNameOf,
+      onSandbox: (id) => state.sandboxIds.add(id),
+      onDomain: (name) => state.domains.add(name),
+      step,
+    });
+  } finally {
+    images.close();
+    const code = await cold.stop();
+    if (code !== 0) throw new Error(`the cold daemon exited with ${code}:\n${cold.output()}`);
+  }
 }
 
 /** The daemon flags the VM bench runs with: guests of the measured size, and the warm pool. */

@@ -152,7 +152,7 @@ class ContainerCreation {
     vmNetwork.catch(() => {}); // observed below; no unhandled rejection meanwhile
     planned.catch(() => {});
     try {
-      // First: the adopted warm VM is this call's from here, so a refused request discards it too.
+      // First: from here on a failure (a refused mount or device included) rolls the adopted warm VM back.
       await this.settleWarmVm();
       this.volumes = planVolumes(await this.checkMounts());
       this.blocks = await this.planBlockDevices();
@@ -231,11 +231,20 @@ class ContainerCreation {
     await ctx.volumes.bind(id, this.volumes.entries);
   }
 
-  /** A warm VM that does not fit goes now; one that does is discarded again on rollback. */
+  /**
+   * A warm VM that does not fit goes now; one that does is discarded again on rollback. Either
+   * way its directory and its export directory (the pool made both, under this container's id)
+   * are this container's now and go on rollback too, after its QEMU.
+   */
   private async settleWarmVm(): Promise<void> {
     const { warm, ctx } = this;
-    if (warm && !this.useWarm) await ctx.pool!.discard(warm);
-    else if (warm) this.undos.push(() => ctx.pool!.discard(warm));
+    if (!warm) return;
+    this.undos.push(async () => {
+      await ctx.volumes?.release(this.id);
+      await rm(this.dir, { recursive: true, force: true });
+    });
+    if (!this.useWarm) await ctx.pool!.discard(warm);
+    else this.undos.push(() => ctx.pool!.discard(warm));
   }
 
   /**

@@ -12,6 +12,7 @@ test('defaults: 4 pods one after the other, results named by time', () => {
   assert.equal(o.runtime, 'dist');
   assert.equal(o.vmMemoryMiB, 256);
   assert.equal(o.profile, 'auto');
+  assert.equal(o.mountRounds, 3);
   assert.equal(o.json, '/repo/bench/results/vm-2026-01-02T03-04-05-678Z.json');
 });
 
@@ -26,5 +27,7 @@ test('--help gives undefined; bad values are usage errors naming the option', ()
   assert.throws(() => parseVmOptions(['--pods', '2x'], '/repo', NOW), /--pods must be a whole number/);
   assert.throws(() => parseVmOptions(['--profile', 'sometimes'], '/repo', NOW), /--profile must be one of/);
   assert.throws(() => parseVmOptions(['--nope'], '/repo', NOW), UsageError);
+  assert.throws(() => parseVmOptions(['--mount-rounds', '-1'], '/repo', NOW), /--mount-rounds/);
+  assert.equal(parseVmOptions(['--mount-rounds', '0'], '/repo', NOW)!.mountRounds, 0);
   assert.throws(() => parseVmOptions(['extra'], '/repo', NOW), UsageError);
 });

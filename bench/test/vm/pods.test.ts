@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RUN_LABEL } from '../../lib/pods.js';
-import { CONTAINER_LOG_PATH, vmCreateContainerRequest, vmPodName, vmPodSandboxConfig } from '../../vm/pods.js';
+import { CONTAINER_LOG_PATH, kubeletMounts, vmCreateContainerRequest, vmPodName, vmPodSandboxConfig } from '../../vm/pods.js';
 
 test('the pod config carries the run label, the log directory and a hostname that is the pod name', () => {
   const name = vmPodName('abc123', 'm', 2);
@@ -22,4 +22,15 @@ test('the container request asks for the image by URL, the memory limit in bytes
   assert.equal(r.config.linux.resources.memory_limit_in_bytes, String(256 * 1024 * 1024));
   assert.equal(r.config.log_path, CONTAINER_LOG_PATH);
   assert.equal(r.sandbox_config, pod);
+});
+
+test('kubelet\'s two usual mounts: /etc/hosts writable, the token volume read-only; no mounts field without mounts', () => {
+  const pod = vmPodSandboxConfig({ name: 'p', uid: 'u', logDirectory: '/l' }, 't', 'now');
+  assert.equal('mounts' in ((vmCreateContainerRequest('sb', pod, 'u', 256) as any).config), false);
+  const mounts = kubeletMounts('/k/etc-hosts', '/k/token');
+  const r = vmCreateContainerRequest('sb', pod, 'u', 256, mounts) as any;
+  assert.deepEqual(r.config.mounts, [
+    { container_path: '/etc/hosts', host_path: '/k/etc-hosts', readonly: false },
+    { container_path: '/var/run/secrets/kubernetes.io/serviceaccount', host_path: '/k/token', readonly: true },
+  ]);
 });

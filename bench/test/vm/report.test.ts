@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatReport, memoryGrowth, shareVerdict, VMLET_SHARE_TARGET_MS } from '../../vm/report.js';
+import { formatReport, memoryGrowth, mountsSection, shareVerdict, VMLET_SHARE_TARGET_MS } from '../../vm/report.js';
+import type { MountsSample } from '../../vm/mounts.js';
 import { RESULT_FORMAT, type PodSample, type VmBenchResult } from '../../vm/result.js';
 
 function pod(name: string, run: number, create: number, start: number, boot: number, warmup = false): PodSample {
@@ -22,7 +23,7 @@ function mem(at: string, runningVms: number, serveKiB: number, netdKiB: number) 
 function result(pods: PodSample[]): VmBenchResult {
   return {
     format: RESULT_FORMAT, startedAt: '', finishedAt: '',
-    options: { pods: pods.length, concurrency: 1, json: 'x', keepGoing: false, runtime: 'dist', vmMemoryMiB: 256, warmPool: 1, bootTimeoutS: 240, profile: 'auto', profilePods: 5, teardown: 'kubelet', blockVolume: false },
+    options: { pods: pods.length, concurrency: 1, json: 'x', keepGoing: false, runtime: 'dist', vmMemoryMiB: 256, warmPool: 1, bootTimeoutS: 240, profile: 'auto', profilePods: 5, teardown: 'kubelet', blockVolume: false, mountRounds: 0 },
     machine: {
       date: '', hostname: 'h', nproc: 2, cpuModel: 'cpu', memTotalMiB: 1, kernel: 'Linux 6.1 #1', node: 'v20', platform: 'linux/x64', tmpFsType: 'ext2/ext3',
       cniPluginsVersion: '1', iproute2Version: '1', kvm: 'TCG (--kvm off)', libvirtd: 'libvirtd 9', qemu: 'QEMU 7.2', loadavgStart: [0, 0, 0], loadavgEnd: [0, 0, 0],
@@ -66,4 +67,26 @@ test('a failed pod and leftovers are reported, not hidden', () => {
   const text = formatReport(r);
   assert.match(text, /b: FAILED: no DHCP ACK/);
   assert.match(text, /cleanup LEFT: domain vmlet-x-y/);
+});
+
+test('the mounts section: one row per case (warm/cold, with and without mounts), virtiofsd RSS, wrong VM kinds named', () => {
+  const r = result([]);
+  assert.equal(mountsSection(r), undefined);
+  const sample = (vm: 'warm' | 'cold', mounts: 0 | 2, round: number, share: number, gotWarm = vm === 'warm'): MountsSample => ({
+    vm, mounts, round, name: `p-${vm}-${mounts}-${round}`, gotWarm, runMs: 50, createMs: share - 60, startMs: 10, vmletMs: share,
+    virtiofsd: { processes: 4, rssKiB: 4096 + round * 1024, pssKiB: 2048, privateKiB: 512 },
+  });
+  r.mounts = {
+    rounds: 2,
+    samples: [
+      sample('warm', 0, 0, 120), sample('warm', 2, 0, 150), sample('cold', 0, 0, 400), sample('cold', 2, 0, 430),
+      sample('warm', 0, 1, 130), sample('warm', 2, 1, 170, false), sample('cold', 0, 1, 420), { ...sample('cold', 2, 1, 0), vmletMs: undefined, error: 'boom' },
+    ],
+    skipped: [],
+  };
+  const text = formatReport(r);
+  assert.match(text, /^warm VM, no mounts\s+2\s+50\.0\s+65\.0\s+10\.0\s+125\s+130\s+120\s+130$/m);
+  assert.match(text, /^warm VM, 2 mounts\s+1\s+50\.0\s+90\.0\s+10\.0\s+150\s+150\s+150\s+150\s+1 more got the other VM kind \(left out\)$/m);
+  assert.match(text, /^cold VM, 2 mounts\s+1\s+50\.0\s+370\s+10\.0\s+430\s+430\s+430\s+430$/m);
+  assert.match(text, /virtiofsd per VM right after Start .*: 4-4 processes, RSS 4\.0-5\.0 MiB \(median 4\.0\), PSS 2\.0-2\.0 MiB, private \(USS\) 0\.5-0\.5 MiB/);
 });

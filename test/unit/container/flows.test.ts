@@ -14,6 +14,7 @@ import { Gate } from '../../helpers/fake_container_deps.js';
 import { buildDomainXml } from '../../../src/libvirt/domain_xml.js';
 import { DomainState } from '../../../src/libvirt/client.js';
 import { VM_DIR } from '../../../src/container/layout.js';
+import { InvalidArgumentError } from '../../../src/errors.js';
 
 /** A warm create in a fixed order: netd's plan only once the root disk is in (then NICs, then the seed). */
 async function createWarm(h: Awaited<ReturnType<typeof containerHarness>>, spec = containerSpec()): Promise<string> {
@@ -97,6 +98,18 @@ test('a warm create whose NIC hot-plug fails rolls back: pump stopped, warm VM d
   assert.equal(h.qmp.open.size, 0);
   assert.deepEqual(h.service.list(), []);
   assertGolden('container/warm_create_rollback.log', h.log.text());
+});
+
+test('a refused mount on a sandbox with a claimed warm VM rolls it back: no domain, no directory, nothing created', async (t) => {
+  const h = await containerHarness(t, { warm: true });
+  assert.ok(h.service.claimWarmNetns(containerSpec().sandboxId));
+  // This harness has no volume host: any mount is refused (INVALID_ARGUMENT), as a hostile host path is.
+  const spec = containerSpec({ mounts: [{ container_path: '/etc/hosts', host_path: '/var/lib/kubelet/pods/u/etc-hosts', readonly: false }] });
+  await assert.rejects(h.clock.run(h.service.create(spec)), (err: Error) => err instanceof InvalidArgumentError && /config\.mounts/.test(err.message));
+  assert.equal(h.ops.domains.size, 0, 'the adopted warm domain is destroyed and undefined, not left running outside the pool');
+  assert.deepEqual(readdirSync(join(h.root, VM_DIR)), []);
+  assert.equal(h.consoles.running.size, 0);
+  assert.deepEqual(h.service.list(), []);
 });
 
 test('a warm VM that cannot take the pod\'s NICs is discarded and the container gets a cold VM', async (t) => {
