@@ -13,6 +13,7 @@
 import type { TapWiredInterface, WiredInterface } from '../bindings/types.js';
 import type { DnsConfig } from '../types.js';
 import { isIPv6 } from 'node:net';
+import { ipv6Prefix } from './address.js';
 import { duidLl } from './dhcp6_packet.js';
 import type { Dhcp6Lease } from './dhcp6_policy.js';
 import type { RouterAdvert } from './router_advert.js';
@@ -62,7 +63,7 @@ function serviceOf(state: TapWiredInterface, dns: DnsConfig): BridgeIpv6Service 
       sourceMac: state.bridge.mac,
       mtu: state.vm.mtu,
       prefixes: ips.map((ip) => ({
-        prefix: ip.address,
+        prefix: ipv6Prefix(ip.address, ip.prefixLength),
         length: ip.prefixLength,
         onLink: true,
         autonomous: false,
