@@ -257,7 +257,7 @@ static napi_value tcp4_socket_in_netns(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* Reads argument `i` as a short string without NUL into `out`; throws and returns 0 otherwise. */
+/* Reads `value` as a string without NUL that fits `out`; throws and returns 0 otherwise. */
 static int read_short_string(napi_env env, napi_value value, char *out, size_t size, const char *what) {
   size_t len = 0;
   if (napi_get_value_string_utf8(env, value, out, size, &len) != napi_ok || len == 0 || len >= size - 1 || strlen(out) != len) {
