@@ -39,6 +39,8 @@ import {
   optionValue,
   type Dhcp6Message,
 } from '../../../src/network/ipv6/dhcp6_packet.js';
+import { bindDhcp6SocketOnBridge, routerAdvertSinkOnBridge } from '../../../src/network/ipv6/sockets.js';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../../src/errors.js';
 import { sandboxParams } from './bridge_network.js';
 
 const tag = randomBytes(3).toString('hex');
@@ -230,4 +232,28 @@ test('dual stack: the VM learns its IPv6 address by DHCPv6 and its router from t
   const leases = existsSync(join(ipamDir, name)) ? readdirSync(join(ipamDir, name)).filter((f) => f !== 'lock' && !f.startsWith('last_reserved_ip')) : [];
   assert.deepEqual(leases, [], 'IPAM lease left');
   assert.deepEqual(readdirSync(join(config.stateDir, 'netd')).filter((f) => f.endsWith('.json')), [], 'netd record left');
+});
+
+test('the IPv6 sockets: a missing device or netns is NotFoundError, a bad device name InvalidArgumentError', async () => {
+  const ns = `vt-${tag}-6s`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  try {
+    execFileSync('ip', ['-n', ns, 'link', 'add', 'b0', 'type', 'bridge']);
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'b0', 'up']);
+    // The source of the advertisements, as the wiring gives the pod bridge.
+    execFileSync('ip', ['-n', ns, 'address', 'add', 'fe80::1/64', 'dev', 'b0', 'nodad']);
+    await assert.rejects(bindDhcp6SocketOnBridge(`/run/netns/${ns}`, 'vbrnothere'), NotFoundError);
+    assert.throws(() => routerAdvertSinkOnBridge(`/run/netns/${ns}`, 'vbrnothere'), NotFoundError);
+    await assert.rejects(bindDhcp6SocketOnBridge(`/run/netns/${ns}-gone`, 'lo'), NotFoundError);
+    await assert.rejects(bindDhcp6SocketOnBridge(`/run/netns/${ns}`, 'a b'), InvalidArgumentError);
+    // On a bridge of that netns: bound, and closed again.
+    const socket = await bindDhcp6SocketOnBridge(`/run/netns/${ns}`, 'b0');
+    assert.equal(socket.address().port, DHCP6_SERVER_PORT);
+    socket.close();
+    const sink = routerAdvertSinkOnBridge(`/run/netns/${ns}`, 'b0');
+    await sink.close();
+    await assert.rejects(sink.send(Buffer.alloc(16)), FailedPreconditionError);
+  } finally {
+    quiet('ip', ['netns', 'del', ns]);
+  }
 });
