@@ -47,7 +47,7 @@ function serviceOf(state: TapWiredInterface, dns: DnsConfig): BridgeIpv6Service 
   const servers = dns.nameservers.filter((n) => isIPv6(n));
   const search = [...dns.search];
   const gateway = ipv6Gateway(state.vm);
-  const otherRoutes = state.vm.routes.filter((r) => isIPv6(r.destination.split('/')[0]!) && r.destination !== '::/0' && !r.destination.endsWith('/0'));
+  const otherRoutes = state.vm.routes.filter((r) => isIPv6(r.destination.split('/')[0]!) && r.destination !== '::/0');
   return {
     bridge: state.bridge.name,
     // DUID-LL of the bridge's MAC: the same for as long as the bridge exists, across netd restarts.
