@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { InvalidArgumentError } from '../../../../src/errors.js';
-import { duidLl } from '../../../../src/network/ipv6/dhcp6_packet.js';
+import { Dhcp6MessageType, duidLl, encodeDhcp6Message } from '../../../../src/network/ipv6/dhcp6_packet.js';
 import { Ipv6Responder, type RouterAdvertSink } from '../../../../src/network/ipv6/responder.js';
 import { decodeRouterAdvert } from '../../../../src/network/ipv6/router_advert.js';
 
@@ -42,7 +42,7 @@ test('router advertisements go out at once, quickly at first, then slowly; close
   const sink = new RecordingSink();
   const socket = await boundSocket();
   sink.failNext = true;
-  const responder = new Ipv6Responder(socket, sink, config, { schedule: { initialCount: 3, initialIntervalMs: 30, intervalMs: 400 } });
+  const responder = new Ipv6Responder(socket, sink, config, { schedule: { initialCount: 3, initialIntervalMs: 30, intervalMs: 400, minDelayBetweenMs: 1000 } });
   await new Promise((r) => setTimeout(r, 250));
   // The first send failed (counted), two more at 30 ms, then the slow pace has not come round yet.
   assert.equal(sink.sent.length, 2);
@@ -59,10 +59,10 @@ test('router advertisements go out at once, quickly at first, then slowly; close
   assert.equal(sink.sent.length, count, 'no advertisement after close');
 });
 
-test('malformed DHCPv6 datagrams are counted, not answered', async () => {
+test('malformed DHCPv6 datagrams are counted, not answered; a well-formed one brings an advertisement at once', async () => {
   const sink = new RecordingSink();
   const socket = await boundSocket();
-  const responder = new Ipv6Responder(socket, sink, config, { schedule: { initialCount: 1, initialIntervalMs: 1000, intervalMs: 60_000 } });
+  const responder = new Ipv6Responder(socket, sink, config, { schedule: { initialCount: 1, initialIntervalMs: 1000, intervalMs: 60_000, minDelayBetweenMs: 50 } });
   const client = await boundSocket();
   try {
     await new Promise<void>((r) => client.send(Buffer.from([12, 0, 0, 1]), socket.address().port, '::1', () => r()));
@@ -70,6 +70,15 @@ test('malformed DHCPv6 datagrams are counted, not answered', async () => {
     for (let i = 0; i < 50 && responder.stats().malformed < 2; i++) await new Promise((r) => setTimeout(r, 10));
     assert.equal(responder.stats().malformed, 2);
     assert.equal(responder.stats().replies + responder.stats().advertises, 0);
+    assert.equal(sink.sent.length, 1, 'a malformed datagram brings no extra advertisement');
+    // A client speaking DHCPv6 gets a router advertisement at once (not before the minimum delay).
+    await new Promise((r) => setTimeout(r, 60));
+    const infoRequest = encodeDhcp6Message({ type: Dhcp6MessageType.INFORMATION_REQUEST, transactionId: 1, options: [] });
+    await new Promise<void>((r) => client.send(infoRequest, socket.address().port, '::1', () => r()));
+    await new Promise<void>((r) => client.send(infoRequest, socket.address().port, '::1', () => r()));
+    for (let i = 0; i < 50 && sink.sent.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(sink.sent.length, 2, 'one extra advertisement for two messages within the minimum delay');
   } finally {
     client.close();
     await responder.close();
