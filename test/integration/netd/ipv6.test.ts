@@ -92,6 +92,8 @@ async function until<T>(what: string, ms: number, probe: () => T | undefined): P
 class TestClient {
   private readonly socket: dgram.Socket;
   private readonly replies: { message: Dhcp6Message; from: string }[] = [];
+  /** Messages sent, retransmissions included: the server answers each one. */
+  sent = 0;
   constructor(fd: number) {
     this.socket = dgram.createSocket({ type: 'udp6' });
     this.socket.bind({ fd });
@@ -100,6 +102,7 @@ class TestClient {
   async exchange(message: Dhcp6Message, expectType: number): Promise<{ message: Dhcp6Message; from: string }> {
     this.replies.length = 0;
     for (let attempt = 0; attempt < 5; attempt++) {
+      this.sent += 1;
       await new Promise<void>((resolve, reject) => this.socket.send(encodeDhcp6Message(message), DHCP6_SERVER_PORT, ALL_DHCP_SERVERS, (err) => (err ? reject(err) : resolve())));
       const deadline = Date.now() + 1000;
       while (Date.now() < deadline) {
@@ -218,8 +221,9 @@ test('dual stack: the VM learns its IPv6 address by DHCPv6 and its router from t
     assert.ok(nftCounter(sandboxNs, table, 'dhcp-to-uplink') >= 1, 'the SOLICIT was not kept from the veth');
     const after = await manager.status({ sandboxId: p.sandboxId });
     const stats = (after!.dhcp as { stats: { ipv6: Record<string, { advertises: number; replies: number; routerAdverts: number }> } }).stats.ipv6[podBridge]!;
-    assert.equal(stats.advertises, 1);
-    assert.equal(stats.replies, 3);
+    // One ADVERTISE (the plain SOLICIT) and REPLYs for the rest; a retransmission under load is answered too.
+    assert.ok(stats.advertises >= 1 && stats.replies >= 3, JSON.stringify(stats));
+    assert.equal(stats.advertises + stats.replies, client.sent, JSON.stringify(stats));
     assert.ok(stats.routerAdverts >= 1);
   } finally {
     client?.close();
