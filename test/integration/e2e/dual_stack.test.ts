@@ -113,7 +113,12 @@ test('dual stack: the guest gets both families by DHCP, DHCPv6 and router advert
     sandbox_config: podConfig,
   });
   await d.runtime.StartContainer!({ container_id: id }, { deadlineMs: 180_000 });
-  await waitFor(`an SSH login at ${ip4}`, 600_000, () => ssh(ip4, 'true', 20_000).then(() => true, () => undefined));
+  await waitFor(`an SSH login at ${ip4}`, 600_000, () => ssh(ip4, 'true', 20_000).then(() => true, () => undefined)).catch((err: unknown) => {
+    // The daemon's directory goes with the cleanup: keep the guest's console tail in the output.
+    const log = join(logDir, 'vm.log');
+    if (existsSync(log)) console.log(`# guest console tail:\n${readFileSync(log, 'utf8').split('\n').slice(-40).join('\n')}`);
+    throw err;
+  });
   timings['StartContainer to SSH login over IPv4'] = Date.now() - started;
 
   await t.test('the guest holds its IPv6 address on a DHCPv6 lease, the prefix on-link and its default route from the bridge', async () => {
