@@ -8,8 +8,7 @@
  * instead advertisements go out often at first, then at a steady pace well inside every lifetime
  * they announce, and at once when a DHCPv6 client speaks up (a guest that just brought its NIC
  * up solicits routers too, but its kernel gives up after three solicitations and then waits
- * for the next unsolicited one; in the dual-stack e2e with one every 60 s and nothing else, the
- * Debian guest under TCG had its IPv6 address and default route 70 s after its IPv4 login).
+ * for the next unsolicited one).
  */
 import type dgram from 'node:dgram';
 import { silentLogger, type Logger } from '../../log.js';
