@@ -12,11 +12,21 @@
  *   removeNetns(path): detaches the bind mount and removes the file; a missing file is fine.
  *   tcp4SocketInNetns(path) -> fd: an unconnected, non-blocking TCP socket that belongs to the
  *     namespace (a socket keeps the namespace it was made in), for port-forward connections.
+ *   udp6SocketOnDevice(path, device, port, group) -> fd: a non-blocking UDP socket bound to
+ *     [::]:port and to `device` (SO_BINDTODEVICE) inside the namespace, member of the multicast
+ *     `group` on that device (netd's DHCPv6 server: port 547, ff02::1:2). The device index is
+ *     looked up inside the namespace, which Node cannot do.
+ *   icmp6SocketOnDevice(path, device, destination) -> fd: a blocking raw ICMPv6 socket bound to
+ *     `device`, connected to the link-local `destination` on it (ff02::1), hop limit 255 and
+ *     receiving nothing: netd's router advertisements are written to it with write(2). The kernel
+ *     fills in the ICMPv6 checksum.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/icmp6.h>
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -31,7 +41,9 @@
 /* One operation for a helper thread: its inputs, and its result or the step that failed. */
 struct op {
   const char *path;
-  int port;    /* udp4SocketInNetns only */
+  int port;    /* udp4SocketInNetns, udp6SocketOnDevice */
+  const char *device; /* udp6SocketOnDevice, icmp6SocketOnDevice */
+  const char *group;  /* udp6SocketOnDevice: multicast group; icmp6SocketOnDevice: destination */
   int fd;      /* result of udp4SocketInNetns */
   int err;     /* errno of the failed step, 0 on success */
   const char *step;
@@ -78,6 +90,82 @@ static void *tcp_socket_in_netns(void *arg) {
   return NULL;
 }
 
+/* Enters op->path's namespace on this thread and returns the index of op->device there (0: failed). */
+static unsigned enter_and_find_device(struct op *op) {
+  int ns = open(op->path, O_RDONLY | O_CLOEXEC);
+  if (ns < 0) {
+    failed(op, "open netns", -1);
+    return 0;
+  }
+  if (setns(ns, CLONE_NEWNET) != 0) {
+    failed(op, "setns", ns);
+    return 0;
+  }
+  close(ns);
+  unsigned index = if_nametoindex(op->device);
+  if (index == 0) failed(op, "find device", -1);
+  return index;
+}
+
+static void *udp6_on_device(void *arg) {
+  struct op *op = arg;
+  unsigned index = enter_and_find_device(op);
+  if (index == 0) return NULL;
+  struct in6_addr group;
+  if (inet_pton(AF_INET6, op->group, &group) != 1) {
+    errno = EINVAL;
+    return failed(op, "parse group", -1);
+  }
+  int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return failed(op, "socket", -1);
+  int on = 1;
+  if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on) != 0) return failed(op, "IPV6_V6ONLY", fd);
+  /* Before bind: sockets on the same port bound to different devices do not clash. */
+  if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, op->device, (socklen_t)strlen(op->device)) != 0) return failed(op, "SO_BINDTODEVICE", fd);
+  struct sockaddr_in6 addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sin6_family = AF_INET6;
+  addr.sin6_port = htons((unsigned short)op->port);
+  addr.sin6_addr = in6addr_any;
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) return failed(op, "bind", fd);
+  struct ipv6_mreq mreq;
+  mreq.ipv6mr_multiaddr = group;
+  mreq.ipv6mr_interface = index;
+  if (setsockopt(fd, IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP, &mreq, sizeof mreq) != 0) return failed(op, "join group", fd);
+  op->fd = fd;
+  return NULL;
+}
+
+static void *icmp6_on_device(void *arg) {
+  struct op *op = arg;
+  unsigned index = enter_and_find_device(op);
+  if (index == 0) return NULL;
+  struct sockaddr_in6 dst;
+  memset(&dst, 0, sizeof dst);
+  dst.sin6_family = AF_INET6;
+  dst.sin6_scope_id = index;
+  if (inet_pton(AF_INET6, op->group, &dst.sin6_addr) != 1) {
+    errno = EINVAL;
+    return failed(op, "parse destination", -1);
+  }
+  int fd = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6);
+  if (fd < 0) return failed(op, "socket", -1);
+  if (setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, op->device, (socklen_t)strlen(op->device)) != 0) return failed(op, "SO_BINDTODEVICE", fd);
+  /* RFC 4861 §6.1.2: a receiver drops router advertisements whose hop limit is not 255. */
+  int hops = 255;
+  if (setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops, sizeof hops) != 0) return failed(op, "IPV6_MULTICAST_HOPS", fd);
+  if (setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &hops, sizeof hops) != 0) return failed(op, "IPV6_UNICAST_HOPS", fd);
+  int off = 0;
+  if (setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, &off, sizeof off) != 0) return failed(op, "IPV6_MULTICAST_LOOP", fd);
+  /* Nothing is ever read from it: let no ICMPv6 message queue up. */
+  struct icmp6_filter filter;
+  ICMP6_FILTER_SETBLOCKALL(&filter);
+  if (setsockopt(fd, IPPROTO_ICMPV6, ICMP6_FILTER, &filter, sizeof filter) != 0) return failed(op, "ICMP6_FILTER", fd);
+  if (connect(fd, (struct sockaddr *)&dst, sizeof dst) != 0) return failed(op, "connect", fd);
+  op->fd = fd;
+  return NULL;
+}
+
 static void *create_netns(void *arg) {
   struct op *op = arg;
   if (unshare(CLONE_NEWNET) != 0) return failed(op, "unshare", -1);
@@ -99,7 +187,7 @@ static napi_value throw_errno(napi_env env, int err, const char *step) {
   char message[256];
   napi_value code, msg, error;
   snprintf(message, sizeof message, "%s: %s", step, strerror(err));
-  napi_create_string_utf8(env, err == ENOENT ? "ENOENT" : err == EADDRINUSE ? "EADDRINUSE" : err == EACCES ? "EACCES" : err == EPERM ? "EPERM" : err == EINVAL ? "EINVAL" : "EOTHER", NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, err == ENOENT ? "ENOENT" : err == EADDRINUSE ? "EADDRINUSE" : err == EACCES ? "EACCES" : err == EPERM ? "EPERM" : err == EINVAL ? "EINVAL" : err == ENODEV ? "ENODEV" : "EOTHER", NAPI_AUTO_LENGTH, &code);
   napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
   napi_create_error(env, code, msg, &error);
   napi_throw(env, error);
@@ -151,7 +239,7 @@ static napi_value udp4_socket_in_netns(napi_env env, napi_callback_info info) {
   char path[4097];
   int32_t port = 0;
   if (!read_args(env, info, "udp4SocketInNetns(netnsPath, port)", path, sizeof path, &port)) return NULL;
-  struct op op = { path, port, -1, 0, NULL };
+  struct op op = { path, port, NULL, NULL, -1, 0, NULL };
   if (!run_on_thread(env, bind_in_netns, &op)) return NULL;
   napi_value result;
   napi_create_int32(env, op.fd, &result);
@@ -162,8 +250,61 @@ static napi_value udp4_socket_in_netns(napi_env env, napi_callback_info info) {
 static napi_value tcp4_socket_in_netns(napi_env env, napi_callback_info info) {
   char path[4097];
   if (!read_args(env, info, "tcp4SocketInNetns(netnsPath)", path, sizeof path, NULL)) return NULL;
-  struct op op = { path, 0, -1, 0, NULL };
+  struct op op = { path, 0, NULL, NULL, -1, 0, NULL };
   if (!run_on_thread(env, tcp_socket_in_netns, &op)) return NULL;
+  napi_value result;
+  napi_create_int32(env, op.fd, &result);
+  return result;
+}
+
+/* Reads `value` as a string without NUL that fits `out`; throws and returns 0 otherwise. */
+static int read_short_string(napi_env env, napi_value value, char *out, size_t size, const char *what) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, value, out, size, &len) != napi_ok || len == 0 || len >= size - 1 || strlen(out) != len) {
+    napi_throw_type_error(env, NULL, what);
+    return 0;
+  }
+  return 1;
+}
+
+/* udp6SocketOnDevice(netnsPath, device, port, group): number (the fd) */
+static napi_value udp6_socket_on_device(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  char path[4097], device[IFNAMSIZ + 1], group[INET6_ADDRSTRLEN + 1];
+  int32_t port = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 4) {
+    napi_throw_type_error(env, NULL, "udp6SocketOnDevice(netnsPath, device, port, group)");
+    return NULL;
+  }
+  if (!read_short_string(env, argv[0], path, sizeof path, "path must be a non-empty string without NUL, shorter than 4096 bytes")) return NULL;
+  if (!read_short_string(env, argv[1], device, sizeof device, "device must be an interface name")) return NULL;
+  if (napi_get_value_int32(env, argv[2], &port) != napi_ok || port < 1 || port > 65535) {
+    napi_throw_range_error(env, NULL, "port must be in 1..65535");
+    return NULL;
+  }
+  if (!read_short_string(env, argv[3], group, sizeof group, "group must be an IPv6 address")) return NULL;
+  struct op op = { path, port, device, group, -1, 0, NULL };
+  if (!run_on_thread(env, udp6_on_device, &op)) return NULL;
+  napi_value result;
+  napi_create_int32(env, op.fd, &result);
+  return result;
+}
+
+/* icmp6SocketOnDevice(netnsPath, device, destination): number (the fd) */
+static napi_value icmp6_socket_on_device(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  char path[4097], device[IFNAMSIZ + 1], destination[INET6_ADDRSTRLEN + 1];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 3) {
+    napi_throw_type_error(env, NULL, "icmp6SocketOnDevice(netnsPath, device, destination)");
+    return NULL;
+  }
+  if (!read_short_string(env, argv[0], path, sizeof path, "path must be a non-empty string without NUL, shorter than 4096 bytes")) return NULL;
+  if (!read_short_string(env, argv[1], device, sizeof device, "device must be an interface name")) return NULL;
+  if (!read_short_string(env, argv[2], destination, sizeof destination, "destination must be an IPv6 address")) return NULL;
+  struct op op = { path, 0, device, destination, -1, 0, NULL };
+  if (!run_on_thread(env, icmp6_on_device, &op)) return NULL;
   napi_value result;
   napi_create_int32(env, op.fd, &result);
   return result;
@@ -173,7 +314,7 @@ static napi_value tcp4_socket_in_netns(napi_env env, napi_callback_info info) {
 static napi_value create_netns_fn(napi_env env, napi_callback_info info) {
   char path[4097];
   if (!read_args(env, info, "createNetns(path)", path, sizeof path, NULL)) return NULL;
-  struct op op = { path, 0, -1, 0, NULL };
+  struct op op = { path, 0, NULL, NULL, -1, 0, NULL };
   run_on_thread(env, create_netns, &op);
   return NULL;
 }
@@ -199,5 +340,7 @@ NAPI_MODULE_INIT() {
   export_fn(env, exports, "createNetns", create_netns_fn);
   export_fn(env, exports, "tcp4SocketInNetns", tcp4_socket_in_netns);
   export_fn(env, exports, "removeNetns", remove_netns_fn);
+  export_fn(env, exports, "udp6SocketOnDevice", udp6_socket_on_device);
+  export_fn(env, exports, "icmp6SocketOnDevice", icmp6_socket_on_device);
   return exports;
 }

@@ -15,6 +15,16 @@ export interface NetnsNative {
   udp4SocketInNetns(netnsPath: string, port: number): number;
   /** An unconnected non-blocking TCP socket that belongs to the namespace at `netnsPath`; returns its fd. */
   tcp4SocketInNetns(netnsPath: string): number;
+  /**
+   * A non-blocking UDP socket bound to [::]:port and to `device` inside the namespace, member of
+   * the multicast `group` on that device; returns its fd.
+   */
+  udp6SocketOnDevice(netnsPath: string, device: string, port: number, group: string): number;
+  /**
+   * A blocking raw ICMPv6 socket bound to `device` inside the namespace, connected to the
+   * link-local `destination` there, hop limit 255, receiving nothing; returns its fd.
+   */
+  icmp6SocketOnDevice(netnsPath: string, device: string, destination: string): number;
   /** A new network namespace with loopback up, bind-mounted on the existing file `path`. */
   createNetns(path: string): void;
   /** Detaches the namespace mounted on `path` (lazily) and removes the file; a missing file is fine. */

@@ -90,7 +90,7 @@ export class NetworkManager implements NetdMethods {
     const sysctl = sideEffects.sysctl ?? new ExecSysctlRunner();
     // veths get the tap binding, SR-IOV VFs the sriov binding (when --sriov is on).
     const qemuUser = sideEffects.qemuUser !== undefined ? (sideEffects.qemuUser ?? undefined) : resolveQemuUser(config.qemuUser);
-    const tapBinding = new TapBinding({ ip, isolation, logger, calico: { subnet: config.calicoSubnet, sysctl, nft }, ...(qemuUser !== undefined ? { tapOwner: { uid: qemuUser.uid } } : {}) });
+    const tapBinding = new TapBinding({ ip, isolation, logger, calico: { subnet: config.calicoSubnet, sysctl, nft }, ipv6: { sysctl }, ...(qemuUser !== undefined ? { tapOwner: { uid: qemuUser.uid } } : {}) });
     const sysfs = sideEffects.sysfs ?? new NodeSysfs(config.sysfsRoot);
     const sriovBinding = new SriovBinding({ ip, sysfs, logger });
     const ownerId = sideEffects.ownerId ?? ownerIdFor(config.stateDir);

@@ -15,6 +15,7 @@ import { readInterfaceSnapshot } from '../network/bindings/snapshot.js';
 import type { BindingContext, WiredInterface } from '../network/bindings/types.js';
 import { leasesFor } from '../network/dhcp/leases.js';
 import type { IpRunner } from '../network/iproute.js';
+import { ipv6ServicesFor } from '../network/ipv6/services.js';
 import { POD_IFNAME } from '../network/names.js';
 import type { VmInterface, VmNetwork } from '../network/types.js';
 import { vmNetworkOf } from '../network/vm_network.js';
@@ -95,7 +96,7 @@ export class VmSide {
       return;
     }
     // Wired already: this only brings the DHCP responder back; a failure reaches serve as an event.
-    if (record.leases.length > 0) void this.begin(record);
+    if (needsResponder(record)) void this.begin(record);
   }
 
   /**
@@ -139,7 +140,7 @@ export class VmSide {
       await this.preparing.get(sandboxId);
       const failure = this.failures.get(sandboxId);
       if (failure !== undefined) return { ready: false, message: failure };
-      const serving = record.leases.length === 0 || this.deps.dhcp.get(sandboxId) !== undefined;
+      const serving = !needsResponder(record) || this.deps.dhcp.get(sandboxId) !== undefined;
       if (record.network && serving) return { ready: true, network: record.network };
       if (attempt > 0) return { ready: false, message: 'the DHCP responder is not running' };
       void this.begin(record);
@@ -323,7 +324,7 @@ export class VmSide {
         throw err;
       }
     }
-    if (record.leases.length > 0) await this.deps.dhcp.start(record.id, record.netnsPath, record.leases);
+    if (needsResponder(record)) await this.deps.dhcp.start(record.id, record.netnsPath, record.leases, ipv6Of(record));
     steps.mark('dhcp');
     logger.debug({ sandboxId: record.id, stepsMs: steps.totals() }, 'VM side of a sandbox prepared');
   }
@@ -347,4 +348,14 @@ export class VmSide {
     }
     return failures;
   }
+}
+
+/** The pod bridges whose VM has IPv6 addresses, with what their IPv6 responder serves. */
+function ipv6Of(record: SandboxNetworkRecord) {
+  return record.network ? ipv6ServicesFor(record.interfaces.map((i) => i.state), record.network.dns) : [];
+}
+
+/** Whether the VM side has anything to answer: DHCPv4 leases, or IPv6 on a tap interface. */
+function needsResponder(record: SandboxNetworkRecord): boolean {
+  return record.leases.length > 0 || ipv6Of(record).length > 0;
 }

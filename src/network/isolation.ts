@@ -1,8 +1,9 @@
 /**
  * Keeps the VM's DHCP inside the pod: nftables bridge-family rules in the pod netns so that DHCP
- * (UDP 67/68) never crosses the CNI veth ("uplink") in either direction, while everything else is
- * bridged. Without them the VM's DISCOVER would reach the CNI network (and a real DHCP server
- * there), and a DHCP server on the pod network could answer the VM instead of ours.
+ * (UDP 67/68, DHCPv6's 546/547) and IPv6 router discovery (ICMPv6 RS/RA) never cross the CNI veth
+ * ("uplink") in either direction, while everything else is bridged. Without them the VM's
+ * DISCOVER would reach the CNI network (and a real DHCP server there), and a DHCP server on the
+ * pod network could answer the VM instead of ours.
  *
  * One table per wired interface, named after its pod bridge, so interfaces are installed and
  * removed independently, each with one atomic `nft -f` transaction. The rules cover all four paths
@@ -58,6 +59,10 @@ export const ISOLATION_RULES = [
   { chain: 'forward', match: 'oifname', what: 'server-arp', comment: 'server-arp-to-uplink' },
   { chain: 'input', match: 'iifname', what: 'server-arp', comment: 'server-arp-from-uplink-to-local' },
   { chain: 'output', match: 'oifname', what: 'server-arp', comment: 'server-arp-from-local-to-uplink' },
+  { chain: 'forward', match: 'iifname', what: 'router-discovery', comment: 'ra-from-uplink' },
+  { chain: 'forward', match: 'oifname', what: 'router-discovery', comment: 'ra-to-uplink' },
+  { chain: 'input', match: 'iifname', what: 'router-discovery', comment: 'ra-from-uplink-to-local' },
+  { chain: 'output', match: 'oifname', what: 'router-discovery', comment: 'ra-from-local-to-uplink' },
 ] as const;
 /** The rule that readdresses the VM's unicast DHCP to the server address (only with a bridge MAC). */
 export const SERVER_REDIRECT_RULE = { chain: 'prerouting', match: 'iifname', comment: 'dhcp-to-server-address' } as const;
@@ -65,7 +70,12 @@ export const SERVER_REDIRECT_RULE = { chain: 'prerouting', match: 'iifname', com
 function payload(what: (typeof ISOLATION_RULES)[number]['what'], spec: IsolationSpec): string {
   switch (what) {
     case 'dhcp':
-      return 'udp dport 67-68';
+      // DHCPv4 (67, 68) and DHCPv6 (546, 547).
+      return 'udp dport { 67-68, 546-547 }';
+    case 'router-discovery':
+      // The bridge is the VM's IPv6 router (ipv6/tap_ipv6.ts): its advertisements stay on this
+      // side, and neither the pod network's routers nor its solicitations reach the VM or us.
+      return 'icmpv6 type { nd-router-solicit, nd-router-advert }';
     case 'vlan':
       return 'ether type { 8021q, 8021ad }';
     case 'server-arp': {

@@ -24,6 +24,7 @@ import {
 } from './calico.js';
 import { assertInterfaceName, bridgeMacFor, interfaceNames, normalizeMac, vethMacFor } from '../names.js';
 import type { VmInterface } from '../types.js';
+import { hasIpv6, IPV6_NETNS_SYSCTLS, ipv6RouterSysctls, tapIpv6State, tapIpv6WireCommands } from '../ipv6/tap_ipv6.js';
 import type { NetworkBinding } from './binding.js';
 import type { BindingContext, TapWiredInterface } from './types.js';
 import {
@@ -57,6 +58,8 @@ export interface TapBindingOptions {
    * a result is refused (DHCP cannot give a VM its link-scope gateway).
    */
   calico?: { subnet: number; sysctl: SysctlRunner; nft: NftRunner };
+  /** Interfaces with IPv6 addresses make the pod netns their router (ipv6/tap_ipv6.ts); unset, they are refused. */
+  ipv6?: { sysctl: SysctlRunner };
 }
 
 /**
@@ -96,6 +99,8 @@ export function planTap(
   options: Pick<TapBindingOptions, 'queues' | 'tapOwner'> & {
     /** The Calico subnet and the netns sysctls read before wiring, when the result has Calico's shape. */
     calico?: { subnet: number; sysctlsBefore: Record<string, string> };
+    /** The netns sysctls read before wiring, when the interface has IPv6 addresses. */
+    ipv6?: { sysctlsBefore: Record<string, string> };
   } = {},
 ): TapWiredInterface {
   const { link } = snapshot;
@@ -162,6 +167,9 @@ export function planTap(
     routes: snapshot.routes,
   };
   if (link.addrGenMode !== undefined) uplink.addrGenMode = link.addrGenMode;
+  if (hasIpv6(vm) && !options.ipv6) {
+    throw new FailedPreconditionError(`${ifname} has IPv6 addresses, and this netd cannot route IPv6 for a VM`);
+  }
   return {
     kind: 'tap',
     version: 1,
@@ -172,6 +180,7 @@ export function planTap(
     linkGroup: linkGroupFor(ctx.index),
     ...(ctx.prewired ? { prewired: true as const } : {}),
     ...(calico ? { calico } : {}),
+    ...(options.ipv6 && hasIpv6(vm) ? { ipv6: tapIpv6State(bridgeMac, options.ipv6.sysctlsBefore) } : {}),
   };
 }
 
@@ -237,6 +246,7 @@ export function tapWireCommands(state: TapWiredInterface): IpCommand[] {
         ['neigh', 'replace', ip.address, 'lladdr', state.vm.mac, 'dev', bridge.name, 'nud', 'permanent'],
         ['route', 'replace', `${ip.address}/32`, 'dev', bridge.name],
       ]),
+    ...(state.ipv6 ? tapIpv6WireCommands(state.vm, bridge.name, state.ipv6) : []),
   ];
 }
 
@@ -276,6 +286,11 @@ export function tapUnwireCommands(state: TapWiredInterface, links: readonly Link
   return cmds;
 }
 
+/** Only the recorded values of `keys`: a tampered record sets nothing else. */
+function knownSysctls(values: Record<string, string>, keys: readonly string[]): Record<string, string> {
+  return Object.fromEntries(Object.entries(values).filter(([key]) => keys.includes(key)));
+}
+
 /** Runs both tasks to the end (no half-finished process left behind) and rethrows the first failure. */
 async function both(a: Promise<unknown>, b: Promise<unknown>): Promise<void> {
   const results = await Promise.allSettled([a, b]);
@@ -313,7 +328,12 @@ export class TapBinding implements NetworkBinding<TapWiredInterface> {
       calico && calicoGatewayOf(ctx.cniInterface)
         ? { subnet: calico.subnet, sysctlsBefore: await calico.sysctl.read(ctx.netnsName, CALICO_NETNS_SYSCTLS) }
         : undefined;
+    const ipv6Plan =
+      this.options.ipv6 && ctx.cniInterface.ips.some((ip) => ip.family === 6)
+        ? { sysctlsBefore: await this.options.ipv6.sysctl.read(ctx.netnsName, IPV6_NETNS_SYSCTLS) }
+        : undefined;
     const state = planTap(ctx, current, {
+      ...(ipv6Plan ? { ipv6: ipv6Plan } : {}),
       ...(this.options.queues !== undefined ? { queues: this.options.queues } : {}),
       ...(this.options.tapOwner ? { tapOwner: this.options.tapOwner } : {}),
       ...(calicoPlan ? { calico: calicoPlan } : {}),
@@ -338,6 +358,7 @@ export class TapBinding implements NetworkBinding<TapWiredInterface> {
         this.options.isolation.install(ctx.netnsName, isolationSpec(planned)),
       );
       if (planned.calico) await this.wireCalicoGateway(ctx, planned, planned.calico);
+      if (planned.ipv6) await this.requireIpv6().sysctl.write(ctx.netnsName, ipv6RouterSysctls());
     } catch (err) {
       await this.unwire(ctx, planned).catch((undoErr) =>
         this.logger.error({ err: undoErr, netns: ctx.netnsName, ifname: planned.uplink.name }, 'cannot undo a failed wiring'),
@@ -365,6 +386,7 @@ export class TapBinding implements NetworkBinding<TapWiredInterface> {
       this.options.isolation.remove(ctx.netnsName, isolationSpec(state)),
     );
     if (state.calico) await this.unwireCalicoGateway(ctx, state, state.calico);
+    if (state.ipv6) await this.requireIpv6().sysctl.write(ctx.netnsName, knownSysctls(state.ipv6.sysctlsBefore, IPV6_NETNS_SYSCTLS));
     this.logger.debug({ netns: ctx.netnsName, ifname: state.uplink.name }, 'interface unwired');
   }
 
@@ -384,6 +406,11 @@ export class TapBinding implements NetworkBinding<TapWiredInterface> {
     await calico.nft.apply(ctx.netnsName, calicoArpRemovalScript(state.bridge.name));
     const before = Object.fromEntries(Object.entries(gw.sysctlsBefore).filter(([key]) => (CALICO_NETNS_SYSCTLS as readonly string[]).includes(key)));
     await calico.sysctl.write(ctx.netnsName, before);
+  }
+
+  private requireIpv6(): NonNullable<TapBindingOptions['ipv6']> {
+    if (!this.options.ipv6) throw new FailedPreconditionError('an IPv6 router was wired, but this netd has no IPv6 settings');
+    return this.options.ipv6;
   }
 
   private requireCalico(): NonNullable<TapBindingOptions['calico']> {

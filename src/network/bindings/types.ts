@@ -77,6 +77,16 @@ export interface TapWiredInterface extends WiredInterfaceBase {
   prewired?: true;
   /** A Calico-shaped result: the VM's fake gateway on the bridge (calico.ts). */
   calico?: CalicoGateway;
+  /** The VM has IPv6 addresses: the bridge is its IPv6 router (ipv6/tap_ipv6.ts). */
+  ipv6?: TapIpv6State;
+}
+
+/** What the tap binding records of an IPv6 interface's wiring (ipv6/tap_ipv6.ts). */
+export interface TapIpv6State {
+  /** The bridge's link-local address: the VM's router. */
+  bridgeLinkLocal: string;
+  /** The netns sysctls the router sets, as they were before wiring; unwiring sets them back. */
+  sysctlsBefore: Record<string, string>;
 }
 
 /** A VF's settings as its PF holds them (`ip link show PF` vfinfo; `ip link set PF vf N …`). */
