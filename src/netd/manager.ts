@@ -90,7 +90,7 @@ export class NetworkManager implements NetdMethods {
     const selector = new BindingSelector({ bindings: { tap: tapBinding, sriov: sriovBinding }, sysfs, sriovEnabled: config.sriov });
     this.dhcp = new DhcpResponders(sideEffects.startDhcp ?? startDhcpServerInNetns, logger);
     this.sandboxSetup = new SandboxSetup({ records: this.records, netns: this.netns, chain, cache, cniConfDir: config.cniConfDir, logger });
-    this.vmSide = new VmSide({ records: this.records, ip, selector, dhcp: this.dhcp, logger, notify });
+    this.vmSide = new VmSide({ records: this.records, ip, selector, dhcp: this.dhcp, logger, notify, leaseSeconds: config.dhcpLeaseSeconds });
     const ownerId = sideEffects.ownerId ?? ownerIdFor(config.stateDir);
     this.warm = new WarmNetns({ netns: this.netns, tapBinding, ip, records: this.records, logger, ownerId, newName: sideEffects.warmNetnsName ?? (() => randomWarmNetnsName(ownerId)) });
   }
