@@ -21,6 +21,7 @@ export interface Config {
   logLevel: LogLevel;
   kvm: KvmMode;
   cniTimeoutMs: number;
+  dhcpLeaseSeconds: number;
   vmMemory: number;
   vmVcpus: number;
   vmWarmPool: number;
@@ -103,6 +104,15 @@ function positiveInt(key: string, max: number) {
   };
 }
 
+function integerIn(key: string, min: number, max: number) {
+  return (raw: string): number => {
+    if (!/^\d{1,10}$/.test(raw.trim())) throw new ConfigError(key, `must be a whole number, got ${JSON.stringify(raw)}`);
+    const n = Number(raw);
+    if (n < min || n > max) throw new ConfigError(key, `must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+}
+
 const BINARY_SUFFIX: Record<string, number> = { '': 1, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
 
 /** Bytes from a Kubernetes-style binary quantity: 512Mi, 1Gi, 1073741824. */
@@ -149,6 +159,9 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
     description: 'Use KVM: on, off (TCG), or auto (a bounded real probe at start decides)', parse: oneOf('kvm', ['auto', 'on', 'off'] as const) },
   { key: 'cniTimeoutMs', flag: 'cni-timeout-ms', env: 'VMLET_CNI_TIMEOUT_MS', defaultText: '60000',
     description: 'Time limit for one CNI plugin call, in milliseconds', parse: positiveInt('cni-timeout-ms', 3_600_000) },
+  { key: 'dhcpLeaseSeconds', flag: 'dhcp-lease-time', env: 'VMLET_DHCP_LEASE_TIME', defaultText: '86400',
+    description: "Seconds of the DHCPv4 leases vmlet gives VMs; a guest renews at half of it (T1), by unicast to vmlet's server address (20-4294967294)",
+    parse: integerIn('dhcp-lease-time', 20, 4_294_967_294) },
   { key: 'vmMemory', flag: 'vm-memory', env: 'VMLET_VM_MEMORY', defaultText: '512Mi',
     description: "VM memory when the container sets no memory limit", parse: byteQuantity('vm-memory') },
   { key: 'vmVcpus', flag: 'vm-vcpus', env: 'VMLET_VM_VCPUS', defaultText: '1',

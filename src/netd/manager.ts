@@ -100,7 +100,7 @@ export class NetworkManager implements NetdMethods {
     const selector = new BindingSelector({ bindings: { tap: tapBinding, sriov: sriovBinding, masquerade: masqueradeBinding }, sysfs, sriovEnabled: config.sriov });
     this.dhcp = new DhcpResponders(sideEffects.startDhcp ?? startDhcpServerInNetns, logger);
     this.sandboxSetup = new SandboxSetup({ records: this.records, netns: this.netns, chain, cache, cniConfDir: config.cniConfDir, logger });
-    this.vmSide = new VmSide({ records: this.records, ip, selector, dhcp: this.dhcp, logger, notify });
+    this.vmSide = new VmSide({ records: this.records, ip, selector, dhcp: this.dhcp, logger, notify, leaseSeconds: config.dhcpLeaseSeconds });
     this.cniCheckIntervalMs = config.cniCheckIntervalS * 1000;
     this.warm = new WarmNetns({ netns: this.netns, tapBinding, ip, records: this.records, logger, ownerId, newName: sideEffects.warmNetnsName ?? (() => randomWarmNetnsName(ownerId)) });
   }

@@ -42,6 +42,8 @@ export interface VmSideDeps {
   dhcp: DhcpResponders;
   logger: Logger;
   notify: (event: NetdEvent) => void;
+  /** --dhcp-lease-time; the default when unset. */
+  leaseSeconds?: number;
 }
 
 export class VmSide {
@@ -308,7 +310,7 @@ export class VmSide {
         steps.mark('wire');
         faultPoint('netd.vm-side.after-wire');
         const network = vmNetworkOf(vmInterfaces, pod, cni.dns);
-        record.leases = leasesFor(network);
+        record.leases = leasesFor(network, this.deps.leaseSeconds);
         record.network = network;
         try {
           await records.put(record);

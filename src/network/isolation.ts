@@ -39,6 +39,13 @@ export interface IsolationSpec {
    */
   bridgeMac?: string;
   /**
+   * The VM's port on the bridge (its TAP); required with bridgeMac. The redirect takes only the
+   * frames that come in through it: a bridge-family hook sees the frames of every bridge in the
+   * netns, so a rule matching "not from the uplink" would readdress another network's renewals to
+   * this bridge's MAC, where its own bridge drops them (seen: a second network's T1 renewals lost).
+   */
+  tap?: string;
+  /**
    * More addresses of the bridge whose ARP stays on this side of the uplink, like the server
    * address's (a Calico fake gateway: only the bridge may answer for it).
    */
@@ -64,7 +71,7 @@ export const ISOLATION_RULES = [
   { chain: 'input', match: 'iifname', what: 'router-discovery', comment: 'ra-from-uplink-to-local' },
   { chain: 'output', match: 'oifname', what: 'router-discovery', comment: 'ra-from-local-to-uplink' },
 ] as const;
-/** The rule that readdresses the VM's unicast DHCP to the server address (only with a bridge MAC). */
+/** The rule that readdresses the VM's unicast DHCP (from its TAP) to the server address (only with a bridge MAC). */
 export const SERVER_REDIRECT_RULE = { chain: 'prerouting', match: 'iifname', comment: 'dhcp-to-server-address' } as const;
 
 function payload(what: (typeof ISOLATION_RULES)[number]['what'], spec: IsolationSpec): string {
@@ -95,6 +102,8 @@ function checkSpec(spec: IsolationSpec): void {
   assertInterfaceName(spec.uplink);
   assertInterfaceName(spec.bridge);
   if (spec.bridgeMac !== undefined && !MAC.test(spec.bridgeMac)) throw new InternalError(`bridge MAC ${JSON.stringify(spec.bridgeMac)} is not a lower-case MAC`);
+  if (spec.bridgeMac !== undefined && spec.tap === undefined) throw new InternalError('a bridge MAC without the TAP whose frames the redirect takes');
+  if (spec.tap !== undefined) assertInterfaceName(spec.tap);
   for (const address of spec.localAddresses ?? []) {
     if (!isIPv4(address)) throw new InternalError(`local address ${JSON.stringify(address)} is not an IPv4 address`);
   }
@@ -127,7 +136,7 @@ export function isolationScript(spec: IsolationSpec): string {
   if (spec.bridgeMac !== undefined) {
     // "pkttype host" alone is not enough: the bridge delivers locally only frames to its own MAC.
     lines.push(
-      `\t\t${SERVER_REDIRECT_RULE.match} != "${spec.uplink}" ip daddr ${DHCP_SERVER_ADDRESS} udp dport 67 counter ` +
+      `\t\t${SERVER_REDIRECT_RULE.match} "${spec.tap}" ip daddr ${DHCP_SERVER_ADDRESS} udp dport 67 counter ` +
         `ether daddr set ${spec.bridgeMac} meta pkttype set host comment "${SERVER_REDIRECT_RULE.comment}"`,
     );
   }
@@ -190,7 +199,9 @@ export function parseIsolationStatus(listing: unknown, spec: IsolationSpec): Iso
       // The redirect: the destination MAC set to the bridge's.
       if (expected.verdict === 'mangle' && isRecord(expr.mangle) && expr.mangle.value === spec.bridgeMac) verdict = true;
       if (isRecord(expr.match) && isRecord(expr.match.left) && isRecord(expr.match.left.meta)) {
-        uplinkMatches ||= expr.match.left.meta.key === expected.match && expr.match.right === spec.uplink;
+        // Drops name the uplink; the redirect names the VM's TAP.
+        const port = expected.verdict === 'mangle' ? spec.tap : spec.uplink;
+        uplinkMatches ||= expr.match.left.meta.key === expected.match && expr.match.right === port;
       }
     }
     if (counter) counters[expected.comment] = counter;

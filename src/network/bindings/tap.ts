@@ -82,6 +82,7 @@ function isolationSpec(state: TapWiredInterface): IsolationSpec {
     uplink: state.uplink.name,
     bridge: state.bridge.name,
     bridgeMac: state.bridge.mac,
+    tap: state.tap.name,
     ...(state.calico ? { localAddresses: [state.calico.fakeGateway] } : {}),
   };
 }

@@ -3,11 +3,11 @@ import type { VmNetwork } from '../types.js';
 import type { DhcpLease } from './lease_policy.js';
 import { DHCP_SERVER_ADDRESS, serverAddressRoutes } from './server_address.js';
 
-/** VMs renew long before this; a short-ish lease keeps a stale VM from holding on forever. */
+/** The default (--dhcp-lease-time): VMs renew long before this; a short-ish lease keeps a stale VM from holding on forever. */
 export const LEASE_SECONDS = 86_400;
 
-/** One DHCP lease per tap-bound interface with an IPv4 address. */
-export function leasesFor(network: VmNetwork): DhcpLease[] {
+/** One DHCP lease of `leaseSeconds` per tap-bound interface with an IPv4 address. */
+export function leasesFor(network: VmNetwork, leaseSeconds: number = LEASE_SECONDS): DhcpLease[] {
   const leases: DhcpLease[] = [];
   for (const iface of network.interfaces) {
     if (iface.binding.kind !== 'tap') continue;
@@ -22,7 +22,7 @@ export function leasesFor(network: VmNetwork): DhcpLease[] {
       dns: network.dns,
       ...(network.hostname ? { hostname: network.hostname } : {}),
       mtu: iface.mtu,
-      leaseSeconds: LEASE_SECONDS,
+      leaseSeconds,
       // An address the pod bridge answers on, so renewals at T1 reach the server (server_address.ts).
       serverId: DHCP_SERVER_ADDRESS,
     });

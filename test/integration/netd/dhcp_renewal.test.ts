@@ -2,8 +2,8 @@
  * DHCPv4 renewal at T1 through netd's real wiring: Debian's bridge plugin (host-local IPAM) gives
  * the sandbox its veth, netd wires it (bridge, TAP, isolation table) and starts its DHCP responder
  * with a short lease; a stand-in VM (a veth on the sandbox bridge carrying the VM's MAC, in a
- * netns of its own) runs busybox udhcpc, which renews by unicast to the server id at T1. The
- * renewal must be answered before T2 (no broadcast rebinding), through the bridge's redirect to
+ * netns of its own, in the TAP's place and under its name) runs busybox udhcpc, which renews by
+ * unicast to the server id at T1. The renewal must be answered before T2 (no broadcast rebinding), through the bridge's redirect to
  * the server address, while the CNI side still gets no DHCP. Pod subnet 198.18.150.0/24.
  */
 import { test, after } from 'node:test';
@@ -59,11 +59,14 @@ test('a renewal at T1 goes unicast to the server id and is answered before T2; n
     assert.equal(ready.ready, true, JSON.stringify(ready));
     const iface = ready.ready ? ready.network.interfaces[0]! : assert.fail();
     assert.equal(iface.binding.kind, 'tap');
-    const bridge = iface.binding.kind === 'tap' ? iface.binding.bridge : '';
+    const { bridge, tap } = iface.binding.kind === 'tap' ? iface.binding : assert.fail();
     const sandboxNs = netnsNameFor(p.sandboxId);
     execFileSync('ip', ['netns', 'add', vmNs]);
-    execFileSync('ip', ['link', 'add', `vtv${tag}`, 'netns', vmNs, 'address', iface.mac, 'type', 'veth', 'peer', 'name', `vtp${tag}`, 'netns', sandboxNs]);
-    execFileSync('ip', ['-n', sandboxNs, 'link', 'set', `vtp${tag}`, 'master', bridge, 'up']);
+    // The stand-in VM takes the TAP's place on the bridge, under its name: the redirect to the
+    // server address takes the frames of that port only.
+    execFileSync('ip', ['-n', sandboxNs, 'link', 'del', tap]);
+    execFileSync('ip', ['link', 'add', `vtv${tag}`, 'netns', vmNs, 'address', iface.mac, 'type', 'veth', 'peer', 'name', tap, 'netns', sandboxNs]);
+    execFileSync('ip', ['-n', sandboxNs, 'link', 'set', tap, 'master', bridge, 'up']);
     execFileSync('ip', ['-n', vmNs, 'link', 'set', `vtv${tag}`, 'up']);
 
     // The client configures what it is given (so its renewal goes out through the kernel, by its

@@ -51,6 +51,9 @@ test('bad values fail naming the key', () => {
     [{ 'log-level': 'loud' }, 'log-level'],
     [{ 'vm-memory': '1Mi' }, 'vm-memory'],
     [{ 'cni-timeout-ms': '-5' }, 'cni-timeout-ms'],
+    [{ 'dhcp-lease-time': '19' }, 'dhcp-lease-time'],
+    [{ 'dhcp-lease-time': '4294967295' }, 'dhcp-lease-time'],
+    [{ 'dhcp-lease-time': '1h' }, 'dhcp-lease-time'],
   ];
   for (const [flags, key] of cases) {
     assert.throws(() => loadConfig({ flags }), (err: unknown) => err instanceof ConfigError && err.key === key && err.message.includes(key));
@@ -63,6 +66,12 @@ test('bad values fail naming the key', () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the DHCP lease time: a day unless set, in whole seconds', () => {
+  assert.equal(loadConfig({ env: {} }).dhcpLeaseSeconds, 86_400);
+  assert.equal(loadConfig({ flags: { 'dhcp-lease-time': '40' } }).dhcpLeaseSeconds, 40);
+  assert.equal(loadConfig({ env: { VMLET_DHCP_LEASE_TIME: '3600' } }).dhcpLeaseSeconds, 3600);
 });
 
 test('every row has a unique flag and env name', () => {

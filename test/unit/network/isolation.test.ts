@@ -15,7 +15,7 @@ import { FailedPreconditionError, InvalidArgumentError } from '../../../src/erro
 import { assertGolden } from '../../helpers/golden.js';
 import { FakeNftRunner } from './fakes.js';
 
-const spec = { uplink: 'eth0', bridge: 'vbrk2n251p6k00', bridgeMac: '02:6a:00:00:00:01' };
+const spec = { uplink: 'eth0', bridge: 'vbrk2n251p6k00', bridgeMac: '02:6a:00:00:00:01', tap: 'vtapk2n251p6k00' };
 /** Real `nft -j list table` output after installing spec's rules twice. */
 const listing = JSON.parse(readFileSync(new URL('./fixtures/isolation-listing.json', import.meta.url), 'utf8'));
 
@@ -39,7 +39,18 @@ test('status reads every rule and its counter from a real listing', () => {
   const { bridgeMac: _, ...withoutMac } = spec;
   assert.equal(parseIsolationStatus(listing, withoutMac).complete, false);
   assert.equal(parseIsolationStatus(listing, { ...spec, bridgeMac: '02:6a:00:00:00:02' }).complete, false);
+  // The redirect takes the frames of this bridge's TAP only: one naming another port is not ours.
+  assert.equal(parseIsolationStatus(listing, { ...spec, tap: 'vtapk2n251p6k01' }).complete, false);
   assert.deepEqual(status.counters['dhcp-from-uplink'], { packets: 0, bytes: 0 });
+});
+
+test('the redirect matches the VM\'s TAP, not "anything but the uplink": bridge hooks see every bridge of the netns', () => {
+  const script = isolationScript(spec);
+  assert.match(script, /\tiifname "vtapk2n251p6k00" ip daddr 169\.254\.67\.67 udp dport 67 counter ether daddr set 02:6a:00:00:00:01 /);
+  assert.doesNotMatch(script, /!=/);
+  const { tap: _, ...withoutTap } = spec;
+  assert.throws(() => isolationScript(withoutTap), /without the TAP/);
+  assert.throws(() => isolationScript({ ...spec, tap: 'vtap"x' }), InvalidArgumentError);
 });
 
 test('status is incomplete when a rule is missing, duplicated or about another uplink', () => {

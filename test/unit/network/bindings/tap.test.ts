@@ -128,7 +128,7 @@ test('wire applies one ip batch and one nft script in the pod netns', async () =
   );
   assert.deepEqual(ip.calls[1]!.commands, tapWireCommands(state));
   // The table with the redirect of the VM's unicast DHCP to the server address, which needs the bridge's MAC.
-  assert.deepEqual(nft.scripts, [{ netns: 'vmlet-pod1', script: isolationScript({ uplink: 'eth0', bridge: state.bridge.name, bridgeMac: state.bridge.mac }) }]);
+  assert.deepEqual(nft.scripts, [{ netns: 'vmlet-pod1', script: isolationScript({ uplink: 'eth0', bridge: state.bridge.name, bridgeMac: state.bridge.mac, tap: state.tap.name }) }]);
   assert.match(nft.scripts[0]!.script, new RegExp(`ether daddr set ${state.bridge.mac} meta pkttype set host`));
   assert.ok(tapWireCommands(state).some((c) => c.join(' ') === `address replace 169.254.67.67/32 dev ${state.bridge.name} scope link`));
 });
@@ -197,5 +197,5 @@ test('a warm netns is prewired (bridge and TAP down, isolation rules), and wirin
   nft.scripts.length = 0;
   await binding.wire(warmCtx, state);
   assert.deepEqual(ip.calls.map((c) => c.op), ['apply']);
-  assert.deepEqual(nft.scripts, [{ netns: 'vmlet-warm-00112233aabbccdd', script: isolationScript({ uplink: 'eth0', bridge: names.bridge, bridgeMac: state.bridge.mac }) }]);
+  assert.deepEqual(nft.scripts, [{ netns: 'vmlet-warm-00112233aabbccdd', script: isolationScript({ uplink: 'eth0', bridge: names.bridge, bridgeMac: state.bridge.mac, tap: names.tap }) }]);
 });

@@ -38,6 +38,18 @@ test('one lease per tap interface with an IPv4 address, carrying its routes, MTU
   ]);
 });
 
+test('the lease time given (--dhcp-lease-time) goes into every lease', () => {
+  const network: VmNetwork = {
+    interfaces: [
+      iface('eth0', '0a:58:c6:12:6e:02', { ips: [{ family: 4, address: '198.18.110.2', prefixLength: 24, gateway: '198.18.110.1' }] }),
+      iface('net1', '0a:58:c6:12:6f:02', { ips: [{ family: 4, address: '198.18.111.2', prefixLength: 24 }] }),
+    ],
+    dns,
+  };
+  assert.deepEqual(leasesFor(network, 40).map((l) => l.leaseSeconds), [40, 40]);
+  assert.equal(LEASE_SECONDS, 86_400);
+});
+
 test('the server address needs a route of its own only where the lease has no default route', () => {
   assert.equal(DHCP_SERVER_ADDRESS, '169.254.67.67');
   assert.deepEqual(serverAddressRoutes([], '198.18.110.1'), []);
