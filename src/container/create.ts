@@ -26,6 +26,9 @@ import { warmFits } from './warm/fit.js';
 import type { WarmVm } from './warm/pool.js';
 import { resolveHostPath } from './volumes/host_path.js';
 import { planVolumes, type CheckedMount, type VolumePlan } from './volumes/plan.js';
+import { hostDeviceInspector, planBlockDevices, type CriDevice } from './block_devices/plan.js';
+import { checkPersistentRoot, hostRootDeviceIo, initialisePersistentRoot, type CheckedRoot, type RootImage } from './block_devices/persistent_root.js';
+import { deviceOwnersDir, giveDevice, returnDevice } from './block_devices/device_owner.js';
 
 /** What CreateContainer asks for: the record's caller-given fields. */
 export type ContainerSpec = Pick<
@@ -36,6 +39,8 @@ export type ContainerSpec = Pick<
   attempt: number;
   /** Relative to the sandbox's log directory ('' for none). */
   logPath: string;
+  /** CRI devices (block_devices/plan.ts); container_path "/" is a persistent root disk. */
+  devices?: CriDevice[];
 };
 
 type Undo = () => Promise<void>;
@@ -87,6 +92,8 @@ class ContainerCreation {
   private readonly undos: Undo[] = [];
   private volumes: VolumePlan = { entries: [], bootcmd: [] };
   private shares: Share[] = [];
+  /** A persistent root device checked against the image (checkPersistentRoot); absent = an overlay. */
+  private persistentRoot: CheckedRoot | undefined;
 
   constructor(
     private readonly ctx: ContainerContext,
@@ -99,7 +106,9 @@ class ContainerCreation {
     this.image = image;
     this.vcpuAnnotationGiven = ANNOTATION.vcpuCount in sandbox.annotations;
     this.warm = ctx.pool?.adopt(sandbox.id);
-    this.useWarm = this.warm !== undefined && warmFits(this.warm, spec.resources, annotations, this.vcpuAnnotationGiven, ctx.host);
+    // A persistent root disk never takes a warm VM: see docs/block-volumes.md.
+    const persistentRoot = (spec.devices ?? []).some((d) => d.container_path === '/');
+    this.useWarm = !persistentRoot && this.warm !== undefined && warmFits(this.warm, spec.resources, annotations, this.vcpuAnnotationGiven, ctx.host);
     this.id = this.warm?.id ?? ctx.newId();
     this.dir = join(ctx.dataDir, this.id);
     this.coldDomainName = coldDomainName(sandbox.id, this.id);
@@ -147,6 +156,7 @@ class ContainerCreation {
     planned.catch(() => {});
     try {
       this.volumes = planVolumes(await this.checkMounts());
+      await this.checkPersistentRoot();
       await this.settleWarmVm();
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       this.undos.push(() => rm(this.dir, { recursive: true, force: true }));
@@ -183,6 +193,42 @@ class ContainerCreation {
   }
 
   /**
+   * The persistent root device (container_path "/"), if any: resolved, not used by another live
+   * container, its header read and the image's size checked. Nothing is written yet.
+   */
+  private async checkPersistentRoot(): Promise<void> {
+    const plan = await planBlockDevices(this.spec.devices ?? [], hostDeviceInspector);
+    const root = plan.root;
+    if (!root) return;
+    if (root.readOnly) throw new InvalidArgumentError(`persistent root disk ${root.hostPath}: permissions lack "w"; vmlet writes the image onto it`);
+    for (const other of this.ctx.store.values()) {
+      if (other.persistentRoot?.device === root.hostPath && other.state !== 'EXITED') {
+        throw new FailedPreconditionError(`persistent root disk ${root.hostPath} is in use by container ${other.id}`);
+      }
+    }
+    this.persistentRoot = await checkPersistentRoot(hostRootDeviceIo, root.hostPath, this.rootImage());
+    const { device, payloadOffset, payloadBytes } = this.persistentRoot;
+    this.record.persistentRoot = { device, offset: payloadOffset, size: payloadBytes };
+  }
+
+  private rootImage(): RootImage {
+    const { image } = this;
+    return { digest: image.id, path: this.ctx.images.blobPath(image.id), format: image.format, virtualSize: Number(image.virtualSize) };
+  }
+
+  /**
+   * The image onto the persistent root device when its header asks for it, then the device node
+   * to QEMU's user until RemoveContainer (or this creation's rollback) gives it back.
+   */
+  private async writePersistentRoot(root: CheckedRoot): Promise<void> {
+    const { ctx, id } = this;
+    await initialisePersistentRoot(hostRootDeviceIo, ctx.logger, root, this.rootImage(), { containerId: id, sandboxId: this.sandbox.id });
+    const owners = deviceOwnersDir(ctx.dataDir);
+    this.undos.push(() => returnDevice(owners, root.device, id));
+    await giveDevice(owners, root.device, id, ctx.host.qemuUser);
+  }
+
+  /**
    * The VM's export directory (a warm VM's exists since the pool made it) with each mount bound
    * into it; a warm QEMU sees them through mount propagation (volumes/exports.ts).
    */
@@ -213,7 +259,7 @@ class ContainerCreation {
     // A paused warm VM writes nothing yet: its console pump can start now, beside the rest.
     if (this.useWarm) this.undos.push(() => ctx.consoles.stop(id));
     const pumping = this.useWarm ? ctx.consoles.start(record) : Promise.resolve();
-    const overlay = this.writeOverlay();
+    const overlay = this.persistentRoot ? this.writePersistentRoot(this.persistentRoot) : this.writeOverlay();
     const seeded = planned.then(({ network }) => this.writeSeed(network).then(() => network));
     // A warm VM gets each piece as soon as it exists: root disk, NICs, then the seed.
     // NICs as soon as their TAPs exist: at the plan when they were made in advance, else once wired.

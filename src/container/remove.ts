@@ -8,6 +8,7 @@ import { destroyIfActive, undefineFully } from '../libvirt/domain_ops.js';
 import { domainOps, lookupDomain, resolveContainer, type ContainerContext } from './context.js';
 import { warmQmpPath } from './layout.js';
 import { afterPendingDestroy } from './vm_exit.js';
+import { deviceOwnersDir, returnDevice } from './block_devices/device_owner.js';
 
 export async function removeContainer(ctx: ContainerContext, idOrPrefix: string): Promise<void> {
   const id = resolveContainer(ctx, idOrPrefix);
@@ -26,6 +27,8 @@ export async function removeContainer(ctx: ContainerContext, idOrPrefix: string)
       // QEMU is gone: its volumes can be unmounted (they are not in r.dir, which goes recursively).
       await ctx.volumes?.release(id);
       await rm(r.dir, { recursive: true, force: true });
+      // A persistent root device keeps its contents; only its node's owner goes back.
+      if (r.persistentRoot) await returnDevice(deviceOwnersDir(ctx.dataDir), r.persistentRoot.device, id);
       if (r.warm) await rm(warmQmpPath(ctx.qmpDir, id), { force: true });
     };
     // QEMU exited at StopContainer, libvirt's destroy is still waiting for the reap (vm_exit.ts):

@@ -5,6 +5,7 @@ import type { LinuxContainerResources__Output } from './generated/runtime/v1/Lin
 import { InvalidArgumentError } from '../errors.js';
 import type { ContainerService } from '../container/service.js';
 import type { ContainerResources } from '../container/records.js';
+import type { CriDevice } from '../container/block_devices/plan.js';
 import { MAX_IMAGE_NAME_LENGTH } from '../image/reference.js';
 import type { HandlerMap } from './rpc.js';
 import { requireString, checkString, checkStringMap, checkRelativePath, checkIdOrPrefix, checkAbsolutePath } from './validate.js';
@@ -23,6 +24,7 @@ export function containerCreateHandlers(containers: ContainerService, logger?: L
       if (!c) throw new InvalidArgumentError('config is required');
       if (!c.metadata) throw new InvalidArgumentError('config.metadata is required');
       refuseDevices(c);
+      const devices = rootDevices(c);
       const warn = (mount: string, message: string) => logger?.warn({ sandboxId, container: c.metadata?.name, mount }, message);
       const id = await containers.create({
         sandboxId,
@@ -38,6 +40,7 @@ export function containerCreateHandlers(containers: ContainerService, logger?: L
         mounts: mounts(c.mounts ?? [], warn),
         logPath: c.log_path ? checkRelativePath(c.log_path, 'config.log_path') : '',
         resources: resourcesFrom(c.linux?.resources ?? undefined),
+        ...(devices.length > 0 ? { devices } : {}),
       });
       return { container_id: id };
     },
@@ -113,16 +116,34 @@ function guestPath(value: string, field: string): string {
   return path;
 }
 
-/** devices and cdi_devices would need PCI passthrough of each device, which vmlet does not do yet. */
+/**
+ * devices other than a persistent root disk (container_path "/", block_devices/) and cdi_devices
+ * would need PCI passthrough of each device, which vmlet does not do yet.
+ */
 function refuseDevices(c: NonNullable<CreateContainerRequest__Output['config']>): void {
-  if ((c.devices?.length ?? 0) > 0) {
-    const names = c.devices.map((d) => d.host_path ?? '').join(', ');
+  const others = (c.devices ?? []).filter((d) => d.container_path !== '/');
+  if (others.length > 0) {
+    const names = others.map((d) => d.host_path ?? '').join(', ');
     throw new InvalidArgumentError(`config.devices (${names}) are not supported: vmlet does not pass host devices into its VMs`);
   }
   if ((c.CDI_devices?.length ?? 0) > 0) {
     const names = c.CDI_devices.map((d) => d.name ?? '').join(', ');
     throw new InvalidArgumentError(`config.cdi_devices (${names}) are not supported: vmlet does not pass host devices into its VMs`);
   }
+}
+
+/** The persistent root disk's device entry, its fields checked. */
+function rootDevices(c: NonNullable<CreateContainerRequest__Output['config']>): CriDevice[] {
+  return (c.devices ?? []).map((d, i) => ({
+    container_path: '/',
+    host_path: checkAbsolutePath(requireString(d.host_path, `config.devices[${i}].host_path`, 4096), `config.devices[${i}].host_path`),
+    permissions: checkPermissions(d.permissions ?? '', `config.devices[${i}].permissions`),
+  }));
+}
+
+function checkPermissions(value: string, field: string): string {
+  if (!/^[rwm]{0,3}$/.test(value) || new Set(value).size !== value.length) throw new InvalidArgumentError(`${field} ${JSON.stringify(value)} must be made of r, w and m`);
+  return value;
 }
 
 const INT64 = /^-?\d{1,19}$/;
