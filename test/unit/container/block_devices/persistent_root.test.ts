@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { Writable } from 'node:stream';
+import type { Logger } from '../../../../src/log.js';
 import { Code, VmletError } from '../../../../src/errors.js';
 import { checkPersistentRoot, initialisePersistentRoot, type RootDeviceIo, type RootImage } from '../../../../src/container/block_devices/persistent_root.js';
 import { HEAD_BYTES, ROOT_PAYLOAD_OFFSET, decodeRootHeader, encodeRootHeader } from '../../../../src/container/block_devices/root_header.js';
@@ -30,9 +31,9 @@ function fakeDevice(size: number, init?: (b: Buffer) => void): { io: RootDeviceI
   return { io, bytes, calls };
 }
 
-function capture(): { logger: ReturnType<typeof pino>; lines: () => { level: number; msg: string; device?: string }[] } {
+function capture(): { logger: Logger; lines: () => { level: number; msg: string; device?: string }[] } {
   const out: string[] = [];
-  const logger = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (out.push(String(c)), cb()) }));
+  const logger: Logger = pino({ level: 'info' }, new Writable({ write: (c, _e, cb) => (out.push(String(c)), cb()) }));
   return { logger, lines: () => out.map((l) => JSON.parse(l)) };
 }
 
