@@ -155,9 +155,10 @@ class ContainerCreation {
     vmNetwork.catch(() => {}); // observed below; no unhandled rejection meanwhile
     planned.catch(() => {});
     try {
+      // First: an adopted warm VM is only discarded on rollback once settled, and the checks below may fail.
+      await this.settleWarmVm();
       this.volumes = planVolumes(await this.checkMounts());
       await this.checkPersistentRoot();
-      await this.settleWarmVm();
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       this.undos.push(() => rm(this.dir, { recursive: true, force: true }));
       await giveVmDir(this.dir, ctx.host.qemuUser);

@@ -23,6 +23,7 @@ import { randomBytes } from 'node:crypto';
 import { startTestDaemon, grpcCode, REPO_ROOT, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { waitFor, criLines, removeAllAndStop, deleteLink, clearStaleTestSubnet } from '../../helpers/e2e.js';
+import { ownerIdFor } from '../../../src/store/owner.js';
 import { HEAD_BYTES, ROOT_PAYLOAD_OFFSET, decodeRootHeader } from '../../../src/container/block_devices/root_header.js';
 
 const tag = randomBytes(3).toString('hex');
@@ -161,6 +162,19 @@ async function removePod(p: { sandboxId: string; id: string }): Promise<void> {
   await d.runtime.RemovePodSandbox!({ pod_sandbox_id: p.sandboxId });
 }
 
+/** This daemon's warm domains (its owner id in their metadata). */
+function ownWarmDomains(): string[] {
+  const owner = ownerIdFor(d.stateDir);
+  return execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'list', '--all', '--name'], { encoding: 'utf8' }).split('\n').map((l) => l.trim())
+    .filter((n) => n.startsWith('vmlet-warm-')).filter((n) => {
+      try {
+        return execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'dumpxml', n], { encoding: 'utf8' }).includes(owner);
+      } catch {
+        return false; // gone meanwhile
+      }
+    });
+}
+
 function ownerOf(dev: string): string {
   const st = statSync(dev);
   return `${st.uid}:${st.gid}:${(st.mode & 0o7777).toString(8)}`;
@@ -261,5 +275,7 @@ test('refused: a header of a newer version (FAILED_PRECONDITION), an image large
   assert.equal(ownerOf(newer), before.newerOwner);
   assert.equal(ownerOf(small), before.smallOwner);
   assert.deepEqual((await d.runtime.ListContainers!({})).containers, []);
+  // Each refused pod had claimed the warm VM at RunPodSandbox: it was discarded, not left behind.
+  assert.ok(ownWarmDomains().length <= 1, `warm domains left: ${ownWarmDomains().join(', ')}`);
   assert.deepEqual(existsSync(join(d.stateDir, 'device-owners')) ? readdirSync(join(d.stateDir, 'device-owners')) : [], []);
 });
