@@ -241,9 +241,13 @@ class ContainerCreation {
     await ctx.volumes.bind(id, this.volumes.entries);
   }
 
-  /** A warm VM that does not fit goes now; one that does is discarded again on rollback. */
+  /**
+   * A warm VM that does not fit goes now; one that does is discarded again on rollback. Its
+   * volume exports (made by the pool under its id, this container's) go on rollback either way.
+   */
   private async settleWarmVm(): Promise<void> {
     const { warm, ctx } = this;
+    if (warm && ctx.volumes) this.undos.push(() => ctx.volumes!.release(this.id));
     if (warm && !this.useWarm) await ctx.pool!.discard(warm);
     else if (warm) this.undos.push(() => ctx.pool!.discard(warm));
   }

@@ -107,7 +107,13 @@ before(async () => {
 
 after(async () => {
   try {
-    await removeAllAndStop(d);
+    // The daemon keeps its volumes root mounted across restarts: unmounted here, as in volumes_guest.
+    await removeAllAndStop(d).catch(() => undefined);
+    if (d) {
+      const points = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p.startsWith(`${d.dir}/`));
+      for (const m of points.reverse()) execFileSync('umount', ['--lazy', m]);
+      rmSync(d.dir, { recursive: true, force: true });
+    }
   } finally {
     server?.close();
     deleteLink(bridge);
@@ -275,7 +281,13 @@ test('refused: a header of a newer version (FAILED_PRECONDITION), an image large
   assert.equal(ownerOf(newer), before.newerOwner);
   assert.equal(ownerOf(small), before.smallOwner);
   assert.deepEqual((await d.runtime.ListContainers!({})).containers, []);
-  // Each refused pod had claimed the warm VM at RunPodSandbox: it was discarded, not left behind.
+  // Each refused pod had claimed the warm VM at RunPodSandbox: it was discarded, not left behind,
+  // and so were its volume exports (made by the pool under its id): what is left is the pool's.
   assert.ok(ownWarmDomains().length <= 1, `warm domains left: ${ownWarmDomains().join(', ')}`);
+  await waitFor('only the pool\'s VM exports', 120_000, () => {
+    const warm = ownWarmDomains().map((n) => n.slice('vmlet-warm-'.length));
+    const exports = readdirSync(join(d.stateDir, 'volumes')).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    return exports.every((id) => warm.some((w) => id.startsWith(w))) || undefined;
+  });
   assert.deepEqual(existsSync(join(d.stateDir, 'device-owners')) ? readdirSync(join(d.stateDir, 'device-owners')) : [], []);
 });
