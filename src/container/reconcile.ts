@@ -10,6 +10,7 @@ import { destroyIfActive, isActive, undefineFully } from '../libvirt/domain_ops.
 import { domainOps, type ContainerContext } from './context.js';
 import { DOMAIN_PREFIX, warmQmpPath } from './layout.js';
 import { markExited } from './lifecycle_events.js';
+import { deviceOwnersDir, returnUnheldDevices } from './block_devices/device_owner.js';
 
 export async function reconcileContainers(ctx: ContainerContext): Promise<void> {
   const client = domainOps(ctx);
@@ -59,6 +60,9 @@ async function removeUnownedFiles(ctx: ContainerContext): Promise<void> {
     if (kept(id)) continue;
     ctx.logger.warn({ id }, 'releasing volumes no record owns');
     await ctx.volumes!.release(id).catch((err: unknown) => ctx.logger.error({ err, id }, 'could not release orphan volumes'));
+  }
+  for (const device of await returnUnheldDevices(deviceOwnersDir(ctx.dataDir), kept)) {
+    ctx.logger.warn({ device }, 'gave a device node no record holds its owner back');
   }
   // A QMP socket a QEMU killed outright left behind (a live one is named after a kept VM's id).
   const liveQmp = new Set(vmDirs.filter(kept).map((id) => warmQmpPath(ctx.qmpDir, id)));

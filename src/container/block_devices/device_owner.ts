@@ -8,7 +8,7 @@
  * calls only giveDevice/returnDevice, so either implementation can sit behind them.
  */
 import { createHash } from 'node:crypto';
-import { chmod, chown, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { QemuUser } from '../../vmwrapper/qemu_user.js';
 
@@ -110,4 +110,22 @@ export function returnDevice(dir: string, device: string, holder: string): Promi
 /** Under the state dir (the parent of the VMs' directory): one record per device vmlet changed. */
 export function deviceOwnersDir(vmDataDir: string): string {
   return join(dirname(vmDataDir), 'device-owners');
+}
+
+/**
+ * Gives back what holders that no longer exist held (vmlet stopped between giving a device and
+ * writing the container's record, or between removing the record and giving it back). Returns the
+ * devices given back by their last holder.
+ */
+export async function returnUnheldDevices(dir: string, exists: (holder: string) => boolean): Promise<string[]> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const given: string[] = [];
+  for (const name of names.filter((n) => n.endsWith('.json'))) {
+    const record = await readRecord(join(dir, name));
+    if (!record) continue;
+    const gone = record.holders.filter((h) => !exists(h));
+    for (const holder of gone) await returnDevice(dir, record.device, holder);
+    if (gone.length === record.holders.length) given.push(record.device);
+  }
+  return given;
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, chownSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEVICE_MODE, deviceOwnersDir, giveDevice, returnDevice } from '../../../../src/container/block_devices/device_owner.js';
+import { DEVICE_MODE, deviceOwnersDir, giveDevice, returnDevice, returnUnheldDevices } from '../../../../src/container/block_devices/device_owner.js';
 
 const QEMU = { name: 'vmlet-qemu-test', uid: 64123, gid: 64124 };
 
@@ -33,6 +33,30 @@ test('a device node is QEMU\'s while any holder has it, then gets its recorded o
     await returnDevice(owners, node, 'c2'); // nothing held: nothing happens
     await giveDevice(owners, node, 'c3', undefined); // QEMU as root: nothing to change
     assert.equal(statSync(node).uid, 6);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('reconcile: holders without a record give their devices back; live ones keep theirs', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'vmlet-devown-'));
+  try {
+    const a = join(dir, 'loopa');
+    const b = join(dir, 'loopb');
+    for (const n of [a, b]) {
+      writeFileSync(n, '');
+      chownSync(n, 6, 6);
+      chmodSync(n, 0o640);
+    }
+    const owners = join(dir, 'device-owners');
+    await giveDevice(owners, a, 'gone', QEMU);
+    await giveDevice(owners, b, 'live', QEMU);
+    await giveDevice(owners, b, 'gone2', QEMU);
+    assert.deepEqual(await returnUnheldDevices(owners, (h) => h === 'live'), [a]);
+    assert.deepEqual([statSync(a).uid, statSync(a).mode & 0o7777], [6, 0o640]);
+    assert.equal(statSync(b).uid, QEMU.uid);
+    assert.equal(readdirSync(owners).length, 1);
+    assert.deepEqual(await returnUnheldDevices(join(dir, 'none'), () => false), []);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
