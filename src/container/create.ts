@@ -45,6 +45,9 @@ export type ContainerSpec = Pick<
 
 type Undo = () => Promise<void>;
 
+/** Persistent root devices of creations in flight: not in the store yet, still taken. */
+const rootDevicesBeingCreated = new Set<string>();
+
 export async function createContainer(ctx: ContainerContext, spec: ContainerSpec): Promise<string> {
   return new ContainerCreation(ctx, spec, checkCreate(ctx, spec)).run();
 }
@@ -173,6 +176,7 @@ class ContainerCreation {
       throw err;
     } finally {
       ctx.creating.delete(id);
+      if (this.record.persistentRoot) rootDevicesBeingCreated.delete(this.record.persistentRoot.device);
     }
   }
 
@@ -207,6 +211,9 @@ class ContainerCreation {
         throw new FailedPreconditionError(`persistent root disk ${root.hostPath} is in use by container ${other.id}`);
       }
     }
+    if (rootDevicesBeingCreated.has(root.hostPath)) throw new FailedPreconditionError(`persistent root disk ${root.hostPath} is in use by a container being created`);
+    rootDevicesBeingCreated.add(root.hostPath);
+    this.undos.push(async () => void rootDevicesBeingCreated.delete(root.hostPath));
     this.persistentRoot = await checkPersistentRoot(hostRootDeviceIo, root.hostPath, this.rootImage());
     const { device, payloadOffset, payloadBytes } = this.persistentRoot;
     this.record.persistentRoot = { device, offset: payloadOffset, size: payloadBytes };
