@@ -27,7 +27,7 @@ import type { WarmVm } from './warm/pool.js';
 import { resolveHostPath } from './volumes/host_path.js';
 import { planVolumes, type CheckedMount, type VolumePlan } from './volumes/plan.js';
 import { ROOT_CONTAINER_PATH, planBlockDevices, type BlockDevicePlan, type BlockDisk } from './block_devices/plan.js';
-import { checkPersistentRoot, hostRootDeviceIo, initialisePersistentRoot, type CheckedRoot, type RootImage } from './block_devices/persistent_root.js';
+import { checkPersistentRoot, initialisePersistentRoot, type CheckedRoot, type RootImage } from './block_devices/persistent_root.js';
 import { blockLinkBootcmd } from './block_devices/guest_links.js';
 import { faultPoint } from '../fault_points.js';
 import { prepareContainerLogDir } from '../console/log_dir.js';
@@ -234,7 +234,7 @@ class ContainerCreation {
   private async checkPersistentRoot(): Promise<void> {
     const root = this.blocks.root;
     if (!root) return;
-    this.persistentRoot = await checkPersistentRoot(hostRootDeviceIo, root.hostPath, this.rootImage());
+    this.persistentRoot = await checkPersistentRoot(this.ctx.blockDevices!.rootIo, root.hostPath, this.rootImage());
     const { device, payloadOffset, payloadBytes } = this.persistentRoot;
     this.record.persistentRoot = { device, offset: payloadOffset, size: payloadBytes };
   }
@@ -246,7 +246,7 @@ class ContainerCreation {
 
   /** The image onto the persistent root device when its header asks for it (persistent_root.ts). */
   private writePersistentRoot(root: CheckedRoot): Promise<void> {
-    return initialisePersistentRoot(hostRootDeviceIo, this.ctx.logger, root, this.rootImage(), { containerId: this.id, sandboxId: this.sandbox.id });
+    return initialisePersistentRoot(this.ctx.blockDevices!.rootIo, this.ctx.logger, root, this.rootImage(), { containerId: this.id, sandboxId: this.sandbox.id });
   }
 
   /**

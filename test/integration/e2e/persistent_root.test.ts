@@ -131,13 +131,14 @@ after(async () => {
 });
 
 let podNo = 0;
-async function pod(image: string, device: string): Promise<{ sandboxId: string; id: string; logPath: string; hostname: string; create: Promise<string> }> {
+async function pod(image: string, device: string): Promise<{ sandboxId: string; id: string; logPath: string; hostname: string; ip: string; create: Promise<string> }> {
   podNo++;
   const hostname = `proot${podNo}-${tag}`;
   const logDir = join(d.dir, 'pod-logs', String(podNo));
   mkdirSync(logDir, { recursive: true });
   const config = { metadata: { name: hostname, namespace: 'default', uid: `uid-${hostname}`, attempt: 0 }, hostname, log_directory: logDir, linux: {} };
   const { pod_sandbox_id: sandboxId } = await d.runtime.RunPodSandbox!({ config });
+  const ip = (await d.runtime.PodSandboxStatus!({ pod_sandbox_id: sandboxId })).status.network.ip as string;
   const create = d.runtime.CreateContainer!({
     pod_sandbox_id: sandboxId,
     config: {
@@ -147,10 +148,10 @@ async function pod(image: string, device: string): Promise<{ sandboxId: string; 
     sandbox_config: config,
   }).then((r: { container_id: string }) => r.container_id);
   create.catch(() => undefined);
-  return { sandboxId, id: '', logPath: join(logDir, 'vm.log'), hostname, create };
+  return { sandboxId, id: '', logPath: join(logDir, 'vm.log'), hostname, ip, create };
 }
 
-async function bootAndCheck(p: { id: string; logPath: string; hostname: string }): Promise<void> {
+async function bootAndCheck(p: { id: string; logPath: string; hostname: string; ip: string }): Promise<void> {
   const t0 = performance.now();
   await d.runtime.StartContainer!({ container_id: p.id }, { deadlineMs: 180_000 });
   await waitFor('guest ready', 300_000, () => criLines(p.logPath).find((l) => l.text === 'VMLET-GUEST ready'));
@@ -158,6 +159,7 @@ async function bootAndCheck(p: { id: string; logPath: string; hostname: string }
   const lines = criLines(p.logPath).map((l) => l.text);
   assert.ok(lines.includes(`VMLET-GUEST hostname ${p.hostname}`), `this pod's hostname arrived: ${lines.join(' | ')}`);
   assert.ok(lines.includes(`VMLET-GUEST instance-id ${p.id}`), 'this pod\'s instance-id arrived');
+  assert.ok(lines.some((l) => new RegExp(`^VMLET-GUEST ip \\S+ ${p.ip.replaceAll('.', '\\.')}/\\d+$`).test(l)), `this pod's address ${p.ip} was applied: ${lines.join(' | ')}`);
 }
 
 async function removePod(p: { sandboxId: string; id: string }): Promise<void> {
