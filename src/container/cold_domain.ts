@@ -36,6 +36,7 @@ export async function defineColdDomain(ctx: ContainerContext, record: ContainerR
       network,
       netnsName: basename(sandbox.netnsPath!),
       overlayPath: join(record.dir, OVERLAY),
+      ...(record.persistentRoot ? { persistentRoot: record.persistentRoot } : {}),
       seedPath: join(record.dir, SEED),
       consolePath: join(record.dir, CONSOLE_RAW),
       socketDir: ctx.qmpDir,

@@ -27,6 +27,7 @@ import { QMP_DIR, VM_DIR } from './layout.js';
 import type { VolumeHost } from './volumes/exports.js';
 import type { DeviceInspector } from './block_devices/plan.js';
 import type { DeviceGrants } from './block_devices/grants.js';
+import type { RootDeviceIo } from './block_devices/persistent_root.js';
 import { ownerIdFor } from '../store/owner.js';
 
 /** The image store calls a container's creation makes. */
@@ -72,6 +73,8 @@ export interface ContainerDeps {
 export interface BlockDeviceHost {
   inspector: DeviceInspector;
   grants: DeviceGrants;
+  /** Reads and writes a persistent root device (block_devices/persistent_root.ts). */
+  rootIo: RootDeviceIo;
 }
 
 export interface ContainerContext {

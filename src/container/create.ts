@@ -5,7 +5,7 @@
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError, UnimplementedError } from '../errors.js';
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js';
 import type { DataDisk, Share } from '../libvirt/domain_spec.js';
 import { parseVmAnnotations, ANNOTATION, type VmAnnotations } from '../guest/annotations.js';
 import { buildSeedDocuments } from '../guest/cloudinit.js';
@@ -26,7 +26,8 @@ import { warmFits } from './warm/fit.js';
 import type { WarmVm } from './warm/pool.js';
 import { resolveHostPath } from './volumes/host_path.js';
 import { planVolumes, type CheckedMount, type VolumePlan } from './volumes/plan.js';
-import { planBlockDevices, type BlockDevicePlan } from './block_devices/plan.js';
+import { ROOT_CONTAINER_PATH, planBlockDevices, type BlockDevicePlan, type BlockDisk } from './block_devices/plan.js';
+import { checkPersistentRoot, initialisePersistentRoot, type CheckedRoot, type RootImage } from './block_devices/persistent_root.js';
 import { blockLinkBootcmd } from './block_devices/guest_links.js';
 import { faultPoint } from '../fault_points.js';
 import { prepareContainerLogDir } from '../console/log_dir.js';
@@ -92,6 +93,8 @@ class ContainerCreation {
   private volumes: VolumePlan = { entries: [], bootcmd: [] };
   private shares: Share[] = [];
   private blocks: BlockDevicePlan = { dataDisks: [] };
+  /** A persistent root device checked against the image (checkPersistentRoot); absent = an overlay. */
+  private persistentRoot: CheckedRoot | undefined;
 
   constructor(
     private readonly ctx: ContainerContext,
@@ -104,7 +107,9 @@ class ContainerCreation {
     this.image = image;
     this.vcpuAnnotationGiven = ANNOTATION.vcpuCount in sandbox.annotations;
     this.warm = ctx.pool?.adopt(sandbox.id);
-    this.useWarm = this.warm !== undefined && warmFits(this.warm, spec.resources, annotations, this.vcpuAnnotationGiven, ctx.host);
+    // A persistent root disk never takes a warm VM: see docs/block-volumes.md.
+    const persistentRoot = (spec.devices ?? []).some((d) => d.container_path === ROOT_CONTAINER_PATH);
+    this.useWarm = !persistentRoot && this.warm !== undefined && warmFits(this.warm, spec.resources, annotations, this.vcpuAnnotationGiven, ctx.host);
     this.id = this.warm?.id ?? ctx.newId();
     this.dir = join(ctx.dataDir, this.id);
     this.coldDomainName = coldDomainName(sandbox.id, this.id);
@@ -161,6 +166,7 @@ class ContainerCreation {
       this.undos.push(() => rm(this.dir, { recursive: true, force: true }));
       await giveVmDir(this.dir, ctx.host.qemuUser);
       await this.grantBlockDevices();
+      await this.checkPersistentRoot();
       await this.bindVolumes();
       faultPoint('container.create.after-vm-dir');
       const { network, plugged } = await this.buildPieces(vmNetwork, planned);
@@ -200,23 +206,47 @@ class ContainerCreation {
     const host = this.ctx.blockDevices;
     if (!host) throw new InvalidArgumentError('config.devices: this vmlet attaches no block devices to its VMs');
     const plan = await planBlockDevices(devices, host.inspector);
-    if (plan.root) {
-      // The persistent root disk (#22, container_path "/") is not built yet: refused here, and only here.
-      throw new UnimplementedError(`config.devices: ${plan.root.hostPath} at container_path "/" (a persistent root disk) is not supported by this vmlet yet`);
-    }
+    if (plan.root?.readOnly) throw new InvalidArgumentError(`config.devices: persistent root disk ${plan.root.hostPath} (container_path "/"): permissions lack "w"; vmlet writes the image onto it`);
     return plan;
   }
 
-  /** The data disks' nodes become QEMU's for the VM's lifetime (block_devices/grants.ts). */
+  /**
+   * The block devices' nodes (data disks and the persistent root) become QEMU's for the VM's
+   * lifetime (block_devices/grants.ts). The grant also marks them taken: a device another VM holds,
+   * or a creation in flight took, is refused here, before the root device's header is read.
+   */
   private async grantBlockDevices(): Promise<void> {
     const { ctx, id } = this;
-    if (this.blocks.dataDisks.length === 0) return;
+    const disks: BlockDisk[] = [...(this.blocks.root ? [this.blocks.root] : []), ...this.blocks.dataDisks];
+    if (disks.length === 0) return;
     this.undos.push(() => ctx.blockDevices!.grants.restore(id));
-    await ctx.blockDevices!.grants.grant(id, this.blocks.dataDisks, ctx.host.qemuUser);
+    await ctx.blockDevices!.grants.grant(id, disks, ctx.host.qemuUser);
   }
 
   private dataDisks(): DataDisk[] {
     return this.blocks.dataDisks.map((d) => ({ path: d.hostPath, serial: d.serial, readOnly: d.readOnly }));
+  }
+
+  /**
+   * The persistent root device (container_path "/"), if any, already granted to this VM: its
+   * header read and the image's size checked against it. Nothing is written yet.
+   */
+  private async checkPersistentRoot(): Promise<void> {
+    const root = this.blocks.root;
+    if (!root) return;
+    this.persistentRoot = await checkPersistentRoot(this.ctx.blockDevices!.rootIo, root.hostPath, this.rootImage());
+    const { device, payloadOffset, payloadBytes } = this.persistentRoot;
+    this.record.persistentRoot = { device, offset: payloadOffset, size: payloadBytes };
+  }
+
+  private rootImage(): RootImage {
+    const { image } = this;
+    return { digest: image.id, path: this.ctx.images.blobPath(image.id), format: image.format, virtualSize: Number(image.virtualSize) };
+  }
+
+  /** The image onto the persistent root device when its header asks for it (persistent_root.ts). */
+  private writePersistentRoot(root: CheckedRoot): Promise<void> {
+    return initialisePersistentRoot(this.ctx.blockDevices!.rootIo, this.ctx.logger, root, this.rootImage(), { containerId: this.id, sandboxId: this.sandbox.id });
   }
 
   /**
@@ -259,7 +289,7 @@ class ContainerCreation {
     // A paused warm VM writes nothing yet: its console pump can start now, beside the rest.
     if (this.useWarm) this.undos.push(() => ctx.consoles.stop(id));
     const pumping = this.useWarm ? ctx.consoles.start(record) : Promise.resolve();
-    const overlay = this.writeOverlay();
+    const overlay = this.persistentRoot ? this.writePersistentRoot(this.persistentRoot) : this.writeOverlay();
     const seeded = planned.then(({ network }) => this.writeSeed(network).then(() => network));
     // A warm VM gets each piece as soon as it exists: root disk, NICs, then the seed.
     // NICs as soon as their TAPs exist: at the plan when they were made in advance, else once wired.

@@ -2,11 +2,11 @@
  * Pure: what a container's VM looks like, from the CRI container config, its sandbox, the pod's
  * Virtlet annotations and the host's facts. The domain XML is then a pure function of the result.
  */
-import type { CpuTune, DataDisk, Share, VmSpec } from '../libvirt/domain_spec.js';
+import type { CpuTune, DataDisk, RootDisk, Share, VmSpec } from '../libvirt/domain_spec.js';
 import { nicsFromNetwork } from '../libvirt/domain_spec.js';
 import type { VmAnnotations } from '../guest/annotations.js';
 import type { VmNetwork } from '../network/types.js';
-import type { ContainerResources } from './records.js';
+import type { ContainerResources, PersistentRootRef } from './records.js';
 import { InvalidArgumentError } from '../errors.js';
 import { tapNicQemuArgs } from '../vmwrapper/tap_nic_args.js';
 import { vmwrapperEnv } from '../vmwrapper/netns_env.js';
@@ -34,6 +34,8 @@ export interface VmInputs {
   network: VmNetwork;
   netnsName: string;
   overlayPath: string;
+  /** Set: the root disk is this persistent root device instead of the overlay. */
+  persistentRoot?: PersistentRootRef;
   seedPath: string;
   consolePath: string;
   /** Where the VM's guest agent and console sockets go (src/container/vm_sockets.ts). */
@@ -88,7 +90,7 @@ export function buildVmSpec(inputs: VmInputs, host: HostFacts, vcpuAnnotationGiv
     vcpus: vcpusFor(r, inputs.annotations, vcpuAnnotationGiven, host),
     ...(Object.keys(cputune).length > 0 ? { cputune } : {}),
     ...(inputs.annotations.cpuModel === 'host-model' && host.domainType === 'kvm' ? { cpuMode: 'host-model' as const } : {}),
-    rootDisk: { path: inputs.overlayPath, format: 'qcow2', driver: inputs.annotations.diskDriver },
+    rootDisk: rootDiskFor(inputs),
     seed: { path: inputs.seedPath, kind: inputs.annotations.cloudInitImageType },
     ...(inputs.dataDisks && inputs.dataDisks.length > 0 ? { dataDisks: inputs.dataDisks } : {}),
     console: { kind: 'unix', socketPath: consoleSocketPath(inputs.socketDir, inputs.containerId), logPath: inputs.consolePath },
@@ -101,4 +103,11 @@ export function buildVmSpec(inputs: VmInputs, host: HostFacts, vcpuAnnotationGiv
     ...(host.qemuUser !== undefined ? { filesLabelledByVmlet: true } : {}),
     metadata: { sandboxId: inputs.sandboxId, containerId: inputs.containerId, owner: inputs.owner },
   };
+}
+
+function rootDiskFor(inputs: VmInputs): RootDisk {
+  const driver = inputs.annotations.diskDriver;
+  const p = inputs.persistentRoot;
+  if (p) return { path: p.device, format: 'raw', driver, slice: { offset: p.offset, size: p.size } };
+  return { path: inputs.overlayPath, format: 'qcow2', driver };
 }

@@ -43,6 +43,18 @@ export interface ContainerRecord {
   vm: { memoryBytes: number; vcpus: number; domainType: 'kvm' | 'qemu' };
   /** The domain was a warm VM (src/container/warm/pool.ts): started paused, so Start resumes it. */
   warm?: boolean;
+  /**
+   * The VM boots from this persistent root device (src/container/block_devices/), seen by the
+   * guest from `offset` for `size` bytes; there is no overlay, and Remove leaves the device's
+   * contents alone (it only gives the node back its owner).
+   */
+  persistentRoot?: PersistentRootRef;
+}
+
+export interface PersistentRootRef {
+  device: string;
+  offset: number;
+  size: number;
 }
 
 export function containerKey(sandboxId: string, name: string, attempt: number): string {

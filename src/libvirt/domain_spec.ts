@@ -27,7 +27,9 @@ export interface CpuTune {
   quota?: number;
 }
 
-export interface RootDisk {
+export type RootDisk = OverlayRootDisk | BlockRootDisk;
+
+export interface OverlayRootDisk {
   /** qcow2 overlay of the image, absolute path. */
   path: string;
   format: 'qcow2';
@@ -45,6 +47,19 @@ export interface DataDisk {
   /** virtio serial: the guest's /dev/disk/by-id/virtio-<serial>. */
   serial: string;
   readOnly: boolean;
+}
+
+/**
+ * A persistent root disk (src/container/block_devices/): a host block device holding the image
+ * raw after vmlet's header; the guest sees only `slice` of it (cache='none', io='native').
+ */
+export interface BlockRootDisk {
+  /** The block device node, absolute path under /dev. */
+  path: string;
+  format: 'raw';
+  driver: DiskDriver;
+  /** Bytes of the device the guest sees as its disk. */
+  slice: { offset: number; size: number };
 }
 
 export interface SeedDisk {

@@ -263,9 +263,17 @@ function addDisks(devices: XMLBuilder, spec: VmSpec): void {
     add(cd, 'address', SEED_ADDRESS);
     return;
   }
-  const rootEl = add(devices, 'disk', { type: 'file', device: 'disk' });
-  add(rootEl, 'driver', { name: 'qemu', type: root.format });
-  add(rootEl, 'source', { file: root.path });
+  const rootEl = add(devices, 'disk', { type: root.format === 'raw' ? 'block' : 'file', device: 'disk' });
+  if (root.format === 'raw') {
+    // A persistent root device: QEMU reads the device directly (no host page cache, so what the
+    // guest flushed is on the device) and the guest sees it from after vmlet's header.
+    add(rootEl, 'driver', { name: 'qemu', type: 'raw', cache: 'none', io: 'native' });
+    const source = add(rootEl, 'source', { dev: root.path });
+    add(add(source, 'slices'), 'slice', { type: 'storage', offset: String(root.slice.offset), size: String(root.slice.size) });
+  } else {
+    add(rootEl, 'driver', { name: 'qemu', type: root.format });
+    add(rootEl, 'source', { file: root.path });
+  }
   if (root.driver === 'virtio') {
     add(rootEl, 'target', { dev: 'vda', bus: 'virtio' });
   } else {
@@ -427,7 +435,14 @@ export function validateVmSpec(spec: VmSpec): void {
   }
   if (spec.rootDisk) {
     checkPath('root disk path', spec.rootDisk.path);
-    check(spec.rootDisk.format === 'qcow2', 'root disk format', spec.rootDisk.format);
+    const root = spec.rootDisk;
+    if (root.format === 'raw') {
+      check(root.path.startsWith('/dev/'), 'root block device (not under /dev)', root.path);
+      check(Number.isSafeInteger(root.slice.offset) && root.slice.offset >= 0 && root.slice.offset % 512 === 0, 'root disk slice offset', String(root.slice.offset));
+      check(Number.isSafeInteger(root.slice.size) && root.slice.size > 0 && root.slice.size % 512 === 0, 'root disk slice size', String(root.slice.size));
+    } else {
+      check(root.format === 'qcow2', 'root disk format', String((root as { format: unknown }).format));
+    }
     check(spec.rootDisk.driver === 'virtio' || spec.rootDisk.driver === 'scsi', 'disk driver', spec.rootDisk.driver);
   } else {
     check(spec.warm !== undefined && spec.seed === undefined, 'root disk (only a warm domain, without a seed, has none)', 'absent');

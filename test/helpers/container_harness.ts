@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { DomainState } from '../../src/libvirt/client.js';
 import { ContainerService, type ContainerSpec } from '../../src/container/service.js';
+import type { BlockDeviceHost } from '../../src/container/context.js';
 import { WarmPool, WARM_DOMAIN_PREFIX } from '../../src/container/warm/pool.js';
 import { QMP_DIR, VM_DIR } from '../../src/container/layout.js';
 import { ownerIdFor } from '../../src/store/owner.js';
@@ -41,7 +42,7 @@ export function containerSpec(overrides: Partial<ContainerSpec> = {}): Container
   };
 }
 
-export async function containerHarness(t: TestContext, opts: { warm?: boolean; destroyMarginMs?: number; watchQemu?: boolean } = {}) {
+export async function containerHarness(t: TestContext, opts: { warm?: boolean; destroyMarginMs?: number; watchQemu?: boolean; blockDevices?: (root: string) => BlockDeviceHost } = {}) {
   const root = mkdtempSync(join(tmpdir(), 'vmlet-container-unit-'));
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const clock = new FakeClock();
@@ -102,6 +103,7 @@ export async function containerHarness(t: TestContext, opts: { warm?: boolean; d
     ...ids,
     ...(opts.destroyMarginMs !== undefined ? { destroyMarginMs: opts.destroyMarginMs } : {}),
     ...(opts.watchQemu ? { qemuProcesses: new FakeQemuProcesses(libvirt.ops, clock, log) } : {}),
+    ...(opts.blockDevices ? { blockDevices: opts.blockDevices(root) } : {}),
   });
   await service.load();
   if (pool) {
