@@ -114,7 +114,7 @@ async function expectSandboxes(daemon: BenchDaemon, tag: string, state: 'SANDBOX
 const rpcLine = (method: string) => (l: LogLine) => l.msg === 'rpc' && l.method === method;
 
 /** Waits until netd reports every sandbox's VM side ready; returns how long that took. */
-async function waitForVmSides(daemon: BenchDaemon, ids: readonly string[], signal: AbortSignal): Promise<number> {
+export async function waitForVmSides(daemon: BenchDaemon, ids: readonly string[], signal: AbortSignal): Promise<number> {
   const t0 = now();
   const deadline = t0 + 120_000;
   for (const id of ids) {
