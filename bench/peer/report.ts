@@ -10,6 +10,8 @@ export interface PeerOptions {
   crictlCalls: number;
   versionCalls: number;
   vmWarmPool: number;
+  /** Rounds of the warm-stop phase (0: skipped). */
+  warmStop: number;
   runtime: 'dist' | 'tsx';
   json: string;
 }
@@ -18,6 +20,8 @@ export interface PeerOptions {
 export interface RuntimeSamples {
   run: number[];
   stop: number[];
+  /** vmlet: Stop of a sandbox whose warm VM was never used; containerd: its Stop in the same rounds. */
+  stopWarm: number[];
   remove: number[];
   /** Version over this bench's grpc-js client. */
   version: number[];
@@ -40,7 +44,9 @@ export interface PeerResult {
   containerd: RuntimeSamples;
   vmlet: RuntimeSamples;
   /** The same conflist's raw floor: ip netns add + CNI ADD, CNI DEL + ip netns delete. */
-  floor: { setup: number[]; teardown: number[] };
+  floor: { setup: number[]; teardown: number[]; teardownWarm: number[] };
+  /** Why the warm-stop phase did not run, when it was asked for. */
+  warmStopSkipped?: string;
   /** `crictl --version`: crictl's start-up, no call. */
   crictlStart: number[];
   cleanup: { errors: string[]; leftoverNetns: string[]; bridgeLeft: boolean };
@@ -48,7 +54,7 @@ export interface PeerResult {
 }
 
 export function emptySamples(): RuntimeSamples {
-  return { run: [], stop: [], remove: [], version: [], list: [], crictlVersion: [], crictlPods: [] };
+  return { run: [], stop: [], stopWarm: [], remove: [], version: [], list: [], crictlVersion: [], crictlPods: [] };
 }
 
 const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}x` : '-');
@@ -60,6 +66,9 @@ export function peerTable(r: PeerResult): string {
   const rows: [string, keyof RuntimeSamples, number[] | undefined][] = [
     [`RunPodSandbox (N=${n})`, 'run', r.floor.setup],
     [`StopPodSandbox (N=${n})`, 'stop', r.floor.teardown],
+    ...(r.vmlet.stopWarm.length > 0
+      ? [[`StopPodSandbox, warm VM never used (N=${r.vmlet.stopWarm.length})`, 'stopWarm', r.floor.teardownWarm] as [string, keyof RuntimeSamples, number[]]]
+      : []),
     [`RemovePodSandbox (N=${n})`, 'remove', undefined],
     ['Version (grpc-js client)', 'version', undefined],
     [`ListPodSandbox, ${pods} pods (grpc-js client)`, 'list', undefined],
@@ -85,6 +94,9 @@ export function peerTable(r: PeerResult): string {
       `\`crictl version\` containerd ${ms(median(r.containerd.crictlVersion) - start)} ms, vmlet ${ms(median(r.vmlet.crictlVersion) - start)} ms; ` +
       `\`crictl pods\` containerd ${ms(median(r.containerd.crictlPods) - start)} ms, vmlet ${ms(median(r.vmlet.crictlPods) - start)} ms`,
     'floor: the same conflist run raw (ip netns add + CNI ADD for Run, CNI DEL + ip netns delete for Stop), interleaved with the calls',
+    ...(r.vmlet.stopWarm.length > 0
+      ? ["warm VM never used: a second vmlet with --vm-warm-pool 1 (log level debug); each round waits for an idle warm VM, the sandbox adopts it; containerd's column is its Stop in the same rounds"]
+      : []),
   ].join('\n');
 }
 
@@ -98,6 +110,7 @@ export function formatPeerReport(r: PeerResult): string {
     '',
   ];
   if (r.vmlet.run.length > 0) lines.push(peerTable(r), '');
+  if (r.warmStopSkipped) lines.push(`warm-stop rows skipped: ${r.warmStopSkipped}`, '');
   if (r.error) lines.push(`bench failed: ${r.error}`);
   const c = r.cleanup;
   lines.push(

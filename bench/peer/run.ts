@@ -12,6 +12,7 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +22,7 @@ import { startContainerd, type TestContainerd } from '../../test/helpers/contain
 import { findCriTools } from '../../test/helpers/cri_tools.js';
 import { buildOciArchive, CRITEST_IMAGES, PAUSE_IMAGE } from '../../test/helpers/oci_images.js';
 import { CriRuntimeClient } from '../lib/cri_client.js';
-import { BenchDaemon, REPO_ROOT, buildDaemon, daemonDirs, removeThroughDaemons } from '../lib/daemon.js';
+import { BenchDaemon, REPO_ROOT, buildDaemon, daemonDirs, removeThroughDaemons, type LogLine } from '../lib/daemon.js';
 import { errorText, now, openBenchRun } from '../lib/harness.js';
 import { cniBinDirs, deleteLink, deleteNetns, linkExists, listNetns, setUpBenchNetwork, type BenchNetwork } from '../lib/network.js';
 import { RUN_LABEL } from '../lib/pods.js';
@@ -34,6 +35,45 @@ import { waitForVmSides } from '../sandbox/run.js';
 import { emptySamples, formatPeerReport, PEER_RESULT_FORMAT, type PeerOptions, type PeerResult, type RuntimeSamples } from './report.js';
 
 const execFileP = promisify(execFile);
+const LIBVIRT_SOCKET = '/run/libvirt/libvirt-sock';
+const warmReady = (l: LogLine) => l.msg === 'warm VM ready';
+const warmReturned = (l: LogLine) => l.msg === 'unused warm VM returned to the pool';
+
+/**
+ * StopPodSandbox of a sandbox that adopted a warm VM and never used it, beside containerd's Stop
+ * and a floor round in each round. Each round first waits (untimed) for an idle warm VM.
+ */
+async function warmStopRounds(
+  daemon: BenchDaemon,
+  peer: Side,
+  rounds: number,
+  tag: string,
+  floor: CniFloor,
+  floorRound: (i: number) => Promise<FloorAttachment>,
+  result: PeerResult,
+  signal: AbortSignal,
+): Promise<void> {
+  const count = (match: (l: LogLine) => boolean) => daemon.logs.filter(match).length;
+  for (let i = 0; i < rounds; i++) {
+    const w0 = now();
+    while (count(warmReady) + count(warmReturned) <= i) {
+      if (signal.aborted) throw new Error('interrupted');
+      if (now() - w0 > 180_000) throw new Error('no idle warm VM within 180 s');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const { pod_sandbox_id: id } = await daemon.client.call<{ pod_sandbox_id: string }>('RunPodSandbox', { config: podConfig(tag, 'ws', i) });
+    const st = await daemon.client.call<{ info: Record<string, string> }>('PodSandboxStatus', { pod_sandbox_id: id, verbose: true });
+    const netnsPath = (JSON.parse(st.info.info ?? '{}') as { netnsPath?: string }).netnsPath ?? '';
+    if (!netnsPath.includes('vmlet-warm-')) throw new Error(`sandbox ${id} did not adopt a warm netns (${netnsPath || 'none'})`);
+    const { pod_sandbox_id: peerId } = await peer.client.call<{ pod_sandbox_id: string }>('RunPodSandbox', { config: podConfig(tag, 'wsc', i) });
+    await waitForVmSides(daemon, [id], signal);
+    result.floor.teardownWarm.push((await floor.teardown(await floorRound(i))).totalMs);
+    result.vmlet.stopWarm.push((await timed(() => daemon.client.call('StopPodSandbox', { pod_sandbox_id: id })))[1]);
+    peer.samples.stopWarm.push((await timed(() => peer.client.call('StopPodSandbox', { pod_sandbox_id: peerId })))[1]);
+    await daemon.client.call('RemovePodSandbox', { pod_sandbox_id: id });
+    await peer.client.call('RemovePodSandbox', { pod_sandbox_id: peerId });
+  }
+}
 
 export const PEER_USAGE = `usage: npm run bench -- peer [options]   (as root; needs containerd, runc and ctr from Debian, gcc, ../shared/cri-tools/crictl)
 
@@ -42,13 +82,15 @@ export const PEER_USAGE = `usage: npm run bench -- peer [options]   (as root; ne
   --crictl-calls <count>   crictl runs per row and runtime (default 20)
   --version-calls <count>  Version calls per runtime (default 100)
   --vm-warm-pool <count>   vmlet's --vm-warm-pool (default 0: sandboxes without VMs, as pause containers are)
+  --warm-stop <count>      rounds of Stop of a sandbox whose warm VM was never used, on a second vmlet
+                           with --vm-warm-pool 1 (needs libvirtd; default 5, 0 skips)
   --runtime dist|tsx       how vmlet runs (default dist: tsc build, plain node)
   --json <file>            results (default bench/results/peer-<time>.json)
   --help
 `;
 
 export function parsePeerOptions(argv: readonly string[], repoRoot: string, startedAt: Date): PeerOptions | undefined {
-  const args = parseBenchArgs(argv, { n: 'string', 'list-pods': 'string', 'crictl-calls': 'string', 'version-calls': 'string', 'vm-warm-pool': 'string', runtime: 'string', json: 'string' });
+  const args = parseBenchArgs(argv, { 'warm-stop': 'string', n: 'string', 'list-pods': 'string', 'crictl-calls': 'string', 'version-calls': 'string', 'vm-warm-pool': 'string', runtime: 'string', json: 'string' });
   if (args === undefined) return undefined;
   const { str } = args;
   return {
@@ -56,6 +98,7 @@ export function parsePeerOptions(argv: readonly string[], repoRoot: string, star
     listPods: intOption(str('list-pods'), 'list-pods', 100, 1, 1000),
     crictlCalls: intOption(str('crictl-calls'), 'crictl-calls', 20, 1, 10_000),
     versionCalls: intOption(str('version-calls'), 'version-calls', 100, 1, 100_000),
+    warmStop: intOption(str('warm-stop'), 'warm-stop', 5, 0, 1000),
     vmWarmPool: intOption(str('vm-warm-pool'), 'vm-warm-pool', 0, 0, 16),
     runtime: oneOfOption(str('runtime'), 'runtime', ['dist', 'tsx'] as const, 'dist'),
     json: str('json') ?? defaultJsonPath(repoRoot, 'peer', startedAt),
@@ -75,6 +118,8 @@ interface PeerState {
   dir: string;
   network?: BenchNetwork;
   daemon?: BenchDaemon;
+  /** The warm-stop phase's vmlet, with --vm-warm-pool 1. */
+  warmDaemon?: BenchDaemon;
   containerd?: TestContainerd;
   containerdClient?: CriRuntimeClient;
   floor?: CniFloor;
@@ -123,7 +168,7 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
     network: { conflist: {} },
     containerd: emptySamples(),
     vmlet: emptySamples(),
-    floor: { setup: [], teardown: [] },
+    floor: { setup: [], teardown: [], teardownWarm: [] },
     crictlStart: [],
     cleanup: { errors: [], leftoverNetns: [], bridgeLeft: false },
   };
@@ -166,7 +211,7 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
       state.floorNetns.add(netnsName);
       const pod = { namespace: 'vmlet-bench', name: `floor-${tag}-${label}-${i}`, uid: randomUUID(), infraContainerId: `vbfloor${tag}${label}${i}` };
       const { attachment, timing } = await floor.setup(pod.infraContainerId, netnsName, pod);
-      if (label !== 'w') result.floor.setup.push(timing.totalMs);
+      if (label === 'p') result.floor.setup.push(timing.totalMs);
       return attachment;
     };
 
@@ -243,6 +288,16 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
         await side.client.call('RemovePodSandbox', { pod_sandbox_id: listIds[side.name][i] });
       });
     }
+
+    if (opts.warmStop > 0 && !existsSync(LIBVIRT_SOCKET)) result.warmStopSkipped = `no libvirtd socket at ${LIBVIRT_SOCKET}`;
+    else if (opts.warmStop > 0) {
+      checkAbort();
+      step(`warm-stop: a second vmlet with --vm-warm-pool 1; ${opts.warmStop} × (Run adopting the warm VM, containerd Run, floor round, vmlet Stop, containerd Stop)`);
+      // debug: the pool's lines say when a warm VM is idle (they cost vmlet, not containerd).
+      state.warmDaemon = await BenchDaemon.start(entry, daemonDirs(join(state.dir, 'warm'), cniConfDir, binDirs), 'debug', ['--vm-warm-pool', '1']);
+      await warmStopRounds(state.warmDaemon, sides[1]!, opts.warmStop, tag, floor, (i) => floorRound('ws', i), result, signal);
+      await state.warmDaemon.stop();
+    }
   } catch (err) {
     result.error = errorText(err);
   } finally {
@@ -253,7 +308,7 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
     run.close();
   }
   for (const side of [result.vmlet, result.containerd]) for (const k of Object.keys(side) as (keyof RuntimeSamples)[]) side[k] = roundSamples(side[k]);
-  result.floor = { setup: roundSamples(result.floor.setup), teardown: roundSamples(result.floor.teardown) };
+  result.floor = { setup: roundSamples(result.floor.setup), teardown: roundSamples(result.floor.teardown), teardownWarm: roundSamples(result.floor.teardownWarm) };
   result.crictlStart = roundSamples(result.crictlStart);
   const c = result.cleanup;
   return run.finish(jsonPath, result, formatPeerReport(result), c.errors.length > 0 || c.leftoverNetns.length > 0 || c.bridgeLeft);
@@ -262,7 +317,7 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
 async function cleanup(state: PeerState): Promise<PeerResult['cleanup']> {
   const errors: string[] = [];
   const note = (what: string, err: unknown) => errors.push(`${what}: ${err instanceof Error ? err.message : String(err)}`);
-  if (state.daemon) await removeThroughDaemons([state.daemon], state.tag, { containers: false }, errors, note);
+  if (state.daemon) await removeThroughDaemons([state.daemon, ...(state.warmDaemon ? [state.warmDaemon] : [])], state.tag, { containers: false }, errors, note);
   if (state.containerdClient) {
     const client = state.containerdClient;
     try {
