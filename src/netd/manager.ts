@@ -191,8 +191,7 @@ export class NetworkManager implements NetdMethods {
         const steps = new StepTimer();
         const record = this.records.get(sandboxId);
         const keepNetns = keepWarmNetns === true && record?.prewired !== undefined;
-        const failures = await this.vmSide.tearDown(sandboxId, record);
-        steps.mark('vmSide');
+        const failures = await this.vmSide.tearDown(sandboxId, record, steps);
         failures.push(...(await this.sandboxSetup.tearDown(sandboxId, record, { keepNetns })));
         steps.mark(keepNetns ? 'cniDel' : 'cniDelAndNetns');
         if (keepNetns && failures.length > 0) failures.push(...(await this.sandboxSetup.deleteNetns(record!.netnsName)));
