@@ -67,6 +67,12 @@ async function warmStopRounds(
     if (!netnsPath.includes('vmlet-warm-')) throw new Error(`sandbox ${id} did not adopt a warm netns (${netnsPath || 'none'})`);
     const { pod_sandbox_id: peerId } = await peer.client.call<{ pod_sandbox_id: string }>('RunPodSandbox', { config: podConfig(tag, 'wsc', i) });
     await waitForVmSides(daemon, [id], signal);
+    // The claim started a refill (a new QEMU, heavy under TCG): the floor and both Stops wait for it.
+    const r0 = now();
+    while (count(warmReady) < i + 2 && now() - r0 < 180_000) {
+      if (signal.aborted) throw new Error('interrupted');
+      await new Promise((r) => setTimeout(r, 20));
+    }
     result.floor.teardownWarm.push((await floor.teardown(await floorRound(i))).totalMs);
     result.vmlet.stopWarm.push((await timed(() => daemon.client.call('StopPodSandbox', { pod_sandbox_id: id })))[1]);
     peer.samples.stopWarm.push((await timed(() => peer.client.call('StopPodSandbox', { pod_sandbox_id: peerId })))[1]);

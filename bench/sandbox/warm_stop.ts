@@ -30,6 +30,8 @@ export interface WarmStopResult {
   netdStepsMs: Record<string, number[]>;
   /** Untimed wait for an idle warm VM before each Run. */
   warmWaitMs: number[];
+  /** Untimed wait, before each Stop, for the refill the Run's claim started. */
+  refillWaitMs: number[];
 }
 
 const warmReady = (l: LogLine) => l.msg === 'warm VM ready';
@@ -51,7 +53,7 @@ export interface WarmStopDeps {
 
 export async function warmStopPhase(d: WarmStopDeps): Promise<WarmStopResult> {
   const { daemon } = d;
-  const out: WarmStopResult = { n: d.n, stopMs: [], removeMs: [], returned: 0, floorStopMs: [], floorStopMedianMs: NaN, netdStepsMs: {}, warmWaitMs: [] };
+  const out: WarmStopResult = { n: d.n, stopMs: [], removeMs: [], returned: 0, floorStopMs: [], floorStopMedianMs: NaN, netdStepsMs: {}, warmWaitMs: [], refillWaitMs: [] };
   const count = (match: (l: LogLine) => boolean) => daemon.logs.filter(match).length;
   for (let i = 0; i < d.n; i++) {
     // Idle VMs so far: made + returned - claimed (one per earlier round).
@@ -69,6 +71,14 @@ export async function warmStopPhase(d: WarmStopDeps): Promise<WarmStopResult> {
     const netnsPath = (JSON.parse(st.info.info ?? '{}') as { netnsPath?: string }).netnsPath ?? '';
     if (!netnsPath.includes('vmlet-warm-')) throw new Error(`sandbox ${id} did not adopt a warm netns (${netnsPath || 'none'})`);
     await d.waitForVmSides([id]);
+    // The claim started a refill (a new QEMU, heavy under TCG): wait until it is ready, so the
+    // floor and the Stop below do not share the CPUs with it. (Untimed; one more 'warm VM ready'.)
+    const r0 = now();
+    while (count(warmReady) < i + 2 && now() - r0 < 180_000) {
+      if (d.signal.aborted) throw new Error('interrupted');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    out.refillWaitMs.push(now() - r0);
     // The floor's round right before the Stop: the same conflist, the same moment's load.
     const netnsName = `vbfloor-${d.tag}-ws${i}`;
     d.trackFloorNetns(netnsName);

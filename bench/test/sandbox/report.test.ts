@@ -72,7 +72,7 @@ test('tables align and ms formatting scales', () => {
 });
 
 test('the warm-stop phase: its median against the floor, how many VMs went back, or why it was skipped', () => {
-  const lines = warmStopLines({ n: 3, stopMs: [150, 100, 200], removeMs: [20, 30, 40], returned: 3, floorStopMs: [80, 70, 90], floorStopMedianMs: 80, netdStepsMs: { vmSide: [10, 12, 14], cniDel: [40, 50, 60] }, warmWaitMs: [0, 0, 0] });
+  const lines = warmStopLines({ n: 3, stopMs: [150, 100, 200], removeMs: [20, 30, 40], returned: 3, floorStopMs: [80, 70, 90], floorStopMedianMs: 80, netdStepsMs: { vmSide: [10, 12, 14], cniDel: [40, 50, 60] }, warmWaitMs: [0, 0, 0], refillWaitMs: [0, 0, 0] });
   assert.match(lines.join('\n'), /N=3/);
   assert.match(lines[1]!, /median 150\.0 ms, p95 200\.0 ms = 1\.88x the floor \(CNI DEL \+ ip netns delete, one round before each Stop, median 80\.0 ms\); RemovePodSandbox median 30\.0 ms; VM given back to the pool 3\/3/);
   assert.equal(lines[2], "  netd's teardown steps (median ms): vmSide 12.0, cniDel 50.0");
