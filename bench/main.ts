@@ -13,6 +13,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
     summary: 'RunPodSandbox/StopPodSandbox/RemovePodSandbox against the CNI floor, ListPodSandbox over 500 records, RSS',
     load: async () => (await import('./sandbox/run.js')).runSandboxBench,
   },
+  peer: {
+    summary: 'vmlet against containerd (Debian) on the same conflist and client: Run/Stop/Remove, Version, ListPodSandbox, crictl version/pods',
+    load: async () => (await import('./peer/run.js')).runPeerBench,
+  },
   vm: {
     summary: "VM pods: Run/Create/Start (vmlet's share) and guest boot to its DHCP ACK, daemon RSS per running VM",
     load: async () => (await import('./vm/run.js')).runVmBench,

@@ -20,6 +20,7 @@ export const SANDBOX_USAGE = `usage: npm run bench -- sandbox [options]   (as ro
   --log-level <level>       the daemon's log level (default debug: the breakdown reads its lines)
   --warm-stop <count>       sandboxes that claim a warm VM and stop without using it, on a daemon
                             with --vm-warm-pool 1 (needs libvirtd; default 5, 0 skips the phase)
+  --phases <list>           comma-separated, of sandbox, warm-stop, list (default all three)
   --help
 `;
 
@@ -36,6 +37,7 @@ export function parseSandboxOptions(argv: readonly string[], repoRoot: string, n
     'profile-iterations': 'string',
     'log-level': 'string',
     'warm-stop': 'string',
+    phases: 'string',
   });
   if (args === undefined) return undefined;
   const { str } = args;
@@ -49,6 +51,17 @@ export function parseSandboxOptions(argv: readonly string[], repoRoot: string, n
     profile: oneOfOption(str('profile'), 'profile', ['auto', 'always', 'never'] as const, 'auto'),
     profileIterations: intOption(str('profile-iterations'), 'profile-iterations', 10, 1, 1000),
     warmStop: intOption(str('warm-stop'), 'warm-stop', 5, 0, 1000),
+    phases: phasesOption(str('phases')),
     logLevel: oneOfOption(str('log-level'), 'log-level', ['trace', 'debug', 'info', 'warn', 'error'] as const, 'debug'),
   };
+}
+
+const PHASES = ['sandbox', 'warm-stop', 'list'] as const;
+
+function phasesOption(value: string | undefined): SandboxBenchOptions['phases'] {
+  if (value === undefined) return [...PHASES];
+  const parts = value.split(',').map((p) => p.trim()).filter(Boolean);
+  const bad = parts.filter((p) => !(PHASES as readonly string[]).includes(p));
+  if (parts.length === 0 || bad.length > 0) throw new UsageError(`--phases: expected a comma-separated list of ${PHASES.join(', ')}, got ${JSON.stringify(value)}`);
+  return PHASES.filter((p) => parts.includes(p));
 }

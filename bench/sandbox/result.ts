@@ -19,6 +19,8 @@ export interface SandboxBenchOptions {
   profileIterations: number;
   /** Sandboxes of the warm-stop phase (warm_stop.ts); 0 skips it. */
   warmStop: number;
+  /** Which phases run: the sandbox phases (sequential, concurrent), warm-stop, list. */
+  phases: ('sandbox' | 'warm-stop' | 'list')[];
   logLevel: string;
 }
 

@@ -8,7 +8,7 @@
  * Whatever happens (failure, Ctrl-C), the bench removes its sandboxes through the daemon, stops
  * its daemons, deletes any namespace it can attribute to itself and its bridge, and says so.
  */
-import { chmod, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,7 +114,7 @@ async function expectSandboxes(daemon: BenchDaemon, tag: string, state: 'SANDBOX
 const rpcLine = (method: string) => (l: LogLine) => l.msg === 'rpc' && l.method === method;
 
 /** Waits until netd reports every sandbox's VM side ready; returns how long that took. */
-async function waitForVmSides(daemon: BenchDaemon, ids: readonly string[], signal: AbortSignal): Promise<number> {
+export async function waitForVmSides(daemon: BenchDaemon, ids: readonly string[], signal: AbortSignal): Promise<number> {
   const t0 = now();
   const deadline = t0 + 120_000;
   for (const id of ids) {
@@ -240,6 +240,8 @@ async function timeVersion(daemon: BenchDaemon, calls: number): Promise<number[]
 async function listPhase(state: BenchState, entry: EntryPoints, cniConfDir: string, binDirs: string[], opts: SandboxBenchOptions, memory: MemorySample[]): Promise<SandboxBenchResult['list']> {
   const dirs = daemonDirs(join(state.dir, 'list'), cniConfDir, binDirs);
   state.stateDirs.push(dirs.stateDir);
+  // 0711 before the record store makes it (0700): QEMU's user must traverse it (--qemu-user).
+  await mkdir(join(state.dir, 'list'), { recursive: true, mode: 0o711 });
   const t = now();
   await writeStoppedSandboxes(dirs.stateDir, opts.listRecords, state.tag);
   const recordsWriteMs = now() - t;
@@ -432,7 +434,7 @@ export async function runSandboxBench(argv: readonly string[]): Promise<number> 
     await sampleMemory(result.memory, 'after warm-up', daemon);
     result.versionMs = await timeVersion(daemon, 100);
 
-    for (const [name, concurrency] of [['sequential', 1], ['concurrent', opts.concurrency]] as const) {
+    for (const [name, concurrency] of opts.phases.includes('sandbox') ? ([['sequential', 1], ['concurrent', opts.concurrency]] as const) : []) {
       checkAbort();
       step(`${name}: floor, ${opts.n} × (ip netns add + CNI ADD), then ${opts.n} × (CNI DEL + ip netns delete)${concurrency > 1 ? `, ${concurrency} at a time` : ''}`);
       const cpu0 = await cpuSnapshot(await ownPids(daemon));
@@ -456,14 +458,16 @@ export async function runSandboxBench(argv: readonly string[]): Promise<number> 
     step('stopping the daemon');
     await daemon.stop();
 
-    if (opts.warmStop > 0) {
+    if (opts.warmStop > 0 && opts.phases.includes('warm-stop')) {
       checkAbort();
       result.warmStop = await runWarmStop(state, entry, cniConfDir, binDirs, opts, result, step, signal);
     }
 
-    checkAbort();
-    step(`ListPodSandbox: writing ${opts.listRecords} stopped sandbox records, starting a daemon over them`);
-    result.list = await listPhase(state, entry, cniConfDir, binDirs, opts, result.memory);
+    if (opts.phases.includes('list')) {
+      checkAbort();
+      step(`ListPodSandbox: writing ${opts.listRecords} stopped sandbox records, starting a daemon over them`);
+      result.list = await listPhase(state, entry, cniConfDir, binDirs, opts, result.memory);
+    }
 
     const missed = result.phases.some((p) => runVerdict(runRatio(p)) === 'MISS');
     if (opts.profile === 'always' || (opts.profile === 'auto' && missed)) {
@@ -498,8 +502,6 @@ async function runWarmStop(
   signal: AbortSignal,
 ): Promise<WarmStopResult | { skipped: string }> {
   if (!(await stat(LIBVIRT_SOCKET).then(() => true, () => false))) return { skipped: `no libvirtd socket at ${LIBVIRT_SOCKET}` };
-  const sequential = result.phases.find((p) => p.name === 'sequential');
-  if (!sequential) return { skipped: 'no sequential phase (its floor is the reference)' };
   step(`warm-stop: a daemon with --vm-warm-pool 1; ${opts.warmStop} × (RunPodSandbox adopting the warm VM, StopPodSandbox, RemovePodSandbox)`);
   const dirs = daemonDirs(join(state.dir, 'warm'), cniConfDir, binDirs);
   state.stateDirs.push(dirs.stateDir);
@@ -510,9 +512,10 @@ async function runWarmStop(
       daemon,
       tag: state.tag,
       n: opts.warmStop,
-      floorStopMedianMs: median(sequential.floor.teardownMs),
+      floor: state.floor!,
       signal,
       track: (id) => state.sandboxIds.add(id),
+      trackFloorNetns: (name) => state.floorNetns.add(name),
       waitForVmSides: (ids) => waitForVmSides(daemon, ids, signal),
     });
   } finally {

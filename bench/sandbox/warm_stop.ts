@@ -5,13 +5,16 @@
  * vmlet gives the VM back to the pool with its netns made warm again (netd: unwire, CNI DEL,
  * prewire) instead of destroying it. Sequential; each round waits (untimed) for an idle warm VM,
  * checks that the Run adopted a warm netns, waits for the VM side, then times Stop and Remove.
- * The floor is the sequential phase's CNI DEL + ip netns delete, measured in the same run.
+ * The floor is CNI DEL + ip netns delete of the same conflist, one floor round right before each
+ * Stop (interleaved, so both see the same load on a shared machine); netd's own step times
+ * (its 'sandbox network torn down' line) say where a Stop's time went.
  */
 import { randomUUID } from 'node:crypto';
 import type { BenchDaemon, LogLine } from '../lib/daemon.js';
 import { now } from '../lib/harness.js';
 import { median, percentile } from '../lib/stats.js';
 import { podIdentity, podSandboxConfig } from './pods.js';
+import type { CniFloor } from './floor.js';
 
 export interface WarmStopResult {
   n: number;
@@ -19,29 +22,38 @@ export interface WarmStopResult {
   removeMs: number[];
   /** How many Stops gave the VM back to the pool (its log line), out of n. */
   returned: number;
-  /** The sequential phase's floor of Stop (CNI DEL + ip netns delete), median. */
+  /** The floor of Stop (CNI DEL + ip netns delete), one round right before each Stop. */
+  floorStopMs: number[];
+  /** Median of floorStopMs. */
   floorStopMedianMs: number;
+  /** netd's teardown steps of each Stop (its stepsMs), by step. */
+  netdStepsMs: Record<string, number[]>;
   /** Untimed wait for an idle warm VM before each Run. */
   warmWaitMs: number[];
+  /** Untimed wait, before each Stop, for the refill the Run's claim started. */
+  refillWaitMs: number[];
 }
 
 const warmReady = (l: LogLine) => l.msg === 'warm VM ready';
 const warmReturned = (l: LogLine) => l.msg === 'unused warm VM returned to the pool';
+const tornDown = (l: LogLine) => l.msg === 'sandbox network torn down';
 
 export interface WarmStopDeps {
   daemon: BenchDaemon;
   tag: string;
   n: number;
-  floorStopMedianMs: number;
+  floor: CniFloor;
   signal: AbortSignal;
   /** Records a sandbox id for the cleanup. */
   track: (id: string) => void;
+  /** Records a floor netns name for the cleanup. */
+  trackFloorNetns: (name: string) => void;
   waitForVmSides: (ids: readonly string[]) => Promise<number>;
 }
 
 export async function warmStopPhase(d: WarmStopDeps): Promise<WarmStopResult> {
   const { daemon } = d;
-  const out: WarmStopResult = { n: d.n, stopMs: [], removeMs: [], returned: 0, floorStopMedianMs: d.floorStopMedianMs, warmWaitMs: [] };
+  const out: WarmStopResult = { n: d.n, stopMs: [], removeMs: [], returned: 0, floorStopMs: [], floorStopMedianMs: NaN, netdStepsMs: {}, warmWaitMs: [], refillWaitMs: [] };
   const count = (match: (l: LogLine) => boolean) => daemon.logs.filter(match).length;
   for (let i = 0; i < d.n; i++) {
     // Idle VMs so far: made + returned - claimed (one per earlier round).
@@ -59,17 +71,36 @@ export async function warmStopPhase(d: WarmStopDeps): Promise<WarmStopResult> {
     const netnsPath = (JSON.parse(st.info.info ?? '{}') as { netnsPath?: string }).netnsPath ?? '';
     if (!netnsPath.includes('vmlet-warm-')) throw new Error(`sandbox ${id} did not adopt a warm netns (${netnsPath || 'none'})`);
     await d.waitForVmSides([id]);
+    // The claim started a refill (a new QEMU, heavy under TCG): wait until it is ready, so the
+    // floor and the Stop below do not share the CPUs with it. (Untimed; one more 'warm VM ready'.)
+    const r0 = now();
+    while (count(warmReady) < i + 2 && now() - r0 < 180_000) {
+      if (d.signal.aborted) throw new Error('interrupted');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    out.refillWaitMs.push(now() - r0);
+    // The floor's round right before the Stop: the same conflist, the same moment's load.
+    const netnsName = `vbfloor-${d.tag}-ws${i}`;
+    d.trackFloorNetns(netnsName);
+    const pod = { namespace: 'vmlet-bench', name: `floor-${d.tag}-ws-${i}`, uid: randomUUID(), infraContainerId: `vbfloor${d.tag}ws${i}` };
+    const { attachment } = await d.floor.setup(pod.infraContainerId, netnsName, pod);
+    out.floorStopMs.push((await d.floor.teardown(attachment)).totalMs);
     const before = count(warmReturned);
+    const linesBefore = count(tornDown);
     let t = now();
     await daemon.client.call('StopPodSandbox', { pod_sandbox_id: id });
     out.stopMs.push(now() - t);
     t = now();
     await daemon.client.call('RemovePodSandbox', { pod_sandbox_id: id });
     out.removeMs.push(now() - t);
-    // The pool logs the return before the Stop's reply; serve's lines may trail on their pipe.
-    await daemon.waitForLines(0, warmReturned, before + 1, 2000);
+    // The netns is made warm again after the Stop's reply, then the VM goes back to the pool.
+    await daemon.waitForLines(0, warmReturned, before + 1, 30_000);
     out.returned += count(warmReturned) > before ? 1 : 0;
+    await daemon.waitForLines(0, tornDown, linesBefore + 1, 2000).catch(() => {});
+    const line = daemon.logs.filter(tornDown)[linesBefore];
+    for (const [step, ms] of Object.entries((line?.stepsMs ?? {}) as Record<string, number>)) (out.netdStepsMs[step] ??= []).push(ms);
   }
+  out.floorStopMedianMs = median(out.floorStopMs);
   return out;
 }
 
@@ -79,7 +110,10 @@ export function warmStopLines(r: WarmStopResult): string[] {
   const stop = median(r.stopMs);
   return [
     `StopPodSandbox of a sandbox whose warm VM was never used (daemon with --vm-warm-pool 1, N=${r.n}, sequential, VM side ready before each Stop):`,
-    `  median ${fmt(stop)} ms, p95 ${fmt(percentile(r.stopMs, 95))} ms = ${(stop / r.floorStopMedianMs).toFixed(2)}x the floor (CNI DEL + ip netns delete, ${fmt(r.floorStopMedianMs)} ms); ` +
+    `  median ${fmt(stop)} ms, p95 ${fmt(percentile(r.stopMs, 95))} ms = ${(stop / r.floorStopMedianMs).toFixed(2)}x the floor (CNI DEL + ip netns delete, one round before each Stop, median ${fmt(r.floorStopMedianMs)} ms); ` +
       `RemovePodSandbox median ${fmt(median(r.removeMs))} ms; VM given back to the pool ${r.returned}/${r.n}`,
+    ...(Object.keys(r.netdStepsMs ?? {}).length > 0
+      ? [`  netd's teardown steps (median ms): ${Object.entries(r.netdStepsMs).map(([step, ms]) => `${step} ${fmt(median(ms))}`).join(', ')}`]
+      : []),
   ];
 }

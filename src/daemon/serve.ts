@@ -184,6 +184,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       logger.error({ err }, 'libvirt not reachable at start; containers reconcile when it is; no warm VMs');
     }
     cleanups.push(() => warmPool.close());
+    // Runs before the pool's close: unused warm VMs still going back after their Stop replied.
+    cleanups.push(() => sandboxes.settle());
     const stats = new StatsCollector({ domainOf: (r) => containers.domainRef(r), libvirt, logger });
 
     const health: RuntimeHealth = {

@@ -8,7 +8,8 @@
  * and answers serve's calls.
  */
 import { ownerIdFor } from '../store/owner.js';
-import { FailedPreconditionError } from '../errors.js';
+import { FailedPreconditionError, InvalidArgumentError } from '../errors.js';
+import { isWarmNetnsName } from '../network/names.js';
 import type { Logger } from '../log.js';
 import type { Config } from '../config/table.js';
 import { SyncBehind } from '../store/sync_behind.js';
@@ -28,10 +29,11 @@ import { NetnsManager, type NetnsOps } from '../network/netns.js';
 import { ExecSysctlRunner, type SysctlRunner } from '../network/sysctl.js';
 import { DhcpResponders, startDhcpServerInNetns, type DhcpResponderFactory } from './dhcp_responders.js';
 import type { CniCheckReport, NetdEvent, NetdMethods, Readiness, SandboxNetworkStatus, SetupParams, SetupResult, TeardownParams, TeardownResult, VmNetworkPlanResult, VmNetworkResult } from './protocol.js';
-import { sandboxNetworkRecords, setupResultOf, type SandboxNetworkRecords } from './records.js';
+import { netnsInUse, sandboxNetworkRecords, setupResultOf, type SandboxNetworkRecords } from './records.js';
 import { SandboxSetup } from './sandbox_setup.js';
 import { VmSide } from './vm_side.js';
 import { WarmNetns, randomWarmNetnsName } from './warm_netns.js';
+import { StepTimer } from './step_timer.js';
 import { resolveQemuUser, type QemuUser } from '../vmwrapper/qemu_user.js';
 
 /** Everything netd does to the host, each behind a narrow seam. */
@@ -179,35 +181,45 @@ export class NetworkManager implements NetdMethods {
 
   /**
    * Idempotent: tears down whatever exists for the sandbox, from its record or by its names.
-   * With `rewarm`, an adopted warm netns is made a warm one again instead of deleted when it can be.
+   * With `keepWarmNetns`, an adopted warm netns is kept (for rewarmNetns) instead of deleted when
+   * the unwiring and CNI DEL went through: the sandbox's network is gone from it either way, and
+   * making it warm again is the pool's work, not the Stop's (so it runs after the reply).
    */
-  teardown({ sandboxId, rewarm }: TeardownParams): Promise<TeardownResult> {
+  teardown({ sandboxId, keepWarmNetns }: TeardownParams): Promise<TeardownResult> {
     return this.vmSide.inForeground(() =>
       this.vmSide.whileTearingDown(sandboxId, async () => {
+        const steps = new StepTimer();
         const record = this.records.get(sandboxId);
-        const keepNetns = rewarm === true && record?.prewired !== undefined;
-        const failures = await this.vmSide.tearDown(sandboxId, record);
+        const keepNetns = keepWarmNetns === true && record?.prewired !== undefined;
+        const failures = await this.vmSide.tearDown(sandboxId, record, steps);
         failures.push(...(await this.sandboxSetup.tearDown(sandboxId, record, { keepNetns })));
-        let rewarmed = false;
-        if (keepNetns) {
-          if (failures.length === 0) rewarmed = await this.rewarmOrFalse(record!.netnsName);
-          if (!rewarmed) failures.push(...(await this.sandboxSetup.deleteNetns(record!.netnsName)));
-        }
+        steps.mark(keepNetns ? 'cniDel' : 'cniDelAndNetns');
+        if (keepNetns && failures.length > 0) failures.push(...(await this.sandboxSetup.deleteNetns(record!.netnsName)));
         if (failures.length > 0) throw new FailedPreconditionError(`sandbox network teardown incomplete: ${failures.join('; ')}`);
         await this.records.delete(sandboxId);
         this.cniChecks.delete(sandboxId);
-        return rewarmed ? { rewarmed } : {};
+        steps.mark('records');
+        this.logger.debug({ sandboxId, stepsMs: steps.totals() }, 'sandbox network torn down');
+        return keepNetns ? { keptNetns: record!.netnsName } : {};
       }),
     );
   }
 
-  private async rewarmOrFalse(netnsName: string): Promise<boolean> {
+  /** A netns a teardown kept: warm again, or deleted when it cannot be (see WarmNetns.rewarm). */
+  async rewarmNetns({ netnsName }: { netnsName: string }): Promise<{ rewarmed: boolean }> {
+    if (!isWarmNetnsName(netnsName)) throw new InvalidArgumentError(`netns ${JSON.stringify(netnsName)} is not a warm netns`);
+    if (netnsInUse(this.records, netnsName)) throw new FailedPreconditionError(`warm netns ${netnsName} belongs to a sandbox now`);
+    const steps = new StepTimer();
+    let rewarmed = false;
     try {
-      return await this.warm.rewarm(netnsName);
+      rewarmed = await this.warm.rewarm(netnsName);
     } catch (err) {
       this.logger.warn({ err, netns: netnsName }, 'could not make a netns warm again; deleting it');
-      return false;
     }
+    if (!rewarmed) await this.warm.delete(netnsName);
+    steps.mark(rewarmed ? 'rewarm' : 'delete');
+    this.logger.debug({ netns: netnsName, stepsMs: steps.totals() }, rewarmed ? 'netns made warm again' : 'netns not made warm again; deleted');
+    return { rewarmed };
   }
 
   async status({ sandboxId, check }: { sandboxId: string; check?: boolean }): Promise<SandboxNetworkStatus | null> {

@@ -71,16 +71,17 @@ export interface Readiness {
 export interface TeardownParams {
   sandboxId: string;
   /**
-   * The sandbox adopted a warm netns whose VM it never used: keep the netns and make it a warm
-   * one again (prewired, nothing of the sandbox left in it), so that serve can give the VM back
-   * to its pool. netd falls back to deleting it when it cannot (see WarmNetns.rewarm).
+   * The sandbox adopted a warm netns whose VM it never used: after unwiring and CNI DEL, keep the
+   * netns (nothing of the sandbox is left in it) instead of deleting it, so that serve can give the
+   * VM back to its pool once rewarmNetns made it warm again, after StopPodSandbox's reply. netd
+   * deletes it as usual when the teardown fails.
    */
-  rewarm?: boolean;
+  keepWarmNetns?: boolean;
 }
 
 export interface TeardownResult {
-  /** The netns is a warm one again (only with `rewarm`); otherwise it was deleted. */
-  rewarmed?: boolean;
+  /** The warm netns kept (only with `keepWarmNetns`), no sandbox's now; unset, it was deleted. */
+  keptNetns?: string;
 }
 
 /** Every netd method: params → result. */
@@ -98,6 +99,11 @@ export interface NetdMethods {
   createWarmNetns(params: Record<string, never>): Promise<{ netnsName: string; netnsPath: string }>;
   /** Deletes a warm netns no sandbox adopted. */
   deleteWarmNetns(params: { netnsName: string }): Promise<Record<string, never>>;
+  /**
+   * Makes a netns a teardown kept (`keepWarmNetns`) a warm one again (prewired); when it cannot
+   * (see WarmNetns.rewarm), deletes it and answers `rewarmed: false`.
+   */
+  rewarmNetns(params: { netnsName: string }): Promise<{ rewarmed: boolean }>;
 }
 
 export type NetdMethod = keyof NetdMethods;

@@ -180,12 +180,16 @@ export class VmSide {
    * finish (or fail and undo itself), stops the DHCP responder and unwires every interface.
    * Idempotent; returns what failed.
    */
-  async tearDown(sandboxId: string, record: SandboxNetworkRecord | undefined): Promise<string[]> {
+  async tearDown(sandboxId: string, record: SandboxNetworkRecord | undefined, steps?: StepTimer): Promise<string[]> {
     this.deferred.delete(sandboxId);
     await this.preparing.get(sandboxId);
     this.failures.delete(sandboxId);
+    steps?.mark('preparing');
     await this.deps.dhcp.stop(sandboxId);
-    return record ? await this.unwireAll(record) : [];
+    steps?.mark('dhcpStop');
+    const failures = record ? await this.unwireAll(record) : [];
+    steps?.mark('unwire');
+    return failures;
   }
 
   /** netd exiting: no preparation starts any more, and the running ones are done when this resolves. */

@@ -56,6 +56,8 @@ export class SandboxService {
   private readonly building = new Map<string, Promise<string>>();
   /** Serializes operations per sandbox id. */
   private readonly locks = new KeyedLock();
+  /** Warm VMs going back to the pool after their sandboxes' Stop replied (returnWarmLater). */
+  private readonly warmReturns = new Set<Promise<void>>();
   containerHooks: SandboxContainerHooks = { stopContainersOf: async () => {}, removeContainersOf: async () => {} };
 
   constructor(
@@ -170,32 +172,59 @@ export class SandboxService {
 
   /**
    * Stops the sandbox's VM, then tears its network down. A warm VM it claimed and never used goes
-   * back to the pool with its netns (netd makes it warm again) instead of being destroyed; it is
-   * no longer the sandbox's either way when this returns.
+   * back to the pool with its netns instead of being destroyed: once netd unwired it and ran
+   * CNI DEL, nothing of the sandbox is left in that netns, and it is the pool's. Making it warm
+   * again (rewarmNetns) is then the pool's work, done after the reply (see returnWarmLater).
    */
   async stop(idOrPrefix: string): Promise<void> {
     const record = this.mustGet(idOrPrefix);
     await this.locks.run(record.id, async () => {
       const { containerHooks: hooks } = this;
       const returningWarm = hooks.holdWarmForReturn?.(record.id) ?? false;
-      let rewarmed = false;
+      let keptNetns: string | undefined;
       try {
         await hooks.stopContainersOf(record.id);
         faultPoint('sandbox.stop.after-containers');
         const current = this.store.get(record.id);
         if (!current) return;
         try {
-          const result = await this.netd.call('teardown', { sandboxId: record.id, ...(returningWarm ? { rewarm: true } : {}) }, this.netdTimeoutMs);
-          rewarmed = result.rewarmed === true;
+          const result = await this.netd.call('teardown', { sandboxId: record.id, ...(returningWarm ? { keepWarmNetns: true } : {}) }, this.netdTimeoutMs);
+          keptNetns = result.keptNetns;
         } catch (err) {
           await this.store.put({ ...current, state: 'NOTREADY', pendingCleanup: `network teardown failed: ${errorText(err)}` });
           throw err instanceof VmletError ? err : new VmletError(Code.INTERNAL, errorText(err));
         }
         await this.store.put({ ...current, state: 'NOTREADY', podIps: undefined, notReadyReason: undefined, pendingCleanup: undefined });
       } finally {
-        if (returningWarm) await hooks.finishWarmReturn!(record.id, rewarmed);
+        if (returningWarm && keptNetns !== undefined) this.returnWarmLater(record.id, keptNetns);
+        else if (returningWarm) await hooks.finishWarmReturn!(record.id, false);
       }
     });
+  }
+
+  /**
+   * The unused warm VM of a stopped sandbox and its kept netns, back to the pool after the reply:
+   * netd prewires the netns anew (or deletes it when it cannot, and the VM is destroyed). The
+   * sandbox's network is already gone; only the pool waits for this (settle() at shutdown).
+   */
+  private returnWarmLater(sandboxId: string, netnsName: string): void {
+    const done = (async () => {
+      let rewarmed = false;
+      try {
+        rewarmed = (await this.netd.call('rewarmNetns', { netnsName }, this.netdTimeoutMs)).rewarmed;
+      } catch (err) {
+        this.logger.warn({ err, sandboxId, netns: netnsName }, 'a returned warm netns could not be made warm again');
+      }
+      await this.containerHooks.finishWarmReturn!(sandboxId, rewarmed);
+    })()
+      .catch((err: unknown) => this.logger.error({ err, sandboxId }, 'could not give an unused warm VM back to the pool'))
+      .finally(() => this.warmReturns.delete(done));
+    this.warmReturns.add(done);
+  }
+
+  /** Waits for the warm VMs being given back after their sandboxes stopped (daemon shutdown, before the pool closes). */
+  async settle(): Promise<void> {
+    while (this.warmReturns.size > 0) await Promise.all([...this.warmReturns]);
   }
 
   /** Idempotent: an unknown id has nothing left to remove. */

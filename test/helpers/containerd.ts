@@ -17,13 +17,22 @@ export interface TestContainerd {
   stop(): Promise<void>;
 }
 
-export interface ContainerdOptions {
+export type ContainerdOptions = {
   dir: string;
-  /** The CNI network for container pods: bridge name and subnet (a /24 or smaller, in 198.18.0.0/15). */
-  bridge: string;
-  subnet: string;
-  gateway: string;
-}
+  /** Where the CNI plugins are (default /usr/lib/cni). */
+  cniBinDir?: string;
+} & (
+  | {
+      /** The CNI network for container pods: bridge name and subnet (a /24 or smaller, in 198.18.0.0/15). */
+      bridge: string;
+      subnet: string;
+      gateway: string;
+    }
+  | {
+      /** A CNI conf dir of the caller's (e.g. the one vmlet uses, to compare both on one conflist). */
+      cniConfDir: string;
+    }
+);
 
 /** overlayfs needs a filesystem that supports it under the root; fall back to native otherwise. */
 function snapshotterFor(dir: string): 'overlayfs' | 'native' {
@@ -42,10 +51,10 @@ export async function startContainerd(opts: ContainerdOptions): Promise<TestCont
   const { dir } = opts;
   const root = join(dir, 'root');
   const state = join(dir, 'state');
-  const cniConf = join(dir, 'cni');
+  const cniConf = 'cniConfDir' in opts ? opts.cniConfDir : join(dir, 'cni');
   const socket = join(dir, 'containerd.sock');
   for (const d of [root, state, cniConf]) mkdirSync(d, { recursive: true });
-  writeFileSync(join(cniConf, '10-containerd-test.conflist'), JSON.stringify({
+  if (!('cniConfDir' in opts)) writeFileSync(join(cniConf, '10-containerd-test.conflist'), JSON.stringify({
     cniVersion: '1.0.0',
     name: `containerd-test-${opts.bridge}`,
     plugins: [
@@ -80,7 +89,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+    bin_dir = "${opts.cniBinDir ?? '/usr/lib/cni'}"
     conf_dir = "${cniConf}"
     max_conf_num = 1
 `;

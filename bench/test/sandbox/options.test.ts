@@ -16,6 +16,7 @@ test('defaults: N=20, 10 at a time, dist, 500 records, 200 calls, JSON under ben
     profile: 'auto',
     profileIterations: 10,
     warmStop: 5,
+    phases: ['sandbox', 'warm-stop', 'list'],
     logLevel: 'debug',
   });
 });
@@ -28,7 +29,8 @@ test('options are parsed and validated', () => {
   assert.equal(o.runtime, 'tsx');
   assert.equal(o.profile, 'never');
   assert.equal(parseSandboxOptions(['--help'], '/repo', when), undefined);
-  for (const bad of [['--n', '0'], ['--n', '2.5'], ['--n', '-1'], ['--runtime', 'bun'], ['--bogus'], ['--n'], ['stray']]) {
+  assert.deepEqual(parseSandboxOptions(['--phases', 'list,warm-stop'], '/repo', when)!.phases, ['warm-stop', 'list']);
+  for (const bad of [['--n', '0'], ['--n', '2.5'], ['--n', '-1'], ['--runtime', 'bun'], ['--bogus'], ['--n'], ['stray'], ['--phases', 'sandbox,bogus'], ['--phases', ',']]) {
     assert.throws(() => parseSandboxOptions(bad, '/repo', when), UsageError, bad.join(' '));
   }
 });

@@ -29,7 +29,7 @@ function result(phases: PhaseResult[]): SandboxBenchResult {
     format: RESULT_FORMAT,
     startedAt: '2025-01-01T00:00:00Z',
     finishedAt: '2025-01-01T00:01:00Z',
-    options: { n: 3, concurrency: 10, json: 'x', runtime: 'dist', listRecords: 500, listCalls: 200, profile: 'auto', profileIterations: 10, warmStop: 0, logLevel: 'debug' },
+    options: { n: 3, concurrency: 10, json: 'x', runtime: 'dist', listRecords: 500, listCalls: 200, profile: 'auto', profileIterations: 10, warmStop: 0, phases: ['sandbox', 'warm-stop', 'list'], logLevel: 'debug' },
     machine: {
       date: '2025-01-01T00:00:00Z', hostname: 'h', nproc: 2, cpuModel: 'cpu', memTotalMiB: 1024, kernel: 'Linux 6.1 #1',
       node: 'v20', platform: 'linux/x64', tmpFsType: 'ext2/ext3', cniPluginsVersion: '1.1.1', iproute2Version: 'ip 6.1',
@@ -72,9 +72,10 @@ test('tables align and ms formatting scales', () => {
 });
 
 test('the warm-stop phase: its median against the floor, how many VMs went back, or why it was skipped', () => {
-  const lines = warmStopLines({ n: 3, stopMs: [150, 100, 200], removeMs: [20, 30, 40], returned: 3, floorStopMedianMs: 80, warmWaitMs: [0, 0, 0] });
+  const lines = warmStopLines({ n: 3, stopMs: [150, 100, 200], removeMs: [20, 30, 40], returned: 3, floorStopMs: [80, 70, 90], floorStopMedianMs: 80, netdStepsMs: { vmSide: [10, 12, 14], cniDel: [40, 50, 60] }, warmWaitMs: [0, 0, 0], refillWaitMs: [0, 0, 0] });
   assert.match(lines.join('\n'), /N=3/);
-  assert.match(lines[1]!, /median 150\.0 ms, p95 200\.0 ms = 1\.88x the floor \(CNI DEL \+ ip netns delete, 80\.0 ms\); RemovePodSandbox median 30\.0 ms; VM given back to the pool 3\/3/);
+  assert.match(lines[1]!, /median 150\.0 ms, p95 200\.0 ms = 1\.88x the floor \(CNI DEL \+ ip netns delete, one round before each Stop, median 80\.0 ms\); RemovePodSandbox median 30\.0 ms; VM given back to the pool 3\/3/);
+  assert.equal(lines[2], "  netd's teardown steps (median ms): vmSide 12.0, cniDel 50.0");
   const skipped = formatReport({ ...result([]), warmStop: { skipped: 'no libvirtd socket at /x' } });
   assert.match(skipped, /warm-stop phase skipped: no libvirtd socket at \/x/);
 });

@@ -374,18 +374,19 @@ export class TapBinding implements NetworkBinding<TapWiredInterface> {
   }
 
   async unwire(ctx: BindingContext, state: TapWiredInterface): Promise<void> {
+    // The isolation table names interfaces as strings only: it goes while the links are read,
+    // one process start less on StopPodSandbox's path. (remove() accepts a netns that is gone.)
+    const isolationRemoved = this.options.isolation.remove(ctx.netnsName, isolationSpec(state));
     let links: LinkState[];
     try {
       links = parseLinks((await this.options.ip.show(ctx.netnsName, [['link', 'show']]))[0]);
     } catch (err) {
+      await isolationRemoved.catch(() => {});
       // The netns is gone, and with it everything this binding ever made in it.
       if (err instanceof NotFoundError) return;
       throw err;
     }
-    await both(
-      this.options.ip.apply(ctx.netnsName, tapUnwireCommands(state, links)),
-      this.options.isolation.remove(ctx.netnsName, isolationSpec(state)),
-    );
+    await both(this.options.ip.apply(ctx.netnsName, tapUnwireCommands(state, links)), isolationRemoved);
     if (state.calico) await this.unwireCalicoGateway(ctx, state, state.calico);
     if (state.ipv6) await this.requireIpv6().sysctl.write(ctx.netnsName, knownSysctls(state.ipv6.sysctlsBefore, IPV6_NETNS_SYSCTLS));
     this.logger.debug({ netns: ctx.netnsName, ifname: state.uplink.name }, 'interface unwired');

@@ -66,6 +66,31 @@ test('a sandbox adopts a warm netns: CNI ADD runs in it, the VM side is built th
   assert.deepEqual(network.leases(), []);
 });
 
+test('a kept warm netns: after teardown nothing of the sandbox is in it (lease freed); rewarmNetns prewires it as new', async () => {
+  const warm = await manager.createWarmNetns();
+  made.add(warm.netnsName);
+  const names = prewiredNames(warm.netnsName);
+  const fresh = links(warm.netnsName).map((l) => `${l.ifname} ${l.flags.includes('UP')}`).sort();
+  const p = params(warm.netnsName);
+  await manager.setup(p);
+  assert.equal((await manager.vmNetwork({ sandboxId: p.sandboxId })).ready, true);
+  assert.deepEqual(await manager.teardown({ sandboxId: p.sandboxId, keepWarmNetns: true }), { keptNetns: warm.netnsName });
+  // The Stop's reply comes here: the pod's address is back, its veth gone, the netns no sandbox's.
+  assert.deepEqual(network.leases(), []);
+  assert.ok(!links(warm.netnsName).some((l) => l.ifname === 'eth0'));
+  assert.equal(await manager.status({ sandboxId: p.sandboxId }), null);
+  assert.deepEqual(await manager.rewarmNetns({ netnsName: warm.netnsName }), { rewarmed: true });
+  assert.deepEqual(links(warm.netnsName).map((l) => `${l.ifname} ${l.flags.includes('UP')}`).sort(), fresh);
+  assert.deepEqual(links(warm.netnsName).map((l) => l.ifname).sort(), [names.bridge, 'lo', names.tap].sort());
+  // Adopted again by the next pod, and deleted with it.
+  const q = params(warm.netnsName);
+  await manager.setup(q);
+  assert.equal((await manager.vmNetwork({ sandboxId: q.sandboxId })).ready, true);
+  await manager.teardown({ sandboxId: q.sandboxId });
+  assert.equal(existsSync(warm.netnsPath), false);
+  assert.deepEqual(network.leases(), []);
+});
+
 test('setup refuses a netns that is not a warm one, or one that does not exist, and leaves nothing', async () => {
   const bad = params('vmlet-somebody-else');
   await assert.rejects(manager.setup(bad), InvalidArgumentError);

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../../src/config/load.js';
 import type { Config } from '../../../src/config/table.js';
-import { FailedPreconditionError } from '../../../src/errors.js';
+import { FailedPreconditionError, InvalidArgumentError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
 import { CniPluginError } from '../../../src/network/cni/errors.js';
 import { NetworkManager } from '../../../src/netd/manager.js';
@@ -122,7 +122,7 @@ test('a sandbox adopts a prewired warm netns: CNI ADD in it, the prewired bridge
   await tearDownPod1(netd, 'netd/warm-adoption.log');
 });
 
-test('teardown with rewarm: an adopted warm netns is unwired, CNI DEL run, and prewired again instead of deleted', async (t) => {
+test('teardown keeping a warm netns: unwired, CNI DEL run, kept; rewarmNetns prewires it again instead of it being deleted', async (t) => {
   const netd = await startNetd(t);
   const { manager, host } = netd;
   host.section('createWarmNetns');
@@ -131,41 +131,47 @@ test('teardown with rewarm: an adopted warm netns is unwired, CNI DEL run, and p
   host.section('setup pod1 in the warm netns, VM side prepared');
   await manager.setup(params('pod1', warm.netnsName));
   assert.ok((await manager.vmNetwork({ sandboxId: 'pod1' })).ready);
-  host.section('teardown pod1 with rewarm');
-  assert.deepEqual(await manager.teardown({ sandboxId: 'pod1', rewarm: true }), { rewarmed: true });
-  assert.deepEqual(host.describe(), fresh, 'the netns is as createWarmNetns left it');
+  host.section('teardown pod1 keeping the warm netns');
+  assert.deepEqual(await manager.teardown({ sandboxId: 'pod1', keepWarmNetns: true }), { keptNetns: warm.netnsName });
   assert.equal(await manager.status({ sandboxId: 'pod1' }), null);
+  host.section('rewarmNetns');
+  assert.deepEqual(await manager.rewarmNetns({ netnsName: warm.netnsName }), { rewarmed: true });
+  assert.deepEqual(host.describe(), fresh, 'the netns is as createWarmNetns left it');
   host.section('setup pod2 in the same warm netns');
   assert.deepEqual(await manager.setup(params('pod2', warm.netnsName)), { netnsPath: warm.netnsPath, podIps: ['198.18.110.3'] });
-  host.section('teardown pod2 (no rewarm: deleted)');
+  await assert.rejects(manager.rewarmNetns({ netnsName: warm.netnsName }), FailedPreconditionError, 'a netns a sandbox holds is never rewarmed');
+  await assert.rejects(manager.rewarmNetns({ netnsName: 'vmlet-other' }), InvalidArgumentError);
+  host.section('teardown pod2 (not kept: deleted)');
   assert.deepEqual(await manager.teardown({ sandboxId: 'pod2' }), {});
   assertNothingLeft(netd);
   assertGolden('netd/warm-rewarm.log', host.text());
 });
 
-test('teardown with rewarm right after setup: prewired links never joined up are made anew, the netns as fresh', async (t) => {
+test('rewarm right after setup: prewired links never joined up are made anew, the netns as fresh', async (t) => {
   const netd = await startNetd(t);
   const { manager, host } = netd;
   const warm = await manager.createWarmNetns();
   const fresh = host.describe();
   await manager.setup(params('pod1', warm.netnsName));
-  assert.deepEqual(await manager.teardown({ sandboxId: 'pod1', rewarm: true }), { rewarmed: true });
+  assert.deepEqual(await manager.teardown({ sandboxId: 'pod1', keepWarmNetns: true }), { keptNetns: warm.netnsName });
+  assert.deepEqual(await manager.rewarmNetns({ netnsName: warm.netnsName }), { rewarmed: true });
   assert.deepEqual(host.describe(), fresh);
   await manager.deleteWarmNetns({ netnsName: warm.netnsName });
   assertNothingLeft(netd);
 });
 
-test('teardown with rewarm: a netns with a link left after CNI DEL, or one that was not adopted, is deleted', async (t) => {
+test('rewarm: a netns with a link left after CNI DEL is deleted; a netns that was not adopted is never kept', async (t) => {
   const netd = await startNetd(t);
   const { manager, host } = netd;
   const warm = await manager.createWarmNetns();
   await manager.setup(params('pod1', warm.netnsName));
   // A plugin whose DEL leaves a link behind (the fake bridge plugin removes only eth0).
   host.addLink(warm.netnsName, 'leftover0');
-  assert.deepEqual(await manager.teardown({ sandboxId: 'pod1', rewarm: true }), {});
+  assert.deepEqual(await manager.teardown({ sandboxId: 'pod1', keepWarmNetns: true }), { keptNetns: warm.netnsName });
+  assert.deepEqual(await manager.rewarmNetns({ netnsName: warm.netnsName }), { rewarmed: false });
   assertNothingLeft(netd);
   await manager.setup(params('pod2'));
-  assert.deepEqual(await manager.teardown({ sandboxId: 'pod2', rewarm: true }), {}, 'a netns of its own is never made warm');
+  assert.deepEqual(await manager.teardown({ sandboxId: 'pod2', keepWarmNetns: true }), {}, 'a netns of its own is never kept');
   assertNothingLeft(netd);
 });
 

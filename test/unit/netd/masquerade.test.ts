@@ -90,8 +90,9 @@ test('masquerade in a warm netns: the prewired bridge and TAP are taken over, it
   const log = host.text(from);
   assert.doesNotMatch(log, /tuntap add/, 'no new TAP');
   assert.match(log, /nft vmlet-warm-\S+: remove bridge vmlet-vbr/, 'the prewired isolation table goes');
-  const result = await manager.teardown({ sandboxId: 'pod2', rewarm: true });
-  assert.deepEqual(result, { rewarmed: true });
+  const result = await manager.teardown({ sandboxId: 'pod2', keepWarmNetns: true });
+  assert.deepEqual(result, { keptNetns: warm.netnsName });
+  assert.deepEqual(await manager.rewarmNetns({ netnsName: warm.netnsName }), { rewarmed: true });
 });
 
 test('a bad binding annotation is INVALID_ARGUMENT before anything is made; "bridge" is the tap binding', async (t) => {

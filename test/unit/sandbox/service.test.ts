@@ -17,8 +17,11 @@ class FakeNetd implements NetdCalls {
   readonly calls: string[] = [];
   readonly fail = new Map<string, Error>();
   setupMs = 20;
-  /** What a teardown with `rewarm` answers. */
+  /** Whether a teardown with `keepWarmNetns` keeps it, and what rewarmNetns answers. */
+  keeps = true;
   rewarms = true;
+  /** rewarmNetns waits for this before answering (the Stop must not). */
+  rewarmGate: Promise<void> = Promise.resolve();
   call: NetdCalls['call'] = (async (method: string, params: Record<string, unknown>) => {
     this.calls.push(`${method} ${JSON.stringify(params.sandboxId === undefined ? params : { ...params, sandboxId: 'S' })}`);
     const err = this.fail.get(method);
@@ -27,7 +30,8 @@ class FakeNetd implements NetdCalls {
       await new Promise((r) => setTimeout(r, this.setupMs));
       return { netnsPath: '/run/netns/vmlet-fake', podIps: ['198.18.101.2'] };
     }
-    if (method === 'teardown') return params.rewarm === true ? { rewarmed: this.rewarms } : {};
+    if (method === 'teardown') return params.keepWarmNetns === true && this.keeps ? { keptNetns: 'vmlet-warm-0001' } : {};
+    if (method === 'rewarmNetns') return this.rewarmGate.then(() => ({ rewarmed: this.rewarms }));
     throw new Error(`unexpected netd call ${method}`);
   }) as NetdCalls['call'];
 }
@@ -110,21 +114,43 @@ test('Stop stops the containers before the network goes; Remove removes them and
   await sandboxes.remove(id); // idempotent
 });
 
-test('Stop with an unused warm VM: teardown asks netd to rewarm the netns, and the VM goes back only when it did', async (t) => {
+test('Stop with an unused warm VM: netd keeps the netns; after the reply it is rewarmed and the VM goes back only when it was', async (t) => {
   const { netd, hooks, sandboxes } = await warmHarness(t);
   const id = await sandboxes.run(spec('a'));
   netd.calls.length = 0;
   hooks.length = 0;
+  let open!: () => void;
+  netd.rewarmGate = new Promise((r) => (open = r));
   await sandboxes.stop(id);
-  assert.deepEqual(hooks, ['holdWarmForReturn', 'stopContainersOf', 'finishWarmReturn true']);
-  assert.deepEqual(netd.calls, ['teardown {"sandboxId":"S","rewarm":true}']);
+  assert.deepEqual(hooks, ['holdWarmForReturn', 'stopContainersOf'], 'the reply does not wait for the rewarm');
+  assert.deepEqual(netd.calls, ['teardown {"sandboxId":"S","keepWarmNetns":true}', 'rewarmNetns {"netnsName":"vmlet-warm-0001"}']);
   assert.equal(sandboxes.get(id)!.state, 'NOTREADY');
+  open();
+  await sandboxes.settle();
+  assert.deepEqual(hooks, ['holdWarmForReturn', 'stopContainersOf', 'finishWarmReturn true']);
 
   const b = await sandboxes.run(spec('b'));
   netd.rewarms = false;
   hooks.length = 0;
   await sandboxes.stop(b);
+  await sandboxes.settle();
   assert.deepEqual(hooks, ['holdWarmForReturn', 'stopContainersOf', 'finishWarmReturn false'], 'netd deleted the netns: the VM is destroyed');
+
+  const c = await sandboxes.run(spec('c'));
+  netd.keeps = false;
+  netd.calls.length = 0;
+  hooks.length = 0;
+  await sandboxes.stop(c);
+  assert.deepEqual(hooks, ['holdWarmForReturn', 'stopContainersOf', 'finishWarmReturn false'], 'netns not kept: the VM is destroyed before the reply');
+  assert.deepEqual(netd.calls.map((l) => l.split(' ')[0]), ['teardown']);
+
+  const d = await sandboxes.run(spec('d'));
+  netd.keeps = true;
+  netd.fail.set('rewarmNetns', new Error('netd gone (fake)'));
+  hooks.length = 0;
+  await sandboxes.stop(d);
+  await sandboxes.settle();
+  assert.deepEqual(hooks, ['holdWarmForReturn', 'stopContainersOf', 'finishWarmReturn false'], 'a failed rewarm destroys the VM');
 });
 
 test('Stop with an unused warm VM whose teardown fails: the VM is destroyed, the sandbox kept for a retry', async (t) => {

@@ -1,0 +1,122 @@
+/** The peer bench's result and its printed table. Pure. */
+import { median, percentile } from '../lib/stats.js';
+import { formatTable, ms } from '../lib/table.js';
+
+export const PEER_RESULT_FORMAT = 'vmlet-bench-peer/1';
+
+export interface PeerOptions {
+  n: number;
+  listPods: number;
+  crictlCalls: number;
+  versionCalls: number;
+  vmWarmPool: number;
+  /** Rounds of the warm-stop phase (0: skipped). */
+  warmStop: number;
+  runtime: 'dist' | 'tsx';
+  json: string;
+}
+
+/** Samples of one runtime, in ms, each a client round trip. */
+export interface RuntimeSamples {
+  run: number[];
+  stop: number[];
+  /** vmlet: Stop of a sandbox whose warm VM was never used; containerd: its Stop in the same rounds. */
+  stopWarm: number[];
+  remove: number[];
+  /** Version over this bench's grpc-js client. */
+  version: number[];
+  /** ListPodSandbox (unfiltered) over this bench's client with `listPods` sandboxes. */
+  list: number[];
+  /** `crictl version`: a crictl process making one unary call, its start included. */
+  crictlVersion: number[];
+  /** `crictl pods` with `listPods` sandboxes, its start included. */
+  crictlPods: number[];
+}
+
+export interface PeerResult {
+  format: typeof PEER_RESULT_FORMAT;
+  startedAt: string;
+  finishedAt: string;
+  options: PeerOptions;
+  loadavg: { start: number[]; end: number[] };
+  versions: { containerd: string; crictl: string };
+  network: { conflist: Record<string, unknown> };
+  containerd: RuntimeSamples;
+  vmlet: RuntimeSamples;
+  /** The same conflist's raw floor: ip netns add + CNI ADD, CNI DEL + ip netns delete. */
+  floor: { setup: number[]; teardown: number[]; teardownWarm: number[] };
+  /** Why the warm-stop phase did not run, when it was asked for. */
+  warmStopSkipped?: string;
+  /** `crictl --version`: crictl's start-up, no call. */
+  crictlStart: number[];
+  cleanup: { errors: string[]; leftoverNetns: string[]; bridgeLeft: boolean };
+  error?: string;
+}
+
+export function emptySamples(): RuntimeSamples {
+  return { run: [], stop: [], stopWarm: [], remove: [], version: [], list: [], crictlVersion: [], crictlPods: [] };
+}
+
+const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}x` : '-');
+
+/** The table of issue #17: containerd and vmlet side by side, same client, same run. */
+export function peerTable(r: PeerResult): string {
+  const n = r.options.n;
+  const pods = r.options.listPods;
+  const rows: [string, keyof RuntimeSamples, number[] | undefined][] = [
+    [`RunPodSandbox (N=${n})`, 'run', r.floor.setup],
+    [`StopPodSandbox (N=${n})`, 'stop', r.floor.teardown],
+    ...(r.vmlet.stopWarm.length > 0
+      ? [[`StopPodSandbox, warm VM never used (N=${r.vmlet.stopWarm.length})`, 'stopWarm', r.floor.teardownWarm] as [string, keyof RuntimeSamples, number[]]]
+      : []),
+    [`RemovePodSandbox (N=${n})`, 'remove', undefined],
+    ['Version (grpc-js client)', 'version', undefined],
+    [`ListPodSandbox, ${pods} pods (grpc-js client)`, 'list', undefined],
+    ['`crictl version` (one unary call)', 'crictlVersion', undefined],
+    [`\`crictl pods\` with ${pods} pods`, 'crictlPods', undefined],
+  ];
+  const body = rows.map(([label, key, floor]) => {
+    const c = median(r.containerd[key]);
+    const v = median(r.vmlet[key]);
+    const f = floor ? median(floor) : NaN;
+    return [label, ms(c), ms(percentile(r.containerd[key], 95)), ms(v), ms(percentile(r.vmlet[key], 95)), ratio(v, c), floor ? ms(f) : '-', floor ? ratio(v, f) : '-'];
+  });
+  const table = formatTable(
+    ['call (medians, ms)', 'containerd', 'p95', 'vmlet', 'p95', 'vmlet/containerd', 'floor', 'vmlet/floor'],
+    body,
+    ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right'],
+  );
+  const start = median(r.crictlStart);
+  return [
+    table,
+    '',
+    `crictl's own start (\`crictl --version\`, no call): median ${ms(start)} ms; over it: ` +
+      `\`crictl version\` containerd ${ms(median(r.containerd.crictlVersion) - start)} ms, vmlet ${ms(median(r.vmlet.crictlVersion) - start)} ms; ` +
+      `\`crictl pods\` containerd ${ms(median(r.containerd.crictlPods) - start)} ms, vmlet ${ms(median(r.vmlet.crictlPods) - start)} ms`,
+    'floor: the same conflist run raw (ip netns add + CNI ADD for Run, CNI DEL + ip netns delete for Stop), interleaved with the calls',
+    ...(r.vmlet.stopWarm.length > 0
+      ? ["warm VM never used: a second vmlet with --vm-warm-pool 1 (log level debug); each round waits for an idle warm VM, the sandbox adopts it; containerd's column is its Stop in the same rounds"]
+      : []),
+  ].join('\n');
+}
+
+/** The whole printed report. */
+export function formatPeerReport(r: PeerResult): string {
+  const la = (v: number[]) => v.map((x) => x.toFixed(2)).join(' ');
+  const lines = [
+    `vmlet vs containerd: same conflist, same client (this bench's grpc-js client; crictl ${r.versions.crictl} for the crictl rows), calls interleaved`,
+    `containerd ${r.versions.containerd} + runc (Debian), vmlet with --vm-warm-pool ${r.options.vmWarmPool}, daemon from ${r.options.runtime}`,
+    `load average (1/5/15 min) at start ${la(r.loadavg.start)}, at end ${la(r.loadavg.end)}`,
+    '',
+  ];
+  if (r.vmlet.run.length > 0) lines.push(peerTable(r), '');
+  if (r.warmStopSkipped) lines.push(`warm-stop rows skipped: ${r.warmStopSkipped}`, '');
+  if (r.error) lines.push(`bench failed: ${r.error}`);
+  const c = r.cleanup;
+  lines.push(
+    c.errors.length === 0 && c.leftoverNetns.length === 0 && !c.bridgeLeft
+      ? 'cleanup: all sandboxes removed, daemons stopped, bridge deleted, no bench netns left'
+      : `cleanup problems: ${[...c.errors, ...c.leftoverNetns.map((n) => `netns ${n} left`), ...(c.bridgeLeft ? ['bridge left'] : [])].join('; ')}`,
+  );
+  return lines.join('\n');
+}
