@@ -230,7 +230,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     };
     // With a container runtime configured, pods that are not VM pods go to it (src/delegate/).
     const served = config.containerRuntimeEndpoint
-      ? setUpDelegate(config.containerRuntimeEndpoint, vmletHandlers, { sandboxes, containers, images, translationsDir: config.imageTranslationsDir, logger })
+      ? setUpDelegate(config.containerRuntimeEndpoint, vmletHandlers, { sandboxes, containers, images, translationsDir: config.imageTranslationsDir, logger, vmImagePrefixes: config.vmImagePrefixes })
       : undefined;
     if (served) cleanups.push(async () => served.close());
     const metrics = config.metricsAddress
