@@ -226,7 +226,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         ...statsHandlers(stats, containers, sandboxes, config.stateDir),
         ...streamingHandlers(vmStreams, streamServer, (id) => sandboxes.mustGet(id).id),
       },
-      image: imageHandlers(images, (imageId) => containers.list().find((c) => c.imageRef === imageId)?.id),
+      image: imageHandlers(images, (imageId) => containers.list().find((c) => c.imageRef === imageId || c.imageMounts?.some((m) => m.imageRef === imageId))?.id),
     };
     // With a container runtime configured, pods that are not VM pods go to it (src/delegate/).
     const served = config.containerRuntimeEndpoint
