@@ -31,6 +31,7 @@ export interface Config {
   sriov: boolean;
   registryConfigDir: string;
   containerRuntimeEndpoint: string;
+  vmImagePrefixes: string[];
   metricsAddress: string;
   calicoSubnet: number;
   masqueradeCidr: string;
@@ -181,6 +182,9 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
   { key: 'containerRuntimeEndpoint', flag: 'container-runtime-endpoint', env: 'VMLET_CONTAINER_RUNTIME_ENDPOINT', defaultText: 'none',
     description: 'CRI socket of a container runtime (e.g. unix:///run/containerd/containerd.sock) that runs every pod that is not a VM pod (none: every pod is a VM pod)',
     parse: criEndpoint('container-runtime-endpoint') },
+  { key: 'vmImagePrefixes', flag: 'vm-image-prefixes', env: 'VMLET_VM_IMAGE_PREFIXES', defaultText: 'none',
+    description: 'With a container runtime: comma-separated registry hosts or repositories (e.g. quay.io/containerdisks) whose images are always VM images, pulled by vmlet (none: only pulls for VM pods)',
+    parse: imagePrefixList('vm-image-prefixes') },
   { key: 'metricsAddress', flag: 'metrics-address', env: 'VMLET_METRICS_ADDRESS', defaultText: 'none',
     description: 'HOST:PORT serving Prometheus metrics at /metrics (RPCs, pods and VMs by state, warm pool, netd restarts); none: off',
     parse: optionalListenAddress('metrics-address') },
@@ -241,6 +245,21 @@ function criEndpoint(key: string) {
     const path = value.startsWith('unix://') ? value.slice('unix://'.length) : value.startsWith('unix:') ? value.slice('unix:'.length) : value;
     if (!isAbsolute(path) || path.includes('\0')) throw new ConfigError(key, `must be unix:///absolute/path.sock (or empty for none), got ${JSON.stringify(raw)}`);
     return `unix://${path}`;
+  };
+}
+
+/** `none`/'' or comma-separated image name prefixes: a registry host, or host/repository path. */
+function imagePrefixList(key: string) {
+  return (raw: string): string[] => {
+    const value = raw.trim();
+    if (value === '' || value === 'none') return [];
+    return value.split(',').map((entry) => {
+      const p = entry.trim();
+      if (!/^[a-z0-9][a-z0-9._-]*(:\d{1,5})?(\/[a-z0-9][a-z0-9._\/-]*)?\/?$/.test(p)) {
+        throw new ConfigError(key, `each entry must be a registry host or host/repository prefix (lower case, no tag or digest), got ${JSON.stringify(p)}`);
+      }
+      return p;
+    });
   };
 }
 

@@ -26,8 +26,10 @@ import { warmFits } from './warm/fit.js';
 import type { WarmVm } from './warm/pool.js';
 import { resolveHostPath } from './volumes/host_path.js';
 import { planVolumes, type CheckedMount, type VolumePlan } from './volumes/plan.js';
-import { ROOT_CONTAINER_PATH, planBlockDevices, type BlockDevicePlan, type BlockDisk } from './block_devices/plan.js';
+import { ROOT_CONTAINER_PATH, assignSerials, planBlockDevices, type BlockDevicePlan, type BlockDisk } from './block_devices/plan.js';
 import { checkPersistentRoot, initialisePersistentRoot, type CheckedRoot, type RootImage } from './block_devices/persistent_root.js';
+import type { DiskFormat } from '../image/disk_format.js';
+import { MAX_DATA_DISKS } from '../libvirt/domain_xml.js';
 import { blockLinkBootcmd } from './block_devices/guest_links.js';
 import { faultPoint } from '../fault_points.js';
 import { prepareContainerLogDir } from '../console/log_dir.js';
@@ -37,6 +39,8 @@ export type ContainerSpec = Pick<
   ContainerRecord,
   'sandboxId' | 'image' | 'command' | 'args' | 'workingDir' | 'envs' | 'labels' | 'annotations' | 'mounts' | 'resources' | 'devices'
 > & {
+  /** Image volumes (CRI Mount.image), shaped by the CRI layer: the image as named and where. */
+  imageVolumes?: { container_path: string; image: string }[];
   name: string;
   attempt: number;
   /** Relative to the sandbox's log directory ('' for none). */
@@ -53,6 +57,14 @@ interface CheckedCreate {
   sandbox: SandboxRecord;
   key: string;
   annotations: VmAnnotations;
+  image: ImageRecord;
+  imageVolumes: CheckedImageVolume[];
+}
+
+interface CheckedImageVolume {
+  containerPath: string;
+  /** The image as named in the mount. */
+  name: string;
   image: ImageRecord;
 }
 
@@ -73,7 +85,13 @@ function checkCreate(ctx: ContainerContext, spec: ContainerSpec): CheckedCreate 
   const annotations = parseVmAnnotations(sandbox.annotations);
   const image = ctx.images.status(spec.image);
   if (!image) throw new NotFoundError(`image ${spec.image} is not present; pull it first`);
-  return { sandbox, key, annotations, image };
+  const imageVolumes = (spec.imageVolumes ?? []).map((v) => {
+    const held = ctx.images.status(v.image);
+    // kubelet pulls an image volume's image before CreateContainer; vmlet does not pull here.
+    if (!held) throw new NotFoundError(`config.mounts image volume at ${v.container_path}: image ${v.image} is not present; pull it first`);
+    return { containerPath: v.container_path, name: v.image, image: held };
+  });
+  return { sandbox, key, annotations, image, imageVolumes };
 }
 
 /** One CreateContainer call, as named steps over the state they share. */
@@ -95,6 +113,9 @@ class ContainerCreation {
   private blocks: BlockDevicePlan = { dataDisks: [] };
   /** A persistent root device checked against the image (checkPersistentRoot); absent = an overlay. */
   private persistentRoot: CheckedRoot | undefined;
+  private readonly imageVolumes: CheckedImageVolume[];
+  /** Image volumes as disks, serials assigned together with the block devices'. */
+  private imageDisks: { disk: BlockDisk; format: DiskFormat }[] = [];
 
   constructor(
     private readonly ctx: ContainerContext,
@@ -102,6 +123,7 @@ class ContainerCreation {
     checked: CheckedCreate,
   ) {
     const { sandbox, annotations, image } = checked;
+    this.imageVolumes = checked.imageVolumes;
     this.sandbox = sandbox;
     this.annotations = annotations;
     this.image = image;
@@ -133,6 +155,9 @@ class ContainerCreation {
       annotations: spec.annotations,
       mounts: spec.mounts,
       ...(spec.devices && spec.devices.length > 0 ? { devices: spec.devices } : {}),
+      ...(this.imageVolumes.length > 0
+        ? { imageMounts: this.imageVolumes.map((v) => ({ container_path: v.containerPath, image: v.name, imageRef: v.image.id })) }
+        : {}),
       logPath: spec.logPath && sandbox.logDirectory ? join(sandbox.logDirectory, spec.logPath) : '',
       resources: spec.resources,
       state: 'CREATED',
@@ -161,6 +186,7 @@ class ContainerCreation {
       await this.settleWarmVm();
       this.volumes = planVolumes(await this.checkMounts());
       this.blocks = await this.planBlockDevices();
+      this.imageDisks = this.planImageDisks();
       if (record.logPath) await prepareContainerLogDir(this.sandbox.logDirectory, this.spec.logPath);
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
       this.undos.push(() => rm(this.dir, { recursive: true, force: true }));
@@ -211,6 +237,27 @@ class ContainerCreation {
   }
 
   /**
+   * Each image volume is the store's blob as a read-only disk (QEMU reads the blob, 0644 in a 0755
+   * directory, and never writes it). Serials come from container paths, as the block devices'
+   * do, assigned over both lists so that no two disks of the VM share one.
+   */
+  private planImageDisks(): { disk: BlockDisk; format: DiskFormat }[] {
+    if (this.imageVolumes.length === 0) return [];
+    const total = this.blocks.dataDisks.length + this.imageVolumes.length;
+    if (total > MAX_DATA_DISKS) {
+      throw new InvalidArgumentError(`config.devices and image volumes give ${total} disks; a VM takes at most ${MAX_DATA_DISKS} besides its root disk`);
+    }
+    const taken = new Set(this.blocks.dataDisks.map((d) => d.containerPath));
+    const disks = this.imageVolumes.map((v) => {
+      if (taken.has(v.containerPath)) throw new InvalidArgumentError(`config.mounts image volume at ${v.containerPath}: a device has the same container_path`);
+      taken.add(v.containerPath);
+      return { disk: { hostPath: this.ctx.images.blobPath(v.image.id), containerPath: v.containerPath, readOnly: true, serial: '' }, format: v.image.format };
+    });
+    assignSerials([...this.blocks.dataDisks, ...disks.map((d) => d.disk)]);
+    return disks;
+  }
+
+  /**
    * The block devices' nodes (data disks and the persistent root) become QEMU's for the VM's
    * lifetime (block_devices/grants.ts). The grant also marks them taken: a device another VM holds,
    * or a creation in flight took, is refused here, before the root device's header is read.
@@ -224,7 +271,10 @@ class ContainerCreation {
   }
 
   private dataDisks(): DataDisk[] {
-    return this.blocks.dataDisks.map((d) => ({ path: d.hostPath, serial: d.serial, readOnly: d.readOnly }));
+    return [
+      ...this.blocks.dataDisks.map((d) => ({ path: d.hostPath, serial: d.serial, readOnly: d.readOnly })),
+      ...this.imageDisks.map(({ disk, format }) => ({ path: disk.hostPath, serial: disk.serial, readOnly: true, imageFormat: format })),
+    ];
   }
 
   /**

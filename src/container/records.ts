@@ -26,6 +26,11 @@ export interface ContainerRecord {
   mounts: { container_path: string; host_path: string; readonly: boolean }[];
   /** CRI devices as given (block devices: block_devices/plan.ts); absent in older records. */
   devices?: { container_path: string; host_path: string; permissions: string }[];
+  /**
+   * Image volumes (CRI Mount.image): each a read-only VM disk of the image's blob, its serial from
+   * container_path; absent in older records. imageRef holds the image while the container exists.
+   */
+  imageMounts?: ImageMount[];
   /** Absolute CRI log path ('' when kubelet asked for none). */
   logPath: string;
   resources: ContainerResources;
@@ -55,6 +60,13 @@ export interface PersistentRootRef {
   device: string;
   offset: number;
   size: number;
+}
+
+export interface ImageMount {
+  container_path: string;
+  /** The image as named in the mount, and the id it resolved to at create time. */
+  image: string;
+  imageRef: string;
 }
 
 export function containerKey(sandboxId: string, name: string, attempt: number): string {

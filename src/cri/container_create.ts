@@ -36,6 +36,7 @@ export function containerCreateHandlers(containers: ContainerService, logger?: L
         labels: checkStringMap(c.labels, 'config.labels'),
         annotations: checkStringMap(c.annotations, 'config.annotations'),
         mounts: mounts(c.mounts ?? [], warn),
+        imageVolumes: imageVolumes(c.mounts ?? []),
         devices: devices(c.devices ?? []),
         logPath: c.log_path ? checkRelativePath(c.log_path, 'config.log_path') : '',
         resources: resourcesFrom(c.linux?.resources ?? undefined),
@@ -78,12 +79,9 @@ type CriMount = NonNullable<CreateContainerRequest__Output['config']>['mounts'][
  */
 export function mounts(list: CriMount[], warn: (mount: string, message: string) => void = () => {}) {
   if (list.length > MAX_MOUNTS) throw new InvalidArgumentError(`config.mounts has more than ${MAX_MOUNTS} entries`);
-  const imageMount = list.findIndex((m) => (m.image?.image ?? '') !== '');
-  if (imageMount >= 0) {
-    throw new InvalidArgumentError(`config.mounts[${imageMount}].image (${JSON.stringify(list[imageMount]!.image!.image)}): image volumes are not supported by vmlet yet`);
-  }
   const seen = new Set<string>();
-  return list.map((m, i) => {
+  return list.flatMap((m, i) => {
+    if (isImageVolume(m)) return []; // imageVolumes() takes those
     const field = `config.mounts[${i}]`;
     const containerPath = guestPath(m.container_path ?? '', `${field}.container_path`);
     const name = `${field} (${containerPath})`;
@@ -103,8 +101,42 @@ export function mounts(list: CriMount[], warn: (mount: string, message: string) 
     }
     if (m.recursive_read_only && !m.readonly) throw new InvalidArgumentError(`${name}: recursive_read_only needs readonly`);
     if (m.selinux_relabel) warn(name, 'selinux_relabel ignored: the host path is not relabelled; the guest keeps its own labels');
-    return { container_path: containerPath, host_path: hostPath, readonly: m.readonly ?? false };
+    return [{ container_path: containerPath, host_path: hostPath, readonly: m.readonly ?? false }];
   });
+}
+
+function isImageVolume(m: CriMount): boolean {
+  return (m.image?.image ?? '') !== '';
+}
+
+/**
+ * Image volumes (Kubernetes' `image` volume source, CRI Mount.image): each containerDisk becomes
+ * a read-only disk of the VM (src/container/create.ts). Kubernetes mounts image volumes read-only
+ * whatever `readonly` says, and so does vmlet. A sub-path of an image, propagation, id mappings
+ * or a host path beside the image cannot apply to a disk and are refused by name.
+ */
+export function imageVolumes(list: CriMount[]): { container_path: string; image: string }[] {
+  const out: { container_path: string; image: string }[] = [];
+  const seen = new Set<string>();
+  for (const [i, m] of list.entries()) {
+    const field = `config.mounts[${i}]`;
+    const containerPath = guestPath(m.container_path ?? '', `${field}.container_path`);
+    if (seen.has(containerPath)) throw new InvalidArgumentError(`${field} (${containerPath}): container_path is mounted twice`);
+    seen.add(containerPath);
+    if (!isImageVolume(m)) continue;
+    const image = requireString(m.image!.image, `${field}.image.image`, MAX_IMAGE_NAME_LENGTH);
+    const name = `${field} (image ${image} at ${containerPath})`;
+    if ((m.host_path ?? '') !== '') throw new InvalidArgumentError(`${name}: host_path must be empty for an image volume`);
+    if ((m.image_sub_path ?? '') !== '') throw new InvalidArgumentError(`${name}: image_sub_path ${JSON.stringify(m.image_sub_path)} cannot apply: the image becomes a whole disk of the VM`);
+    if (String(m.propagation ?? 'PROPAGATION_PRIVATE') !== 'PROPAGATION_PRIVATE') {
+      throw new InvalidArgumentError(`${name}: propagation ${String(m.propagation)} cannot apply to a VM disk; only PROPAGATION_PRIVATE is supported`);
+    }
+    if ((m.uidMappings?.length ?? 0) > 0 || (m.gidMappings?.length ?? 0) > 0) {
+      throw new InvalidArgumentError(`${name}: id-mapped mounts (uidMappings/gidMappings) are not supported by vmlet`);
+    }
+    out.push({ container_path: containerPath, image });
+  }
+  return out;
 }
 
 /** An absolute, normalized guest path other than "/" without control characters. */

@@ -231,11 +231,11 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         ...statsHandlers(stats, containers, sandboxes, config.stateDir),
         ...streamingHandlers(vmStreams, streamServer, (id) => sandboxes.mustGet(id).id),
       },
-      image: imageHandlers(images, (imageId) => containers.list().find((c) => c.imageRef === imageId)?.id),
+      image: imageHandlers(images, (imageId) => containers.list().find((c) => c.imageRef === imageId || c.imageMounts?.some((m) => m.imageRef === imageId))?.id),
     };
     // With a container runtime configured, pods that are not VM pods go to it (src/delegate/).
     const served = config.containerRuntimeEndpoint
-      ? setUpDelegate(config.containerRuntimeEndpoint, vmletHandlers, { sandboxes, containers, images, translationsDir: config.imageTranslationsDir, logger })
+      ? setUpDelegate(config.containerRuntimeEndpoint, vmletHandlers, { sandboxes, containers, images, translationsDir: config.imageTranslationsDir, logger, vmImagePrefixes: config.vmImagePrefixes })
       : undefined;
     if (served) cleanups.push(async () => served.close());
     const metrics = config.metricsAddress

@@ -9,7 +9,7 @@
  * outage), since kubelet needs its VM pods listed to keep them running.
  */
 import type * as grpc from '@grpc/grpc-js';
-import { Code, UnimplementedError, errorText } from '../errors.js';
+import { Code, FailedPreconditionError, NotFoundError, UnimplementedError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { CallContext, HandlerMap, UnaryHandler } from '../cri/rpc.js';
 import { loadCriServices } from '../cri/proto.js';
@@ -31,6 +31,8 @@ export interface DelegatingOptions {
   delegate: Delegate;
   owns: VmletOwnership;
   logger: Logger;
+  /** `--vm-image-prefixes`: image names under these are VM images whatever the pull says. */
+  vmImagePrefixes?: readonly string[];
 }
 
 /** Calls on one existing sandbox, by `pod_sandbox_id`. */
@@ -57,6 +59,7 @@ const VMLET_ONLY = ['Version', 'RuntimeConfig'];
 export function delegatingHandlers(opts: DelegatingOptions): { runtime: HandlerMap; image: HandlerMap } {
   const { runtimeService, imageService } = loadCriServices();
   const { delegate, owns, logger } = opts;
+  const prefixes = opts.vmImagePrefixes ?? [];
   const log = logger.child({ component: 'delegate' });
   let outage = false;
 
@@ -131,6 +134,7 @@ export function delegatingHandlers(opts: DelegatingOptions): { runtime: HandlerM
   for (const [method, def] of Object.entries(runtimeDefs)) {
     if (def.requestStream || def.responseStream) continue;
     if (method === 'RunPodSandbox') runtime[method] = route('runtime', method, (req) => sandboxSide(req?.runtime_handler, req?.config?.annotations));
+    else if (method === 'CreateContainer') runtime[method] = explainDelegatePulls(route('runtime', method, (req) => idSide(req?.pod_sandbox_id, sandboxKnown)));
     else if (BY_SANDBOX_ID.includes(method)) runtime[method] = route('runtime', method, (req) => idSide(req?.pod_sandbox_id, sandboxKnown));
     else if (BY_CONTAINER_ID.includes(method)) runtime[method] = route('runtime', method, (req) => idSide(req?.container_id, containerKnown));
     else if (method in MERGED_LISTS) runtime[method] = merged('runtime', method, def, listTarget(MERGED_LISTS[method]!));
@@ -150,14 +154,44 @@ export function delegatingHandlers(opts: DelegatingOptions): { runtime: HandlerM
     if (def.requestStream || def.responseStream) continue;
     if (method === 'PullImage') {
       image[method] = route('image', method, (req) =>
-        imageSide(req?.image?.image, owns.image, { runtimeHandler: req?.image?.runtime_handler, podAnnotations: req?.sandbox_config?.annotations }));
-    } else if (BY_IMAGE_REF.includes(method)) image[method] = route('image', method, (req) => imageSide(req?.image?.image, owns.image));
-    else if (method === 'ListImages') image[method] = merged('image', method, def, (req) => (req?.filter?.image?.image ? imageSide(req.filter.image.image, owns.image) : undefined));
+        imageSide(req?.image?.image, owns.image, { runtimeHandler: req?.image?.runtime_handler, podAnnotations: req?.sandbox_config?.annotations }, prefixes));
+    } else if (BY_IMAGE_REF.includes(method)) image[method] = route('image', method, (req) => imageSide(req?.image?.image, owns.image, {}, prefixes));
+    else if (method === 'ListImages') image[method] = merged('image', method, def, (req) => (req?.filter?.image?.image ? imageSide(req.filter.image.image, owns.image, {}, prefixes) : undefined));
     else if (method === 'ImageFsInfo') image[method] = merged('image', method, def, () => undefined);
     else if (opts.vmlet.image[method]) image[method] = opts.vmlet.image[method];
     else image[method] = forward('image', method);
   }
   return { runtime, image };
+
+  /**
+   * kubelet asks ImageStatus without the pod, so a registry image a VM pod needs can end up
+   * pulled by the delegate (the pull is skipped when "present"). vmlet's NOT_FOUND would then
+   * be puzzling: when the delegate holds the image, say so and name what routes it to vmlet.
+   */
+  function explainDelegatePulls(inner: UnaryHandler): UnaryHandler {
+    return async (req, ctx) => {
+      try {
+        return await inner(req, ctx);
+      } catch (err) {
+        const ref: unknown = req?.config?.image?.image;
+        if (!(err instanceof NotFoundError) || typeof ref !== 'string' || ref === '' || owns.image.held(ref)) throw err;
+        if (idSide(req?.pod_sandbox_id, sandboxKnown) !== 'vmlet') throw err;
+        let delegateHolds = false;
+        try {
+          const bytes = await delegate.call('image', 'ImageStatus', { image: { image: ref } }, { signal: ctx.signal });
+          delegateHolds = Boolean((imageService.ImageStatus.responseDeserialize(bytes) as { image?: unknown }).image);
+        } catch {
+          throw err;
+        }
+        if (!delegateHolds) throw err;
+        throw new FailedPreconditionError(
+          `image ${ref} was pulled by the container runtime (${delegate.endpoint}), not by vmlet, so this VM pod cannot use it: ` +
+            `pull it for the VM pod (runtime handler "vmlet" or the pod annotation kubernetes.io/target-runtime: virtlet.cloud), ` +
+            `or add its registry or repository to --vm-image-prefixes (config key vm-image-prefixes) and pull it again`,
+        );
+      }
+    };
+  }
 }
 
 function encodedBytes(value: object, def: grpc.MethodDefinition<any, any>): Buffer {

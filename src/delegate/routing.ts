@@ -7,8 +7,10 @@
  * - An id belongs to vmlet when vmlet's own records know it (they persist across restarts);
  *   every other id is the delegate's. vmlet never keeps a copy of the delegate's state.
  * - An image reference is a VM image when its name says so (an http(s) URL, Virtlet's
- *   `virtlet.cloud/` prefix, a name the translation configs know), when the pull is for a VM pod,
- *   or when vmlet's store holds it; everything else goes to the delegate.
+ *   `virtlet.cloud/` prefix, a name the translation configs know, a name under one of the
+ *   configured VM image prefixes), when the pull is for a VM pod (runtime handler or pod
+ *   annotation), or when vmlet's store holds it; everything else goes to the delegate. Without a
+ *   delegate there is no routing: every call is vmlet's.
  */
 
 export type Side = 'vmlet' | 'delegate';
@@ -51,6 +53,25 @@ export function isVmImageName(name: string): boolean {
   return /^https?:\/\//i.test(name) || name.startsWith(VIRTLET_IMAGE_PREFIX);
 }
 
+/**
+ * Whether `ref` lies under one of the VM image prefixes (`--vm-image-prefixes`). A prefix matches
+ * at a name boundary only: `quay.io/containerdisks` matches `quay.io/containerdisks/fedora:40`
+ * and `quay.io/containerdisks:1`, not `quay.io/containerdisks-other/x`. Names are compared as
+ * written (no docker.io normalisation), so a prefix is written as the pod specs write images.
+ */
+export function matchesVmImagePrefix(ref: string, prefixes: readonly string[]): string | undefined {
+  for (const raw of prefixes) {
+    const prefix = raw.endsWith('/') ? raw.slice(0, -1) : raw;
+    if (prefix === '') continue;
+    if (ref === prefix) return raw;
+    if (!ref.startsWith(prefix)) continue;
+    const next = ref[prefix.length]!;
+    // After a bare host, ':' would start a port (another host); after a repository, a tag.
+    if (next === '/' || (prefix.includes('/') && (next === ':' || next === '@'))) return raw;
+  }
+  return undefined;
+}
+
 /** Context a PullImage carries about the pod it is for. */
 export interface PullContext {
   /** ImageSpec.runtime_handler (runtime-class aware pulls). */
@@ -60,10 +81,16 @@ export interface PullContext {
 }
 
 /** PullImage, ImageStatus, RemoveImage and a filtered ListImages: the side an image reference goes to. */
-export async function imageSide(ref: string | undefined | null, facts: ImageFacts, pull: PullContext = {}): Promise<Side> {
+export async function imageSide(
+  ref: string | undefined | null,
+  facts: ImageFacts,
+  pull: PullContext = {},
+  vmImagePrefixes: readonly string[] = [],
+): Promise<Side> {
   // vmlet validates a missing name.
   if (!ref) return 'vmlet';
   if (isVmImageName(ref)) return 'vmlet';
+  if (matchesVmImagePrefix(ref, vmImagePrefixes) !== undefined) return 'vmlet';
   if (isVmPod(pull.runtimeHandler, pull.podAnnotations)) return 'vmlet';
   if (facts.held(ref)) return 'vmlet';
   return (await facts.translated(ref)) ? 'vmlet' : 'delegate';

@@ -22,7 +22,7 @@ export interface DelegateSetup {
 export function setUpDelegate(
   endpoint: string,
   vmlet: { runtime: HandlerMap; image: HandlerMap },
-  deps: { sandboxes: SandboxService; containers: ContainerService; images: ImageStore; translationsDir: string; logger: Logger },
+  deps: { sandboxes: SandboxService; containers: ContainerService; images: ImageStore; translationsDir: string; logger: Logger; vmImagePrefixes?: readonly string[] },
 ): DelegateSetup {
   const delegate = new GrpcDelegate(endpoint);
   const translations = new TranslationDirectory(deps.translationsDir, deps.logger.child({ component: 'delegate-images' }));
@@ -54,6 +54,6 @@ export function setUpDelegate(
       },
     },
   };
-  deps.logger.info({ endpoint }, 'container pods are delegated to this runtime; VM pods are runtime handler "vmlet" or Virtlet-annotated');
-  return { ...delegatingHandlers({ vmlet, delegate, owns, logger: deps.logger }), close: () => delegate.close() };
+  deps.logger.info({ endpoint, vmImagePrefixes: deps.vmImagePrefixes ?? [] }, 'container pods are delegated to this runtime; VM pods are runtime handler "vmlet" or Virtlet-annotated');
+  return { ...delegatingHandlers({ vmlet, delegate, owns, logger: deps.logger, vmImagePrefixes: deps.vmImagePrefixes }), close: () => delegate.close() };
 }

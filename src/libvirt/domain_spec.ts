@@ -42,11 +42,16 @@ export interface OverlayRootDisk {
  * so what the guest flushed is on the device, whatever becomes of QEMU.
  */
 export interface DataDisk {
-  /** Block device node under /dev. */
+  /** Block device node under /dev; with `imageFormat`, an image store blob (a regular file). */
   path: string;
   /** virtio serial: the guest's /dev/disk/by-id/virtio-<serial>. */
   serial: string;
   readOnly: boolean;
+  /**
+   * Set for an image volume (a containerDisk mounted as a disk): `path` is the store's blob in
+   * this format, attached read-only as a file (it is shared and must never be written).
+   */
+  imageFormat?: 'qcow2' | 'raw';
 }
 
 /**

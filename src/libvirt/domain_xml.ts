@@ -307,6 +307,17 @@ export function dataDiskTarget(index: number): string {
  * port (a warm domain's, see warmDataDiskAddress); a cold domain lets libvirt place it.
  */
 function addDataDisk(devices: XMLBuilder, disk: DataDisk, index: number, pciBus?: number): void {
+  if (disk.imageFormat !== undefined) {
+    // An image volume: the store's blob, shared by every VM using it, read-only (qcow2 or raw).
+    const el = add(devices, 'disk', { type: 'file', device: 'disk' });
+    add(el, 'driver', { name: 'qemu', type: disk.imageFormat });
+    add(el, 'source', { file: disk.path });
+    add(el, 'target', { dev: dataDiskTarget(index), bus: 'virtio' });
+    text(add(el, 'serial'), disk.serial);
+    add(el, 'readonly');
+    if (pciBus !== undefined) add(el, 'address', { type: 'pci', domain: '0x0000', bus: `0x${pciBus.toString(16).padStart(2, '0')}`, slot: '0x00', function: '0x0' });
+    return;
+  }
   const el = add(devices, 'disk', { type: 'block', device: 'disk' });
   add(el, 'driver', { name: 'qemu', type: 'raw', cache: 'none', io: 'native' });
   add(el, 'source', { dev: disk.path });
@@ -322,7 +333,12 @@ function validateDataDisks(disks: readonly DataDisk[]): void {
   const paths = new Set<string>();
   for (const disk of disks) {
     checkPath('data disk path', disk.path);
-    check(disk.path.startsWith('/dev/'), 'data disk path (not under /dev)', disk.path);
+    if (disk.imageFormat === undefined) check(disk.path.startsWith('/dev/'), 'data disk path (not under /dev)', disk.path);
+    else {
+      check(disk.imageFormat === 'qcow2' || disk.imageFormat === 'raw', 'image volume format', String(disk.imageFormat));
+      check(disk.readOnly === true, 'image volume readOnly (image volumes are read-only)', String(disk.readOnly));
+      check(!disk.path.startsWith('/dev/'), 'image volume path (a store blob, not a device)', disk.path);
+    }
     check(!paths.has(disk.path), 'data disk path (duplicate)', disk.path);
     paths.add(disk.path);
     check(DATA_DISK_SERIAL.test(disk.serial) && !serials.has(disk.serial), 'data disk serial', disk.serial);

@@ -158,7 +158,7 @@ export class FakeDomainOps implements DomainOps {
   }
 
   async attachDeviceFlags(dom: DomainRef, xml: string, flags = 0): Promise<void> {
-    const source = /<source dev="([^"]*)"/.exec(xml)?.[1] ?? '?';
+    const source = /<source (?:dev|file)="([^"]*)"/.exec(xml)?.[1] ?? '?';
     const bus = /<address [^>]*bus="([^"]*)"/.exec(xml)?.[1] ?? '?';
     this.call('attachDeviceFlags', `${dom.name} disk ${source} bus=${bus} flags=${flags}`);
     this.mustGet(dom.name);

@@ -90,18 +90,3 @@ export function imageSourceOf(name: ImageName, translationKnows: (name: ImageNam
   if (looksLikeRegistryRepo(name.repo)) return 'registry';
   return undefined;
 }
-
-/**
- * Whether a pull goes to vmlet rather than to a delegate runtime. Without a delegate every
- * reference vmlet can resolve is a VM image; with one, registry references are VM images only
- * when they start with one of `vmRegistryPrefixes`.
- */
-export function isVmImageReference(
-  name: ImageName,
-  opts: { translationKnows: (name: ImageName) => boolean; isHttpUrl: (text: string) => boolean; delegate: boolean; vmRegistryPrefixes?: readonly string[] },
-): boolean {
-  const source = imageSourceOf(name, opts.translationKnows, opts.isHttpUrl);
-  if (source === undefined) return !opts.delegate;
-  if (source !== 'registry' || !opts.delegate) return true;
-  return (opts.vmRegistryPrefixes ?? []).some((p) => name.repo === p.replace(/\/+$/, '') || name.repo.startsWith(p.endsWith('/') ? p : `${p}/`));
-}

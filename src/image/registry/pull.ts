@@ -105,6 +105,18 @@ async function writeAll(fh: FileHandle, chunk: Buffer): Promise<void> {
   }
 }
 
+/** Writes the chunks in order with writev (no gathering copy), resuming after a short write. */
+async function writeAllv(fh: FileHandle, chunks: Buffer[]): Promise<void> {
+  let rest = chunks;
+  while (rest.length > 0) {
+    let { bytesWritten } = await fh.writev(rest);
+    let i = 0;
+    while (i < rest.length && bytesWritten >= rest[i]!.length) bytesWritten -= rest[i++]!.length;
+    rest = rest.slice(i);
+    if (bytesWritten > 0) rest[0] = rest[0]!.subarray(bytesWritten);
+  }
+}
+
 /** Hashes and counts what passes; refuses more than `size` bytes, and at the end a wrong size or digest. */
 function blobVerifier(layer: { digest: string; size: number }, what: string, onBytes: (n: number) => void): Transform {
   const hash = createHash('sha256');
@@ -289,7 +301,7 @@ async function extractLayer(
       const hash = createHash('sha256');
       let size = 0;
       try {
-        // Chunks are gathered into ~1 MiB writes: one syscall per MiB instead of per tar block run.
+        // Chunks are gathered into ~1 MiB writev calls: one syscall per MiB, no gathering copy.
         let pending: Buffer[] = [];
         let pendingBytes = 0;
         for await (const chunk of entry as AsyncIterable<Buffer>) {
@@ -298,12 +310,12 @@ async function extractLayer(
           pending.push(chunk);
           pendingBytes += chunk.length;
           if (pendingBytes >= WRITE_BATCH_BYTES) {
-            await writeAll(fh, Buffer.concat(pending, pendingBytes));
+            await writeAllv(fh, pending);
             pending = [];
             pendingBytes = 0;
           }
         }
-        if (pendingBytes > 0) await writeAll(fh, Buffer.concat(pending, pendingBytes));
+        if (pendingBytes > 0) await writeAllv(fh, pending);
         await fh.sync();
       } finally {
         await fh.close();

@@ -79,3 +79,15 @@ test('every row has a unique flag and env name', () => {
   assert.equal(new Set(CONFIG_TABLE.map((r) => r.env)).size, CONFIG_TABLE.length);
   for (const r of CONFIG_TABLE) assert.match(r.env, /^VMLET_[A-Z_]+$/);
 });
+
+test('vm-image-prefixes: none by default, a comma-separated list of hosts or repositories, bad entries refused', () => {
+  assert.deepEqual(loadConfig({ env: {} }).vmImagePrefixes, []);
+  assert.deepEqual(
+    loadConfig({ flags: { 'vm-image-prefixes': 'quay.io/containerdisks, 127.0.0.1:5000,registry.test/vm/' } }).vmImagePrefixes,
+    ['quay.io/containerdisks', '127.0.0.1:5000', 'registry.test/vm/'],
+  );
+  assert.deepEqual(loadConfig({ env: { VMLET_VM_IMAGE_PREFIXES: 'none' } }).vmImagePrefixes, []);
+  for (const bad of ['https://quay.io', 'quay.io/x:tag', 'Quay.io', 'a,,b', 'quay.io/x@sha256:1']) {
+    assert.throws(() => loadConfig({ flags: { 'vm-image-prefixes': bad } }), /vm-image-prefixes/, bad);
+  }
+});

@@ -2,12 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { delegatingHandlers, type VmletOwnership } from '../../../src/delegate/router.js';
 import { DelegateError, type Delegate, type CriServiceName } from '../../../src/delegate/client.js';
-import { imageSide, isVmPod, idSide } from '../../../src/delegate/routing.js';
+import { imageSide, isVmPod, idSide, matchesVmImagePrefix } from '../../../src/delegate/routing.js';
 import { mergeStatus } from '../../../src/delegate/merge.js';
 import { loadCriServices } from '../../../src/cri/proto.js';
 import { EncodedMessage } from '../../../src/cri/encoded_list.js';
 import type { CallContext, HandlerMap } from '../../../src/cri/rpc.js';
 import { createLogger } from '../../../src/log.js';
+import { Code, NotFoundError } from '../../../src/errors.js';
 
 const { runtimeService, imageService } = loadCriServices();
 const logger = createLogger('silent');
@@ -34,7 +35,7 @@ const VM_SANDBOX = 'a'.repeat(64);
 const VM_CONTAINER = 'b'.repeat(64);
 const CTR_SANDBOX = 'c'.repeat(64);
 
-function setup(answers: Record<string, object | DelegateError> = {}) {
+function setup(answers: Record<string, object | DelegateError> = {}, vmImagePrefixes: string[] = []) {
   const delegate = new FakeDelegate(answers);
   const vmletCalls: string[] = [];
   const record = (name: string, answer: object = {}) => async () => {
@@ -46,6 +47,10 @@ function setup(answers: Record<string, object | DelegateError> = {}) {
     RunPodSandbox: record('RunPodSandbox', { pod_sandbox_id: VM_SANDBOX }),
     PodSandboxStatus: record('PodSandboxStatus', { status: { id: VM_SANDBOX } }),
     StopContainer: record('StopContainer'),
+    CreateContainer: async (req: any) => {
+      vmletCalls.push('CreateContainer');
+      throw new NotFoundError(`image ${req.config.image.image} is not present; pull it first`);
+    },
     ListPodSandbox: record('ListPodSandbox', { items: [{ id: VM_SANDBOX, runtime_handler: 'vmlet' }] }),
     ListContainers: async () => {
       vmletCalls.push('ListContainers');
@@ -64,7 +69,7 @@ function setup(answers: Record<string, object | DelegateError> = {}) {
     container: (id) => VM_CONTAINER.startsWith(id),
     image: { held: (ref) => ref === 'held-vm-image', translated: async (name) => name === 'cirros' },
   };
-  const handlers = delegatingHandlers({ vmlet: { runtime, image }, delegate, owns, logger });
+  const handlers = delegatingHandlers({ vmlet: { runtime, image }, delegate, owns, logger, vmImagePrefixes });
   const decode = (service: 'runtime' | 'image', method: string, value: object) => {
     const def = (service === 'runtime' ? runtimeService : imageService) as unknown as Record<string, { responseDeserialize(b: Buffer): any }>;
     assert.ok(value instanceof EncodedMessage, `${method} answers encoded bytes`);
@@ -181,4 +186,67 @@ test('mergeStatus keeps a condition true only when both sides say so and names t
     ] },
     info: { config: '{}', 'delegate.config': 'ctd' },
   });
+});
+
+test('VM image prefixes match at a name boundary only', () => {
+  const prefixes = ['quay.io/containerdisks', 'registry.vm.test:5000', 'vms.test/'];
+  assert.equal(matchesVmImagePrefix('quay.io/containerdisks/fedora:40', prefixes), 'quay.io/containerdisks');
+  assert.equal(matchesVmImagePrefix('quay.io/containerdisks:1', prefixes), 'quay.io/containerdisks');
+  assert.equal(matchesVmImagePrefix('quay.io/containerdisks@sha256:' + '1'.repeat(64), prefixes), 'quay.io/containerdisks');
+  assert.equal(matchesVmImagePrefix('quay.io/containerdisks', prefixes), 'quay.io/containerdisks');
+  assert.equal(matchesVmImagePrefix('quay.io/containerdisks-other/x:1', prefixes), undefined);
+  assert.equal(matchesVmImagePrefix('quay.io/other/x:1', prefixes), undefined);
+  assert.equal(matchesVmImagePrefix('registry.vm.test:5000/a/b:1', prefixes), 'registry.vm.test:5000');
+  assert.equal(matchesVmImagePrefix('registry.vm.test:50001/a/b:1', prefixes), undefined);
+  assert.equal(matchesVmImagePrefix('vms.test/x', prefixes), 'vms.test/');
+  // A bare host prefix does not take another port of that host.
+  assert.equal(matchesVmImagePrefix('vms.test:5000/x', ['vms.test']), undefined);
+  assert.equal(matchesVmImagePrefix('vms.test/x', []), undefined);
+});
+
+test('imageSide: a name under a VM image prefix is a VM image for every image call; other names keep their side', async () => {
+  const facts = { held: () => false, translated: async () => false };
+  const prefixes = ['quay.io/containerdisks'];
+  assert.equal(await imageSide('quay.io/containerdisks/fedora:40', facts, {}, prefixes), 'vmlet');
+  assert.equal(await imageSide('quay.io/containerdisks/fedora:40', facts, {}, []), 'delegate');
+  assert.equal(await imageSide('quay.io/other/x:1', facts, {}, prefixes), 'delegate');
+  assert.equal(await imageSide('quay.io/other/x:1', facts, { runtimeHandler: 'vmlet' }, prefixes), 'vmlet');
+});
+
+test('PullImage of a name under --vm-image-prefixes goes to vmlet without pod context; other names to the delegate', async () => {
+  const { handlers, delegate, vmletCalls } = setup({ PullImage: { image_ref: 'sha256:' + '3'.repeat(64) }, ImageStatus: {} }, ['127.0.0.1:5000/vmlet']);
+  await handlers.image.PullImage!({ image: { image: '127.0.0.1:5000/vmlet/guest:1' } }, ctx);
+  await handlers.image.PullImage!({ image: { image: '127.0.0.1:5000/other/guest:1' } }, ctx);
+  assert.deepEqual(vmletCalls, ['PullImage']);
+  assert.deepEqual(delegate.calls.map((c) => [c.method, (c.request as any).image.image]), [['PullImage', '127.0.0.1:5000/other/guest:1']]);
+});
+
+test('CreateContainer in a VM pod on an image the delegate pulled: FAILED_PRECONDITION naming the image and the setting', async () => {
+  const ref = 'registry.test/vm/disk:1';
+  const { handlers, delegate } = setup({ ImageStatus: { image: { id: 'sha256:' + '4'.repeat(64), repo_tags: [ref] } } });
+  await assert.rejects(
+    handlers.runtime.CreateContainer!({ pod_sandbox_id: VM_SANDBOX, config: { image: { image: ref } } }, ctx),
+    (err: any) => {
+      assert.equal(err.code, Code.FAILED_PRECONDITION);
+      assert.match(err.message, /image registry\.test\/vm\/disk:1 was pulled by the container runtime \(unix:\/\/\/fake\.sock\)/);
+      assert.match(err.message, /--vm-image-prefixes/);
+      return true;
+    },
+  );
+  assert.deepEqual(delegate.calls.map((c) => [c.method, c.request]), [['ImageStatus', { image: { image: ref } }]]);
+});
+
+test('CreateContainer in a VM pod on an image nobody holds keeps vmlet\'s NOT_FOUND', async () => {
+  const { handlers } = setup({ ImageStatus: {} });
+  await assert.rejects(
+    handlers.runtime.CreateContainer!({ pod_sandbox_id: VM_SANDBOX, config: { image: { image: 'registry.test/vm/none:1' } } }, ctx),
+    (err: any) => err.code === Code.NOT_FOUND && /not present/.test(err.message),
+  );
+  // The delegate being down does not change vmlet's answer either.
+  const down = setup({});
+  down.delegate.down = true;
+  await assert.rejects(
+    down.handlers.runtime.CreateContainer!({ pod_sandbox_id: VM_SANDBOX, config: { image: { image: 'registry.test/vm/none:1' } } }, ctx),
+    (err: any) => err.code === Code.NOT_FOUND,
+  );
 });

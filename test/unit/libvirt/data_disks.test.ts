@@ -60,3 +60,30 @@ test('data disks: unsafe values are refused with InvalidArgumentError', () => {
   assert.throws(() => buildDataDiskXml(disks[0]!, 8, 4), InvalidArgumentError);
   assert.throws(() => buildDataDiskXml(disks[0]!, 0, 0), InvalidArgumentError);
 });
+
+const imageDisks: DataDisk[] = [
+  { path: '/dev/loop3', serial: 'testpvc', readOnly: false },
+  { path: '/var/lib/vmlet/images/blobs/' + 'a'.repeat(64), serial: 'disk', readOnly: true, imageFormat: 'qcow2' },
+  { path: '/var/lib/vmlet/images/blobs/' + 'b'.repeat(64), serial: 'raw-disk', readOnly: true, imageFormat: 'raw' },
+];
+
+test('domain XML: image volumes as read-only file disks of the blob in its own format, after the block devices', () => {
+  const xml = buildDomainXml(specWithDisks(imageDisks));
+  assertGolden('libvirt/domain-image-volumes.xml', xml);
+  assert.match(xml, /<disk type="file" device="disk">\s*<driver name="qemu" type="qcow2"\/>\s*<source file="\/var\/lib\/vmlet\/images\/blobs\/a{64}"\/>\s*<target dev="vdc" bus="virtio"\/>\s*<serial>disk<\/serial>\s*<readonly\/>\s*<\/disk>/);
+  assert.match(xml, /<driver name="qemu" type="raw"\/>\s*<source file="\/var\/lib\/vmlet\/images\/blobs\/b{64}"\/>\s*<target dev="vdd" bus="virtio"\/>\s*<serial>raw-disk<\/serial>\s*<readonly\/>/);
+  const warm = buildDataDiskXml(imageDisks[1]!, 1, warmPortBus(3));
+  assertGolden('libvirt/image-volume-warm.xml', warm);
+  assert.match(warm, /^<disk type="file" device="disk">[\s\S]*<readonly\/>\s*<address type="pci" domain="0x0000" bus="0x06" slot="0x00" function="0x0"\/>/);
+});
+
+test('image volumes: a writable one, an unknown format or a /dev path are refused', () => {
+  const blob = '/var/lib/vmlet/images/blobs/' + 'a'.repeat(64);
+  const bad: [DataDisk[], RegExp][] = [
+    [[{ path: blob, serial: 'a', readOnly: false, imageFormat: 'qcow2' }], /read-only/],
+    [[{ path: blob, serial: 'a', readOnly: true, imageFormat: 'vmdk' as 'raw' }], /format/],
+    [[{ path: '/dev/loop3', serial: 'a', readOnly: true, imageFormat: 'raw' }], /not a device/],
+    [[{ path: 'relative/blob', serial: 'a', readOnly: true, imageFormat: 'raw' }], /data disk path/],
+  ];
+  for (const [d, message] of bad) assert.throws(() => buildDomainXml(specWithDisks(d)), (err: unknown) => err instanceof InvalidArgumentError && message.test(err.message));
+});

@@ -5,7 +5,7 @@ import { credentialsFromAuthConfig, parseChallenges } from '../../../../src/imag
 import { DiskTree, normalizeEntryPath } from '../../../../src/image/registry/disk_tree.js';
 import { defaultServer, isLoopbackHost, parseHostsToml } from '../../../../src/image/registry/hosts.js';
 import { MEDIA, parseManifestDocument, selectPlatform } from '../../../../src/image/registry/manifest.js';
-import { imageSourceOf, isVmImageReference, toRegistryReference } from '../../../../src/image/registry/name.js';
+import { imageSourceOf, toRegistryReference } from '../../../../src/image/registry/name.js';
 import { parseImageName } from '../../../../src/image/reference.js';
 import { isHttpUrl } from '../../../../src/image/translate.js';
 import { progressFields } from '../../../../src/image/progress.js';
@@ -29,11 +29,6 @@ test('routing: one decision for url, translation, virtlet.cloud and registry nam
   assert.equal(src('example.com/translated'), 'translation');
   assert.equal(src('quay.io/containerdisks/fedora:40'), 'registry');
   assert.equal(src('busybox'), undefined);
-  const opts = { translationKnows: knows, isHttpUrl, delegate: true, vmRegistryPrefixes: ['quay.io/containerdisks'] };
-  assert.equal(isVmImageReference(parseImageName('quay.io/containerdisks/fedora:40'), opts), true);
-  assert.equal(isVmImageReference(parseImageName('quay.io/other/fedora:40'), opts), false);
-  assert.equal(isVmImageReference(parseImageName('quay.io/other/fedora:40'), { ...opts, delegate: false }), true);
-  assert.equal(isVmImageReference(parseImageName('busybox'), opts), false);
 });
 
 test('WWW-Authenticate challenges', () => {
