@@ -5,13 +5,14 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, readdirSync, existsSync, rmSync, chmodSync, readFileSync } from 'node:fs';
+import { writeFileSync, readdirSync, existsSync, rmSync, chmodSync, readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { startTestDaemon, grpcCode, type TestDaemon } from '../../helpers/daemon.js';
 import { netnsNameFor } from '../../../src/network/names.js';
+import { FAULT_DIR_ENV } from '../../../src/fault_points.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 
 let d: TestDaemon;
@@ -20,10 +21,13 @@ const bridge = `vtb${tag}`;
 const ipamDir = () => join(d.dir, 'ipam');
 /** Where the tests put their own CNI plugins (a second bin dir of the daemon). */
 const testPluginDir = join(process.env.TMPDIR ?? '/tmp', `vmlet-failing-${tag}`);
+/** Test-only fault points of the daemon (src/fault_points.ts): a file named after a point arms it once. */
+const faultDir = join(process.env.TMPDIR ?? '/tmp', `vmlet-sandbox-faults-${tag}`);
 
 before(async () => {
   await ensureLibvirtd();
-  d = await startTestDaemon({ args: ['--cni-bin-dir', `/usr/lib/cni:${testPluginDir}`] });
+  mkdirSync(faultDir, { recursive: true });
+  d = await startTestDaemon({ args: ['--cni-bin-dir', `/usr/lib/cni:${testPluginDir}`], env: { [FAULT_DIR_ENV]: faultDir } });
   writeFileSync(join(d.cniConfDir, '10-test.conflist'), JSON.stringify({
     cniVersion: '1.0.0',
     name: `vmlet-test-${tag}`,
@@ -42,6 +46,7 @@ after(async () => {
     }
   }
   await d?.cleanup();
+  rmSync(faultDir, { recursive: true, force: true });
   // The bridge plugin never deletes its bridge (by design); the test created it, the test removes it.
   try {
     execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' });
@@ -365,29 +370,17 @@ test('netd dies while preparing the VM side of a sandbox: the new netd prepares 
   const nsBefore = netnsList();
   const ids: string[] = [];
   try {
-    // The VM side is prepared ~25 ms after netd goes idle and takes tens of ms: kill netd when it is seen preparing.
-    let interrupted: string | undefined;
-    for (let attempt = 0; attempt < 5 && !interrupted; attempt++) {
-      const { pod_sandbox_id: id } = await d.runtime.RunPodSandbox!({ config: podConfig(`midway${attempt}`) });
-      ids.push(id);
-      let killed = false;
-      for (let i = 0; i < 400 && !killed; i++) {
-        const info = JSON.parse((await d.runtime.PodSandboxStatus!({ pod_sandbox_id: id, verbose: true })).info.info);
-        if (info.network?.vmSide === 'ready') break;
-        if (info.network?.vmSide === 'preparing') {
-          process.kill(netdPid(), 'SIGKILL');
-          killed = true;
-        } else {
-          await new Promise((r) => setTimeout(r, 2));
-        }
-      }
-      if (!killed) continue;
-      await vmSideReady(id);
-      // Only a preparation that really was cut off makes the new netd say so for this sandbox.
-      const redone = d.output().split('\n').some((l) => l.includes(id) && l.includes('was not ready when netd stopped'));
-      if (redone) interrupted = id;
-    }
-    assert.ok(interrupted, 'netd was never killed in the middle of a preparation');
+    // netd SIGKILLs itself once its interfaces are wired and before its record says so (a
+    // fault point armed by a file): a preparation cut off midway, deterministically.
+    writeFileSync(join(faultDir, 'netd.vm-side.after-wire'), '');
+    const { pod_sandbox_id: id } = await d.runtime.RunPodSandbox!({ config: podConfig('midway') });
+    ids.push(id);
+    await vmSideReady(id);
+    assert.equal(existsSync(join(faultDir, 'netd.vm-side.after-wire')), false, 'the fault point fired');
+    // The new netd says so for this sandbox, and prepares it again.
+    const redone = d.output().split('\n').some((l) => l.includes(id) && l.includes('was not ready when netd stopped'));
+    assert.ok(redone, 'the new netd did not report the preparation the old one left unfinished');
+    const interrupted = id;
     const info = await vmSideReady(interrupted);
     assert.equal(info.network.dhcp.running, true);
     const iface = info.network.vmNetwork.interfaces[0];
