@@ -4,10 +4,10 @@
  * the socket on a short-lived thread that alone enters the namespace; this adopts its fd.
  */
 import dgram from 'node:dgram';
-import { closeSync } from 'node:fs';
 import { isAbsolute, normalize } from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError, UnavailableError, errorText } from '../../errors.js';
 import { netnsNative } from '../../native/netns.js';
+import { adoptUdpFd } from '../udp_fd.js';
 
 export interface BindInNetnsOptions {
   /** UDP port to bind; the DHCP server port unless a test says otherwise. */
@@ -30,27 +30,7 @@ export async function bindDhcpSocketInNetns(netnsPath: string, options: BindInNe
     if (code === 'ENOENT') throw new NotFoundError(`network namespace ${netnsPath} is not there: ${errorText(err)}`, { cause: err });
     throw new FailedPreconditionError(`cannot bind UDP port ${port} in ${netnsPath}: ${code ?? ''} ${errorText(err)}`, { cause: err });
   }
-  const socket = dgram.createSocket({ type: 'udp4' });
-  // With an fd, bind() either throws (before taking the fd over) or emits 'listening' at once.
-  let listening = false;
-  socket.once('listening', () => (listening = true));
-  try {
-    socket.bind({ fd });
-  } catch (err) {
-    closeSync(fd);
-    socket.close();
-    throw new FailedPreconditionError(`cannot adopt the socket bound in ${netnsPath}: ${errorText(err)}`, { cause: err });
-  }
-  if (!listening) {
-    await new Promise<void>((resolve, reject) => {
-      socket.once('listening', () => resolve());
-      socket.once('error', (err) => {
-        socket.close(); // owns the fd by now
-        reject(new FailedPreconditionError(`cannot adopt the socket bound in ${netnsPath}: ${errorText(err)}`, { cause: err }));
-      });
-    });
-  }
-  return socket;
+  return adoptUdpFd(fd, 'udp4', `the socket bound in ${netnsPath}`);
 }
 
 /** A namespace file path: absolute, already normalised, nothing odd for the helper to open. */

@@ -3,13 +3,14 @@
  * (a device index and a multicast membership only make sense there) and adopted here.
  */
 import dgram from 'node:dgram';
-import { close as closeFd, closeSync, write } from 'node:fs';
+import { close as closeFd, write } from 'node:fs';
 import { FailedPreconditionError, NotFoundError, UnavailableError, errorText } from '../../errors.js';
 import { netnsNative } from '../../native/netns.js';
 import { assertInterfaceName } from '../names.js';
 import { ALL_DHCP_SERVERS, DHCP6_SERVER_PORT } from './dhcp6_packet.js';
 import type { RouterAdvertSink } from './responder.js';
 import { ALL_NODES } from './router_advert.js';
+import { adoptUdpFd } from '../udp_fd.js';
 
 function nativeFailure(err: unknown, what: string, netnsPath: string, device: string): Error {
   if (err instanceof UnavailableError) return err;
@@ -28,26 +29,7 @@ export async function bindDhcp6SocketOnBridge(netnsPath: string, bridge: string)
   } catch (err) {
     throw nativeFailure(err, 'DHCPv6 socket', netnsPath, bridge);
   }
-  const socket = dgram.createSocket({ type: 'udp6' });
-  let listening = false;
-  socket.once('listening', () => (listening = true));
-  try {
-    socket.bind({ fd });
-  } catch (err) {
-    closeSync(fd);
-    socket.close();
-    throw new FailedPreconditionError(`cannot adopt the DHCPv6 socket of ${bridge}: ${errorText(err)}`, { cause: err });
-  }
-  if (!listening) {
-    await new Promise<void>((resolve, reject) => {
-      socket.once('listening', () => resolve());
-      socket.once('error', (err) => {
-        socket.close();
-        reject(new FailedPreconditionError(`cannot adopt the DHCPv6 socket of ${bridge}: ${errorText(err)}`, { cause: err }));
-      });
-    });
-  }
-  return socket;
+  return adoptUdpFd(fd, 'udp6', `the DHCPv6 socket of ${bridge}`);
 }
 
 /** A raw ICMPv6 socket on `bridge` in the netns, connected to ff02::1: each send is one advertisement. */
