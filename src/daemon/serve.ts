@@ -112,6 +112,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     logger: logger.child({ component: 'images' }),
   });
   const sandboxes = new SandboxService(join(config.stateDir, 'sandboxes'), netd, logger.child({ component: 'sandboxes' }), netdTimeoutMs(config));
+  sandboxes.podCidrs = () => settings.current().podCidr.split(',').map((c) => c.trim()).filter((c) => c !== '');
   netd.onEvent = (event) => {
     if (event.event === 'vmSideFailed') sandboxes.onVmSideFailed(event.sandboxId, event.message);
   };

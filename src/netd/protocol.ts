@@ -24,6 +24,11 @@ export interface SetupParams {
    * bandwidth); absent (an older serve): the default network only.
    */
   annotations?: Record<string, string>;
+  /**
+   * The node's pod CIDRs (UpdateRuntimeConfig's pod_cidr, comma-separated there), passed to
+   * plugins declaring the `ipRanges` capability; absent: none set (or an older serve).
+   */
+  podCidrs?: string[];
 }
 
 /** What RunPodSandbox needs; the VM side follows in the background (see vmNetwork). */

@@ -59,6 +59,8 @@ export class SandboxService {
   /** Warm VMs going back to the pool after their sandboxes' Stop replied (returnWarmLater). */
   private readonly warmReturns = new Set<Promise<void>>();
   containerHooks: SandboxContainerHooks = { stopContainersOf: async () => {}, removeContainersOf: async () => {} };
+  /** The node's pod CIDRs kubelet set (UpdateRuntimeConfig), for the CNI ipRanges capability. */
+  podCidrs: () => string[] = () => [];
 
   constructor(
     dir: string,
@@ -143,6 +145,8 @@ export class SandboxService {
     // Only the annotations netd reads, and only when the pod has some: an additive wire change.
     const netdAnnotations = NETD_ANNOTATIONS.filter((k) => spec.annotations[k] !== undefined);
     if (netdAnnotations.length > 0) params.annotations = Object.fromEntries(netdAnnotations.map((k) => [k, spec.annotations[k]!]));
+    const podCidrs = this.podCidrs();
+    if (podCidrs.length > 0) params.podCidrs = podCidrs;
     const warmNetns = this.containerHooks.claimWarmNetns?.(id);
     if (warmNetns !== undefined) params.netnsName = warmNetns;
     try {

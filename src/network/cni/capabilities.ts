@@ -1,5 +1,5 @@
 /**
- * The capability args (CNI conventions: portMappings, dns, bandwidth) vmlet hands the plugins of a
+ * The capability args (CNI conventions: portMappings, dns, bandwidth, ipRanges) vmlet hands the plugins of a
  * pod's network: what the pod asks for, in the shape the plugins that declare the capability
  * expect, as containerd's CRI plugin builds them. Pure.
  */
@@ -14,6 +14,8 @@ export interface PodCapabilityRequest {
   dns: PodDnsConfig;
   /** The pod's annotations netd gets (bandwidth ones read here). */
   annotations?: Readonly<Record<string, string>>;
+  /** The node's pod CIDRs (UpdateRuntimeConfig): one `ipRanges` range set each, for host-local. */
+  podCidrs?: readonly string[];
 }
 
 export const INGRESS_BANDWIDTH_ANNOTATION = 'kubernetes.io/ingress-bandwidth';
@@ -69,6 +71,8 @@ export function capabilityArgs(pod: PodCapabilityRequest): CapabilityArgs {
   }
   const bandwidth = bandwidthArgs(pod.annotations ?? {});
   if (bandwidth) args.bandwidth = bandwidth;
+  // One range set per CIDR, so a dual-stack node gives host-local one address of each family.
+  if (pod.podCidrs && pod.podCidrs.length > 0) args.ipRanges = pod.podCidrs.map((subnet) => [{ subnet }]);
   return args;
 }
 

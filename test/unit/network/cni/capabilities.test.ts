@@ -36,3 +36,9 @@ test('bandwidth from the pod annotations, in bits/s with unlimited bursts, as co
     assert.throws(() => bandwidthArgs({ 'kubernetes.io/ingress-bandwidth': value }), (err: Error) => err.name === 'InvalidArgumentError' && /^annotation kubernetes.io\/ingress-bandwidth: /.test(err.message) && message.test(err.message), value);
   }
 });
+
+test('ipRanges: one range set per node pod CIDR (UpdateRuntimeConfig), none when kubelet set none', () => {
+  assert.equal('ipRanges' in capabilityArgs(pod()), false);
+  assert.equal('ipRanges' in capabilityArgs(pod({ podCidrs: [] })), false);
+  assert.deepEqual(capabilityArgs(pod({ podCidrs: ['198.19.44.0/24', 'fd44::/64'] })).ipRanges, [[{ subnet: '198.19.44.0/24' }], [{ subnet: 'fd44::/64' }]]);
+});
