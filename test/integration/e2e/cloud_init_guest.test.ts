@@ -25,6 +25,7 @@ import { promisify } from 'node:util';
 import { startTestDaemon, REPO_ROOT, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { waitFor, qemuPids, removeAllAndStop, deleteLink, clearStaleTestSubnet } from '../../helpers/e2e.js';
+import { ownerIdFor } from '../../../src/store/owner.js';
 
 const run = promisify(execFile);
 const tag = randomBytes(3).toString('hex');
@@ -294,8 +295,15 @@ test('cloud-init guest, cold VM: config drive, virtio-blk root disk, VirtletForc
   });
 });
 
+/** This test daemon's warm domains (their metadata names its owner id): other tests' vmlets, in the parallel lanes of npm test, make their own. */
 function warmDomains(): string[] {
   const out = execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'list', '--all', '--name'], { encoding: 'utf8' });
-  // Only this test's daemon makes warm VMs on this machine's libvirtd while it runs.
-  return out.split('\n').map((l) => l.trim()).filter((n) => n.startsWith('vmlet-warm-'));
+  const owner = ownerIdFor(d.stateDir);
+  return out.split('\n').map((l) => l.trim()).filter((n) => n.startsWith('vmlet-warm-')).filter((n) => {
+    try {
+      return execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'dumpxml', n], { encoding: 'utf8' }).includes(owner);
+    } catch {
+      return false; // gone meanwhile
+    }
+  });
 }

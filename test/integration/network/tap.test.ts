@@ -116,7 +116,7 @@ test('tap binding: wire, bridge, isolate DHCP, unwire back to what CNI left', as
   assert.ok(tapLink!.flags.includes('UP'), 'TAP is administratively up (carrier comes with QEMU)');
   const bcast = await ipJson(pod, 'route', 'show', '255.255.255.255/32');
   assert.deepEqual(bcast.map((r) => [r.dst, r.dev]), [['255.255.255.255', names.bridge]]);
-  const rules = await isolation.status(pod, { uplink: 'eth0', bridge: names.bridge, bridgeMac: state.bridge.mac });
+  const rules = await isolation.status(pod, { uplink: 'eth0', bridge: names.bridge, bridgeMac: state.bridge.mac, tap: names.tap });
   assert.equal(rules?.complete, true, 'DHCP isolation rules are installed');
 
   // --- bridging: a "VM" on the pod bridge with the pod's IP and MAC reaches the CNI side.
@@ -131,7 +131,7 @@ test('tap binding: wire, bridge, isolate DHCP, unwire back to what CNI left', as
   // --- DHCP isolation, every path across the veth. Counters on the far ends count what arrives.
   await installCounters(vm, 'vm0');
   await installCounters(host, 'up0');
-  const podCounters = async () => (await isolation.status(pod, { uplink: 'eth0', bridge: names.bridge, bridgeMac: state.bridge.mac }))!.counters;
+  const podCounters = async () => (await isolation.status(pod, { uplink: 'eth0', bridge: names.bridge, bridgeMac: state.bridge.mac, tap: names.tap }))!.counters;
 
   // From the CNI side towards the VM and towards the pod's DHCP server: dropped at the veth.
   await sendDhcpDiscover(host, 'up0');
@@ -187,7 +187,7 @@ test('tap binding: wire, bridge, isolate DHCP, unwire back to what CNI left', as
     before.links.map((l) => l.name).sort(),
     'no bridge or TAP remains',
   );
-  assert.equal(await isolation.status(pod, { uplink: 'eth0', bridge: names.bridge, bridgeMac: state.bridge.mac }), undefined, 'no rules remain');
+  assert.equal(await isolation.status(pod, { uplink: 'eth0', bridge: names.bridge, bridgeMac: state.bridge.mac, tap: names.tap }), undefined, 'no rules remain');
   assert.equal((await ip(pod, 'route', 'show', '255.255.255.255/32')).trim(), '');
   assert.equal(await inNetns(pod, 'busybox', ['ping', '-c', '1', '-W', '3', `${net}.1`]), 0, 'the pod reaches the CNI side again');
 
