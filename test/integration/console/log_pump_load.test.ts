@@ -1,4 +1,4 @@
-import { test, type TestContext } from 'node:test';
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { open, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,9 +6,13 @@ import { join } from 'node:path';
 import { silentLogger } from '../../../src/log.js';
 import { ConsoleLogPump, sharedPollMembers } from '../../../src/console/log_pump.js';
 
-async function scratch(t: TestContext): Promise<string> {
+const scratchDirs: string[] = [];
+// Once every test's hooks have stopped its pumps: a pump stopping saves its state into the dir.
+after(() => Promise.all(scratchDirs.map((dir) => rm(dir, { recursive: true, force: true }))));
+
+async function scratch(): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'vmlet-console-load-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
+  scratchDirs.push(dir);
   return dir;
 }
 
@@ -27,7 +31,7 @@ async function waitFor(what: string, done: () => Promise<boolean>, timeoutMs: nu
 }
 
 test('200 idle pumps cost little CPU (default 1 s shared poll plus fs.watch)', async (t) => {
-  const dir = await scratch(t);
+  const dir = await scratch();
   const pumps: ConsoleLogPump[] = [];
   t.after(async () => {
     await Promise.all(pumps.map((p) => p.stop()));
@@ -71,7 +75,7 @@ test('200 idle pumps cost little CPU (default 1 s shared poll plus fs.watch)', a
 });
 
 test('throughput: 20 MiB of console lines', async (t) => {
-  const dir = await scratch(t);
+  const dir = await scratch();
   const raw = join(dir, 'raw');
   const log = join(dir, 'pod', '0.log');
   await writeFile(raw, '');
@@ -108,7 +112,7 @@ test('throughput: 20 MiB of console lines', async (t) => {
 });
 
 test('a guest writing one byte per write (like the UART) is batched, not one save per byte', async (t) => {
-  const dir = await scratch(t);
+  const dir = await scratch();
   const raw = join(dir, 'raw');
   const log = join(dir, 'pod', '0.log');
   await writeFile(raw, '');
