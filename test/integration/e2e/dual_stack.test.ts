@@ -16,7 +16,7 @@ import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, sta
 import { createServer, type Server } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { promisify } from 'node:util';
 import { startTestDaemon, REPO_ROOT, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
@@ -26,7 +26,8 @@ const run = promisify(execFile);
 const tag = randomBytes(3).toString('hex');
 const bridge = `vds${tag}`;
 const subnet = '198.18.233';
-const ula = `fd${tag.slice(0, 2)}:${tag.slice(2, 6)}:${randomBytes(2).toString('hex')}`;
+// Groups without leading zeros, so they read back from the kernel as written.
+const ula = `fd${tag.slice(0, 2)}:${randomInt(0x1000, 0x10000).toString(16)}:${randomInt(0x1000, 0x10000).toString(16)}`;
 const POD6 = `${ula}:1::`;
 const GATEWAY6 = `${ula}:1::1`;
 const OFF_LINK6 = `${ula}:2::1`;

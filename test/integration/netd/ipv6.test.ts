@@ -14,7 +14,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -45,7 +45,8 @@ import { sandboxParams } from './bridge_network.js';
 
 const tag = randomBytes(3).toString('hex');
 // A random ULA /48 (RFC 4193), one /64 for the pod and one host address off it.
-const ula = `fd${tag.slice(0, 2)}:${tag.slice(2, 6)}:${randomBytes(2).toString('hex')}`;
+// Groups without leading zeros, so they read back from the kernel as written.
+const ula = `fd${tag.slice(0, 2)}:${randomInt(0x1000, 0x10000).toString(16)}:${randomInt(0x1000, 0x10000).toString(16)}`;
 const POD6 = `${ula}:1::`;
 const GATEWAY6 = `${ula}:1::1`;
 const OFF_LINK6 = `${ula}:2::1`;

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { ExecIpRunner } from '../../../src/network/iproute.js';
 import { DhcpIsolation, ExecNftRunner } from '../../../src/network/isolation.js';
 import { readInterfaceSnapshot } from '../../../src/network/bindings/snapshot.js';
@@ -22,7 +22,9 @@ const tap = new TapBinding({ ip: ipRunner, isolation: new DhcpIsolation(new Exec
 
 test('tap binding with IPv6: the bridge becomes the router, and unwiring gives the veth back as CNI left it', async (t) => {
   const { tag, net } = testIds();
-  const ula = `fd${randomBytes(1).toString('hex')}:${randomBytes(2).toString('hex')}:${randomBytes(2).toString('hex')}:1`;
+  // Groups without leading zeros, so they read back from the kernel as written.
+  const group = () => randomInt(0x1000, 0x10000).toString(16);
+  const ula = `fd${randomBytes(1).toString('hex')}:${group()}:${group()}:1`;
   const nss = new TestNamespaces(tag);
   t.after(async () => {
     await nss.cleanup();
