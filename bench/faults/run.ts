@@ -13,33 +13,24 @@ import { REPO_ROOT } from '../../test/helpers/daemon.js';
 import { ensureLibvirtd } from '../../test/helpers/libvirtd.js';
 import { clearStaleTestSubnet } from '../../test/helpers/e2e.js';
 import { createFaultRig, runFaultCycle, WARM_FAULT_POINTS, type CycleResult } from '../../test/helpers/fault_cycles.js';
-import { defaultJsonPath, intOption, parseBenchArgs, UsageError } from '../lib/options.js';
+import { benchPrologue, defaultJsonPath, intOption, parseBenchArgs, subnetPrefixOption } from '../lib/options.js';
 
 const USAGE = 'usage: npm run bench -- faults [--cycles N (default 200)] [--warm-every N (default 4; 0: cold only)] [--subnet-prefix 198.18.239] [--json PATH]\n';
 
 export async function runFaultsBench(argv: readonly string[]): Promise<number> {
-  let args;
-  try {
-    args = parseBenchArgs(argv, { cycles: 'string', 'warm-every': 'string', 'subnet-prefix': 'string', json: 'string' });
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`${err.message}\n${USAGE}`);
-      return 2;
-    }
-    throw err;
-  }
-  if (!args) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const cycles = intOption(args.str('cycles'), 'cycles', 200, 1, 10_000);
-  const warmEvery = intOption(args.str('warm-every'), 'warm-every', 4, 0, 1000);
-  const prefix = args.str('subnet-prefix') ?? '198.18.239';
-  if (!/^198\.1[89]\.\d{1,3}$/.test(prefix)) {
-    process.stderr.write(`--subnet-prefix must be a /24 prefix of 198.18.0.0/15 like 198.18.239\n${USAGE}`);
-    return 2;
-  }
-  const jsonPath = args.str('json') ?? defaultJsonPath(REPO_ROOT, 'faults', new Date());
+  const opts = benchPrologue(() => {
+    const args = parseBenchArgs(argv, { cycles: 'string', 'warm-every': 'string', 'subnet-prefix': 'string', json: 'string' });
+    if (!args) return undefined;
+    return {
+      cycles: intOption(args.str('cycles'), 'cycles', 200, 1, 10_000),
+      warmEvery: intOption(args.str('warm-every'), 'warm-every', 4, 0, 1000),
+      prefix: subnetPrefixOption(args.str('subnet-prefix'), '198.18.239'),
+      json: args.str('json'),
+    };
+  }, USAGE, 'faults bench');
+  if (typeof opts === 'number') return opts;
+  const { cycles, warmEvery, prefix } = opts;
+  const jsonPath = opts.json ?? defaultJsonPath(REPO_ROOT, 'faults', new Date());
 
   await ensureLibvirtd();
   clearStaleTestSubnet(prefix);

@@ -42,6 +42,13 @@ export function intOption(value: string | undefined, name: string, fallback: num
   return n;
 }
 
+/** A /24 prefix of the test networks (198.18.0.0/15) such as `198.18.239`, for benches that make a pod network. */
+export function subnetPrefixOption(value: string | undefined, fallback: string): string {
+  const prefix = value ?? fallback;
+  if (!/^198\.1[89]\.\d{1,3}$/.test(prefix)) throw new UsageError(`--subnet-prefix must be a /24 prefix of 198.18.0.0/15 like ${fallback}`);
+  return prefix;
+}
+
 export function oneOfOption<T extends string>(value: string | undefined, name: string, allowed: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
   if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}`);

@@ -13,7 +13,7 @@ import { REPO_ROOT, startTestDaemon, type TestDaemon } from '../../test/helpers/
 import { ensureLibvirtd } from '../../test/helpers/libvirtd.js';
 import { clearStaleTestSubnet } from '../../test/helpers/e2e.js';
 import { countLeftovers, createFaultRig, type FaultRig } from '../../test/helpers/fault_cycles.js';
-import { defaultJsonPath, intOption, parseBenchArgs, UsageError } from '../lib/options.js';
+import { benchPrologue, defaultJsonPath, intOption, parseBenchArgs, subnetPrefixOption } from '../lib/options.js';
 
 const USAGE = 'usage: npm run bench -- soak [--minutes N (default 30)] [--sample-every N cycles (default 10)] [--subnet-prefix 198.19.37] [--json PATH]\n';
 
@@ -71,28 +71,19 @@ async function podCycle(d: TestDaemon, rig: FaultRig, name: string, keep = false
 const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
 
 export async function runSoakBench(argv: readonly string[]): Promise<number> {
-  let args;
-  try {
-    args = parseBenchArgs(argv, { minutes: 'string', 'sample-every': 'string', 'subnet-prefix': 'string', json: 'string' });
-  } catch (err) {
-    if (err instanceof UsageError) {
-      process.stderr.write(`${err.message}\n${USAGE}`);
-      return 2;
-    }
-    throw err;
-  }
-  if (!args) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const minutes = intOption(args.str('minutes'), 'minutes', 30, 1, 24 * 60);
-  const sampleEvery = intOption(args.str('sample-every'), 'sample-every', 10, 1, 10_000);
-  const prefix = args.str('subnet-prefix') ?? '198.19.37';
-  if (!/^198\.1[89]\.\d{1,3}$/.test(prefix)) {
-    process.stderr.write(`--subnet-prefix must be a /24 prefix of 198.18.0.0/15\n${USAGE}`);
-    return 2;
-  }
-  const jsonPath = args.str('json') ?? defaultJsonPath(REPO_ROOT, 'soak', new Date());
+  const opts = benchPrologue(() => {
+    const args = parseBenchArgs(argv, { minutes: 'string', 'sample-every': 'string', 'subnet-prefix': 'string', json: 'string' });
+    if (!args) return undefined;
+    return {
+      minutes: intOption(args.str('minutes'), 'minutes', 30, 1, 24 * 60),
+      sampleEvery: intOption(args.str('sample-every'), 'sample-every', 10, 1, 10_000),
+      prefix: subnetPrefixOption(args.str('subnet-prefix'), '198.19.37'),
+      json: args.str('json'),
+    };
+  }, USAGE, 'soak bench');
+  if (typeof opts === 'number') return opts;
+  const { minutes, sampleEvery, prefix } = opts;
+  const jsonPath = opts.json ?? defaultJsonPath(REPO_ROOT, 'soak', new Date());
 
   await ensureLibvirtd();
   clearStaleTestSubnet(prefix);
