@@ -30,6 +30,8 @@ import {
   wallClockNs,
   type CriLogEntry,
 } from './cri_log_format.js';
+import { decodeConsoleLogState, encodeConsoleLogState, identityOf, sameIdentity, type ConsoleLogState, type RawFileIdentity } from './log_pump_state.js';
+import { joinPoll } from './shared_poll.js';
 
 export const DEFAULT_POLL_MS = 1000;
 export const DEFAULT_PARTIAL_FLUSH_MS = 1000;
@@ -43,7 +45,6 @@ const MAX_ROTATED_BACKUPS = 16;
 /** Listings of the backups in one catch-up (each file read, or a rotation racing the reads). */
 const MAX_ROTATION_ROUNDS = 4 * MAX_ROTATED_BACKUPS;
 /** Upper bound for a saved unfinished line; anything bigger is not a state this module wrote. */
-const MAX_SAVED_PENDING_BYTES = 4 * 1024 * 1024;
 
 export interface ConsoleLogPumpOptions {
   /** QEMU's append-only serial console file (`<serial type='file'>`). */
@@ -90,111 +91,6 @@ export interface ConsoleLogPumpStats {
   stateSaves: number;
   /** The last background error (a missing log directory, an unreadable raw file, ...). */
   lastError?: string;
-}
-
-/**
- * Identity of a raw console file, so a recreated file is told apart from the one we read. The
- * birth time is part of it because ext4 hands a freed inode number to the next new file at once
- * (seen here: unlink + create gave the same inode); it is "0" where the filesystem has none.
- */
-export interface RawFileIdentity {
-  dev: string;
-  ino: string;
-  birth: string;
-}
-
-/** What survives a restart: which file, how far into it, and the bytes of the unfinished line. */
-export interface ConsoleLogState {
-  raw: RawFileIdentity | null;
-  offset: number;
-  pending: Buffer;
-}
-
-const STATE_VERSION = 1;
-const DECIMAL = /^[0-9]{1,20}$/;
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
-
-export function encodeConsoleLogState(state: ConsoleLogState): string {
-  return `${JSON.stringify({
-    version: STATE_VERSION,
-    raw: state.raw,
-    offset: state.offset,
-    pending: state.pending.toString('base64'),
-  })}\n`;
-}
-
-/** Parses a saved state; throws InvalidArgumentError for anything this module would not write. */
-export function decodeConsoleLogState(text: string): ConsoleLogState {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw new InvalidArgumentError(`console log state is not JSON: ${errorText(err)}`);
-  }
-  const d = doc as { version?: unknown; raw?: unknown; offset?: unknown; pending?: unknown };
-  if (typeof doc !== 'object' || doc === null || d.version !== STATE_VERSION) {
-    throw new InvalidArgumentError('console log state has an unknown version');
-  }
-  let raw: RawFileIdentity | null = null;
-  if (d.raw !== null) {
-    const r = d.raw as { dev?: unknown; ino?: unknown; birth?: unknown } | undefined;
-    const fields = typeof r === 'object' ? [r.dev, r.ino, r.birth] : [];
-    if (fields.length !== 3 || !fields.every((v) => typeof v === 'string' && DECIMAL.test(v))) {
-      throw new InvalidArgumentError('console log state has an invalid raw file identity');
-    }
-    raw = { dev: r!.dev as string, ino: r!.ino as string, birth: r!.birth as string };
-  }
-  if (typeof d.offset !== 'number' || !Number.isSafeInteger(d.offset) || d.offset < 0) {
-    throw new InvalidArgumentError('console log state has an invalid offset');
-  }
-  if (typeof d.pending !== 'string' || d.pending.length % 4 !== 0 || !BASE64.test(d.pending)) {
-    throw new InvalidArgumentError('console log state has invalid pending bytes');
-  }
-  const pending = Buffer.from(d.pending, 'base64');
-  if (pending.length > MAX_SAVED_PENDING_BYTES || pending.length > d.offset) {
-    throw new InvalidArgumentError('console log state has more pending bytes than it can have read');
-  }
-  return { raw, offset: d.offset, pending };
-}
-
-// One poll timer per interval for all pumps: hundreds of VMs cost one timer, not hundreds.
-const pollGroups = new Map<number, { timer: NodeJS.Timeout; members: Set<() => void> }>();
-
-function joinPoll(intervalMs: number, tick: () => void): () => void {
-  let group = pollGroups.get(intervalMs);
-  if (group === undefined) {
-    const members = new Set<() => void>();
-    const timer = setInterval(() => {
-      for (const member of members) member();
-    }, intervalMs);
-    timer.unref();
-    group = { timer, members };
-    pollGroups.set(intervalMs, group);
-  }
-  const g = group;
-  g.members.add(tick);
-  return () => {
-    g.members.delete(tick);
-    if (g.members.size === 0 && pollGroups.get(intervalMs) === g) {
-      clearInterval(g.timer);
-      pollGroups.delete(intervalMs);
-    }
-  };
-}
-
-/** Number of pumps on the shared poll timers (for tests and diagnostics). */
-export function sharedPollMembers(): number {
-  let n = 0;
-  for (const g of pollGroups.values()) n += g.members.size;
-  return n;
-}
-
-function identityOf(st: BigIntStats): RawFileIdentity {
-  return { dev: st.dev.toString(), ino: st.ino.toString(), birth: st.birthtimeNs.toString() };
-}
-
-function sameIdentity(a: RawFileIdentity, b: RawFileIdentity): boolean {
-  return a.dev === b.dev && a.ino === b.ino && a.birth === b.birth;
 }
 
 function errnoCode(err: unknown): string | undefined {

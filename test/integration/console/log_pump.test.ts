@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FailedPreconditionError } from '../../../src/errors.js';
 import { silentLogger } from '../../../src/log.js';
-import { ConsoleLogPump, sharedPollMembers, type ConsoleLogPumpOptions } from '../../../src/console/log_pump.js';
+import { ConsoleLogPump, type ConsoleLogPumpOptions } from '../../../src/console/log_pump.js';
+import { sharedPollMembers } from '../../../src/console/shared_poll.js';
 
 interface Entry {
   ts: string;

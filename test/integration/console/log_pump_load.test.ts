@@ -4,7 +4,8 @@ import { open, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { silentLogger } from '../../../src/log.js';
-import { ConsoleLogPump, sharedPollMembers } from '../../../src/console/log_pump.js';
+import { ConsoleLogPump } from '../../../src/console/log_pump.js';
+import { sharedPollMembers } from '../../../src/console/shared_poll.js';
 
 const scratchDirs: string[] = [];
 // Once every test's hooks have stopped its pumps: a pump stopping saves its state into the dir.

@@ -11,7 +11,8 @@ import {
   utf8SafeCut,
   type CriLogEntry,
 } from '../../../src/console/cri_log_format.js';
-import { ConsoleLogPump, decodeConsoleLogState, encodeConsoleLogState } from '../../../src/console/log_pump.js';
+import { ConsoleLogPump } from '../../../src/console/log_pump.js';
+import { decodeConsoleLogState, encodeConsoleLogState } from '../../../src/console/log_pump_state.js';
 
 /** 2026-11-23T11:47:59.123456789Z */
 const T0 = BigInt(Date.UTC(2026, 10, 23, 11, 47, 59)) * 1_000_000n + 123_456_789n;
