@@ -7,11 +7,12 @@
  * one at most (a sample can fall while a socket of the last cycle is still closing; a leak grows
  * with the cycles), and the mean RSS may grow at most 10% (V8's heap settles in the first minutes). Leftovers on the host are counted at the end, after the two VMs are removed too.
  */
-import { readdirSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { REPO_ROOT, startTestDaemon, type TestDaemon } from '../../test/helpers/daemon.js';
 import { ensureLibvirtd } from '../../test/helpers/libvirtd.js';
 import { clearStaleTestSubnet } from '../../test/helpers/e2e.js';
+import { openFdCount, rssKiB } from '../../test/helpers/proc_readers.js';
 import { countLeftovers, createFaultRig, type FaultRig } from '../../test/helpers/fault_cycles.js';
 import { benchPrologue, defaultJsonPath, intOption, parseBenchArgs, subnetPrefixOption } from '../lib/options.js';
 
@@ -24,23 +25,6 @@ interface Sample {
   netdFds: number;
   serveRssKiB: number;
   netdRssKiB: number;
-}
-
-function fds(pid: number): number {
-  try {
-    return readdirSync(`/proc/${pid}/fd`).length;
-  } catch {
-    return -1;
-  }
-}
-
-function rssKiB(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : -1;
-  } catch {
-    return -1;
-  }
 }
 
 /** netd is serve's child running `main.ts netd`. */
@@ -99,7 +83,7 @@ export async function runSoakBench(argv: readonly string[]): Promise<number> {
     const netd = netdPid(servePid);
     for (const n of ['soak-keep-a', 'soak-keep-b']) ids.add(await podCycle(d, rig, `${n}-${rig.tag}`, true));
     const sample = () => {
-      const s: Sample = { atS: Math.round((Date.now() - started) / 1000), cycles, serveFds: fds(servePid), netdFds: fds(netd), serveRssKiB: rssKiB(servePid), netdRssKiB: rssKiB(netd) };
+      const s: Sample = { atS: Math.round((Date.now() - started) / 1000), cycles, serveFds: openFdCount(servePid) ?? -1, netdFds: openFdCount(netd) ?? -1, serveRssKiB: rssKiB(servePid) ?? -1, netdRssKiB: rssKiB(netd) ?? -1 };
       samples.push(s);
       process.stdout.write(`${String(s.atS).padStart(6)} s  cycles ${String(cycles).padStart(5)}  serve fds ${s.serveFds} rss ${s.serveRssKiB} KiB  netd fds ${s.netdFds} rss ${s.netdRssKiB} KiB  failures ${failures}\n`);
     };

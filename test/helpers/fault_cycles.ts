@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startTestDaemon, type TestDaemon } from './daemon.js';
 import { qemuPids } from './e2e.js';
+import { openFdCount, processTree, rssKiB } from './proc_readers.js';
 import { LibvirtClient } from '../../src/libvirt/client.js';
 import { parseDomainMetadata } from '../../src/libvirt/domain_xml.js';
 import { isOwnWarmNetns, netnsNameFor } from '../../src/network/names.js';
@@ -117,28 +118,6 @@ async function removeEverything(d: TestDaemon): Promise<void> {
   }
 }
 
-function processTree(root: number): number[] {
-  const pids = [root];
-  for (let i = 0; i < pids.length; i++) {
-    try {
-      const children = readFileSync(`/proc/${pids[i]}/task/${pids[i]}/children`, 'utf8').trim();
-      if (children) pids.push(...children.split(/\s+/).map(Number));
-    } catch {
-      /* gone */
-    }
-  }
-  return pids;
-}
-
-function rssKiB(pid: number): number {
-  try {
-    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) : 0;
-  } catch {
-    return 0;
-  }
-}
-
 function listDir(path: string): string[] {
   try {
     return readdirSync(path);
@@ -230,8 +209,8 @@ export async function runFaultCycle(rig: FaultRig, point: FaultPointName, opts: 
     await removeEverything(d);
     healthy = (await podLifecycle(d, rig, `after-${rig.tag}-${opts.index}`)) === undefined;
     await removeEverything(d);
-    serveFds = listDir(`/proc/${d.child.pid}/fd`).length;
-    rss = processTree(d.child.pid!).reduce((sum, pid) => sum + rssKiB(pid), 0);
+    serveFds = openFdCount(d.child.pid!) ?? 0;
+    rss = processTree(d.child.pid!).reduce((sum, pid) => sum + (rssKiB(pid) ?? 0), 0);
   } finally {
     seen(d);
     const timer = setTimeout(() => d.child.kill('SIGKILL'), 30_000);
