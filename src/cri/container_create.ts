@@ -9,6 +9,7 @@ import { MAX_IMAGE_NAME_LENGTH } from '../image/reference.js';
 import type { HandlerMap } from './rpc.js';
 import { requireString, checkString, checkStringMap, checkRelativePath, checkIdOrPrefix, checkAbsolutePath } from './validate.js';
 import type { Logger } from '../log.js';
+import { reviewContainerConfig } from './unapplied_fields.js';
 
 const MAX_ARGS = 1024;
 const MAX_ENVS = 1024;
@@ -23,6 +24,7 @@ export function containerCreateHandlers(containers: ContainerService, logger?: L
       if (!c) throw new InvalidArgumentError('config is required');
       if (!c.metadata) throw new InvalidArgumentError('config.metadata is required');
       refuseCdiDevices(c);
+      const unapplied = reviewContainerConfig(c);
       const warn = (mount: string, message: string) => logger?.warn({ sandboxId, container: c.metadata?.name, mount }, message);
       const id = await containers.create({
         sandboxId,
@@ -41,6 +43,7 @@ export function containerCreateHandlers(containers: ContainerService, logger?: L
         logPath: c.log_path ? checkRelativePath(c.log_path, 'config.log_path') : '',
         resources: resourcesFrom(c.linux?.resources ?? undefined),
       });
+      if (unapplied.length > 0) logger?.warn({ sandboxId, containerId: id, container: c.metadata.name, fields: unapplied }, 'container fields not applied to the VM');
       return { container_id: id };
     },
   };

@@ -9,19 +9,24 @@ import type { PortMappingSpec } from '../netd/protocol.js';
 import type { HandlerMap } from './rpc.js';
 import { hostnameFromPodName } from '../sandbox/hostname.js';
 import { requireString, checkString, checkStringMap, checkAbsolutePath, checkHostname } from './validate.js';
+import { reviewSandboxConfig } from './unapplied_fields.js';
+import type { Logger } from '../log.js';
 
 const MAX_DNS_ENTRIES = 32;
 const MAX_PORT_MAPPINGS = 256;
 /** Runtime handlers vmlet serves: the default one (empty) and its own name. */
 const RUNTIME_HANDLERS = new Set(['', 'vmlet']);
 
-export function sandboxRunHandlers(sandboxes: SandboxService): HandlerMap {
+export function sandboxRunHandlers(sandboxes: SandboxService, logger?: Logger): HandlerMap {
   return {
     async RunPodSandbox(req: RunPodSandboxRequest__Output): Promise<RunPodSandboxResponse> {
       const handler = checkString(req.runtime_handler ?? '', 'runtime_handler', 63);
       if (!RUNTIME_HANDLERS.has(handler)) throw new InvalidArgumentError(`runtime_handler ${JSON.stringify(handler)} is not served by vmlet (use "" or "vmlet")`);
       const spec = sandboxSpecFromConfig(req.config, handler);
-      return { pod_sandbox_id: await sandboxes.run(spec) };
+      const unapplied = reviewSandboxConfig(req.config!);
+      const id = await sandboxes.run(spec);
+      if (unapplied.length > 0) logger?.warn({ sandboxId: id, pod: spec.metadata.name, fields: unapplied }, 'pod fields not applied to the VM');
+      return { pod_sandbox_id: id };
     },
   };
 }

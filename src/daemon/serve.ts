@@ -222,7 +222,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     const vmletHandlers = {
       runtime: {
         ...runtimeInfoHandlers({ config, health, settings }),
-        ...sandboxRunHandlers(sandboxes),
+        ...sandboxRunHandlers(sandboxes, logger.child({ component: 'cri' })),
         ...sandboxLifecycleHandlers(sandboxes),
         ...sandboxQueryHandlers(sandboxes),
         ...containerCreateHandlers(containers, logger.child({ component: 'cri' })),
