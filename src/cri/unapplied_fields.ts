@@ -28,6 +28,10 @@ const APPARMOR_PROFILES = new Set(['', 'unconfined', 'runtime/default']);
 export function reviewContainerConfig(c: ContainerConfig__Output): string[] {
   if (c.windows) throw new InvalidArgumentError('config.windows is set: vmlet runs Linux VMs');
   const unapplied: string[] = [];
+  // The VM boots its disk's own init: there is no process of the container's command to start.
+  if ((c.command?.length ?? 0) > 0) unapplied.push('config.command (the VM boots its image; run commands through cloud-init user-data)');
+  if ((c.args?.length ?? 0) > 0) unapplied.push('config.args');
+  if (c.working_dir) unapplied.push('config.working_dir');
   if (c.stdin_once) unapplied.push('config.stdin_once (a VM console stays open to later attaches)');
   if (c.stop_signal !== undefined && String(c.stop_signal) !== 'RUNTIME_DEFAULT') {
     unapplied.push(`config.stop_signal ${String(c.stop_signal)} (StopContainer asks the guest to power off by ACPI)`);

@@ -28,8 +28,11 @@ test("kubelet's usual security context is accepted and each field it cannot appl
       supplemental_groups: [],
     },
     resources: { oom_score_adj: '1000', hugepage_limits: [] },
-  }, { stdin_once: true, stop_signal: 'SIGTERM' }));
+  }, { stdin_once: true, stop_signal: 'SIGTERM', command: ['/bin/sh'], args: ['-c', 'top'], working_dir: '/' }));
   assert.deepEqual(names.map((n) => n.split(' ')[0]), [
+    'config.command',
+    'config.args',
+    'config.working_dir',
     'config.stdin_once',
     'config.stop_signal',
     'config.linux.resources.oom_score_adj',
