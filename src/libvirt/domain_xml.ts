@@ -295,7 +295,7 @@ function addDisks(devices: XMLBuilder, spec: VmSpec): void {
 
 /** Data disk i is vd<b + i>; vda stays the virtio root disk's, even when the root disk is SCSI. */
 export const MAX_DATA_DISKS = 8;
-const DATA_DISK_SERIAL = /^[A-Za-z0-9_-]{1,20}$/;
+export const DATA_DISK_SERIAL = /^[A-Za-z0-9_-]{1,20}$/;
 
 export function dataDiskTarget(index: number): string {
   return `vd${String.fromCharCode('b'.charCodeAt(0) + index)}`;
