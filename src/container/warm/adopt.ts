@@ -94,7 +94,8 @@ async function plugDataDisks(ctx: ContainerContext, qmp: QmpSession, disks: read
         plugged = true;
       } finally {
         // The disk's node holds its own duplicate; without remove-fd QEMU's set copy would stay
-        // open until QEMU exits. After a failed plug the VM goes anyway: the plug's error counts.
+        // open until QEMU exits (with it, QEMU closes that copy once the VM runs, see
+        // docs/warm-vms.md). After a failed plug the VM goes anyway: the plug's error counts.
         const remove = removeFdCommand(fdset);
         await qmp.execute(remove.execute, remove.arguments).catch((err: unknown) => {
           if (plugged) ctx.logger.warn({ err: errorText(err), disk: disk.path }, 'QEMU keeps a second fd of a data disk until it exits: remove-fd failed');

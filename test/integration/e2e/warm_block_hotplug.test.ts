@@ -161,6 +161,14 @@ test('a warm VM gets block volumes through QMP with fds vmlet opened; the guest 
     assert.ok(lines.includes(`VMLET-GUEST hostname vol-${tag}`), lines.join(' | '));
   });
 
+  await t.test('once running, QEMU holds each device once (the fd set\'s copy went after remove-fd), vmlet none', () => {
+    const [pid] = qemuPids(d.stateDir);
+    const held = openPaths(pid!);
+    assert.deepEqual([held.filter((p) => p === rwDev).length, held.filter((p) => p === roDev).length], [1, 1], held.join(' '));
+    const daemonHeld = openPaths(d.child.pid!);
+    assert.ok(!daemonHeld.includes(rwDev) && !daemonHeld.includes(roDev), 'vmlet closed its fds');
+  });
+
   await t.test('a forced StopContainer ends QEMU with every fd; the nodes\' owners are given back', async () => {
     await d.runtime.StopContainer!({ container_id: id, timeout: 0 });
     await waitFor('QEMU gone', 60_000, () => (qemuPids(d.stateDir).every((pid) => !openPaths(pid).some((p) => p === rwDev || p === roDev)) ? true : undefined));
