@@ -3,8 +3,11 @@
  * vmlet gives them to a warm VM by bind-mounting them into the per-VM directory its virtiofs
  * shares export (a cold VM gets the same shares at define). This phase measures Run + Create +
  * Start with kubelet's two usual mounts (kubeletMounts in pods.ts) against the same without
- * mounts, on a warm VM and on a cold one, in the same run: per round four pods, interleaved
- * (warm/none, warm/2, cold/none, cold/2), so the machine's load drifts over all cases alike.
+ * mounts, on a warm VM and on a cold one, in the same run: per round five pods, interleaved
+ * (warm/none, warm/2, warm with one block volume, cold/none, cold/2), so the machine's load drifts
+ * over all cases alike. The block volume (#22) is a 64 MiB loop device the bench makes per pod
+ * (untimed) and passes in CreateContainer's devices, as kubelet passes a PVC with volumeMode Block;
+ * a warm VM gets it hot-plugged through vmlet's QMP socket (src/container/warm/adopt.ts).
  * Warm pods run on the main daemon (after the bench waits, untimed, for an idle warm VM); cold
  * ones on a second daemon with `--vm-warm-pool 0`. Each pod is removed right after Start (no boot:
  * vmlet's share is what is measured). After Start the bench checks that each mount is bound in the
@@ -22,14 +25,17 @@ export type VmKind = 'warm' | 'cold';
 export interface MountCase {
   vm: VmKind;
   mounts: 0 | 2;
+  /** One 64 MiB raw block volume in CreateContainer's devices. */
+  blockVolumes: 0 | 1;
 }
 
 /** One round's pods, in the order they run. */
 export const MOUNT_CASES: readonly MountCase[] = [
-  { vm: 'warm', mounts: 0 },
-  { vm: 'warm', mounts: 2 },
-  { vm: 'cold', mounts: 0 },
-  { vm: 'cold', mounts: 2 },
+  { vm: 'warm', mounts: 0, blockVolumes: 0 },
+  { vm: 'warm', mounts: 2, blockVolumes: 0 },
+  { vm: 'warm', mounts: 0, blockVolumes: 1 },
+  { vm: 'cold', mounts: 0, blockVolumes: 0 },
+  { vm: 'cold', mounts: 2, blockVolumes: 0 },
 ];
 
 /** The virtiofsd processes libvirt started for one VM (one per share, each a parent and its sandboxed child). */
@@ -68,7 +74,7 @@ export interface MountsResult {
 }
 
 export function caseLabel(c: MountCase): string {
-  return `${c.vm} VM, ${c.mounts === 0 ? 'no mounts' : `${c.mounts} mounts`}`;
+  return `${c.vm} VM, ${c.mounts === 0 ? 'no mounts' : `${c.mounts} mounts`}${c.blockVolumes > 0 ? `, ${c.blockVolumes} block volume` : ''}`;
 }
 
 export interface MountCaseRow {
@@ -88,7 +94,7 @@ export interface MountCaseRow {
 /** Per case: medians of the three calls, the share's summary, and the virtiofsd readings. Pure. */
 export function mountCaseRows(samples: readonly MountsSample[]): MountCaseRow[] {
   return MOUNT_CASES.map((c) => {
-    const done = samples.filter((s) => s.vm === c.vm && s.mounts === c.mounts && s.error === undefined && s.vmletMs !== undefined);
+    const done = samples.filter((s) => s.vm === c.vm && s.mounts === c.mounts && (s.blockVolumes ?? 0) === c.blockVolumes && s.error === undefined && s.vmletMs !== undefined);
     // A warm pod that got a cold VM (no idle warm VM at its Run after all) is counted apart, not in the case's numbers.
     const ok = done.filter((s) => s.gotWarm === (c.vm === 'warm'));
     const pick = (f: (s: MountsSample) => number | undefined) => ok.map(f).filter((v): v is number => v !== undefined && Number.isFinite(v));
@@ -167,6 +173,8 @@ export interface MountsPhaseContext {
   rounds: number;
   signal: AbortSignal;
   now: () => number;
+  /** A new 64 MiB loop device for pod `name` (untimed); the bench detaches it at cleanup. */
+  blockVolume: (name: string) => Promise<string>;
   /** Untimed wait for an idle warm VM of the main daemon; returns how long it took. */
   waitForWarmVm: () => Promise<number>;
   /** The container's libvirt domain name. */
@@ -189,7 +197,7 @@ export async function runMountsPhase(ctx: MountsPhaseContext): Promise<MountsRes
     for (let round = 0; round < ctx.rounds; round++) {
       for (const c of cases) {
         if (ctx.signal.aborted) throw new Error('interrupted');
-        const sample: MountsSample = { ...c, round, name: vmPodName(ctx.tag, `${c.vm[0]}${c.mounts}r`, round) };
+        const sample: MountsSample = { ...c, round, name: vmPodName(ctx.tag, `${c.vm[0]}${c.mounts}${c.blockVolumes > 0 ? 'b' : ''}r`, round) };
         result.samples.push(sample);
         try {
           await onePod(ctx, c.vm === 'warm' ? ctx.warmDaemon! : ctx.coldDaemon!, sample);
@@ -217,6 +225,7 @@ async function onePod(ctx: MountsPhaseContext, daemon: BenchDaemon, sample: Moun
     mounts = kubeletMounts(hostsFile, tokenDir);
   }
   const podConfig = vmPodSandboxConfig({ name: sample.name, uid: randomUUID(), logDirectory }, ctx.tag, new Date().toISOString());
+  const devices = sample.blockVolumes > 0 ? [{ container_path: '/dev/benchpvc', host_path: await ctx.blockVolume(sample.name), permissions: 'mrw' }] : [];
   if (sample.vm === 'warm') sample.warmWaitMs = await ctx.waitForWarmVm();
   let t = ctx.now();
   const run = await daemon.client.call<{ pod_sandbox_id: string }>('RunPodSandbox', { config: podConfig });
@@ -225,7 +234,9 @@ async function onePod(ctx: MountsPhaseContext, daemon: BenchDaemon, sample: Moun
   let containerId: string | undefined;
   try {
     t = ctx.now();
-    const created = await daemon.client.call<{ container_id: string }>('CreateContainer', vmCreateContainerRequest(run.pod_sandbox_id, podConfig, ctx.imageUrl, ctx.memoryMiB, mounts));
+    const request = vmCreateContainerRequest(run.pod_sandbox_id, podConfig, ctx.imageUrl, ctx.memoryMiB, mounts);
+    if (devices.length > 0) (request.config as Record<string, unknown>).devices = devices;
+    const created = await daemon.client.call<{ container_id: string }>('CreateContainer', request);
     sample.createMs = ctx.now() - t;
     containerId = created.container_id;
     t = ctx.now();

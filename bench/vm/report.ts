@@ -165,7 +165,7 @@ function profileSection(result: VmBenchResult): string | undefined {
   return [head, lines.join('\n'), ...tables].join('\n\n') + (p.error ? `\n  profile error: ${p.error}` : '');
 }
 
-/** Run + Create + Start with kubelet's two usual mounts and without, warm and cold, and each VM's virtiofsd RSS. */
+/** Run + Create + Start with kubelet's two usual mounts and without, warm and cold, warm with one block volume, and each VM's virtiofsd RSS. */
 export function mountsSection(result: VmBenchResult): string | undefined {
   const m = result.mounts;
   if (!m) return undefined;
@@ -180,7 +180,7 @@ export function mountsSection(result: VmBenchResult): string | undefined {
   const own = rows.flatMap((r) => r.virtiofsdPrivateKiB);
   const procs = m.samples.map((s) => s.virtiofsd?.processes).filter((v): v is number => v !== undefined);
   const lines = [
-    `(ms, client round trips; ${m.rounds} round(s), the four cases interleaved in each; mounts: /etc/hosts (file, rw) and the service-account token volume (dir, read-only); warm pods on the main daemon after an untimed wait for an idle warm VM, cold pods on a second daemon with --vm-warm-pool 0)`,
+    `(ms, client round trips; ${m.rounds} round(s), the cases interleaved in each; mounts: /etc/hosts (file, rw) and the service-account token volume (dir, read-only); block volume: a 64 MiB loop device in CreateContainer's devices, hot-plugged through QMP with an fd vmlet opened; warm pods on the main daemon after an untimed wait for an idle warm VM, cold pods on a second daemon with --vm-warm-pool 0)`,
     rss.length > 0
       ? `virtiofsd per VM right after Start (every VM has both shares, mounts or not): ${Math.min(...procs)}-${Math.max(...procs)} processes, RSS ${mib(Math.min(...rss))}-${mib(Math.max(...rss))} MiB (median ${mib(median(rss))}), PSS ${mib(Math.min(...pss))}-${mib(Math.max(...pss))} MiB, private (USS) ${mib(Math.min(...own))}-${mib(Math.max(...own))} MiB (RSS counts the shared libraries; USS is what a VM's virtiofsd alone costs)`
       : 'virtiofsd per VM: not read',

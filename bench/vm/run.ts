@@ -596,7 +596,7 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
 async function mountsPhase(state: BenchState, ctx: PodContext, entry: EntryPoints, cniConfDir: string, binDirs: string[], step: (text: string) => void): Promise<MountsResult> {
   const { opts, signal, daemon } = ctx;
   const coldOpts = { ...opts, warmPool: 0 };
-  step(`mounts phase: ${opts.mountRounds} round(s) of warm/cold VMs with and without kubelet's two usual mounts; a second daemon with --vm-warm-pool 0 for the cold ones`);
+  step(`mounts phase: ${opts.mountRounds} round(s) of warm/cold VMs with and without kubelet's two usual mounts, and warm VMs with one block volume; a second daemon with --vm-warm-pool 0 for the cold ones`);
   const cold = await BenchDaemon.start(entry, daemonDirs(join(state.dir, 'cold'), cniConfDir, binDirs), 'debug', vmDaemonArgs(coldOpts));
   state.daemons.push(cold);
   const images = new CriImageClient(cold.dirs.socket);
@@ -614,6 +614,7 @@ async function mountsPhase(state: BenchState, ctx: PodContext, entry: EntryPoint
       signal,
       now,
       waitForWarmVm: () => waitForWarmVm(ownerIdFor(daemon.dirs.stateDir), signal),
+      blockVolume: (name) => blockVolume(state, name),
       domainNameOf,
       onSandbox: (id) => state.sandboxIds.add(id),
       onDomain: (name) => state.domains.add(name),

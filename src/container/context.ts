@@ -27,6 +27,7 @@ import { QMP_DIR, VM_DIR } from './layout.js';
 import type { VolumeHost } from './volumes/exports.js';
 import type { DeviceInspector } from './block_devices/plan.js';
 import type { DeviceGrants } from './block_devices/grants.js';
+import type { DeviceOpener } from './block_devices/device_fd.js';
 import type { RootDeviceIo } from './block_devices/persistent_root.js';
 import { ownerIdFor } from '../store/owner.js';
 
@@ -75,6 +76,8 @@ export interface BlockDeviceHost {
   grants: DeviceGrants;
   /** Reads and writes a persistent root device (block_devices/persistent_root.ts). */
   rootIo: RootDeviceIo;
+  /** Opens a data disk's node for a warm VM's QEMU, which gets the fd (warm/adopt.ts). */
+  openDevice: DeviceOpener;
 }
 
 export interface ContainerContext {

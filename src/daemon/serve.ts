@@ -24,6 +24,7 @@ import { ContainerService } from '../container/service.js';
 import { BLOCK_GRANTS_DIR, QMP_DIR, VM_DIR, VOLUMES_DIR } from '../container/layout.js';
 import { DeviceGrants } from '../container/block_devices/grants.js';
 import { hostRootDeviceIo } from '../container/block_devices/persistent_root.js';
+import { hostDeviceOpener } from '../container/block_devices/device_fd.js';
 import { hostDeviceInspector } from '../container/block_devices/host_inspector.js';
 import { MountVolumeHost } from '../container/volumes/exports.js';
 import { ownerIdFor } from '../store/owner.js';
@@ -160,7 +161,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     // libvirt's QEMU driver keeps its pid files next to its socket's directory (/run/libvirt/qemu).
     const qemuProcesses = new ProcQemuProcesses(join(dirname(config.libvirtSocket), 'qemu'));
     const containers = new ContainerService(config.stateDir, { libvirt, images, sandboxes, consoles, host, logger: logger.child({ component: 'containers' }), pool: warmPool, qemuProcesses, volumes,
-      blockDevices: { inspector: hostDeviceInspector, grants: new DeviceGrants(join(config.stateDir, BLOCK_GRANTS_DIR), logger.child({ component: 'block-devices' })), rootIo: hostRootDeviceIo },
+      blockDevices: { inspector: hostDeviceInspector, grants: new DeviceGrants(join(config.stateDir, BLOCK_GRANTS_DIR), logger.child({ component: 'block-devices' })), rootIo: hostRootDeviceIo, openDevice: hostDeviceOpener },
     });
     await containers.load();
     cleanups.push(() => containers.flush());

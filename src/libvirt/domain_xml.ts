@@ -295,7 +295,7 @@ function addDisks(devices: XMLBuilder, spec: VmSpec): void {
 
 /** Data disk i is vd<b + i>; vda stays the virtio root disk's, even when the root disk is SCSI. */
 export const MAX_DATA_DISKS = 8;
-const DATA_DISK_SERIAL = /^[A-Za-z0-9_-]{1,20}$/;
+export const DATA_DISK_SERIAL = /^[A-Za-z0-9_-]{1,20}$/;
 
 export function dataDiskTarget(index: number): string {
   return `vd${String.fromCharCode('b'.charCodeAt(0) + index)}`;
@@ -303,10 +303,10 @@ export function dataDiskTarget(index: number): string {
 
 /**
  * A block device as a virtio disk: raw, no host page cache (cache='none' = O_DIRECT, which
- * io='native' needs), so a guest's flush reaches the device itself. `pciBus` pins it to a root
- * port (a warm domain's, see warmDataDiskAddress); a cold domain lets libvirt place it.
+ * io='native' needs), so a guest's flush reaches the device itself. libvirt places it (a warm
+ * domain's data disks are plugged through QMP instead: src/container/warm/adopt.ts).
  */
-function addDataDisk(devices: XMLBuilder, disk: DataDisk, index: number, pciBus?: number): void {
+function addDataDisk(devices: XMLBuilder, disk: DataDisk, index: number): void {
   if (disk.imageFormat !== undefined) {
     // An image volume: the store's blob, shared by every VM using it, read-only (qcow2 or raw).
     const el = add(devices, 'disk', { type: 'file', device: 'disk' });
@@ -315,7 +315,6 @@ function addDataDisk(devices: XMLBuilder, disk: DataDisk, index: number, pciBus?
     add(el, 'target', { dev: dataDiskTarget(index), bus: 'virtio' });
     text(add(el, 'serial'), disk.serial);
     add(el, 'readonly');
-    if (pciBus !== undefined) add(el, 'address', { type: 'pci', domain: '0x0000', bus: `0x${pciBus.toString(16).padStart(2, '0')}`, slot: '0x00', function: '0x0' });
     return;
   }
   const el = add(devices, 'disk', { type: 'block', device: 'disk' });
@@ -324,7 +323,6 @@ function addDataDisk(devices: XMLBuilder, disk: DataDisk, index: number, pciBus?
   add(el, 'target', { dev: dataDiskTarget(index), bus: 'virtio' });
   text(add(el, 'serial'), disk.serial);
   if (disk.readOnly) add(el, 'readonly');
-  if (pciBus !== undefined) add(el, 'address', { type: 'pci', domain: '0x0000', bus: `0x${pciBus.toString(16).padStart(2, '0')}`, slot: '0x00', function: '0x0' });
 }
 
 function validateDataDisks(disks: readonly DataDisk[]): void {
@@ -345,21 +343,6 @@ function validateDataDisks(disks: readonly DataDisk[]): void {
     serials.add(disk.serial);
     check(typeof disk.readOnly === 'boolean', 'data disk readOnly', String(disk.readOnly));
   }
-}
-
-/**
- * The `<disk>` element of data disk `index` alone, on the warm domain's root port `pciBus` (the
- * controller's index), for libvirt's attach-device: libvirt, not vmlet, must plug a host block
- * device, because QEMU sees only the private /dev libvirt builds for it (qemu.conf namespaces) and
- * libvirt adds the node there (and to the device cgroup) as it attaches.
- */
-export function buildDataDiskXml(disk: DataDisk, index: number, pciBus: number): string {
-  validateDataDisks([disk]);
-  check(intIn(index, 0, MAX_DATA_DISKS - 1), 'data disk index', String(index));
-  check(intIn(pciBus, 1, 0xff), 'data disk PCI bus', String(pciBus));
-  const doc = create({ version: '1.0' });
-  addDataDisk(doc, disk, index, pciBus); // the document's root element
-  return doc.end({ prettyPrint: true, headless: true, wellFormed: true }) + '\n';
 }
 
 /**

@@ -1,7 +1,7 @@
 /**
  * vmlet's native helper (native/netns.c): the network-namespace operations Node cannot do, each on
  * a short-lived thread of its own so that no process is spawned and no other thread of netd ever
- * changes namespace. Loaded on first use; errors carry the errno name in `code`.
+ * changes namespace; and sending an fd over a unix socket (SCM_RIGHTS), which Node cannot do either. Loaded on first use; errors carry the errno name in `code`.
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +29,11 @@ export interface NetnsNative {
   createNetns(path: string): void;
   /** Detaches the namespace mounted on `path` (lazily) and removes the file; a missing file is fine. */
   removeNetns(path: string): void;
+  /**
+   * Sends `text` on the connected unix stream socket `socketFd` with `fd` as SCM_RIGHTS, without
+   * blocking; returns how many bytes of `text` went (the caller writes the rest).
+   */
+  sendFd(socketFd: number, text: string, fd: number): number;
 }
 
 let loaded: NetnsNative | undefined;

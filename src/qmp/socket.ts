@@ -9,6 +9,7 @@
  * in between and are ignored here. Commands are sent one at a time.
  */
 import { connect, type Socket } from 'node:net';
+import { netnsNative } from '../native/netns.js';
 import { QmpError } from './errors.js';
 
 /** Longest unix socket path the kernel takes (sun_path is 108 bytes with the NUL). */
@@ -39,6 +40,11 @@ export class QmpLineReader {
 /** The QMP calls vmlet makes on a socket: what a fake stands in for in tests. */
 export interface QmpSession {
   execute(command: string, args?: Record<string, unknown>): Promise<unknown>;
+  /**
+   * `execute` with `fd` passed along (SCM_RIGHTS) for commands that take one (`add-fd`, `getfd`).
+   * QEMU gets its own copy; the caller still owns and closes `fd`.
+   */
+  executeWithFd(command: string, args: Record<string, unknown>, fd: number): Promise<unknown>;
   close(): void;
 }
 
@@ -85,11 +91,27 @@ export class QmpSocket implements QmpSession {
 
   /** Sends one command; resolves with its `return`, rejects with QmpError on `error`. */
   execute(command: string, args?: Record<string, unknown>): Promise<unknown> {
+    return this.send(command, args, undefined);
+  }
+
+  executeWithFd(command: string, args: Record<string, unknown>, fd: number): Promise<unknown> {
+    if (!Number.isInteger(fd) || fd < 0) return Promise.reject(new Error(`not an fd: ${fd}`));
+    return this.send(command, args, fd);
+  }
+
+  private send(command: string, args: Record<string, unknown> | undefined, fd: number | undefined): Promise<unknown> {
     const run = async (): Promise<unknown> => {
       if (this.failure) throw this.failure;
+      const line = JSON.stringify(args === undefined ? { execute: command } : { execute: command, arguments: args }) + '\n';
       const reply = await new Promise<Reply>((resolve, reject) => {
         this.waiting = { resolve, reject };
-        this.socket.write(JSON.stringify(args === undefined ? { execute: command } : { execute: command, arguments: args }) + '\n');
+        if (fd === undefined) return void this.socket.write(line);
+        try {
+          this.writeWithFd(line, fd);
+        } catch (err) {
+          this.waiting = undefined;
+          reject(err as Error);
+        }
       });
       if (reply.error) throw new QmpError(command, reply.error.class ?? 'GenericError', reply.error.desc ?? 'no description');
       return reply.return;
@@ -101,6 +123,20 @@ export class QmpSocket implements QmpSession {
 
   close(): void {
     this.socket.destroy();
+  }
+
+  /**
+   * The line goes out through the socket's own fd with `fd` attached to its first byte (QEMU takes
+   * the fds that come with a command's bytes). Nothing else of ours is being written meanwhile:
+   * commands go one at a time and the previous one was answered, so its bytes left long ago.
+   * Node exposes no fd for a unix socket but its handle's (`_handle.fd`, what child_process uses).
+   */
+  private writeWithFd(line: string, fd: number): void {
+    const socketFd = (this.socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+    if (typeof socketFd !== 'number' || socketFd < 0) throw new Error('the QMP socket has no fd to send an fd on');
+    const sent = netnsNative().sendFd(socketFd, line, fd);
+    const rest = Buffer.from(line).subarray(sent);
+    if (rest.length > 0) this.socket.write(rest);
   }
 
   private onData(chunk: string): void {

@@ -148,7 +148,10 @@ export class FakeConsoles implements ConsoleLogs {
 export class FakeQmp {
   readonly open = new Set<string>();
   failCommand: string | undefined;
+  /** With failCommand: only a call whose JSON arguments match fails. */
+  failArgs: RegExp | undefined;
   unreachable = false;
+  private fdsets = 0;
   /** QEMU ran `command` (e.g. `cont`, which libvirt then sees as RESUMED). */
   onCommand: (path: string, command: string) => void = () => {};
   constructor(private readonly log: CallLog) {}
@@ -160,9 +163,15 @@ export class FakeQmp {
     const session: QmpSession = {
       execute: async (command, args) => {
         this.log.add(`qmp ${command}${args ? ` ${JSON.stringify(args)}` : ''}`);
-        if (command === this.failCommand) throw new Error(`QMP ${command} failed (fake)`);
+        if (command === this.failCommand && (!this.failArgs || this.failArgs.test(JSON.stringify(args ?? {})))) throw new Error(`QMP ${command} failed (fake)`);
         this.onCommand(path, command);
         return {};
+      },
+      // add-fd answers a new fd set per call, as QEMU does.
+      executeWithFd: async (command, args, fd) => {
+        this.log.add(`qmp ${command} ${JSON.stringify(args)} with fd ${fd}`);
+        if (command === this.failCommand && (!this.failArgs || this.failArgs.test(JSON.stringify(args)))) throw new Error(`QMP ${command} failed (fake)`);
+        return command === 'add-fd' ? { 'fdset-id': this.fdsets++, fd: 100 + fd } : {};
       },
       close: () => {
         this.log.add(`qmp close ${path}`);

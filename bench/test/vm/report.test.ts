@@ -69,11 +69,11 @@ test('a failed pod and leftovers are reported, not hidden', () => {
   assert.match(text, /cleanup LEFT: domain vmlet-x-y/);
 });
 
-test('the mounts section: one row per case (warm/cold, with and without mounts), virtiofsd RSS, wrong VM kinds named', () => {
+test('the mounts section: one row per case (warm/cold, with and without mounts, warm with a block volume), virtiofsd RSS, wrong VM kinds named', () => {
   const r = result([]);
   assert.equal(mountsSection(r), undefined);
-  const sample = (vm: 'warm' | 'cold', mounts: 0 | 2, round: number, share: number, gotWarm = vm === 'warm'): MountsSample => ({
-    vm, mounts, round, name: `p-${vm}-${mounts}-${round}`, gotWarm, runMs: 50, createMs: share - 60, startMs: 10, vmletMs: share,
+  const sample = (vm: 'warm' | 'cold', mounts: 0 | 2, round: number, share: number, gotWarm = vm === 'warm', blockVolumes: 0 | 1 = 0): MountsSample => ({
+    vm, mounts, blockVolumes, round, name: `p-${vm}-${mounts}-${round}`, gotWarm, runMs: 50, createMs: share - 60, startMs: 10, vmletMs: share,
     virtiofsd: { processes: 4, rssKiB: 4096 + round * 1024, pssKiB: 2048, privateKiB: 512 },
   });
   r.mounts = {
@@ -81,6 +81,7 @@ test('the mounts section: one row per case (warm/cold, with and without mounts),
     samples: [
       sample('warm', 0, 0, 120), sample('warm', 2, 0, 150), sample('cold', 0, 0, 400), sample('cold', 2, 0, 430),
       sample('warm', 0, 1, 130), sample('warm', 2, 1, 170, false), sample('cold', 0, 1, 420), { ...sample('cold', 2, 1, 0), vmletMs: undefined, error: 'boom' },
+      sample('warm', 0, 0, 140, true, 1), sample('warm', 0, 1, 160, true, 1),
     ],
     skipped: [],
   };
@@ -88,5 +89,7 @@ test('the mounts section: one row per case (warm/cold, with and without mounts),
   assert.match(text, /^warm VM, no mounts\s+2\s+50\.0\s+65\.0\s+10\.0\s+125\s+130\s+120\s+130$/m);
   assert.match(text, /^warm VM, 2 mounts\s+1\s+50\.0\s+90\.0\s+10\.0\s+150\s+150\s+150\s+150\s+1 more got the other VM kind \(left out\)$/m);
   assert.match(text, /^cold VM, 2 mounts\s+1\s+50\.0\s+370\s+10\.0\s+430\s+430\s+430\s+430$/m);
+  // The block volume pods are a row of their own, not mixed into "warm VM, no mounts".
+  assert.match(text, /^warm VM, no mounts, 1 block volume\s+2\s+50\.0\s+90\.0\s+10\.0\s+150\s+160\s+140\s+160$/m);
   assert.match(text, /virtiofsd per VM right after Start .*: 4-4 processes, RSS 4\.0-5\.0 MiB \(median 4\.0\), PSS 2\.0-2\.0 MiB, private \(USS\) 0\.5-0\.5 MiB/);
 });

@@ -6,14 +6,22 @@ import { errorText } from '../../errors.js';
 import { DomainAffect } from '../../libvirt/client.js';
 import { schedulerParams } from '../../libvirt/scheduler_params.js';
 import type { CpuTune, DataDisk } from '../../libvirt/domain_spec.js';
-import { buildDataDiskXml, warmPortBus } from '../../libvirt/domain_xml.js';
 import type { VmAnnotations } from '../../guest/annotations.js';
 import type { VmNetwork } from '../../network/types.js';
 import type { QmpSession } from '../../qmp/socket.js';
 import { domainOps, mustLookupDomain, type ContainerContext } from '../context.js';
 import { warmQmpPath } from '../layout.js';
 import type { ContainerRecord } from '../records.js';
-import { warmNicCommands, warmPortsFor, warmRootDiskCommands, warmSeedCommand, type QmpCommand } from './hotplug_commands.js';
+import {
+  addFdCommand,
+  removeFdCommand,
+  warmDataDiskCommands,
+  warmNicCommands,
+  warmPortsFor,
+  warmRootDiskCommands,
+  warmSeedCommand,
+  type QmpCommand,
+} from './hotplug_commands.js';
 import { warmTapNics } from './fit.js';
 import type { WarmVm } from './pool.js';
 
@@ -47,7 +55,7 @@ export async function plugWarm(ctx: ContainerContext, vm: WarmVm, pieces: WarmPi
       // Data disks take the root ports after the NICs'; a pod needing more gets a cold VM.
       if (warmPortsFor(taps.length) + pieces.dataDisks.length > vm.ports) return false;
       await run(warmNicCommands(taps, vm.ports));
-      await attachDataDisks(ctx, vm, pieces.dataDisks, warmPortsFor(taps.length));
+      await plugDataDisks(ctx, await qmp, pieces.dataDisks, warmPortsFor(taps.length));
       return true;
     });
     const seed = pieces.seedPath.then((path) => run([warmSeedCommand(path)]));
@@ -62,14 +70,47 @@ export async function plugWarm(ctx: ContainerContext, vm: WarmVm, pieces: WarmPi
 }
 
 /**
- * Each data disk through libvirt's attach-device, not vmlet's QMP socket: QEMU sees only the
- * private /dev libvirt made for it (qemu.conf namespaces), and libvirt adds the device node there
- * (and to the domain's device cgroup) as it attaches. Disk i goes on free root port `firstPort + i`.
+ * Each data disk through vmlet's QMP socket, disk i on free root port `firstPort + i`. QEMU could
+ * not open a block device node by path: it sees only the private /dev libvirt made for it (qemu.conf
+ * namespaces), and libvirt adds nodes there only for disks it attaches itself. So vmlet opens the
+ * node and hands QEMU the fd (`add-fd`), and the disk reads /dev/fdset/N. QEMU never needs the
+ * node, its /dev or a devices cgroup rule for it. Why not libvirt's attach-device: docs/warm-vms.md.
+ * On failure QEMU may hold the disks plugged so far; the caller discards the whole warm VM.
  */
-async function attachDataDisks(ctx: ContainerContext, vm: WarmVm, disks: readonly DataDisk[], firstPort: number): Promise<void> {
+async function plugDataDisks(ctx: ContainerContext, qmp: QmpSession, disks: readonly DataDisk[], firstPort: number): Promise<void> {
   for (const [i, disk] of disks.entries()) {
-    await domainOps(ctx).attachDeviceFlags(vm.dom, buildDataDiskXml(disk, i, warmPortBus(firstPort + i)), DomainAffect.LIVE);
+    if (disk.imageFormat !== undefined) {
+      for (const c of warmDataDiskCommands(disk, i, firstPort + i, undefined)) await qmp.execute(c.execute, c.arguments);
+      continue;
+    }
+    if (!ctx.blockDevices) throw new Error(`block device ${disk.path} on a vmlet without block devices`); // planBlockDevices refused it already
+    const device = await ctx.blockDevices.openDevice(disk.path, disk.readOnly);
+    try {
+      const add = addFdCommand(i);
+      const fdset = fdsetOf(await qmp.executeWithFd(add.execute, add.arguments, device.fd));
+      let plugged = false;
+      try {
+        for (const c of warmDataDiskCommands(disk, i, firstPort + i, fdset)) await qmp.execute(c.execute, c.arguments);
+        plugged = true;
+      } finally {
+        // The disk's node holds its own duplicate; without remove-fd QEMU's set copy would stay
+        // open until QEMU exits (with it, QEMU closes that copy once the VM runs, see
+        // docs/warm-vms.md). After a failed plug the VM goes anyway: the plug's error counts.
+        const remove = removeFdCommand(fdset);
+        await qmp.execute(remove.execute, remove.arguments).catch((err: unknown) => {
+          if (plugged) ctx.logger.warn({ err: errorText(err), disk: disk.path }, 'QEMU keeps a second fd of a data disk until it exits: remove-fd failed');
+        });
+      }
+    } finally {
+      await device.close();
+    }
   }
+}
+
+function fdsetOf(reply: unknown): number {
+  const id = (reply as { 'fdset-id'?: unknown } | undefined)?.['fdset-id'];
+  if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) throw new Error(`QEMU's add-fd answered no fd set: ${JSON.stringify(reply)}`);
+  return id;
 }
 
 /**

@@ -14,7 +14,8 @@
 import { isAbsolute, normalize } from 'node:path';
 import { InvalidArgumentError } from '../../errors.js';
 import { validateTapNics, type TapNic } from '../../vmwrapper/tap_nic_args.js';
-import { WARM_PORT_ALIAS, WARM_SEED_ALIAS, type DiskDriver } from '../../libvirt/domain_spec.js';
+import { WARM_PORT_ALIAS, WARM_SEED_ALIAS, type DataDisk, type DiskDriver } from '../../libvirt/domain_spec.js';
+import { DATA_DISK_SERIAL, MAX_DATA_DISKS } from '../../libvirt/domain_xml.js';
 import { UNIX_PATH_MAX } from '../../qmp/socket.js';
 
 export interface QmpCommand {
@@ -94,4 +95,65 @@ export function warmNicCommands(nics: readonly TapNic[], ports: number): QmpComm
       },
     ];
   });
+}
+
+/**
+ * `add-fd`, sent with the fd of an opened data disk device (QmpSession.executeWithFd): QEMU keeps
+ * its copy in a new fd set and answers `{"fdset-id": N, "fd": …}`; `/dev/fdset/N` then names it.
+ */
+export function addFdCommand(index: number): QmpCommand {
+  checkDiskIndex(index);
+  return { execute: 'add-fd', arguments: { opaque: `vmlet-data${index}` } };
+}
+
+/**
+ * Drops QEMU's own copy in fd set N once the disk's node holds a duplicate (or failed to): the set
+ * and its fd then go when the node goes, and a failed plug leaves no fd behind in QEMU.
+ */
+export function removeFdCommand(fdset: number): QmpCommand {
+  if (!Number.isInteger(fdset) || fdset < 0) throw new InvalidArgumentError(`fd set id ${fdset} is not a non-negative integer`);
+  return { execute: 'remove-fd', arguments: { 'fdset-id': fdset } };
+}
+
+/**
+ * Data disk `index` (a CRI block device or an image volume) as a virtio-blk disk on root port
+ * `port`, with its serial (the guest's /dev/disk/by-id/virtio-<serial>), as the cold domain's XML
+ * has it (domain_xml.ts addDataDisk). A block device is read through `fdset` (addFdCommand: QEMU
+ * cannot open the node by path, see adopt.ts), raw, without the host page cache and with Linux
+ * native AIO (libvirt's cache='none' io='native'); read-only when the disk is, which QEMU also
+ * checks against the fd's access mode. An image volume is the store's blob, which QEMU opens
+ * read-only by path as it does the root overlay's backing file.
+ */
+export function warmDataDiskCommands(disk: DataDisk, index: number, port: number, fdset: number | undefined): QmpCommand[] {
+  checkDiskIndex(index);
+  checkPath('data disk path', disk.path);
+  if (!DATA_DISK_SERIAL.test(disk.serial)) throw new InvalidArgumentError(`data disk serial ${JSON.stringify(disk.serial)} is not 1-20 of [A-Za-z0-9_-]`);
+  if (!Number.isInteger(port) || port < 0) throw new InvalidArgumentError(`root port ${port} is not a non-negative integer`);
+  const node = `vmletdata${index}`;
+  let blockdev: Record<string, unknown>;
+  if (disk.imageFormat !== undefined) {
+    if (disk.imageFormat !== 'qcow2' && disk.imageFormat !== 'raw') throw new InvalidArgumentError(`image volume format ${JSON.stringify(disk.imageFormat)} is not qcow2 or raw`);
+    if (disk.readOnly !== true) throw new InvalidArgumentError('an image volume is read-only');
+    blockdev = { driver: disk.imageFormat, 'node-name': node, 'read-only': true, file: { driver: 'file', filename: disk.path, 'read-only': true } };
+  } else {
+    if (fdset === undefined || !Number.isInteger(fdset) || fdset < 0) throw new InvalidArgumentError(`block device ${disk.path} needs the fd set it was passed in`);
+    if (!disk.path.startsWith('/dev/')) throw new InvalidArgumentError(`block device ${JSON.stringify(disk.path)} is not under /dev`);
+    const readOnly = disk.readOnly === true;
+    const cache = { direct: true, 'no-flush': false };
+    blockdev = {
+      driver: 'raw',
+      'node-name': node,
+      'read-only': readOnly,
+      cache,
+      file: { driver: 'host_device', filename: `/dev/fdset/${fdset}`, aio: 'native', 'read-only': readOnly, cache },
+    };
+  }
+  return [
+    { execute: 'blockdev-add', arguments: blockdev },
+    { execute: 'device_add', arguments: { driver: 'virtio-blk-pci', id: node, drive: node, serial: disk.serial, bus: `${WARM_PORT_ALIAS}${port}` } },
+  ];
+}
+
+function checkDiskIndex(index: number): void {
+  if (!Number.isInteger(index) || index < 0 || index >= MAX_DATA_DISKS) throw new InvalidArgumentError(`data disk index ${index} is not in 0..${MAX_DATA_DISKS - 1}`);
 }

@@ -3,7 +3,7 @@
  * ext4 one read-write at /dev/testpvc, mounted by user-data `mounts` unchanged, and one read-only
  * at /dev/rodisk. One Debian boot and one busybox boot, each checking a path:
  * - pod 1, the Debian 12 cloud-init guest (udev for /dev/disk/by-id, cloud-init's bootcmd and
- *   mounts, sshd) on a warm VM (the disks attached through libvirt into the paused VM): the guest
+ *   mounts, sshd) on a warm VM (the disks hot-plugged through QMP into the paused VM): the guest
  *   sees the disks by serial and at /dev/NAME, writes and syncs a file; the read-only one cannot be
  *   written; while it runs the nodes belong to QEMU's user; a forced stop (timeout 0) leaves the
  *   file on the device (read on the host) and the nodes' owners restored;

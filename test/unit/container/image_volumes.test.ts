@@ -1,7 +1,7 @@
 /**
  * Image volumes (CRI Mount.image): the CRI shaping (imageVolumes) and the container flow that
- * turns each into a read-only file disk of the VM, cold (in the defined XML) and warm (attached
- * through libvirt), against fakes.
+ * turns each into a read-only file disk of the VM, cold (in the defined XML) and warm (plugged
+ * through vmlet's QMP socket), against fakes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -58,7 +58,7 @@ test('an image volume whose image is not pulled: NOT_FOUND naming it, nothing le
   assert.equal(h.service.list().length, 0);
 });
 
-test('a warm VM gets the image volume attached through libvirt, read-only, on a free root port', async (t) => {
+test('a warm VM gets the image volume plugged through QMP, read-only by path, on a free root port', async (t) => {
   const h = await containerHarness(t, { warm: true });
   assert.ok(h.service.claimWarmNetns(containerSpec().sandboxId));
   h.sandboxes.planGate = new Gate();
@@ -68,5 +68,8 @@ test('a warm VM gets the image volume attached through libvirt, read-only, on a 
   h.sandboxes.planGate.open();
   const id = await h.clock.run(creating);
   assert.equal(h.service.get(id)!.warm, true);
-  assert.ok(h.log.text().split('\n').some((l) => l.includes(`attachDeviceFlags`) && l.includes(`disk ${BLOB} `)), h.log.text());
+  const lines = h.log.text().split('\n');
+  assert.ok(lines.some((l) => l.includes(`qmp blockdev-add {"driver":"qcow2","node-name":"vmletdata0","read-only":true,"file":{"driver":"file","filename":"${BLOB}","read-only":true}}`)), h.log.text());
+  assert.ok(lines.some((l) => l.includes('qmp device_add {"driver":"virtio-blk-pci","id":"vmletdata0","drive":"vmletdata0","serial":"image","bus":"ua-vmletport2"}')), h.log.text());
+  assert.ok(!h.log.includes('attachDeviceFlags'));
 });

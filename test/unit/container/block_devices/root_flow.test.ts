@@ -42,7 +42,8 @@ function fakeBlockHost(deviceBytes: number, head?: Buffer) {
     writeHeader: async (d, h) => (calls.push(`write header ${d}`), void h.copy(bytes, 0)),
     writeImage: async (image, d, offset) => void calls.push(`write image ${image.digest} ${d}@${offset}`),
   };
-  return { calls, bytes, host: (root: string) => ({ inspector, grants: new DeviceGrants(join(root, BLOCK_GRANTS_DIR), silentLogger, nodes), rootIo }) };
+  const openDevice = async (d: string, readOnly: boolean) => (calls.push(`open ${d} ${readOnly ? 'ro' : 'rw'}`), { fd: 7, close: async () => {} });
+  return { calls, bytes, host: (root: string) => ({ inspector, grants: new DeviceGrants(join(root, BLOCK_GRANTS_DIR), silentLogger, nodes), rootIo, openDevice }) };
 }
 
 const rootDevice = (permissions = 'mrw') => ({ container_path: '/', host_path: ROOT_DEV, permissions });
