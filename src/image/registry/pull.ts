@@ -1,9 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { open, rm, type FileHandle } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import { createGunzip, type ZlibOptions } from 'node:zlib';
 import * as tarStream from 'tar-stream';
 import {
   FailedPreconditionError,
@@ -14,6 +14,8 @@ import {
   errorText,
 } from '../../errors.js';
 import { TEMP_PREFIX } from '../../store/atomic_file.js';
+import { BlockPipe, type BlockPipeResult } from '../block_pipe.js';
+import { SyncedFileWriter } from '../synced_file.js';
 import type { RegistryCredentials } from './auth.js';
 import { RegistryClient } from './client.js';
 import { DiskTree, type EntryKind } from './disk_tree.js';
@@ -73,7 +75,10 @@ interface DiskPayload {
   size: number;
 }
 
-const WRITE_BATCH_BYTES = 1024 * 1024;
+/** Blobs and disks at least this large are hashed in a worker thread (its start costs ~20 ms). */
+export const WORKER_HASH_MIN_BYTES = 16 * 1024 * 1024;
+/** Buffering between stages, so download, inflate and untar run at once instead of in lock-step. */
+const STAGE_HIGH_WATER_MARK = 1024 * 1024;
 const MAX_DECOMPRESSION_RATIO_SLACK = 1024 * 1024 * 1024;
 
 function kindOf(type: string | null | undefined): EntryKind {
@@ -97,52 +102,42 @@ function typeName(type: string | null | undefined): string {
   }
 }
 
-async function writeAll(fh: FileHandle, chunk: Buffer): Promise<void> {
-  let off = 0;
-  while (off < chunk.length) {
-    const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
-    off += bytesWritten;
-  }
-}
-
-/** Writes the chunks in order with writev (no gathering copy), resuming after a short write. */
-async function writeAllv(fh: FileHandle, chunks: Buffer[]): Promise<void> {
-  let rest = chunks;
-  while (rest.length > 0) {
-    let { bytesWritten } = await fh.writev(rest);
-    let i = 0;
-    while (i < rest.length && bytesWritten >= rest[i]!.length) bytesWritten -= rest[i++]!.length;
-    rest = rest.slice(i);
-    if (bytesWritten > 0) rest[0] = rest[0]!.subarray(bytesWritten);
-  }
-}
-
-/** Hashes and counts what passes; refuses more than `size` bytes, and at the end a wrong size or digest. */
+/**
+ * Hashes and counts what passes; refuses more than `size` bytes, and at the end a wrong size or
+ * digest. Chunks pass on at once; a large blob is hashed off the main thread (see BlockPipe).
+ */
 function blobVerifier(layer: { digest: string; size: number }, what: string, onBytes: (n: number) => void): Transform {
-  const hash = createHash('sha256');
+  const pipe = new BlockPipe({ hashOn: layer.size >= WORKER_HASH_MIN_BYTES ? 'worker' : 'main' });
   let seen = 0;
   return new Transform({
+    highWaterMark: STAGE_HIGH_WATER_MARK,
     transform(chunk: Buffer, _enc, cb) {
       seen += chunk.length;
       if (seen > layer.size) {
         cb(new FailedPreconditionError(`${what} is longer than the ${layer.size} bytes its descriptor gives`));
         return;
       }
-      hash.update(chunk);
       onBytes(chunk.length);
-      cb(null, chunk);
+      const wait = pipe.write(chunk);
+      if (wait) wait.then(() => cb(null, chunk), cb);
+      else cb(null, chunk);
     },
     flush(cb) {
       if (seen !== layer.size) {
         cb(new FailedPreconditionError(`${what} ended after ${seen} of the ${layer.size} bytes its descriptor gives`));
         return;
       }
-      const got = `sha256:${hash.digest('hex')}`;
-      if (got !== layer.digest) {
-        cb(new FailedPreconditionError(`${what} has digest ${got}, not the ${layer.digest} its manifest names`));
-        return;
-      }
-      cb();
+      pipe.end().then(({ sha256 }) => {
+        const got = `sha256:${sha256}`;
+        if (got !== layer.digest) cb(new FailedPreconditionError(`${what} has digest ${got}, not the ${layer.digest} its manifest names`));
+        else cb();
+      }, cb);
+    },
+    destroy(err, cb) {
+      pipe.destroy().then(
+        () => cb(err),
+        () => cb(err),
+      );
     },
   });
 }
@@ -270,7 +265,8 @@ async function extractLayer(
   });
   const stages: (Readable | Transform | Writable)[] = [res, blobVerifier(layer, what, onBytes)];
   if (layer.compression === 'gzip') {
-    stages.push(createGunzip({ chunkSize: 256 * 1024 }));
+    // zlib passes stream options through to its Transform (the typings only list zlib's own).
+    stages.push(createGunzip({ chunkSize: 256 * 1024, highWaterMark: STAGE_HIGH_WATER_MARK } as ZlibOptions));
     stages.push(byteLimit((opts.maxBytes ?? Number.MAX_SAFE_INTEGER) + MAX_DECOMPRESSION_RATIO_SLACK, what));
   }
   stages.push(feed);
@@ -298,29 +294,27 @@ async function extractLayer(
       const tmp = join(opts.tmpDir, `${TEMP_PREFIX}disk-${randomBytes(8).toString('hex')}`);
       const fh = await open(tmp, 'wx', 0o600);
       temps.add(tmp);
-      const hash = createHash('sha256');
-      let size = 0;
+      // Each block is hashed (in a worker for large files) while the threadpool writes it; the
+      // file is flushed as it grows so the final fsync is short.
+      const file = new SyncedFileWriter(fh);
+      const pipe = new BlockPipe({ hashOn: declared >= WORKER_HASH_MIN_BYTES ? 'worker' : 'main', sink: file.write });
+      let written: BlockPipeResult;
       try {
-        // Chunks are gathered into ~1 MiB writev calls: one syscall per MiB, no gathering copy.
-        let pending: Buffer[] = [];
-        let pendingBytes = 0;
         for await (const chunk of entry as AsyncIterable<Buffer>) {
-          size += chunk.length;
-          hash.update(chunk);
-          pending.push(chunk);
-          pendingBytes += chunk.length;
-          if (pendingBytes >= WRITE_BATCH_BYTES) {
-            await writeAllv(fh, pending);
-            pending = [];
-            pendingBytes = 0;
-          }
+          const wait = pipe.write(chunk);
+          if (wait) await wait;
         }
-        if (pendingBytes > 0) await writeAllv(fh, pending);
-        await fh.sync();
+        written = await pipe.end();
+        await file.finish();
+      } catch (err) {
+        await pipe.destroy();
+        throw err;
       } finally {
+        await file.settled();
         await fh.close();
       }
-      tree.add(decision.path, index, { tmp, sha256: hash.digest('hex'), size });
+      const { sha256, bytes: size } = written;
+      tree.add(decision.path, index, { tmp, sha256, size });
     }
   };
 

@@ -29,6 +29,7 @@ import {
   type Registry,
 } from '../../helpers/registry.js';
 import { makeStore, type StoreFixture } from './fixture.js';
+import { WORKER_HASH_MIN_BYTES } from '../../../src/image/registry/pull.js';
 
 let registry: Registry;
 let work: string;
@@ -178,6 +179,22 @@ test('a layer whose content does not match its digest, a missing blob, a 1 TB si
     await assert.rejects(f.store.pull(`${registry.host}/bad/digest:1`), (err: Error) => {
       assert.ok(err instanceof FailedPreconditionError, String(err));
       assert.match(err.message, new RegExp(`layer ${layer.digest} has digest sha256:[0-9a-f]{64}, not the ${layer.digest} its manifest names`));
+      return true;
+    });
+    await assertNothingLeft(f);
+  }
+  // The same with a layer large enough to be hashed in a worker thread.
+  const bigDisk = Buffer.concat([makeRaw(512, 'tampered-big'), randomBytes(WORKER_HASH_MIN_BYTES)]);
+  const bigTampered = await pushLayers('bad/digest-big:1', [{ entries: [{ name: 'disk/disk.img', content: bigDisk }], gzip: false }]);
+  const bigLayer = bigTampered.layers[0]!;
+  const bigEvil = Buffer.from(bigLayer.blob);
+  bigEvil[bigEvil.length - 2048] ^= 0xff;
+  await writeFile(registry.blobDataPath(bigLayer.digest), bigEvil);
+  {
+    const f = await makeStore(t);
+    await assert.rejects(f.store.pull(`${registry.host}/bad/digest-big:1`), (err: Error) => {
+      assert.ok(err instanceof FailedPreconditionError, String(err));
+      assert.match(err.message, new RegExp(`layer ${bigLayer.digest} has digest sha256:[0-9a-f]{64}, not the ${bigLayer.digest} its manifest names`));
       return true;
     });
     await assertNothingLeft(f);
