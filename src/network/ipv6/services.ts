@@ -1,7 +1,7 @@
 /**
  * What IPv6 service each pod bridge gets, from the wired interfaces and the VM's DNS: a DHCPv6
  * lease for the VM's IPv6 address (the first of its interface) and the router advertisement that
- * goes with it. Only tap-bound interfaces with an IPv6 address get one. Pure.
+ * goes with it. Only tap-bound and masqueraded interfaces with an IPv6 address get one. Pure.
  *
  * The advertisement: managed and other-config flags (address and DNS from DHCPv6), each IPv6
  * address's prefix on-link without the autonomous flag (no SLAAC: the VM must use CNI's
