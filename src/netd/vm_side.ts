@@ -356,7 +356,6 @@ export class VmSide {
   }
 }
 
-/** The pod bridges whose VM has IPv6 addresses, with what their IPv6 responder serves. */
 /**
  * What the pod asked of the masquerade binding for its interface at `index`: the pod annotation
  * for its default network's interface (the first), a Multus JSON element for that network's.
@@ -367,6 +366,7 @@ function masqueradeAskedFor(record: SandboxNetworkRecord, index: number, ifName:
   return index === 0 ? record.pod?.masquerade : undefined;
 }
 
+/** The pod bridges whose VM has IPv6 addresses, with what their IPv6 responder serves. */
 function ipv6Of(record: SandboxNetworkRecord) {
   return record.network ? ipv6ServicesFor(record.interfaces.map((i) => i.state), record.network.dns) : [];
 }
