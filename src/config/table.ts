@@ -4,6 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import { isAbsolute } from 'node:path';
+import { isIPv6 } from 'node:net';
 
 export type KvmMode = 'auto' | 'on' | 'off';
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
@@ -35,6 +36,7 @@ export interface Config {
   metricsAddress: string;
   calicoSubnet: number;
   masqueradeCidr: string;
+  masqueradeIpv6Cidr: string;
   cniCheckIntervalS: number;
   qemuUser: string;
 }
@@ -192,8 +194,11 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
     description: "Prefix length a VM gets for a Calico pod IP (a /32 with a link-scope gateway): the pod IP's /N, its fake gateway the /N's last host address (8-30)",
     parse: prefixLength('calico-subnet', 8, 30) },
   { key: 'masqueradeCidr', flag: 'masquerade-cidr', env: 'VMLET_MASQUERADE_CIDR', defaultText: '10.0.2.0/24',
-    description: 'Internal IPv4 network of a VM behind the masquerade binding (pod annotation vmlet.io/network-binding: masquerade): gateway its first address, the VM the second (/8-/30)',
+    description: 'Internal IPv4 network of a VM behind the masquerade binding (annotation vmlet.io/network-binding: masquerade): gateway its first address, the VM the second (/8-/30); a second masqueraded interface takes the next block of this size',
     parse: ipv4Network('masquerade-cidr') },
+  { key: 'masqueradeIpv6Cidr', flag: 'masquerade-ipv6-cidr', env: 'VMLET_MASQUERADE_IPV6_CIDR', defaultText: 'fd10:0:2::/120',
+    description: 'Internal IPv6 network of a masqueraded VM whose pod interface has an IPv6 address (NAT66): gateway its first address, the VM the second, by DHCPv6 and router advertisements (/64-/126)',
+    parse: ipv6Network('masquerade-ipv6-cidr') },
   { key: 'cniCheckIntervalS', flag: 'cni-check-interval', env: 'VMLET_CNI_CHECK_INTERVAL', defaultText: '0',
     description: "Seconds between CNI CHECKs of every ready sandbox's networks; a failure is logged and shown in PodSandboxStatus (0: only on a verbose PodSandboxStatus)",
     parse: countUpTo('cni-check-interval', 86_400) },
@@ -220,6 +225,28 @@ function ipv4Network(key: string) {
     if (value % 2 ** (32 - prefix) !== 0) throw new ConfigError(key, `${raw} has host bits set`);
     return raw.trim();
   };
+}
+
+function ipv6Network(key: string) {
+  return (raw: string): string => {
+    const text = raw.trim().toLowerCase();
+    const slash = text.indexOf('/');
+    const address = slash < 0 ? '' : text.slice(0, slash);
+    const prefix = slash < 0 || !/^\d{1,3}$/.test(text.slice(slash + 1)) ? NaN : Number(text.slice(slash + 1));
+    if (!isIPv6(address) || address.includes('.') || !(prefix >= 64 && prefix <= 126)) throw new ConfigError(key, `must be an IPv6 network /64 to /126 such as fd10:0:2::/120, got ${JSON.stringify(raw)}`);
+    const value = ipv6Value(address);
+    if (value % 2n ** BigInt(128 - prefix) !== 0n) throw new ConfigError(key, `${raw} has host bits set`);
+    return text;
+  };
+}
+
+/** An IPv6 address (isIPv6 already said it is one, without a zone or dotted tail) as a number. */
+function ipv6Value(address: string): bigint {
+  const [head, tail] = address.includes('::') ? address.split('::') : [address, undefined];
+  const front = head ? head.split(':') : [];
+  const back = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? front : [...front, ...Array<string>(8 - front.length - back.length).fill('0'), ...back];
+  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
 }
 
 function userName(key: string) {

@@ -97,7 +97,7 @@ export class NetworkManager implements NetdMethods {
     const sriovBinding = new SriovBinding({ ip, sysfs, logger });
     const ownerId = sideEffects.ownerId ?? ownerIdFor(config.stateDir);
     const masqueradeBinding = new MasqueradeBinding({
-      ip, nft, sysctl, isolation, cidr: config.masqueradeCidr, ownerId, logger, ...(qemuUser !== undefined ? { tapOwner: { uid: qemuUser.uid } } : {}),
+      ip, nft, sysctl, isolation, cidr: config.masqueradeCidr, ipv6Cidr: config.masqueradeIpv6Cidr, ownerId, logger, ...(qemuUser !== undefined ? { tapOwner: { uid: qemuUser.uid } } : {}),
     });
     const selector = new BindingSelector({ bindings: { tap: tapBinding, sriov: sriovBinding, masquerade: masqueradeBinding }, sysfs, sriovEnabled: config.sriov });
     this.dhcp = new DhcpResponders(sideEffects.startDhcp ?? startDhcpServerInNetns, logger);

@@ -7,7 +7,7 @@ import { FailedPreconditionError, InvalidArgumentError, errorText } from '../err
 import type { Logger } from '../log.js';
 import type { AttachmentCache } from '../network/cni/cache.js';
 import { capabilityArgs } from '../network/cni/capabilities.js';
-import { masqueradeRequestOf } from '../network/bindings/masquerade_plan.js';
+import { masqueradeRequestFor, masqueradeRequestOf } from '../network/bindings/masquerade_plan.js';
 import type { AttachmentRequest, CniChain } from '../network/cni/chain.js';
 import { joinAttachmentViews, type AttachmentRecord } from '../network/cni/attachments.js';
 import { configNamed, loadNetworkConfig, loadNetworkConfigs, type NetworkConfigList } from '../network/cni/config.js';
@@ -74,6 +74,8 @@ export class SandboxSetup {
         ...(p.namespace !== undefined ? { namespace: p.namespace } : {}),
         ifName: p.ifName,
         isDefault: p.isDefault,
+        // Per interface (a Multus JSON element); the pod annotation's is record.pod.masquerade.
+        ...(p.binding === 'masquerade' ? { masquerade: masqueradeRequestFor(params.portMappings, { secondary: !p.isDefault }) } : {}),
       })),
     };
     try {

@@ -12,7 +12,7 @@ import type { Logger } from '../log.js';
 import type { NetworkBinding } from '../network/bindings/binding.js';
 import type { BindingSelector } from '../network/bindings/select.js';
 import { readInterfaceSnapshot } from '../network/bindings/snapshot.js';
-import type { BindingContext, WiredInterface } from '../network/bindings/types.js';
+import type { BindingContext, MasqueradeRequest, WiredInterface } from '../network/bindings/types.js';
 import { leasesFor } from '../network/dhcp/leases.js';
 import type { IpRunner } from '../network/iproute.js';
 import { ipv6ServicesFor } from '../network/ipv6/services.js';
@@ -287,8 +287,8 @@ export class VmSide {
           steps.mark('snapshot');
           const context: BindingContext = { netnsName: record.netnsName, netnsPath: record.netnsPath, sandboxId: record.id, index, cniInterface: iface };
           if (index === 0 && iface.name === POD_IFNAME && record.prewired) context.prewired = record.prewired;
-          // The pod's binding annotation is for its default network's interface, the first.
-          if (index === 0 && record.pod?.masquerade) context.masquerade = record.pod.masquerade;
+          const masquerade = masqueradeAskedFor(record, index, iface.name);
+          if (masquerade) context.masquerade = masquerade;
           const binding: NetworkBinding<WiredInterface> = await this.deps.selector.select(snapshot.link, context);
           plans.push({ binding, context, planned: await binding.plan(context, snapshot) });
         }
@@ -354,6 +354,16 @@ export class VmSide {
     }
     return failures;
   }
+}
+
+/**
+ * What the pod asked of the masquerade binding for its interface at `index`: the pod annotation
+ * for its default network's interface (the first), a Multus JSON element for that network's.
+ */
+function masqueradeAskedFor(record: SandboxNetworkRecord, index: number, ifName: string): MasqueradeRequest | undefined {
+  const perNetwork = record.attachments?.find((a) => a.interfaces?.includes(ifName))?.masquerade;
+  if (perNetwork) return perNetwork;
+  return index === 0 ? record.pod?.masquerade : undefined;
 }
 
 /** The pod bridges whose VM has IPv6 addresses, with what their IPv6 responder serves. */

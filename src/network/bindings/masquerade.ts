@@ -13,7 +13,9 @@ import type { DhcpIsolation, NftRunner } from '../isolation.js';
 import type { SysctlRunner } from '../sysctl.js';
 import type { NetworkBinding } from './binding.js';
 import {
+  MASQUERADE_IPV6_NETNS_SYSCTLS,
   MASQUERADE_NETNS_SYSCTLS,
+  masqueradeIpv6Network,
   masqueradeNetwork,
   masqueradeRemovalScript,
   masqueradeScript,
@@ -33,6 +35,8 @@ export interface MasqueradeBindingOptions {
   isolation: DhcpIsolation;
   /** The internal network (--masquerade-cidr). */
   cidr: string;
+  /** The internal IPv6 network (--masquerade-ipv6-cidr); absent: the VM gets no IPv6 through this binding. */
+  ipv6Cidr?: string;
   /** Which vmlet made the NAT tables (store/owner.ts). */
   ownerId: string;
   tapOwner?: { uid?: number; gid?: number };
@@ -43,18 +47,23 @@ export interface MasqueradeBindingOptions {
 export class MasqueradeBinding implements NetworkBinding<MasqueradeWiredInterface> {
   readonly kind = 'masquerade' as const;
   private readonly logger: Logger;
-  private readonly internal: MasqueradeWiredInterface['internal'];
 
   constructor(private readonly options: MasqueradeBindingOptions) {
     this.logger = options.logger ?? silentLogger;
-    this.internal = masqueradeNetwork(options.cidr);
+    // Bad CIDRs fail here, at start, not at a pod's wiring.
+    masqueradeNetwork(options.cidr);
+    if (options.ipv6Cidr !== undefined) masqueradeIpv6Network(options.ipv6Cidr);
   }
 
   async plan(ctx: BindingContext, snapshot?: InterfaceSnapshot): Promise<MasqueradeWiredInterface> {
     const current = snapshot ?? (await readInterfaceSnapshot(this.options.ip, ctx.netnsName, ctx.cniInterface.name));
-    const sysctlsBefore = await this.options.sysctl.read(ctx.netnsName, MASQUERADE_NETNS_SYSCTLS);
+    const ipv6 = this.options.ipv6Cidr !== undefined && ctx.cniInterface.ips.some((ip) => ip.family === 6);
+    // IPv6's forwarding is read only when it will be set: a netns without IPv6 has no such sysctl.
+    const sysctlsBefore = await this.options.sysctl.read(ctx.netnsName, [...MASQUERADE_NETNS_SYSCTLS, ...(ipv6 ? MASQUERADE_IPV6_NETNS_SYSCTLS : [])]);
     return planMasquerade(ctx, current, {
-      internal: this.internal,
+      // Each interface's own block of the CIDRs, by its position (masquerade_plan.ts).
+      internal: masqueradeNetwork(this.options.cidr, ctx.index),
+      ...(ipv6 ? { internal6: masqueradeIpv6Network(this.options.ipv6Cidr!, ctx.index) } : {}),
       ownerId: this.options.ownerId,
       sysctlsBefore,
       ...(this.options.tapOwner ? { tapOwner: this.options.tapOwner } : {}),
@@ -69,7 +78,7 @@ export class MasqueradeBinding implements NetworkBinding<MasqueradeWiredInterfac
       // The table names interfaces as strings and addresses; it could go in first, but nothing
       // reaches the VM before the bridge is up anyway, and a failed ip batch then leaves no table.
       await this.options.nft.apply(ctx.netnsName, masqueradeScript(planned));
-      await this.options.sysctl.write(ctx.netnsName, masqueradeSysctls(planned.bridge.name));
+      await this.options.sysctl.write(ctx.netnsName, masqueradeSysctls(planned.bridge.name, planned.ipv6 !== undefined));
       if (planned.prewired) await this.options.isolation.remove(ctx.netnsName, { uplink: planned.uplink.name, bridge: planned.bridge.name });
     } catch (err) {
       await this.unwire(ctx, planned).catch((undoErr) =>
@@ -94,7 +103,8 @@ export class MasqueradeBinding implements NetworkBinding<MasqueradeWiredInterfac
     if (commands.length > 0) await this.options.ip.apply(ctx.netnsName, commands);
     await this.options.nft.apply(ctx.netnsName, masqueradeRemovalScript(state));
     if (state.prewired) await this.options.isolation.remove(ctx.netnsName, { uplink: state.uplink.name, bridge: state.bridge.name });
-    const before = Object.fromEntries(Object.entries(state.sysctlsBefore).filter(([key]) => (MASQUERADE_NETNS_SYSCTLS as readonly string[]).includes(key)));
+    const netnsWide: readonly string[] = [...MASQUERADE_NETNS_SYSCTLS, ...MASQUERADE_IPV6_NETNS_SYSCTLS];
+    const before = Object.fromEntries(Object.entries(state.sysctlsBefore).filter(([key]) => netnsWide.includes(key)));
     await this.options.sysctl.write(ctx.netnsName, before);
     this.logger.debug({ netns: ctx.netnsName, ifname: state.uplink.name }, 'interface unwired (masquerade)');
   }

@@ -42,6 +42,19 @@ export interface MasqueradePort {
 /** What a pod asks of the masquerade binding: the ports to forward (none declared: every port). */
 export interface MasqueradeRequest {
   ports: MasqueradePort[];
+  /**
+   * The interface is not of the pod's default network (a Multus JSON element asked for it): the
+   * VM gets no default route through it, only CNI's other routes of it.
+   */
+  secondary?: true;
+}
+
+/** An internal network of the masquerade binding: the bridge is its gateway, the VM has `vm`. */
+export interface MasqueradeInternalNetwork {
+  cidr: string;
+  gateway: string;
+  vm: string;
+  prefixLength: number;
 }
 
 /** Fields every binding's persisted state carries. */
@@ -146,10 +159,16 @@ export interface MasqueradeWiredInterface extends WiredInterfaceBase {
   tap: { name: string; multiQueue: boolean; uid?: number; gid?: number };
   linkGroup: number;
   /** The internal network: the bridge is its gateway, the VM has `vm`. */
-  internal: { cidr: string; gateway: string; vm: string; prefixLength: number };
+  internal: MasqueradeInternalNetwork;
+  /**
+   * NAT66, when CNI gave the interface an IPv6 address (`podAddress`): the VM's internal IPv6
+   * network, and the bridge's link-local address (the source of its router advertisements).
+   * The `ip6` table of the name `table` holds its rules.
+   */
+  ipv6?: { podAddress: string; internal: MasqueradeInternalNetwork; bridgeLinkLocal: string };
   /** The forwarded container ports; empty: every port. */
   ports: MasqueradePort[];
-  /** The nftables `ip` table holding the NAT rules (carries the owner id). */
+  /** The nftables `ip` (and `ip6`) table holding the NAT rules (carries the owner id). */
   table: string;
   /** The netns sysctls before wiring; unwiring sets them back. */
   sysctlsBefore: Record<string, string>;

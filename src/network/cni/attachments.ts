@@ -4,6 +4,7 @@
  */
 import { FailedPreconditionError } from '../../errors.js';
 import type { DnsConfig } from '../types.js';
+import type { MasqueradeRequest } from '../bindings/types.js';
 import type { VmNetworkView } from './result.js';
 
 /** One network the sandbox was attached to, as netd records it (in ADD order). */
@@ -17,6 +18,11 @@ export interface AttachmentRecord {
   /** Set once ADD succeeded: the sandbox interfaces its result gave, and its DNS. */
   interfaces?: string[];
   dns?: DnsConfig;
+  /**
+   * The Multus JSON element asked for the masquerade binding of this network's interfaces
+   * (with the pod's declared ports); the default network's comes from the pod annotation instead.
+   */
+  masquerade?: MasqueradeRequest;
 }
 
 const DEFAULT_ROUTES = new Set(['0.0.0.0/0', '::/0']);

@@ -4,7 +4,8 @@
  *   order as eth0, eth1, …; the first is the pod's default network (its gateway is the default route).
  * - Multus's `k8s.v1.cni.cncf.io/networks`: eth0 from the default conflist, then each named network
  *   as net1, net2, … (or the interface it names), in the short form `[namespace/]name[@ifname]`,
- *   comma separated, or as a JSON list of {name, namespace, interface, mac, ips}.
+ *   comma separated, or as a JSON list of {name, namespace, interface, mac, ips} and vmlet's own
+ *   `vmlet.io/network-binding` (bridge or masquerade: the binding of that network's interface).
  * Multus finds networks as NetworkAttachmentDefinitions in the API server; vmlet has none and finds
  * them as conflists by `name` in --cni-conf-dir, which are node-wide: a namespace other than the
  * pod's own cannot be told apart there and is refused rather than ignored. Pure.
@@ -12,6 +13,7 @@
 import { parseJsonBounded } from '../../documents/bounded.js';
 import { InvalidArgumentError } from '../../errors.js';
 import { POD_IFNAME } from '../names.js';
+import { NETWORK_BINDING_ANNOTATION, NETWORK_BINDING_VALUES } from '../bindings/masquerade_plan.js';
 import { isValidNetworkName } from './config.js';
 import { parseCidr } from './ip.js';
 
@@ -39,13 +41,22 @@ export interface NetworkAttachmentPlan {
   ips?: string[];
   /** The pod's default network: its gateway is the VM's default route, its IPs the pod IPs. */
   isDefault: boolean;
+  /**
+   * The binding a Multus JSON element asked for its interface (`vmlet.io/network-binding`);
+   * absent: the default (bridge, the tap binding). The default network's is the pod annotation's.
+   */
+  binding?: NetworkBindingName;
 }
+
+/** The key of a Multus JSON element that picks the binding of its interface: the pod annotation's name, and its values. */
+export const ELEMENT_BINDING_KEY = NETWORK_BINDING_ANNOTATION;
+export type NetworkBindingName = (typeof NETWORK_BINDING_VALUES)[number];
 
 const SHORT_ELEMENT = /^(?:([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/)?([^/@]+)(?:@(.+))?$/;
 const NAMESPACE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
-const MULTUS_KEYS = new Set(['name', 'namespace', 'interface', 'mac', 'ips']);
+const MULTUS_KEYS = new Set(['name', 'namespace', 'interface', 'mac', 'ips', ELEMENT_BINDING_KEY]);
 
 function refuse(annotation: string, why: string): never {
   throw new InvalidArgumentError(`annotation ${annotation}: ${why}`);
@@ -83,7 +94,9 @@ function parseMultusElement(raw: unknown, i: number, podNamespace: string): Omit
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) refuse(where, 'is not a JSON object');
   const element = raw as Record<string, unknown>;
   const unknown = Object.keys(element).filter((k) => !MULTUS_KEYS.has(k));
-  if (unknown.length > 0) refuse(where, `${unknown.map((k) => JSON.stringify(k)).join(', ')} not supported (vmlet reads name, namespace, interface, mac, ips)`);
+  if (unknown.length > 0) {
+    refuse(where, `${unknown.map((k) => JSON.stringify(k)).join(', ')} not supported (vmlet reads name, namespace, interface, mac, ips, ${ELEMENT_BINDING_KEY})`);
+  }
   const out: ReturnType<typeof parseMultusElement> = { network: checkNetworkName(where, element.name) };
   if (element.namespace !== undefined) out.namespace = checkNamespace(where, element.namespace, podNamespace);
   if (element.interface !== undefined) out.ifName = checkIfName(where, element.interface);
@@ -100,6 +113,13 @@ function parseMultusElement(raw: unknown, i: number, podNamespace: string): Omit
       if (!cidr) refuse(where, `ips: ${JSON.stringify(ip)} is not an address in CIDR form`);
       return `${cidr.address}/${cidr.prefixLength}`;
     });
+  }
+  const binding = element[ELEMENT_BINDING_KEY];
+  if (binding !== undefined) {
+    if (!(NETWORK_BINDING_VALUES as readonly unknown[]).includes(binding)) {
+      refuse(where, `${ELEMENT_BINDING_KEY} ${JSON.stringify(binding)} is not one of ${NETWORK_BINDING_VALUES.join(', ')}`);
+    }
+    out.binding = binding as NetworkBindingName;
   }
   return out;
 }

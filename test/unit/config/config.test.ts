@@ -77,7 +77,7 @@ test('the DHCP lease time: a day unless set, in whole seconds', () => {
 test('every row has a unique flag and env name', () => {
   assert.equal(new Set(CONFIG_TABLE.map((r) => r.flag)).size, CONFIG_TABLE.length);
   assert.equal(new Set(CONFIG_TABLE.map((r) => r.env)).size, CONFIG_TABLE.length);
-  for (const r of CONFIG_TABLE) assert.match(r.env, /^VMLET_[A-Z_]+$/);
+  for (const r of CONFIG_TABLE) assert.match(r.env, /^VMLET_[A-Z][A-Z0-9_]*$/);
 });
 
 test('vm-image-prefixes: none by default, a comma-separated list of hosts or repositories, bad entries refused', () => {
@@ -89,5 +89,14 @@ test('vm-image-prefixes: none by default, a comma-separated list of hosts or rep
   assert.deepEqual(loadConfig({ env: { VMLET_VM_IMAGE_PREFIXES: 'none' } }).vmImagePrefixes, []);
   for (const bad of ['https://quay.io', 'quay.io/x:tag', 'Quay.io', 'a,,b', 'quay.io/x@sha256:1']) {
     assert.throws(() => loadConfig({ flags: { 'vm-image-prefixes': bad } }), /vm-image-prefixes/, bad);
+  }
+});
+
+test('masquerade-ipv6-cidr: fd10:0:2::/120 by default, an IPv6 network /64../126 without host bits', () => {
+  assert.equal(loadConfig({ env: {} }).masqueradeIpv6Cidr, 'fd10:0:2::/120');
+  assert.equal(loadConfig({ flags: { 'masquerade-ipv6-cidr': 'fd00:ab::/64' } }).masqueradeIpv6Cidr, 'fd00:ab::/64');
+  assert.equal(loadConfig({ env: { VMLET_MASQUERADE_IPV6_CIDR: 'FD10:0:3::100/120' } }).masqueradeIpv6Cidr, 'fd10:0:3::100/120');
+  for (const bad of ['fd10:0:2::1/120', 'fd10::/63', 'fd10::/127', '10.0.2.0/24', 'fd10::', '::ffff:1.2.3.0/120', 'x/120']) {
+    assert.throws(() => loadConfig({ flags: { 'masquerade-ipv6-cidr': bad } }), /masquerade-ipv6-cidr/, bad);
   }
 });

@@ -3,7 +3,8 @@
  * the internal address, the veth is never touched, the NAT table (named with the owner id) goes in
  * after the bridge and out before CNI DEL, the sysctls are put back; a warm netns's prewired
  * bridge and TAP are taken over and its isolation table removed. Bad annotation values are refused
- * before anything is made.
+ * before anything is made. Per interface: a Multus JSON element asks for the masquerade binding of
+ * its network's interface, which takes the CIDR's next block and no default route.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,6 +26,9 @@ async function start(t: TestContext) {
   mkdirSync(confDir);
   writeFileSync(join(confDir, '10-podnet.conflist'), JSON.stringify({
     cniVersion: '1.0.0', name: 'podnet', plugins: [{ type: 'bridge', bridge: 'cni0', ipam: { type: 'host-local', subnet: '198.18.110.0/24' } }],
+  }));
+  writeFileSync(join(confDir, '20-sidenet.conflist'), JSON.stringify({
+    cniVersion: '1.0.0', name: 'sidenet', plugins: [{ type: 'bridge', bridge: 'side0', ipam: { type: 'host-local', subnet: '198.18.111.0/24' } }],
   }));
   const config = loadConfig({ flags: { 'state-dir': join(dir, 'state'), 'cni-conf-dir': confDir, 'log-level': 'silent' } });
   const host = new FakeHost();
@@ -105,4 +109,44 @@ test('a bad binding annotation is INVALID_ARGUMENT before anything is made; "bri
   assert.ok(vm.ready);
   assert.equal(vm.network.interfaces[0]!.ips[0]!.address, '198.18.110.2');
   await manager.teardown({ sandboxId: 'pod4' });
+});
+
+const MULTUS = 'k8s.v1.cni.cncf.io/networks';
+
+test('per interface: a Multus JSON element masquerades net1 (next block, no default route) while eth0 stays bridged; all undone', async (t) => {
+  const { host, manager } = await start(t);
+  const setup = await manager.setup(params('pod5', undefined, { annotations: { [MULTUS]: '[{"name":"sidenet","vmlet.io/network-binding":"masquerade"}]' } }));
+  assert.deepEqual(setup.podIps, ['198.18.110.2']);
+  const vm = await manager.vmNetwork({ sandboxId: 'pod5' });
+  assert.ok(vm.ready, JSON.stringify(vm));
+  const [eth0, net1] = vm.network.interfaces;
+  assert.deepEqual(eth0!.ips, [{ family: 4, address: '198.18.110.2', prefixLength: 24, gateway: '198.18.110.1' }], 'eth0 keeps the tap binding');
+  assert.deepEqual(net1!.ips, [{ family: 4, address: '10.0.3.2', prefixLength: 24 }], 'net1: the second block, no gateway');
+  assert.deepEqual(net1!.routes, [], 'no default route through a secondary network');
+  const status = await manager.status({ sandboxId: 'pod5' });
+  assert.deepEqual(status?.interfaces.map((i) => i.kind), ['tap', 'masquerade']);
+  const masq = status!.interfaces[1] as { uplink: { name: string; podAddress: string }; ports: unknown; table: string };
+  assert.deepEqual(masq.uplink, { name: 'net1', podAddress: '198.18.111.3', ipv6: true });
+  assert.deepEqual(masq.ports, [{ protocol: 'tcp', port: 80 }], 'the pod\'s declared ports');
+  const log = host.text();
+  assert.match(log, new RegExp(`nft vmlet-pod5: install ip ${masq.table}`));
+  assert.match(log, /dhcp start \/run\/netns\/vmlet-pod5: .*10\.0\.3\.2\/24/);
+  const from = host.section('teardown pod5');
+  await manager.teardown({ sandboxId: 'pod5' });
+  assert.match(host.text(from), new RegExp(`nft vmlet-pod5: remove ip ${masq.table}`));
+  assert.deepEqual(host.describe(), [], 'netns left');
+});
+
+test('per interface: the pod annotation masquerades eth0, an element "bridge" keeps net1 bridged; a bad element value changes nothing', async (t) => {
+  const { host, manager } = await start(t);
+  await manager.setup(params('pod6', undefined, { annotations: { 'vmlet.io/network-binding': 'masquerade', [MULTUS]: '[{"name":"sidenet","vmlet.io/network-binding":"bridge"}]' } }));
+  assert.ok((await manager.vmNetwork({ sandboxId: 'pod6' })).ready);
+  const wired = await manager.status({ sandboxId: 'pod6' });
+  assert.deepEqual(wired?.interfaces.map((i) => i.kind), ['masquerade', 'tap']);
+  await manager.teardown({ sandboxId: 'pod6' });
+  await assert.rejects(
+    manager.setup(params('pod7', undefined, { annotations: { [MULTUS]: '[{"name":"sidenet","vmlet.io/network-binding":"slirp"}]' } })),
+    (err) => err instanceof InvalidArgumentError && /vmlet\.io\/network-binding "slirp" is not one of bridge, masquerade/.test(err.message),
+  );
+  assert.deepEqual(host.describe(), []);
 });

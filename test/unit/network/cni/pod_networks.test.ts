@@ -68,3 +68,17 @@ test('joined views: only the default network keeps its gateway and default route
   assertGolden('network/cni/joined-view-and-status.json', `${JSON.stringify({ joined, status }, null, 1)}\n`);
   assert.throws(() => joinAttachmentViews([{ view: view('eth0', 152), isDefault: true }, { view: view('eth0', 153), isDefault: false }]), /two networks gave the sandbox an interface named eth0/);
 });
+
+test('a Multus JSON element picks its interface\'s binding with vmlet.io/network-binding; unknown values and other forms refused', () => {
+  const plan = podNetworkPlan({ [MULTUS]: '[{"name":"side","vmlet.io/network-binding":"masquerade"},{"name":"other","vmlet.io/network-binding":"bridge"},{"name":"third"}]' }, 'default');
+  assert.deepEqual(plan.map((p) => [p.ifName, p.binding]), [['eth0', undefined], ['net1', 'masquerade'], ['net2', 'bridge'], ['net3', undefined]]);
+  for (const value of ['"Masquerade"', '"slirp"', '1', 'null', '["masquerade"]']) {
+    assert.throws(
+      () => podNetworkPlan({ [MULTUS]: `[{"name":"side","vmlet.io/network-binding":${value}}]` }, 'default'),
+      (err) => err instanceof InvalidArgumentError && /networks\[0\]: vmlet\.io\/network-binding .* is not one of bridge, masquerade/.test(err.message),
+      value,
+    );
+  }
+  // The short form and CNI-Genie's list have no place for it: a per-interface binding needs the JSON form.
+  assert.throws(() => podNetworkPlan({ [MULTUS]: 'side@net1:masquerade' }, 'default'), InvalidArgumentError);
+});
