@@ -198,6 +198,8 @@ test('persistent root disk, Debian guest: written by pod 1, kept across a vmlet 
     const out = await sshGuest(key1, p1.ip, 'findmnt -n -o SOURCE /; hostname; ip -4 -o addr show dev eth0');
     const [rootDev, hostname, addr] = out.trim().split('\n');
     assert.equal(rootDev, '/dev/sda2');
+    // The guest's disk is the device after vmlet's 1 MiB header, all of it.
+    assert.equal(Number((await sshGuest(key1, p1.ip, 'lsblk -bdno SIZE /dev/sda')).trim()), DEVICE_BYTES - ROOT_PAYLOAD_OFFSET);
     assert.equal(hostname, p1.name);
     assert.match(addr ?? '', new RegExp(` inet ${p1.ip.replaceAll('.', '\\.')}/24 `));
     pod1HostKeys = await hostKeyFingerprints(p1.ip);
@@ -239,6 +241,13 @@ test('persistent root disk, Debian guest: written by pod 1, kept across a vmlet 
     assert.equal(dirs.at(-1), `/var/lib/cloud/instances/${p2.id}`);
     const result = JSON.parse(await sshGuest(key2, p2.ip, 'cat /run/cloud-init/result.json')) as { v1: { errors: string[] } };
     assert.deepEqual(result.v1.errors, []);
+    // This boot's part of the log (the log is on the kept root too): no warnings about pod 2's seed
+    // meeting what pod 1's instance left (network config, keys, hostname).
+    const log = await sshGuest(key2, p2.ip, 'sudo cat /var/log/cloud-init.log');
+    const boots = log.split(/^(?=.*Cloud-init v\. \S+ running 'init-local')/m).filter((b) => b.includes("running 'init-local'"));
+    assert.equal(boots.length, 2, 'the log has pod 1\'s boot and pod 2\'s');
+    const warnings = boots[1]!.split('\n').filter((l) => / - [A-Za-z0-9_.]+\[(WARNING|ERROR|CRITICAL)\]/.test(l));
+    assert.deepEqual(warnings, [], `cloud-init logged warnings at pod 2's boot:\n${warnings.join('\n')}`);
   });
   await t.test('pod 2: the hostname is pod 2\'s (also in /etc/hostname)', async () => {
     assert.deepEqual((await sshGuest(key2, p2.ip, 'hostname; cat /etc/hostname')).trim().split('\n'), [p2.name, p2.name]);
