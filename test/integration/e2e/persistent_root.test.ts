@@ -9,7 +9,9 @@
  *
  * The busybox guest runs no commands and keeps its root in an initramfs, so it cannot write a file
  * of its own onto the disk: what "the guest wrote" is stood in for by bytes the test puts on the
- * device past the image between the pods (a real guest's writes land in the same place).
+ * device past the image between the pods (a real guest's writes land in the same place). A real
+ * guest writing a file, a vmlet restart and the second pod's keys and address are in
+ * persistent_root_guest.test.ts.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
