@@ -234,6 +234,8 @@ export class WarmPool {
     while (!this.closed && this.idle.length < this.options.size) {
       try {
         this.idle.push(await this.makeVm());
+        // A claimed VM returned while this one was being made may have filled the pool already.
+        while (this.idle.length > this.options.size) this.trim(this.idle.pop()!);
       } catch (err) {
         // libvirt or netd trouble: try again later rather than spin.
         this.options.logger.error({ err }, 'could not make a warm VM; retrying in 10 s');

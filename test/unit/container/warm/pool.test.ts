@@ -24,6 +24,8 @@ class FakeLibvirt {
   defined = new Map<string, string>();
   running = new Set<string>();
   failCreate = false;
+  /** When set, create() waits for it: a warm VM caught in the middle of being made. */
+  gate: Promise<void> | undefined;
   async defineXml(xml: string): Promise<DomainRef> {
     const name = /<name>([^<]+)<\/name>/.exec(xml)![1]!;
     const uuid = /<uuid>([^<]+)<\/uuid>/.exec(xml)![1]!;
@@ -33,6 +35,7 @@ class FakeLibvirt {
   async create(dom: DomainRef, flags: number): Promise<DomainRef> {
     assert.equal(flags, 1, 'warm VMs start paused');
     if (this.failCreate) throw new Error('QEMU would not start');
+    await this.gate;
     this.running.add(dom.name);
     return { ...dom, id: 7 };
   }
@@ -181,6 +184,25 @@ test('a returned VM whose netns could not be made warm again is destroyed; surpl
   assert.equal(libvirt.defined.size, 0);
   // Claimed netns are the sandboxes' to delete (netd's teardown); the pool deleted the trimmed VM's.
   assert.deepEqual([...netns.live].sort(), [ns1, ns2].sort());
+});
+
+test('a VM returned while a refill is making another one leaves the pool at its size, not above', async (t) => {
+  const { pool, libvirt, root } = makePool(1);
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  await pool.start();
+  await until('a warm VM', () => libvirt.running.size === 1);
+  let open!: () => void;
+  libvirt.gate = new Promise<void>((resolve) => (open = resolve));
+  pool.claim('s1');
+  await until('the refill to be defining its VM', () => libvirt.defined.size === 2);
+  assert.ok(pool.holdForReturn('s1'));
+  await pool.finishReturn('s1', true);
+  open();
+  await until('the refill done and the surplus trimmed', () => libvirt.running.size === 1 && libvirt.defined.size === 1);
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(libvirt.defined.size, 1, 'one idle VM for a pool of one');
+  await pool.close();
+  assert.equal(libvirt.defined.size, 0);
 });
 
 test('a warm VM that cannot start is undone: no domain, directory or netns left', async (t) => {
