@@ -245,6 +245,8 @@ test('DHCPv6 on a pod bridge whose ifindex names no device of the host namespace
   try {
     execFileSync('ip', ['netns', 'add', clientNs]);
     execFileSync('ip', ['-n', podNs, 'link', 'add', 'name', 'b0', 'index', String(index), 'type', 'bridge']);
+    // As the wiring makes a pod bridge: no address of the kernel's own, one explicit link-local address.
+    execFileSync('ip', ['-n', podNs, 'link', 'set', 'b0', 'addrgenmode', 'none']);
     execFileSync('ip', ['-n', podNs, 'address', 'add', 'fe80::1/64', 'dev', 'b0', 'nodad']);
     execFileSync('ip', ['link', 'add', 'c0', 'netns', clientNs, 'address', clientMac, 'type', 'veth', 'peer', 'name', 'p0', 'netns', podNs]);
     execFileSync('ip', ['-n', podNs, 'link', 'set', 'p0', 'master', 'b0', 'up']);
