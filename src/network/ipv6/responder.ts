@@ -87,7 +87,10 @@ export class Ipv6Responder {
   #lastAdvertAt = 0;
   #closing: Promise<void> | undefined;
 
-  /** Takes ownership of both; close() closes them. Throws InvalidArgumentError for a bad config (and then owns nothing). */
+  /**
+   * Takes ownership of both; close() closes them. Throws InvalidArgumentError for a bad config, or
+   * the socket's error when it cannot be read (and then owns nothing).
+   */
   constructor(socket: Udp6Socket, sink: RouterAdvertSink, config: Ipv6ResponderConfig, options: { logger?: Logger; schedule?: RaSchedule } = {}) {
     this.#lease = validateDhcp6Lease(config.lease);
     this.#advert = encodeRouterAdvert(config.advert);
