@@ -20,6 +20,14 @@
  *     `device`, connected to the link-local `destination` on it (ff02::1), hop limit 255 and
  *     receiving nothing: netd's router advertisements are written to it with write(2). The kernel
  *     fills in the ICMPv6 checksum.
+ *   udp6Endpoint(fd, onDatagram) -> { send, close }: takes over a UDP socket made by
+ *     udp6SocketOnDevice and reads it with recvmsg on a thread of its own, handing each datagram
+ *     to onDatagram(err, data, address, port, ifindex) on the JS thread: the source address as
+ *     text without a zone, and the arrival device's index in the socket's namespace. Node's dgram
+ *     cannot be used for a link-local source: it names the source's scope id with
+ *     if_indextoname in netd's own namespace (ENXIO, or the wrong device). send(data, address,
+ *     port, ifindex) is one non-blocking sendto with that index as sin6_scope_id; close() wakes
+ *     the thread (eventfd), joins it and closes both fds.
  *   sendFd(socketFd, text, fd) -> bytes sent: `text` on the connected unix stream socket with `fd`
  *     as SCM_RIGHTS ancillary data, non-blocking (a warm VM's QMP `add-fd`: QEMU gets an fd vmlet
  *     opened, for a device node it could not open itself). Not namespace work, but the one other
@@ -31,11 +39,16 @@
 #include <netinet/in.h>
 #include <netinet/icmp6.h>
 #include <arpa/inet.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <net/if.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -187,14 +200,21 @@ static void *create_netns(void *arg) {
   return NULL;
 }
 
-static napi_value throw_errno(napi_env env, int err, const char *step) {
+/* An Error "step: strerror" with the errno's name in `code`. */
+static napi_value errno_error(napi_env env, int err, const char *step) {
   char message[256];
   napi_value code, msg, error;
   snprintf(message, sizeof message, "%s: %s", step, strerror(err));
-  napi_create_string_utf8(env, err == ENOENT ? "ENOENT" : err == EADDRINUSE ? "EADDRINUSE" : err == EACCES ? "EACCES" : err == EPERM ? "EPERM" : err == EINVAL ? "EINVAL" : err == ENODEV ? "ENODEV" : "EOTHER", NAPI_AUTO_LENGTH, &code);
+  const char *name = err == ENOENT ? "ENOENT" : err == EADDRINUSE ? "EADDRINUSE" : err == EACCES ? "EACCES" : err == EPERM ? "EPERM" : err == EINVAL ? "EINVAL"
+    : err == ENODEV ? "ENODEV" : err == EAGAIN ? "EAGAIN" : err == EBADF ? "EBADF" : err == ENETUNREACH ? "ENETUNREACH" : err == EMSGSIZE ? "EMSGSIZE" : "EOTHER";
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
   napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg);
   napi_create_error(env, code, msg, &error);
-  napi_throw(env, error);
+  return error;
+}
+
+static napi_value throw_errno(napi_env env, int err, const char *step) {
+  napi_throw(env, errno_error(env, err, step));
   return NULL;
 }
 
@@ -371,6 +391,279 @@ static napi_value send_fd_fn(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/* udp6Endpoint: a UDP socket read on a thread of its own with recvmsg, written with sendto. */
+
+#define DATAGRAM_MAX 65535
+/* Datagrams waiting for the JS thread; more are dropped, as a full socket buffer would drop them. */
+#define DELIVERY_QUEUE 256
+
+/* One received datagram, or a receive error, on its way to the JS thread. */
+struct datagram {
+  int err;
+  char address[INET6_ADDRSTRLEN];
+  uint16_t port;
+  uint32_t ifindex;
+  size_t len;
+  unsigned char data[];
+};
+
+struct endpoint {
+  napi_env env;
+  int fd;
+  int wake; /* eventfd: written by endpoint_stop to end the receive thread */
+  pthread_t thread;
+  napi_threadsafe_function deliver;
+  /* The fields below are touched on the JS thread only. */
+  int closed;
+  int deliver_alive;
+  int refs; /* the JS handle and the threadsafe function; freed when both are gone */
+  unsigned char buf[DATAGRAM_MAX];
+};
+
+static void endpoint_unref(struct endpoint *ep) {
+  if (--ep->refs == 0) free(ep);
+}
+
+static void post(struct endpoint *ep, struct datagram *d) {
+  if (napi_call_threadsafe_function(ep->deliver, d, napi_tsfn_nonblocking) != napi_ok) free(d);
+}
+
+static void post_error(struct endpoint *ep, int err) {
+  struct datagram *d = calloc(1, sizeof *d);
+  if (!d) return;
+  d->err = err;
+  post(ep, d);
+}
+
+static void *receive_loop(void *arg) {
+  struct endpoint *ep = arg;
+  struct pollfd fds[2] = { { ep->fd, POLLIN, 0 }, { ep->wake, POLLIN, 0 } };
+  for (;;) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      post_error(ep, errno);
+      return NULL;
+    }
+    if (fds[1].revents) return NULL;
+    if (!fds[0].revents) continue;
+    struct sockaddr_in6 from;
+    union { char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))]; struct cmsghdr align; } control;
+    struct iovec iov = { ep->buf, sizeof ep->buf };
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_name = &from;
+    msg.msg_namelen = sizeof from;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof control.buf;
+    ssize_t n = recvmsg(ep->fd, &msg, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
+      int err = errno;
+      post_error(ep, err);
+      /* Pending socket errors (an ICMP error) clear on reading; these never do. */
+      if (err == EBADF || err == ENOTSOCK || err == EFAULT || err == EINVAL) return NULL;
+      continue;
+    }
+    if (from.sin6_family != AF_INET6 || (msg.msg_flags & MSG_TRUNC)) continue;
+    uint32_t ifindex = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+        struct in6_pktinfo info;
+        memcpy(&info, CMSG_DATA(c), sizeof info);
+        ifindex = info.ipi6_ifindex;
+      }
+    }
+    struct datagram *d = malloc(sizeof *d + (size_t)n);
+    if (!d) continue;
+    d->err = 0;
+    inet_ntop(AF_INET6, &from.sin6_addr, d->address, sizeof d->address);
+    d->port = ntohs(from.sin6_port);
+    d->ifindex = ifindex;
+    d->len = (size_t)n;
+    memcpy(d->data, ep->buf, (size_t)n);
+    post(ep, d);
+  }
+}
+
+/* On the JS thread: onDatagram(err, data, address, port, ifindex); nothing once closed. */
+static void deliver_js(napi_env env, napi_value callback, void *context, void *data) {
+  struct endpoint *ep = context;
+  struct datagram *d = data;
+  if (env != NULL && !ep->closed) {
+    napi_value argv[5], undefined;
+    napi_get_undefined(env, &undefined);
+    for (int i = 0; i < 5; i++) argv[i] = undefined;
+    if (d->err) {
+      argv[0] = errno_error(env, d->err, "recvmsg");
+    } else {
+      void *copy;
+      napi_get_null(env, &argv[0]);
+      napi_create_buffer_copy(env, d->len, d->data, &copy, &argv[1]);
+      napi_create_string_utf8(env, d->address, NAPI_AUTO_LENGTH, &argv[2]);
+      napi_create_uint32(env, d->port, &argv[3]);
+      napi_create_uint32(env, d->ifindex, &argv[4]);
+    }
+    napi_call_function(env, undefined, callback, 5, argv, NULL);
+  }
+  free(d);
+}
+
+static void deliver_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  struct endpoint *ep = data;
+  ep->deliver_alive = 0;
+  endpoint_unref(ep);
+}
+
+static void endpoint_cleanup_hook(void *arg);
+
+/* Ends the receive thread and closes both fds; idempotent. */
+static void endpoint_stop(struct endpoint *ep, int from_cleanup_hook) {
+  if (ep->closed) return;
+  ep->closed = 1;
+  uint64_t one = 1;
+  ssize_t written;
+  do written = write(ep->wake, &one, sizeof one);
+  while (written < 0 && errno == EINTR);
+  pthread_join(ep->thread, NULL);
+  close(ep->fd);
+  close(ep->wake);
+  if (!from_cleanup_hook) napi_remove_env_cleanup_hook(ep->env, endpoint_cleanup_hook, ep);
+  if (ep->deliver_alive) napi_release_threadsafe_function(ep->deliver, napi_tsfn_abort);
+}
+
+/* The environment goes away (its threadsafe functions with it) before close(): stop first. */
+static void endpoint_cleanup_hook(void *arg) {
+  endpoint_stop(arg, 1);
+}
+
+static void handle_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  struct endpoint *ep = data;
+  endpoint_stop(ep, 0);
+  endpoint_unref(ep);
+}
+
+static struct endpoint *endpoint_of(napi_env env, napi_callback_info info, size_t *argc, napi_value *argv) {
+  void *data = NULL;
+  if (napi_get_cb_info(env, info, argc, argv, NULL, &data) != napi_ok || data == NULL) {
+    napi_throw_error(env, NULL, "no endpoint");
+    return NULL;
+  }
+  return data;
+}
+
+/* send(data: Buffer, address: string, port: number, ifindex: number): number (bytes sent) */
+static napi_value endpoint_send(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  struct endpoint *ep = endpoint_of(env, info, &argc, argv);
+  if (!ep) return NULL;
+  if (ep->closed) return throw_errno(env, EBADF, "send on a closed endpoint");
+  bool is_buffer = false;
+  void *bytes = NULL;
+  size_t len = 0;
+  char address[INET6_ADDRSTRLEN + 1];
+  int32_t port = 0;
+  uint32_t ifindex = 0;
+  if (argc != 4 || napi_is_buffer(env, argv[0], &is_buffer) != napi_ok || !is_buffer || napi_get_buffer_info(env, argv[0], &bytes, &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "send(data: Buffer, address, port, ifindex)");
+    return NULL;
+  }
+  if (!read_short_string(env, argv[1], address, sizeof address, "address must be an IPv6 address")) return NULL;
+  if (napi_get_value_int32(env, argv[2], &port) != napi_ok || port < 1 || port > 65535) {
+    napi_throw_range_error(env, NULL, "port must be in 1..65535");
+    return NULL;
+  }
+  if (napi_get_value_uint32(env, argv[3], &ifindex) != napi_ok) {
+    napi_throw_type_error(env, NULL, "ifindex must be a number");
+    return NULL;
+  }
+  struct sockaddr_in6 to;
+  memset(&to, 0, sizeof to);
+  to.sin6_family = AF_INET6;
+  to.sin6_port = htons((unsigned short)port);
+  to.sin6_scope_id = ifindex;
+  if (inet_pton(AF_INET6, address, &to.sin6_addr) != 1) {
+    napi_throw_type_error(env, NULL, "address must be an IPv6 address without a zone");
+    return NULL;
+  }
+  ssize_t sent;
+  do sent = sendto(ep->fd, bytes, len, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&to, sizeof to);
+  while (sent < 0 && errno == EINTR);
+  if (sent < 0) return throw_errno(env, errno, "sendto");
+  napi_value result;
+  napi_create_int64(env, (int64_t)sent, &result);
+  return result;
+}
+
+/* close(): undefined */
+static napi_value endpoint_close(napi_env env, napi_callback_info info) {
+  size_t argc = 0;
+  struct endpoint *ep = endpoint_of(env, info, &argc, NULL);
+  if (ep) endpoint_stop(ep, 0);
+  return NULL;
+}
+
+/*
+ * udp6Endpoint(fd: number, onDatagram: Function): { send, close }. Takes over `fd` when it
+ * returns; when it throws, the fd is still the caller's.
+ */
+static napi_value udp6_endpoint_fn(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t fd = -1;
+  napi_valuetype type = napi_undefined;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0 ||
+      napi_typeof(env, argv[1], &type) != napi_ok || type != napi_function) {
+    napi_throw_type_error(env, NULL, "udp6Endpoint(fd >= 0, onDatagram: function)");
+    return NULL;
+  }
+  int on = 1;
+  if (setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof on) != 0) return throw_errno(env, errno, "IPV6_RECVPKTINFO");
+  struct endpoint *ep = calloc(1, sizeof *ep);
+  if (!ep) return throw_errno(env, ENOMEM, "allocate endpoint");
+  ep->env = env;
+  ep->fd = fd;
+  ep->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (ep->wake < 0) {
+    int err = errno;
+    free(ep);
+    return throw_errno(env, err, "eventfd");
+  }
+  napi_value name;
+  napi_create_string_utf8(env, "vmlet udp6Endpoint", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[1], NULL, name, DELIVERY_QUEUE, 1, ep, deliver_finalize, ep, deliver_js, &ep->deliver) != napi_ok) {
+    close(ep->wake);
+    free(ep);
+    napi_throw_error(env, NULL, "cannot create the delivery of udp6Endpoint");
+    return NULL;
+  }
+  ep->deliver_alive = 1;
+  ep->refs = 1; /* the threadsafe function's, until the handle exists */
+  int rc = pthread_create(&ep->thread, NULL, receive_loop, ep);
+  if (rc != 0) {
+    close(ep->wake);
+    napi_release_threadsafe_function(ep->deliver, napi_tsfn_abort); /* its finalizer frees ep */
+    return throw_errno(env, rc, "pthread_create");
+  }
+  napi_add_env_cleanup_hook(env, endpoint_cleanup_hook, ep);
+  napi_value handle;
+  napi_property_descriptor methods[] = {
+    { "send", NULL, endpoint_send, NULL, NULL, NULL, napi_default, ep },
+    { "close", NULL, endpoint_close, NULL, NULL, NULL, napi_default, ep },
+  };
+  napi_create_object(env, &handle);
+  napi_define_properties(env, handle, 2, methods);
+  ep->refs = 2;
+  napi_wrap(env, handle, ep, handle_finalize, NULL, NULL);
+  return handle;
+}
+
 static void export_fn(napi_env env, napi_value exports, const char *name, napi_callback cb) {
   napi_value fn;
   napi_create_function(env, name, NAPI_AUTO_LENGTH, cb, NULL, &fn);
@@ -385,5 +678,6 @@ NAPI_MODULE_INIT() {
   export_fn(env, exports, "udp6SocketOnDevice", udp6_socket_on_device);
   export_fn(env, exports, "icmp6SocketOnDevice", icmp6_socket_on_device);
   export_fn(env, exports, "sendFd", send_fd_fn);
+  export_fn(env, exports, "udp6Endpoint", udp6_endpoint_fn);
   return exports;
 }

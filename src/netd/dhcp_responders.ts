@@ -47,14 +47,14 @@ export const startDhcpServerInNetns: DhcpResponderFactory = async (netnsPath, le
       try {
         sink = routerAdvertSinkOnBridge(netnsPath, service.bridge);
       } catch (err) {
-        socket.close();
+        await socket.close();
         throw err;
       }
       let responder: Ipv6Responder;
       try {
         responder = new Ipv6Responder(socket, sink, service, { logger: logger.child({ bridge: service.bridge }) });
       } catch (err) {
-        socket.close();
+        await socket.close();
         await sink.close();
         throw err;
       }

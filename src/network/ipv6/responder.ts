@@ -1,8 +1,11 @@
 /**
  * The IPv6 side of one pod bridge: a DHCPv6 server on a UDP socket bound to the bridge (port 547,
  * joined to ff02::1:2 there) and unsolicited router advertisements written to a raw ICMPv6 socket
- * bound to it. The sockets are made by the native helper inside the pod netns (sockets.ts); this
- * is the part that reads, decides (dhcp6_policy.ts) and writes.
+ * bound to it. The sockets are made, read and written by the native helper inside the pod netns
+ * (sockets.ts); this is the part that decides (dhcp6_policy.ts) and answers. A datagram comes
+ * with its source address without a zone and the index of the device it arrived on (in the pod
+ * netns); the reply goes back with that index as its scope, so no device of netd's own
+ * namespace is ever named.
  *
  * Router solicitations are not read (Node cannot read a raw socket without blocking a thread):
  * instead advertisements go out often at first, then at a steady pace well inside every lifetime
@@ -10,7 +13,6 @@
  * up solicits routers too, but its kernel gives up after three solicitations and then waits
  * for the next unsolicited one).
  */
-import type dgram from 'node:dgram';
 import { silentLogger, type Logger } from '../../log.js';
 import { decideDhcp6Reply, validateDhcp6Lease, type Dhcp6Lease } from './dhcp6_policy.js';
 import { DHCP6_CLIENT_PORT, Dhcp6MessageType, decodeDhcp6Message, encodeDhcp6Message, MalformedDhcpPacketError } from './dhcp6_packet.js';
@@ -24,6 +26,24 @@ export interface Ipv6ResponderStats {
   sendErrors: number;
   routerAdverts: number;
   routerAdvertErrors: number;
+}
+
+/** One datagram as the DHCPv6 socket hands it over: the source without a zone, the arrival device's index in the pod netns. */
+export interface Datagram6 {
+  data: Buffer;
+  address: string;
+  port: number;
+  ifindex: number;
+}
+
+/** The DHCPv6 server's socket: the native endpoint on the bridge in the real thing, a fake in tests. */
+export interface Udp6Socket {
+  /** Starts delivering datagrams; once per socket. */
+  receive(onDatagram: (datagram: Datagram6) => void, onError: (err: Error) => void): void;
+  /** `to.ifindex` is the scope of a link-local `to.address`, in the socket's namespace. */
+  send(packet: Buffer, to: { address: string; port: number; ifindex: number }): Promise<void>;
+  /** Nothing is delivered after it. Idempotent. */
+  close(): Promise<void>;
 }
 
 /** Where router advertisements go: a connected raw socket in the real thing, a recorder in tests. */
@@ -54,7 +74,7 @@ export interface Ipv6ResponderConfig {
 }
 
 export class Ipv6Responder {
-  readonly #socket: dgram.Socket;
+  readonly #socket: Udp6Socket;
   readonly #sink: RouterAdvertSink;
   readonly #log: Logger;
   readonly #lease: Dhcp6Lease;
@@ -67,8 +87,11 @@ export class Ipv6Responder {
   #lastAdvertAt = 0;
   #closing: Promise<void> | undefined;
 
-  /** Takes ownership of both; close() closes them. Throws InvalidArgumentError for a bad config (and then owns nothing). */
-  constructor(socket: dgram.Socket, sink: RouterAdvertSink, config: Ipv6ResponderConfig, options: { logger?: Logger; schedule?: RaSchedule } = {}) {
+  /**
+   * Takes ownership of both; close() closes them. Throws InvalidArgumentError for a bad config, or
+   * the socket's error when it cannot be read (and then owns nothing).
+   */
+  constructor(socket: Udp6Socket, sink: RouterAdvertSink, config: Ipv6ResponderConfig, options: { logger?: Logger; schedule?: RaSchedule } = {}) {
     this.#lease = validateDhcp6Lease(config.lease);
     this.#advert = encodeRouterAdvert(config.advert);
     this.#serverDuid = Buffer.from(config.serverDuid);
@@ -76,8 +99,7 @@ export class Ipv6Responder {
     this.#sink = sink;
     this.#schedule = options.schedule ?? DEFAULT_RA_SCHEDULE;
     this.#log = (options.logger ?? silentLogger).child({ component: 'dhcp6' });
-    socket.on('message', this.#onMessage);
-    socket.on('error', this.#onError);
+    socket.receive(this.#onDatagram, this.#onError);
     this.#advertise();
   }
 
@@ -88,15 +110,7 @@ export class Ipv6Responder {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       clearTimeout(this.#timer);
-      this.#socket.off('message', this.#onMessage);
-      await new Promise<void>((resolve) => {
-        try {
-          this.#socket.close(() => resolve());
-        } catch {
-          resolve();
-        }
-      });
-      this.#socket.off('error', this.#onError);
+      await this.#socket.close().catch((err: unknown) => this.#log.warn({ err }, 'closing the DHCPv6 socket failed'));
       await this.#sink.close().catch((err: unknown) => this.#log.warn({ err }, 'closing the router advertisement socket failed'));
     })();
     return this.#closing;
@@ -126,20 +140,20 @@ export class Ipv6Responder {
     this.#log.error({ err }, 'DHCPv6 socket error');
   };
 
-  readonly #onMessage = (datagram: Buffer, from: dgram.RemoteInfo): void => {
+  readonly #onDatagram = (datagram: Datagram6): void => {
     if (this.#closing) return;
     try {
-      this.#handle(datagram, from);
+      this.#handle(datagram);
     } catch (err) {
       this.#stats.ignored += 1;
-      this.#log.error({ err, from: from.address }, 'unexpected failure handling a DHCPv6 datagram');
+      this.#log.error({ err, from: datagram.address }, 'unexpected failure handling a DHCPv6 datagram');
     }
   };
 
-  #handle(datagram: Buffer, from: dgram.RemoteInfo): void {
+  #handle(from: Datagram6): void {
     let decision;
     try {
-      decision = decideDhcp6Reply(this.#lease, this.#serverDuid, decodeDhcp6Message(datagram));
+      decision = decideDhcp6Reply(this.#lease, this.#serverDuid, decodeDhcp6Message(from.data));
     } catch (err) {
       if (!(err instanceof MalformedDhcpPacketError)) throw err;
       this.#stats.malformed += 1;
@@ -153,24 +167,19 @@ export class Ipv6Responder {
       this.#log.debug({ from: from.address, reason: decision.reason }, decision.detail);
       return;
     }
-    // The client's link-local address; the zone Node appends names a device of the host
-    // namespace, and the socket's own device is the right one (it is bound to the bridge).
-    const address = from.address.split('%')[0]!;
+    // The client's link-local address, scoped by the device it came in on (the bridge).
+    const address = from.address;
     const reply = decision.message;
-    try {
-      this.#socket.send(encodeDhcp6Message(reply), DHCP6_CLIENT_PORT, address, (err) => {
-        if (err) {
-          this.#stats.sendErrors += 1;
-          this.#log.warn({ err: err.message, to: address }, 'could not send DHCPv6 reply');
-          return;
-        }
+    this.#socket.send(encodeDhcp6Message(reply), { address, port: DHCP6_CLIENT_PORT, ifindex: from.ifindex }).then(
+      () => {
         if (reply.type === Dhcp6MessageType.ADVERTISE) this.#stats.advertises += 1;
         else this.#stats.replies += 1;
         this.#log.debug({ to: address, reply: decision.reply, address: this.#lease.address }, 'sent DHCPv6 reply');
-      });
-    } catch (err) {
-      this.#stats.sendErrors += 1;
-      this.#log.warn({ err, to: address }, 'could not send DHCPv6 reply');
-    }
+      },
+      (err: unknown) => {
+        this.#stats.sendErrors += 1;
+        this.#log.warn({ err, to: address }, 'could not send DHCPv6 reply');
+      },
+    );
   }
 }

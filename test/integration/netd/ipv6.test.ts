@@ -13,7 +13,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import dgram from 'node:dgram';
 import { randomBytes, randomInt } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,27 +20,14 @@ import { join } from 'node:path';
 import { loadConfig } from '../../../src/config/load.js';
 import { silentLogger } from '../../../src/log.js';
 import { NetworkManager } from '../../../src/netd/manager.js';
-import { netnsNative } from '../../../src/native/netns.js';
 import { netnsNameFor } from '../../../src/network/names.js';
 import { linkLocalFromMac } from '../../../src/network/ipv6/address.js';
-import {
-  ALL_DHCP_SERVERS,
-  DHCP6_CLIENT_PORT,
-  DHCP6_SERVER_PORT,
-  Dhcp6MessageType,
-  Dhcp6Option,
-  decodeAddressList,
-  decodeDhcp6Message,
-  decodeIaNa,
-  duidLl,
-  encodeDhcp6Message,
-  encodeIaNa,
-  optionValue,
-  type Dhcp6Message,
-} from '../../../src/network/ipv6/dhcp6_packet.js';
+import { DHCP6_SERVER_PORT, Dhcp6MessageType, Dhcp6Option, decodeAddressList, decodeIaNa, duidLl, encodeIaNa, optionValue } from '../../../src/network/ipv6/dhcp6_packet.js';
+import { Ipv6Responder } from '../../../src/network/ipv6/responder.js';
 import { bindDhcp6SocketOnBridge, routerAdvertSinkOnBridge } from '../../../src/network/ipv6/sockets.js';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../../src/errors.js';
 import { sandboxParams } from './bridge_network.js';
+import { Dhcp6TestClient } from './dhcp6_client.js';
 
 const tag = randomBytes(3).toString('hex');
 // A random ULA /48 (RFC 4193), one /64 for the pod and one host address off it.
@@ -89,39 +75,6 @@ async function until<T>(what: string, ms: number, probe: () => T | undefined): P
   }
 }
 
-/** A DHCPv6 client socket on the stand-in VM's veth, and one exchange at a time over it. */
-class TestClient {
-  private readonly socket: dgram.Socket;
-  private readonly replies: { message: Dhcp6Message; from: string }[] = [];
-  /** Messages sent, retransmissions included: the server answers each one. */
-  sent = 0;
-  constructor(fd: number) {
-    this.socket = dgram.createSocket({ type: 'udp6' });
-    this.socket.bind({ fd });
-    this.socket.on('message', (data, from) => this.replies.push({ message: decodeDhcp6Message(data), from: from.address }));
-  }
-  async exchange(message: Dhcp6Message, expectType: number): Promise<{ message: Dhcp6Message; from: string }> {
-    this.replies.length = 0;
-    for (let attempt = 0; attempt < 5; attempt++) {
-      this.sent += 1;
-      await new Promise<void>((resolve, reject) => this.socket.send(encodeDhcp6Message(message), DHCP6_SERVER_PORT, ALL_DHCP_SERVERS, (err) => (err ? reject(err) : resolve())));
-      const deadline = Date.now() + 1000;
-      while (Date.now() < deadline) {
-        const reply = this.replies.find((r) => r.message.transactionId === message.transactionId);
-        if (reply) {
-          assert.equal(reply.message.type, expectType, `reply type to ${message.type}`);
-          return reply;
-        }
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-    throw new Error(`no answer to message type ${message.type}`);
-  }
-  close(): void {
-    this.socket.close();
-  }
-}
-
 test('dual stack: the VM learns its IPv6 address by DHCPv6 and its router from the bridge, is reachable, routes off-link, and nothing leaks or is left', { timeout: 90_000 }, async () => {
   const confDir = join(dir, 'cni');
   const ipamDir = join(dir, 'ipam');
@@ -144,7 +97,7 @@ test('dual stack: the VM learns its IPv6 address by DHCPv6 and its router from t
   await manager.load();
   const p = sandboxParams();
   const sandboxNs = netnsNameFor(p.sandboxId);
-  let client: TestClient | undefined;
+  let client: Dhcp6TestClient | undefined;
   await manager.setup(p);
   try {
     const ready = await manager.vmNetwork({ sandboxId: p.sandboxId });
@@ -175,12 +128,12 @@ test('dual stack: the VM learns its IPv6 address by DHCPv6 and its router from t
       /inet6 fe80/.test(execFileSync('ip', ['-n', vmNs, '-6', 'addr', 'show', 'dev', vmDev], { encoding: 'utf8' })) &&
       !/tentative/.test(execFileSync('ip', ['-n', vmNs, '-6', 'addr', 'show', 'dev', vmDev], { encoding: 'utf8' })) ? true : undefined);
 
-    client = new TestClient(netnsNative().udp6SocketOnDevice(`/run/netns/${vmNs}`, vmDev, DHCP6_CLIENT_PORT, ALL_DHCP_SERVERS));
+    client = Dhcp6TestClient.open(vmNs, vmDev);
     const clientId = duidLl(iface.mac);
     const base = [{ code: Dhcp6Option.CLIENTID, value: clientId }, { code: Dhcp6Option.ORO, value: Buffer.from([0, 23, 0, 24]) }];
     const askIa = { code: Dhcp6Option.IA_NA, value: encodeIaNa({ iaid: 7, t1: 0, t2: 0, addresses: [] }) };
     const advertise = await client.exchange({ type: Dhcp6MessageType.SOLICIT, transactionId: 0x1001, options: [...base, askIa] }, Dhcp6MessageType.ADVERTISE);
-    assert.match(advertise.from, /^fe80::/);
+    assert.equal(advertise.from, router, 'from the bridge, no zone');
     const serverId = optionValue(advertise.message, Dhcp6Option.SERVERID)!;
     const offered = decodeIaNa(optionValue(advertise.message, Dhcp6Option.IA_NA)!);
     assert.equal(offered.iaid, 7);
@@ -227,7 +180,7 @@ test('dual stack: the VM learns its IPv6 address by DHCPv6 and its router from t
     assert.equal(stats.advertises + stats.replies, client.sent, JSON.stringify(stats));
     assert.ok(stats.routerAdverts >= 1);
   } finally {
-    client?.close();
+    await client?.close();
     quiet('ip', ['netns', 'del', vmNs]);
     await manager.teardown({ sandboxId: p.sandboxId });
     await manager.close();
@@ -251,14 +204,83 @@ test('the IPv6 sockets: a missing device or netns is NotFoundError, a bad device
     assert.throws(() => routerAdvertSinkOnBridge(`/run/netns/${ns}`, 'vbrnothere'), NotFoundError);
     await assert.rejects(bindDhcp6SocketOnBridge(`/run/netns/${ns}-gone`, 'lo'), NotFoundError);
     await assert.rejects(bindDhcp6SocketOnBridge(`/run/netns/${ns}`, 'a b'), InvalidArgumentError);
-    // On a bridge of that netns: bound, and closed again.
+    // On a bridge of that netns: bound (a second server on the port and device is refused), read on a
+    // thread of its own; close ends the thread and frees the port and every fd.
+    const threads = () => readdirSync('/proc/self/task').length;
+    const fds = () => readdirSync('/proc/self/fd').length;
+    const [threadsBefore, fdsBefore] = [threads(), fds()];
     const socket = await bindDhcp6SocketOnBridge(`/run/netns/${ns}`, 'b0');
-    assert.equal(socket.address().port, DHCP6_SERVER_PORT);
-    socket.close();
+    await assert.rejects(bindDhcp6SocketOnBridge(`/run/netns/${ns}`, 'b0'), FailedPreconditionError);
+    socket.receive(() => assert.fail('nothing was sent'), (err) => assert.fail(err));
+    assert.throws(() => socket.receive(() => {}, () => {}), FailedPreconditionError);
+    assert.equal(threads(), threadsBefore + 1, 'one receive thread');
+    await socket.close();
+    await socket.close();
+    assert.equal(threads(), threadsBefore, 'the receive thread ended');
+    assert.equal(fds(), fdsBefore, 'no fd left');
+    await assert.rejects(socket.send(Buffer.alloc(4), { address: 'fe80::2', port: 546, ifindex: 0 }), FailedPreconditionError);
+    // Made and closed without ever being read: the fd is closed too.
+    await (await bindDhcp6SocketOnBridge(`/run/netns/${ns}`, 'b0')).close();
+    assert.equal(fds(), fdsBefore, 'no fd left');
+    assert.equal(DHCP6_SERVER_PORT, 547);
     const sink = routerAdvertSinkOnBridge(`/run/netns/${ns}`, 'b0');
     await sink.close();
     await assert.rejects(sink.send(Buffer.alloc(16)), FailedPreconditionError);
   } finally {
     quiet('ip', ['netns', 'del', ns]);
+  }
+});
+
+test('DHCPv6 on a pod bridge whose ifindex names no device of the host namespace: answered, and the reply scoped to the bridge', { timeout: 60_000 }, async () => {
+  const podNs = `vt-${tag}-6z`;
+  const clientNs = `vt-${tag}-6c`;
+  // An index no host device has: Node's dgram would fail to name the SOLICIT's zone (ENXIO).
+  const hostIndexes = new Set(execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).split('\n').filter(Boolean).map((l) => Number(l.split(':')[0])));
+  let index = randomInt(100_000, 1_000_000);
+  while (hostIndexes.has(index)) index += 1;
+  const clientMac = '02:00:00:6c:00:02';
+  let client: Dhcp6TestClient | undefined;
+  let responder: Ipv6Responder | undefined;
+  execFileSync('ip', ['netns', 'add', podNs]);
+  try {
+    execFileSync('ip', ['netns', 'add', clientNs]);
+    execFileSync('ip', ['-n', podNs, 'link', 'add', 'name', 'b0', 'index', String(index), 'type', 'bridge']);
+    // As the wiring makes a pod bridge: no address of the kernel's own, one explicit link-local address.
+    execFileSync('ip', ['-n', podNs, 'link', 'set', 'b0', 'addrgenmode', 'none']);
+    execFileSync('ip', ['-n', podNs, 'address', 'add', 'fe80::1/64', 'dev', 'b0', 'nodad']);
+    execFileSync('ip', ['link', 'add', 'c0', 'netns', clientNs, 'address', clientMac, 'type', 'veth', 'peer', 'name', 'p0', 'netns', podNs]);
+    execFileSync('ip', ['-n', podNs, 'link', 'set', 'p0', 'master', 'b0', 'up']);
+    execFileSync('ip', ['-n', podNs, 'link', 'set', 'b0', 'up']);
+    execFileSync('ip', ['-n', clientNs, 'link', 'set', 'c0', 'up']);
+    assert.match(execFileSync('ip', ['-n', podNs, '-o', 'link', 'show', 'b0'], { encoding: 'utf8' }), new RegExp(`^${index}: b0:`));
+    await until('a link-local address out of DAD on the client', 10_000, () => {
+      const out = execFileSync('ip', ['-n', clientNs, '-6', 'addr', 'show', 'dev', 'c0'], { encoding: 'utf8' });
+      return /inet6 fe80/.test(out) && !/tentative/.test(out) ? true : undefined;
+    });
+    const lease = { address: `${POD6}42`, prefixLength: 64, dns: [], search: [], leaseSeconds: 600 };
+    const serverDuid = duidLl('02:00:00:6c:00:01');
+    const advert = { curHopLimit: 64, managed: true, other: true, routerLifetime: 0, reachableTime: 0, retransTimer: 0, prefixes: [], routes: [] };
+    responder = new Ipv6Responder(await bindDhcp6SocketOnBridge(`/run/netns/${podNs}`, 'b0'), routerAdvertSinkOnBridge(`/run/netns/${podNs}`, 'b0'), { lease, serverDuid, advert });
+    client = Dhcp6TestClient.open(clientNs, 'c0');
+    const base = [{ code: Dhcp6Option.CLIENTID, value: duidLl(clientMac) }];
+    const solicit = { type: Dhcp6MessageType.SOLICIT, transactionId: 0x3001, options: [...base, { code: Dhcp6Option.IA_NA, value: encodeIaNa({ iaid: 3, t1: 0, t2: 0, addresses: [] }) }] };
+    const advertise = await client.exchange(solicit, Dhcp6MessageType.ADVERTISE);
+    assert.equal(advertise.from, 'fe80::1', 'from the bridge link-local address, no zone');
+    assert.equal(advertise.ifindex, client.ifindex, 'arrived on the client device');
+    const offered = decodeIaNa(optionValue(advertise.message, Dhcp6Option.IA_NA)!);
+    assert.equal(offered.addresses[0]!.address, lease.address);
+    const reply = await client.exchange({
+      type: Dhcp6MessageType.REQUEST, transactionId: 0x3002,
+      options: [...base, { code: Dhcp6Option.SERVERID, value: serverDuid }, { code: Dhcp6Option.IA_NA, value: encodeIaNa(offered) }],
+    }, Dhcp6MessageType.REPLY);
+    assert.equal(decodeIaNa(optionValue(reply.message, Dhcp6Option.IA_NA)!).addresses[0]!.address, lease.address);
+    const stats = responder.stats();
+    assert.equal(stats.advertises + stats.replies, client.sent, JSON.stringify(stats));
+    assert.equal(stats.sendErrors, 0);
+  } finally {
+    await client?.close();
+    await responder?.close();
+    quiet('ip', ['netns', 'del', clientNs]);
+    quiet('ip', ['netns', 'del', podNs]);
   }
 });

@@ -4,8 +4,9 @@
  * (net1: 198.19.54.128/25 and a random ULA /64) is masqueraded because its Multus JSON element
  * asks for it (`vmlet.io/network-binding: masquerade`). A stand-in VM (a veth on net1's
  * masquerade bridge carrying the VM's MAC, in a netns of its own) takes the bridge's router
- * advertisement with its kernel, asks for its internal IPv6 address by DHCPv6 (a todo: see
- * DHCP6_SCOPE_DEFECT), configures the planned addresses and routes, and runs a TCP responder; then:
+ * advertisement with its kernel, asks for its internal IPv6 address by DHCPv6 (the masquerade
+ * bridge's ifindex in the pod netns usually names no host device: the responder must not look it
+ * up there), configures the planned addresses and routes, and runs a TCP responder; then:
  * - the host reaches the responder through net1's pod IPv4 and IPv6 addresses (DNAT, NAT66);
  * - the stand-in reaches a responder on the host over both families, which sees net1's pod
  *   addresses as the source (SNAT);
@@ -14,7 +15,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import dgram from 'node:dgram';
 import { randomBytes, randomInt } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { Socket, createServer, type AddressInfo, type Server } from 'node:net';
@@ -23,24 +23,11 @@ import { join } from 'node:path';
 import { loadConfig } from '../../../src/config/load.js';
 import { silentLogger } from '../../../src/log.js';
 import { NetworkManager } from '../../../src/netd/manager.js';
-import { netnsNative } from '../../../src/native/netns.js';
 import { netnsNameFor } from '../../../src/network/names.js';
-import {
-  ALL_DHCP_SERVERS,
-  DHCP6_CLIENT_PORT,
-  DHCP6_SERVER_PORT,
-  Dhcp6MessageType,
-  Dhcp6Option,
-  decodeDhcp6Message,
-  decodeIaNa,
-  duidLl,
-  encodeDhcp6Message,
-  encodeIaNa,
-  optionValue,
-  type Dhcp6Message,
-} from '../../../src/network/ipv6/dhcp6_packet.js';
+import { Dhcp6MessageType, Dhcp6Option, decodeIaNa, duidLl, encodeIaNa, optionValue } from '../../../src/network/ipv6/dhcp6_packet.js';
 import { ownerIdFor } from '../../../src/store/owner.js';
 import { sandboxParams } from './bridge_network.js';
+import { Dhcp6TestClient } from './dhcp6_client.js';
 
 const tag = randomBytes(3).toString('hex');
 // A random ULA /48 (RFC 4193); groups without leading zeros, so they read back from the kernel as written.
@@ -74,6 +61,10 @@ for (const n of nets) {
   }));
 }
 const children: ChildProcess[] = [];
+
+function hostHasIndex(index: number): boolean {
+  return execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).split('\n').some((l) => l.startsWith(`${index}:`));
+}
 
 function quiet(cmd: string, args: string[]): void {
   try {
@@ -128,36 +119,13 @@ function callFromHost(host: string, port: number): Promise<string> {
   });
 }
 
-/** One DHCPv6 exchange from the stand-in VM's veth. */
-async function exchange(socket: dgram.Socket, replies: Dhcp6Message[], message: Dhcp6Message, expectType: number): Promise<Dhcp6Message> {
-  replies.length = 0;
-  for (let attempt = 0; attempt < 5; attempt++) {
-    await new Promise<void>((resolve, reject) => socket.send(encodeDhcp6Message(message), DHCP6_SERVER_PORT, ALL_DHCP_SERVERS, (err) => (err ? reject(err) : resolve())));
-    const deadline = Date.now() + 1000;
-    while (Date.now() < deadline) {
-      const reply = replies.find((r) => r.transactionId === message.transactionId);
-      if (reply) {
-        assert.equal(reply.type, expectType, `reply type to ${message.type}`);
-        return reply;
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`no answer to DHCPv6 message type ${message.type}`);
-}
-
-/** Why the DHCPv6 subtest is a todo: a defect of the IPv6 responder, not of this binding (see docs/masquerade.md). */
-const DHCP6_SCOPE_DEFECT =
-  "Node's dgram cannot name the zone of a link-local source whose ifindex (the pod bridge's, in the pod netns) has no " +
-  'device in the host namespace (uv_if_indextoiid ENXIO): the datagram is dropped as an error. On this host ifindex 4..8846 have no device';
-
 test('masquerade per interface (Multus JSON element) with IPv6: router advertisements, reachable through the pod IPs both ways, nothing left', { timeout: 120_000 }, async (t) => {
   const config = loadConfig({ flags: { 'state-dir': join(dir, 'state'), 'cni-conf-dir': confDir, 'log-level': 'silent' } });
   const manager = new NetworkManager(config, silentLogger, () => {});
   await manager.load();
   const p = { ...sandboxParams(), annotations: { 'k8s.v1.cni.cncf.io/networks': JSON.stringify([{ name: nets[1]!.name, 'vmlet.io/network-binding': 'masquerade' }]) } };
   const sandboxNs = netnsNameFor(p.sandboxId);
-  let dhcp6: dgram.Socket | undefined;
+  let dhcp6: Dhcp6TestClient | undefined;
   let hostServer: Server | undefined;
   await manager.setup(p);
   try {
@@ -202,21 +170,23 @@ test('masquerade per interface (Multus JSON element) with IPv6: router advertise
       });
     });
 
-    await t.test('DHCPv6 gives the stand-in its internal address', { todo: DHCP6_SCOPE_DEFECT }, async () => {
-      const replies: Dhcp6Message[] = [];
-      dhcp6 = dgram.createSocket({ type: 'udp6' });
-      dhcp6.bind({ fd: netnsNative().udp6SocketOnDevice(`/run/netns/${vmNs}`, vmDev, DHCP6_CLIENT_PORT, ALL_DHCP_SERVERS) });
-      dhcp6.on('message', (data) => replies.push(decodeDhcp6Message(data)));
+    await t.test('DHCPv6 gives the stand-in its internal address', async () => {
+      const bridgeIndex = Number(execFileSync('ip', ['-n', sandboxNs, '-o', 'link', 'show', 'dev', masq.bridge.name], { encoding: 'utf8' }).split(':')[0]);
+      t.diagnostic(`masquerade bridge ifindex ${bridgeIndex} in the pod netns; a host device with that index: ${hostHasIndex(bridgeIndex)}`);
+      dhcp6 = Dhcp6TestClient.open(vmNs, vmDev);
       const base = [{ code: Dhcp6Option.CLIENTID, value: duidLl(net1!.mac) }];
       const solicit = { type: Dhcp6MessageType.SOLICIT, transactionId: 0x2001, options: [...base, { code: Dhcp6Option.IA_NA, value: encodeIaNa({ iaid: 1, t1: 0, t2: 0, addresses: [] }) }] };
-      const advertise = await exchange(dhcp6, replies, solicit, Dhcp6MessageType.ADVERTISE);
+      const advertise = (await dhcp6.exchange(solicit, Dhcp6MessageType.ADVERTISE)).message;
       const offered = decodeIaNa(optionValue(advertise, Dhcp6Option.IA_NA)!);
       assert.equal(offered.addresses[0]?.address, 'fd10:0:2::102');
-      const reply = await exchange(dhcp6, replies, {
+      const reply = (await dhcp6.exchange({
         type: Dhcp6MessageType.REQUEST, transactionId: 0x2002,
         options: [...base, { code: Dhcp6Option.SERVERID, value: optionValue(advertise, Dhcp6Option.SERVERID)! }, { code: Dhcp6Option.IA_NA, value: encodeIaNa(offered) }],
-      }, Dhcp6MessageType.REPLY);
+      }, Dhcp6MessageType.REPLY)).message;
       assert.equal(decodeIaNa(optionValue(reply, Dhcp6Option.IA_NA)!).addresses[0]?.address, 'fd10:0:2::102');
+      const stats = ((await manager.status({ sandboxId: p.sandboxId }))!.dhcp as { stats: { ipv6: Record<string, { advertises: number; replies: number; sendErrors: number }> } }).stats.ipv6[masq.bridge.name]!;
+      assert.equal(stats.advertises + stats.replies, dhcp6.sent, JSON.stringify(stats));
+      assert.equal(stats.sendErrors, 0);
     });
 
     // The stand-in configures what the plan gives it (as the static network-config does): addresses and routes.
@@ -241,7 +211,7 @@ test('masquerade per interface (Multus JSON element) with IPv6: router advertise
       }
     });
   } finally {
-    dhcp6?.close();
+    await dhcp6?.close();
     hostServer?.close();
     for (const child of children) if (child.exitCode === null) child.kill();
     quiet('ip', ['netns', 'del', vmNs]);

@@ -1,9 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import dgram from 'node:dgram';
 import { InvalidArgumentError } from '../../../../src/errors.js';
-import { Dhcp6MessageType, duidLl, encodeDhcp6Message } from '../../../../src/network/ipv6/dhcp6_packet.js';
-import { Ipv6Responder, type RouterAdvertSink } from '../../../../src/network/ipv6/responder.js';
+import { DHCP6_CLIENT_PORT, Dhcp6MessageType, Dhcp6Option, decodeDhcp6Message, decodeIaNa, duidLl, encodeDhcp6Message, encodeIaNa, optionValue } from '../../../../src/network/ipv6/dhcp6_packet.js';
+import { Ipv6Responder, type Datagram6, type RouterAdvertSink, type Udp6Socket } from '../../../../src/network/ipv6/responder.js';
 import { decodeRouterAdvert } from '../../../../src/network/ipv6/router_advert.js';
 
 const config = {
@@ -32,15 +31,36 @@ class RecordingSink implements RouterAdvertSink {
   }
 }
 
-async function boundSocket(): Promise<dgram.Socket> {
-  const socket = dgram.createSocket({ type: 'udp6' });
-  await new Promise<void>((r) => socket.bind(0, '::1', () => r()));
-  return socket;
+/** The DHCPv6 socket's seam: datagrams are handed in by the test, sends recorded (or failed). */
+class FakeUdp6Socket implements Udp6Socket {
+  readonly sent: { packet: Buffer; to: { address: string; port: number; ifindex: number } }[] = [];
+  closed = false;
+  failSends = false;
+  #onDatagram: ((d: Datagram6) => void) | undefined;
+  receive(onDatagram: (d: Datagram6) => void) {
+    assert.equal(this.#onDatagram, undefined, 'receive() twice');
+    this.#onDatagram = onDatagram;
+  }
+  get receiving() {
+    return this.#onDatagram !== undefined;
+  }
+  deliver(data: Buffer, from = { address: 'fe80::1:2', port: 546, ifindex: 70_001 }) {
+    if (!this.closed) this.#onDatagram!({ data, ...from });
+  }
+  async send(packet: Buffer, to: { address: string; port: number; ifindex: number }) {
+    if (this.failSends) throw Object.assign(new Error('sendto: Network is unreachable'), { code: 'ENETUNREACH' });
+    this.sent.push({ packet, to });
+  }
+  async close() {
+    this.closed = true;
+  }
 }
+
+const settle = () => new Promise((r) => setImmediate(r));
 
 test('router advertisements go out at once, quickly at first, then slowly; close stops them and closes both sockets', async () => {
   const sink = new RecordingSink();
-  const socket = await boundSocket();
+  const socket = new FakeUdp6Socket();
   sink.failNext = true;
   const responder = new Ipv6Responder(socket, sink, config, { schedule: { initialCount: 3, initialIntervalMs: 30, intervalMs: 400, minDelayBetweenMs: 1000 } });
   await new Promise((r) => setTimeout(r, 250));
@@ -53,7 +73,7 @@ test('router advertisements go out at once, quickly at first, then slowly; close
   await responder.close();
   await responder.close();
   assert.equal(sink.closed, true);
-  assert.throws(() => socket.address(), /Not running/);
+  assert.equal(socket.closed, true);
   const count = sink.sent.length;
   await new Promise((r) => setTimeout(r, 500));
   assert.equal(sink.sent.length, count, 'no advertisement after close');
@@ -61,36 +81,64 @@ test('router advertisements go out at once, quickly at first, then slowly; close
 
 test('malformed DHCPv6 datagrams are counted, not answered; a well-formed one brings an advertisement at once', async () => {
   const sink = new RecordingSink();
-  const socket = await boundSocket();
+  const socket = new FakeUdp6Socket();
   const responder = new Ipv6Responder(socket, sink, config, { schedule: { initialCount: 1, initialIntervalMs: 1000, intervalMs: 60_000, minDelayBetweenMs: 50 } });
-  const client = await boundSocket();
   try {
-    await new Promise<void>((r) => client.send(Buffer.from([12, 0, 0, 1]), socket.address().port, '::1', () => r()));
-    await new Promise<void>((r) => client.send(Buffer.from([1]), socket.address().port, '::1', () => r()));
-    for (let i = 0; i < 50 && responder.stats().malformed < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    socket.deliver(Buffer.from([12, 0, 0, 1]));
+    socket.deliver(Buffer.from([1]));
+    await settle();
     assert.equal(responder.stats().malformed, 2);
     assert.equal(responder.stats().replies + responder.stats().advertises, 0);
+    assert.equal(socket.sent.length, 0);
     assert.equal(sink.sent.length, 1, 'a malformed datagram brings no extra advertisement');
     // A client speaking DHCPv6 gets a router advertisement at once (not before the minimum delay).
     await new Promise((r) => setTimeout(r, 60));
     const infoRequest = encodeDhcp6Message({ type: Dhcp6MessageType.INFORMATION_REQUEST, transactionId: 1, options: [] });
-    await new Promise<void>((r) => client.send(infoRequest, socket.address().port, '::1', () => r()));
-    await new Promise<void>((r) => client.send(infoRequest, socket.address().port, '::1', () => r()));
-    for (let i = 0; i < 50 && sink.sent.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
-    await new Promise((r) => setTimeout(r, 20));
+    socket.deliver(infoRequest);
+    socket.deliver(infoRequest);
+    await settle();
     assert.equal(sink.sent.length, 2, 'one extra advertisement for two messages within the minimum delay');
   } finally {
-    client.close();
     await responder.close();
   }
 });
 
-test('a bad configuration is refused before anything is taken over', async () => {
-  const socket = await boundSocket();
+test('a SOLICIT is answered to its source address on port 546, scoped by the device it arrived on; a failed send is counted', async () => {
+  const socket = new FakeUdp6Socket();
+  const responder = new Ipv6Responder(socket, new RecordingSink(), config, { schedule: { initialCount: 1, initialIntervalMs: 1000, intervalMs: 60_000, minDelayBetweenMs: 1000 } });
   try {
-    assert.throws(() => new Ipv6Responder(socket, new RecordingSink(), { ...config, lease: { ...config.lease, prefixLength: 0 } }), InvalidArgumentError);
-    assert.equal(socket.listenerCount('message'), 0);
+    const solicit = encodeDhcp6Message({
+      type: Dhcp6MessageType.SOLICIT, transactionId: 0x42,
+      options: [{ code: Dhcp6Option.CLIENTID, value: duidLl('02:00:00:00:00:07') }, { code: Dhcp6Option.IA_NA, value: encodeIaNa({ iaid: 1, t1: 0, t2: 0, addresses: [] }) }],
+    });
+    socket.deliver(solicit, { address: 'fe80::7', port: 546, ifindex: 123_456 });
+    await settle();
+    assert.equal(socket.sent.length, 1);
+    assert.deepEqual(socket.sent[0]!.to, { address: 'fe80::7', port: DHCP6_CLIENT_PORT, ifindex: 123_456 });
+    const advertise = decodeDhcp6Message(socket.sent[0]!.packet);
+    assert.equal(advertise.type, Dhcp6MessageType.ADVERTISE);
+    assert.equal(advertise.transactionId, 0x42);
+    assert.equal(decodeIaNa(optionValue(advertise, Dhcp6Option.IA_NA)!).addresses[0]!.address, config.lease.address);
+    assert.equal(responder.stats().advertises, 1);
+    socket.failSends = true;
+    socket.deliver(solicit, { address: 'fe80::7', port: 546, ifindex: 123_456 });
+    await settle();
+    assert.equal(responder.stats().sendErrors, 1);
+    assert.equal(responder.stats().advertises, 1);
   } finally {
-    socket.close();
+    await responder.close();
   }
+  assert.equal(socket.closed, true);
+  // Nothing is handled after close.
+  const before = responder.stats();
+  socket.closed = false;
+  socket.deliver(Buffer.from([1]));
+  assert.deepEqual(responder.stats(), before);
+});
+
+test('a bad configuration is refused before anything is taken over', () => {
+  const socket = new FakeUdp6Socket();
+  assert.throws(() => new Ipv6Responder(socket, new RecordingSink(), { ...config, lease: { ...config.lease, prefixLength: 0 } }), InvalidArgumentError);
+  assert.equal(socket.receiving, false);
+  assert.equal(socket.closed, false);
 });
