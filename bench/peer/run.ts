@@ -27,7 +27,7 @@ import { errorText, now, openBenchRun } from '../lib/harness.js';
 import { cniBinDirs, deleteLink, deleteNetns, linkExists, listNetns, setUpBenchNetwork, type BenchNetwork } from '../lib/network.js';
 import { RUN_LABEL } from '../lib/pods.js';
 import { pool } from '../lib/pool.js';
-import { defaultJsonPath, intOption, oneOfOption, parseBenchArgs } from '../lib/options.js';
+import { defaultJsonPath, intOption, oneOfOption, parseBenchArgs, subnetPrefixOption } from '../lib/options.js';
 import { roundSamples } from '../lib/stats.js';
 import { CniFloor, type FloorAttachment } from '../sandbox/floor.js';
 import { podIdentity, podSandboxConfig } from '../sandbox/pods.js';
@@ -92,11 +92,12 @@ export const PEER_USAGE = `usage: npm run bench -- peer [options]   (as root; ne
                            with --vm-warm-pool 1 (needs libvirtd; default 5, 0 skips)
   --runtime dist|tsx       how vmlet runs (default dist: tsc build, plain node)
   --json <file>            results (default bench/results/peer-<time>.json)
+  --subnet-prefix <a.b.c>  the bench network's /24 (a prefix of 198.18.0.0/15; default: a free 198.19.x)
   --help
 `;
 
 export function parsePeerOptions(argv: readonly string[], repoRoot: string, startedAt: Date): PeerOptions | undefined {
-  const args = parseBenchArgs(argv, { 'warm-stop': 'string', n: 'string', 'list-pods': 'string', 'crictl-calls': 'string', 'version-calls': 'string', 'vm-warm-pool': 'string', runtime: 'string', json: 'string' });
+  const args = parseBenchArgs(argv, { 'warm-stop': 'string', n: 'string', 'list-pods': 'string', 'crictl-calls': 'string', 'version-calls': 'string', 'vm-warm-pool': 'string', runtime: 'string', json: 'string', 'subnet-prefix': 'string' });
   if (args === undefined) return undefined;
   const { str } = args;
   return {
@@ -108,6 +109,7 @@ export function parsePeerOptions(argv: readonly string[], repoRoot: string, star
     vmWarmPool: intOption(str('vm-warm-pool'), 'vm-warm-pool', 0, 0, 16),
     runtime: oneOfOption(str('runtime'), 'runtime', ['dist', 'tsx'] as const, 'dist'),
     json: str('json') ?? defaultJsonPath(repoRoot, 'peer', startedAt),
+    ...(str('subnet-prefix') !== undefined ? { subnetPrefix: subnetPrefixOption(str('subnet-prefix'), '198.19.60') } : {}),
   };
 }
 
@@ -186,6 +188,7 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
       networkName: `vmlet-peer-${tag}`,
       bridge: `vbpeer${tag}`,
       fileName: '10-vmlet-peer.conflist',
+      ...(opts.subnetPrefix !== undefined ? { subnetPrefix: opts.subnetPrefix } : {}),
     });
     state.network = network;
     result.network.conflist = conflist;

@@ -412,6 +412,7 @@ export async function runSandboxBench(argv: readonly string[]): Promise<number> 
       networkName: `vmlet-bench-${tag}`,
       bridge: `vbench${tag}`,
       fileName: '10-vmlet-bench.conflist',
+      ...(opts.subnetPrefix !== undefined ? { subnetPrefix: opts.subnetPrefix } : {}),
     });
     state.network = network;
     result.network = { conflist, bridge: network.bridge, subnet: network.subnet, cniBinDirs: binDirs };
