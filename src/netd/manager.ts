@@ -192,8 +192,7 @@ export class NetworkManager implements NetdMethods {
         const record = this.records.get(sandboxId);
         const keepNetns = keepWarmNetns === true && record?.prewired !== undefined;
         const failures = await this.vmSide.tearDown(sandboxId, record, steps);
-        failures.push(...(await this.sandboxSetup.tearDown(sandboxId, record, { keepNetns })));
-        steps.mark(keepNetns ? 'cniDel' : 'cniDelAndNetns');
+        failures.push(...(await this.sandboxSetup.tearDown(sandboxId, record, { keepNetns, steps })));
         if (keepNetns && failures.length > 0) failures.push(...(await this.sandboxSetup.deleteNetns(record!.netnsName)));
         if (failures.length > 0) throw new FailedPreconditionError(`sandbox network teardown incomplete: ${failures.join('; ')}`);
         await this.records.delete(sandboxId);

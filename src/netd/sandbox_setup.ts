@@ -126,7 +126,7 @@ export class SandboxSetup {
    */
   async check(record: SandboxNetworkRecord): Promise<CniCheckReport> {
     const { chain, cache } = this.deps;
-    const cached = (await cache.list()).filter((c) => c.containerId === record.id && c.state === 'added');
+    const cached = (await cache.list(record.id)).filter((c) => c.state === 'added');
     const order = (record.attachments ?? []).map((a) => `${a.network}\0${a.ifName}`);
     cached.sort((a, b) => order.indexOf(`${a.networkName}\0${a.ifName}`) - order.indexOf(`${b.networkName}\0${b.ifName}`));
     const networks: CniCheckReport['networks'] = [];
@@ -151,7 +151,7 @@ export class SandboxSetup {
    * record), then its netns (unless `keepNetns`: a warm one made warm again). Idempotent; returns
    * what failed, the record stays to the caller.
    */
-  async tearDown(sandboxId: string, record: SandboxNetworkRecord | undefined, options: { keepNetns?: boolean } = {}): Promise<string[]> {
+  async tearDown(sandboxId: string, record: SandboxNetworkRecord | undefined, options: { keepNetns?: boolean; steps?: StepTimer } = {}): Promise<string[]> {
     const { chain, cache } = this.deps;
     const netnsName = record?.netnsName ?? netnsNameFor(sandboxId);
     const nsPath = record?.netnsPath ?? netnsPath(netnsName);
@@ -162,7 +162,8 @@ export class SandboxSetup {
       const at = order.indexOf(`${c.networkName}\0${c.ifName}`);
       return at === -1 ? order.length : at;
     };
-    const cachedOfSandbox = (await cache.list()).filter((c) => c.containerId === sandboxId).sort((a, b) => rank(a) - rank(b));
+    const cachedOfSandbox = (await cache.list(sandboxId)).sort((a, b) => rank(a) - rank(b));
+    options.steps?.mark('cacheList');
     for (const cached of cachedOfSandbox) {
       try {
         await chain.del(cached.networkName, { containerId: sandboxId, ifName: cached.ifName, netns: nsPath });
@@ -170,8 +171,10 @@ export class SandboxSetup {
         failures.push(`CNI DEL ${cached.networkName}: ${errorText(err)}`);
       }
     }
+    options.steps?.mark('cniDel');
     faultPoint('netd.teardown.after-cni-del');
     if (!options.keepNetns) failures.push(...(await this.deleteNetns(netnsName)));
+    options.steps?.mark('netnsDelete');
     return failures;
   }
 
