@@ -67,9 +67,11 @@ async function warmStopRounds(
     if (!netnsPath.includes('vmlet-warm-')) throw new Error(`sandbox ${id} did not adopt a warm netns (${netnsPath || 'none'})`);
     const { pod_sandbox_id: peerId } = await peer.client.call<{ pod_sandbox_id: string }>('RunPodSandbox', { config: podConfig(tag, 'wsc', i) });
     await waitForVmSides(daemon, [id], signal);
-    // The claim started a refill (a new QEMU, heavy under TCG): the floor and both Stops wait for it.
+    // The claim started a refill (a new QEMU, heavy under TCG): the floor and both Stops wait for
+    // it, until the pool is full again (made + returned = claims + 1; a claim while the previous
+    // Stop's VM was still on its way back starts no refill: that VM fills the pool).
     const r0 = now();
-    while (count(warmReady) < i + 2 && now() - r0 < 180_000) {
+    while (count(warmReady) + count(warmReturned) < i + 2 && now() - r0 < 180_000) {
       if (signal.aborted) throw new Error('interrupted');
       await new Promise((r) => setTimeout(r, 20));
     }
