@@ -56,7 +56,8 @@ async function warmStopRounds(
   const count = (match: (l: LogLine) => boolean) => daemon.logs.filter(match).length;
   for (let i = 0; i < rounds; i++) {
     const w0 = now();
-    while (count(warmReady) + count(warmReturned) <= i) {
+    // An idle VM, and the previous round's VM back (until then the pool may have none idle).
+    while (count(warmReady) + count(warmReturned) <= i || count(warmReturned) < i) {
       if (signal.aborted) throw new Error('interrupted');
       if (now() - w0 > 180_000) throw new Error('no idle warm VM within 180 s');
       await new Promise((r) => setTimeout(r, 20));

@@ -56,9 +56,10 @@ export async function warmStopPhase(d: WarmStopDeps): Promise<WarmStopResult> {
   const out: WarmStopResult = { n: d.n, stopMs: [], removeMs: [], returned: 0, floorStopMs: [], floorStopMedianMs: NaN, netdStepsMs: {}, warmWaitMs: [], refillWaitMs: [] };
   const count = (match: (l: LogLine) => boolean) => daemon.logs.filter(match).length;
   for (let i = 0; i < d.n; i++) {
-    // Idle VMs so far: made + returned - claimed (one per earlier round).
+    // Idle VMs so far: made + returned - claimed (one per earlier round); and the previous
+    // round's VM back (until then the pool may have none idle).
     const w0 = now();
-    while (count(warmReady) + count(warmReturned) <= i) {
+    while (count(warmReady) + count(warmReturned) <= i || count(warmReturned) < i) {
       if (d.signal.aborted) throw new Error('interrupted');
       if (now() - w0 > 120_000) throw new Error('no idle warm VM within 120 s');
       await new Promise((r) => setTimeout(r, 20));
