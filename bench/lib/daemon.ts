@@ -8,6 +8,7 @@
  * helper): under tsx every child also loads tsx.
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { access, copyFile, mkdir, symlink } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -111,6 +112,13 @@ export class BenchDaemon {
       for (const line of lines) this.addLine(line);
     };
     child.stdout!.on('data', onData);
+    // VMLET_BENCH_DAEMON_LOG=<prefix>: every line the daemon prints also goes to <prefix>.<pid>.log.
+    const copyTo = process.env.VMLET_BENCH_DAEMON_LOG;
+    if (copyTo) {
+      const copy = createWriteStream(`${copyTo}.${child.pid}.log`);
+      child.stdout!.on('data', (chunk: Buffer) => copy.write(chunk));
+      child.stdout!.once('close', () => copy.end());
+    }
     child.stderr!.on('data', (chunk: Buffer) => this.keepTail(chunk.toString('utf8')));
     this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 128 : null))));
     this.client = new CriRuntimeClient(dirs.socket);

@@ -87,6 +87,21 @@ export function pickBenchSubnet(routeDsts: readonly string[], start: number): st
   throw new Error('every /24 of 198.19.0.0/16 is routed on this host already');
 }
 
+/** `subnet` when no host route overlaps it (routes of /8 and wider aside, as pickBenchSubnet). */
+export function requireUnrouted(subnet: string, routeDsts: readonly string[]): string {
+  const [a, b] = cidrRange(subnet);
+  for (const d of routeDsts) {
+    let r: [number, number];
+    try {
+      r = cidrRange(d);
+    } catch {
+      continue;
+    }
+    if (r[1] - r[0] < 2 ** 24 - 1 && r[0] <= b && a <= r[1]) throw new Error(`${subnet} overlaps the host route ${d}: pick another --subnet-prefix`);
+  }
+  return subnet;
+}
+
 export async function hostRouteDsts(): Promise<string[]> {
   const { stdout } = await execFileP('ip', ['-j', '-4', 'route', 'show', 'table', 'all']);
   return (JSON.parse(stdout) as { dst?: string }[]).map((r) => r.dst ?? '').filter((d) => d !== '');
@@ -143,7 +158,7 @@ async function exists(path: string): Promise<boolean> {
  * `--cni-conf-dir`) and checks that the product's loader accepts it. The bridge is created by the
  * first CNI ADD; the caller deletes it.
  */
-export async function setUpBenchNetwork(dir: string, names: { networkName: string; bridge: string; fileName: string }): Promise<{
+export async function setUpBenchNetwork(dir: string, names: { networkName: string; bridge: string; fileName: string; subnetPrefix?: string }): Promise<{
   network: BenchNetwork;
   cniConfDir: string;
   conflist: Record<string, unknown>;
@@ -152,7 +167,7 @@ export async function setUpBenchNetwork(dir: string, names: { networkName: strin
   const network: BenchNetwork = {
     networkName: names.networkName,
     bridge: names.bridge,
-    subnet: pickBenchSubnet(await hostRouteDsts(), randomInt(256)),
+    subnet: names.subnetPrefix === undefined ? pickBenchSubnet(await hostRouteDsts(), randomInt(256)) : requireUnrouted(`${names.subnetPrefix}.0/24`, await hostRouteDsts()),
     ipamDataDir: join(dir, 'ipam'),
   };
   const cniConfDir = join(dir, 'cni');

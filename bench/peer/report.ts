@@ -14,6 +14,8 @@ export interface PeerOptions {
   warmStop: number;
   runtime: 'dist' | 'tsx';
   json: string;
+  /** A /24 prefix of 198.18.0.0/15 for the bench network; unset, a free one is picked. */
+  subnetPrefix?: string;
 }
 
 /** Samples of one runtime, in ms, each a client round trip. */

@@ -27,7 +27,7 @@ import { errorText, now, openBenchRun } from '../lib/harness.js';
 import { cniBinDirs, deleteLink, deleteNetns, linkExists, listNetns, setUpBenchNetwork, type BenchNetwork } from '../lib/network.js';
 import { RUN_LABEL } from '../lib/pods.js';
 import { pool } from '../lib/pool.js';
-import { defaultJsonPath, intOption, oneOfOption, parseBenchArgs } from '../lib/options.js';
+import { defaultJsonPath, intOption, oneOfOption, parseBenchArgs, subnetPrefixOption } from '../lib/options.js';
 import { roundSamples } from '../lib/stats.js';
 import { CniFloor, type FloorAttachment } from '../sandbox/floor.js';
 import { podIdentity, podSandboxConfig } from '../sandbox/pods.js';
@@ -56,7 +56,8 @@ async function warmStopRounds(
   const count = (match: (l: LogLine) => boolean) => daemon.logs.filter(match).length;
   for (let i = 0; i < rounds; i++) {
     const w0 = now();
-    while (count(warmReady) + count(warmReturned) <= i) {
+    // An idle VM, and the previous round's VM back (until then the pool may have none idle).
+    while (count(warmReady) + count(warmReturned) <= i || count(warmReturned) < i) {
       if (signal.aborted) throw new Error('interrupted');
       if (now() - w0 > 180_000) throw new Error('no idle warm VM within 180 s');
       await new Promise((r) => setTimeout(r, 20));
@@ -67,9 +68,11 @@ async function warmStopRounds(
     if (!netnsPath.includes('vmlet-warm-')) throw new Error(`sandbox ${id} did not adopt a warm netns (${netnsPath || 'none'})`);
     const { pod_sandbox_id: peerId } = await peer.client.call<{ pod_sandbox_id: string }>('RunPodSandbox', { config: podConfig(tag, 'wsc', i) });
     await waitForVmSides(daemon, [id], signal);
-    // The claim started a refill (a new QEMU, heavy under TCG): the floor and both Stops wait for it.
+    // The claim started a refill (a new QEMU, heavy under TCG): the floor and both Stops wait for
+    // it, until the pool is full again (made + returned = claims + 1; a claim while the previous
+    // Stop's VM was still on its way back starts no refill: that VM fills the pool).
     const r0 = now();
-    while (count(warmReady) < i + 2 && now() - r0 < 180_000) {
+    while (count(warmReady) + count(warmReturned) < i + 2 && now() - r0 < 180_000) {
       if (signal.aborted) throw new Error('interrupted');
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -92,11 +95,12 @@ export const PEER_USAGE = `usage: npm run bench -- peer [options]   (as root; ne
                            with --vm-warm-pool 1 (needs libvirtd; default 5, 0 skips)
   --runtime dist|tsx       how vmlet runs (default dist: tsc build, plain node)
   --json <file>            results (default bench/results/peer-<time>.json)
+  --subnet-prefix <a.b.c>  the bench network's /24 (a prefix of 198.18.0.0/15; default: a free 198.19.x)
   --help
 `;
 
 export function parsePeerOptions(argv: readonly string[], repoRoot: string, startedAt: Date): PeerOptions | undefined {
-  const args = parseBenchArgs(argv, { 'warm-stop': 'string', n: 'string', 'list-pods': 'string', 'crictl-calls': 'string', 'version-calls': 'string', 'vm-warm-pool': 'string', runtime: 'string', json: 'string' });
+  const args = parseBenchArgs(argv, { 'warm-stop': 'string', n: 'string', 'list-pods': 'string', 'crictl-calls': 'string', 'version-calls': 'string', 'vm-warm-pool': 'string', runtime: 'string', json: 'string', 'subnet-prefix': 'string' });
   if (args === undefined) return undefined;
   const { str } = args;
   return {
@@ -108,6 +112,7 @@ export function parsePeerOptions(argv: readonly string[], repoRoot: string, star
     vmWarmPool: intOption(str('vm-warm-pool'), 'vm-warm-pool', 0, 0, 16),
     runtime: oneOfOption(str('runtime'), 'runtime', ['dist', 'tsx'] as const, 'dist'),
     json: str('json') ?? defaultJsonPath(repoRoot, 'peer', startedAt),
+    ...(str('subnet-prefix') !== undefined ? { subnetPrefix: subnetPrefixOption(str('subnet-prefix'), '198.19.60') } : {}),
   };
 }
 
@@ -186,6 +191,7 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
       networkName: `vmlet-peer-${tag}`,
       bridge: `vbpeer${tag}`,
       fileName: '10-vmlet-peer.conflist',
+      ...(opts.subnetPrefix !== undefined ? { subnetPrefix: opts.subnetPrefix } : {}),
     });
     state.network = network;
     result.network.conflist = conflist;

@@ -1,5 +1,5 @@
 /** Command-line options of `npm run bench -- sandbox`. Pure. */
-import { UsageError, defaultJsonPath, intOption, oneOfOption, parseBenchArgs } from '../lib/options.js';
+import { UsageError, defaultJsonPath, intOption, oneOfOption, parseBenchArgs, subnetPrefixOption } from '../lib/options.js';
 import type { SandboxBenchOptions } from './result.js';
 
 export { UsageError };
@@ -21,6 +21,7 @@ export const SANDBOX_USAGE = `usage: npm run bench -- sandbox [options]   (as ro
   --warm-stop <count>       sandboxes that claim a warm VM and stop without using it, on a daemon
                             with --vm-warm-pool 1 (needs libvirtd; default 5, 0 skips the phase)
   --phases <list>           comma-separated, of sandbox, warm-stop, list (default all three)
+  --subnet-prefix <a.b.c>   the bench network's /24 (a prefix of 198.18.0.0/15; default: a free 198.19.x)
   --help
 `;
 
@@ -38,6 +39,7 @@ export function parseSandboxOptions(argv: readonly string[], repoRoot: string, n
     'log-level': 'string',
     'warm-stop': 'string',
     phases: 'string',
+    'subnet-prefix': 'string',
   });
   if (args === undefined) return undefined;
   const { str } = args;
@@ -53,6 +55,7 @@ export function parseSandboxOptions(argv: readonly string[], repoRoot: string, n
     warmStop: intOption(str('warm-stop'), 'warm-stop', 5, 0, 1000),
     phases: phasesOption(str('phases')),
     logLevel: oneOfOption(str('log-level'), 'log-level', ['trace', 'debug', 'info', 'warn', 'error'] as const, 'debug'),
+    ...(str('subnet-prefix') !== undefined ? { subnetPrefix: subnetPrefixOption(str('subnet-prefix'), '198.19.60') } : {}),
   };
 }
 

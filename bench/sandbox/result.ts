@@ -22,6 +22,8 @@ export interface SandboxBenchOptions {
   /** Which phases run: the sandbox phases (sequential, concurrent), warm-stop, list. */
   phases: ('sandbox' | 'warm-stop' | 'list')[];
   logLevel: string;
+  /** A /24 prefix of 198.18.0.0/15 for the bench network; unset, a free one is picked. */
+  subnetPrefix?: string;
 }
 
 export interface FloorSamples {

@@ -56,9 +56,10 @@ export async function warmStopPhase(d: WarmStopDeps): Promise<WarmStopResult> {
   const out: WarmStopResult = { n: d.n, stopMs: [], removeMs: [], returned: 0, floorStopMs: [], floorStopMedianMs: NaN, netdStepsMs: {}, warmWaitMs: [], refillWaitMs: [] };
   const count = (match: (l: LogLine) => boolean) => daemon.logs.filter(match).length;
   for (let i = 0; i < d.n; i++) {
-    // Idle VMs so far: made + returned - claimed (one per earlier round).
+    // Idle VMs so far: made + returned - claimed (one per earlier round); and the previous
+    // round's VM back (until then the pool may have none idle).
     const w0 = now();
-    while (count(warmReady) + count(warmReturned) <= i) {
+    while (count(warmReady) + count(warmReturned) <= i || count(warmReturned) < i) {
       if (d.signal.aborted) throw new Error('interrupted');
       if (now() - w0 > 120_000) throw new Error('no idle warm VM within 120 s');
       await new Promise((r) => setTimeout(r, 20));
@@ -72,9 +73,11 @@ export async function warmStopPhase(d: WarmStopDeps): Promise<WarmStopResult> {
     if (!netnsPath.includes('vmlet-warm-')) throw new Error(`sandbox ${id} did not adopt a warm netns (${netnsPath || 'none'})`);
     await d.waitForVmSides([id]);
     // The claim started a refill (a new QEMU, heavy under TCG): wait until it is ready, so the
-    // floor and the Stop below do not share the CPUs with it. (Untimed; one more 'warm VM ready'.)
+    // floor and the Stop below do not share the CPUs with it. (Untimed; the pool is full again:
+    // made + returned = claims + 1. A claim while the previous Stop's VM was still on its way
+    // back starts no refill: that VM fills the pool.)
     const r0 = now();
-    while (count(warmReady) < i + 2 && now() - r0 < 180_000) {
+    while (count(warmReady) + count(warmReturned) < i + 2 && now() - r0 < 180_000) {
       if (d.signal.aborted) throw new Error('interrupted');
       await new Promise((r) => setTimeout(r, 20));
     }

@@ -191,9 +191,11 @@ export class NetworkManager implements NetdMethods {
         const steps = new StepTimer();
         const record = this.records.get(sandboxId);
         const keepNetns = keepWarmNetns === true && record?.prewired !== undefined;
+        // The CNI cache is read while the VM side is unwired; DEL runs after both.
+        const cached = this.sandboxSetup.cachedAttachments(sandboxId);
+        cached.catch(() => {});
         const failures = await this.vmSide.tearDown(sandboxId, record, steps);
-        failures.push(...(await this.sandboxSetup.tearDown(sandboxId, record, { keepNetns })));
-        steps.mark(keepNetns ? 'cniDel' : 'cniDelAndNetns');
+        failures.push(...(await this.sandboxSetup.tearDown(sandboxId, record, { keepNetns, steps, cached })));
         if (keepNetns && failures.length > 0) failures.push(...(await this.sandboxSetup.deleteNetns(record!.netnsName)));
         if (failures.length > 0) throw new FailedPreconditionError(`sandbox network teardown incomplete: ${failures.join('; ')}`);
         await this.records.delete(sandboxId);

@@ -5,7 +5,7 @@
  */
 import { FailedPreconditionError, InvalidArgumentError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { AttachmentCache } from '../network/cni/cache.js';
+import type { AttachmentCache, CachedAttachment } from '../network/cni/cache.js';
 import { capabilityArgs } from '../network/cni/capabilities.js';
 import { masqueradeRequestFor, masqueradeRequestOf } from '../network/bindings/masquerade_plan.js';
 import type { AttachmentRequest, CniChain } from '../network/cni/chain.js';
@@ -128,7 +128,7 @@ export class SandboxSetup {
    */
   async check(record: SandboxNetworkRecord): Promise<CniCheckReport> {
     const { chain, cache } = this.deps;
-    const cached = (await cache.list()).filter((c) => c.containerId === record.id && c.state === 'added');
+    const cached = (await cache.list(record.id)).filter((c) => c.state === 'added');
     const order = (record.attachments ?? []).map((a) => `${a.network}\0${a.ifName}`);
     cached.sort((a, b) => order.indexOf(`${a.networkName}\0${a.ifName}`) - order.indexOf(`${b.networkName}\0${b.ifName}`));
     const networks: CniCheckReport['networks'] = [];
@@ -153,8 +153,12 @@ export class SandboxSetup {
    * record), then its netns (unless `keepNetns`: a warm one made warm again). Idempotent; returns
    * what failed, the record stays to the caller.
    */
-  async tearDown(sandboxId: string, record: SandboxNetworkRecord | undefined, options: { keepNetns?: boolean } = {}): Promise<string[]> {
-    const { chain, cache } = this.deps;
+  async tearDown(
+    sandboxId: string,
+    record: SandboxNetworkRecord | undefined,
+    options: { keepNetns?: boolean; steps?: StepTimer; cached?: Promise<CachedAttachment[]> } = {},
+  ): Promise<string[]> {
+    const { chain } = this.deps;
     const netnsName = record?.netnsName ?? netnsNameFor(sandboxId);
     const nsPath = record?.netnsPath ?? netnsPath(netnsName);
     const failures: string[] = [];
@@ -164,7 +168,8 @@ export class SandboxSetup {
       const at = order.indexOf(`${c.networkName}\0${c.ifName}`);
       return at === -1 ? order.length : at;
     };
-    const cachedOfSandbox = (await cache.list()).filter((c) => c.containerId === sandboxId).sort((a, b) => rank(a) - rank(b));
+    const cachedOfSandbox = [...(await (options.cached ?? this.cachedAttachments(sandboxId)))].sort((a, b) => rank(a) - rank(b));
+    options.steps?.mark('cacheList');
     for (const cached of cachedOfSandbox) {
       try {
         await chain.del(cached.networkName, { containerId: sandboxId, ifName: cached.ifName, netns: nsPath });
@@ -172,9 +177,20 @@ export class SandboxSetup {
         failures.push(`CNI DEL ${cached.networkName}: ${errorText(err)}`);
       }
     }
+    options.steps?.mark('cniDel');
     faultPoint('netd.teardown.after-cni-del');
     if (!options.keepNetns) failures.push(...(await this.deleteNetns(netnsName)));
+    options.steps?.mark('netnsDelete');
     return failures;
+  }
+
+  /**
+   * What CNI ADD left for the sandbox (the CNI cache), which tearDown DELs. A read only: a
+   * teardown starts it while the VM side is unwired (nothing else changes the sandbox's cache
+   * entries then: serve holds the sandbox's lock, netd its teardown mark).
+   */
+  cachedAttachments(sandboxId: string): Promise<CachedAttachment[]> {
+    return this.deps.cache.list(sandboxId);
   }
 
   /** Deletes a sandbox's netns; returns what failed. */

@@ -9,7 +9,7 @@
  */
 import { FailedPreconditionError, errorText } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { NetworkBinding } from '../network/bindings/binding.js';
+import type { NetworkBinding, UnwireOptions } from '../network/bindings/binding.js';
 import type { BindingSelector } from '../network/bindings/select.js';
 import { readInterfaceSnapshot } from '../network/bindings/snapshot.js';
 import type { BindingContext, MasqueradeRequest, WiredInterface } from '../network/bindings/types.js';
@@ -187,7 +187,8 @@ export class VmSide {
     steps?.mark('preparing');
     await this.deps.dhcp.stop(sandboxId);
     steps?.mark('dhcpStop');
-    const failures = record ? await this.unwireAll(record) : [];
+    // The netns is deleted, or emptied and prewired anew, once CNI DEL is done.
+    const failures = record ? await this.unwireAll(record, { netnsLeaving: true }) : [];
     steps?.mark('unwire');
     return failures;
   }
@@ -343,11 +344,11 @@ export class VmSide {
   }
 
   /** Unwires every interface of the record (idempotent); returns what failed. */
-  private async unwireAll(record: SandboxNetworkRecord): Promise<string[]> {
+  private async unwireAll(record: SandboxNetworkRecord, options: UnwireOptions = {}): Promise<string[]> {
     const failures: string[] = [];
     for (const { context, state } of [...record.interfaces].reverse()) {
       try {
-        await this.deps.selector.forState(state).unwire(context, state);
+        await this.deps.selector.forState(state).unwire(context, state, options);
       } catch (err) {
         failures.push(`unwire ${context.cniInterface.name}: ${errorText(err)}`);
       }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { benchConflist, cidrRange, pickBenchSubnet, POD_ROUTE } from '../../lib/network.js';
+import { benchConflist, cidrRange, pickBenchSubnet, POD_ROUTE, requireUnrouted } from '../../lib/network.js';
 import { parseConfigList } from '../../../src/network/cni/config.js';
 
 test('cidrRange', () => {
@@ -32,4 +32,10 @@ test('the bench conflist is a valid CNI list with no masquerade and no route off
   assert.deepEqual(plugins[0]!.ipam.routes, [{ dst: POD_ROUTE }]);
   assert.deepEqual(plugins[0]!.ipam.ranges, [[{ subnet: '198.19.4.0/24' }]]);
   assert.equal(plugins[0]!.ipam.dataDir, '/tmp/x/ipam');
+});
+
+test('requireUnrouted takes a /24 no host route overlaps, ignores default and /8-or-wider routes', () => {
+  assert.equal(requireUnrouted('198.19.60.0/24', ['default', '198.0.0.0/8', '198.19.61.0/24', 'garbage']), '198.19.60.0/24');
+  assert.throws(() => requireUnrouted('198.19.60.0/24', ['198.19.60.128/25']), /overlaps the host route 198\.19\.60\.128\/25/);
+  assert.throws(() => requireUnrouted('198.19.60.0/24', ['198.19.0.0/16']), /--subnet-prefix/);
 });

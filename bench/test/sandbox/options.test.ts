@@ -34,3 +34,9 @@ test('options are parsed and validated', () => {
     assert.throws(() => parseSandboxOptions(bad, '/repo', when), UsageError, bad.join(' '));
   }
 });
+
+test('--subnet-prefix: a /24 prefix of 198.18.0.0/15, unset by default', () => {
+  assert.equal(parseSandboxOptions([], '/repo', new Date(0))!.subnetPrefix, undefined);
+  assert.equal(parseSandboxOptions(['--subnet-prefix', '198.19.60'], '/repo', new Date(0))!.subnetPrefix, '198.19.60');
+  assert.throws(() => parseSandboxOptions(['--subnet-prefix', '10.0.0'], '/repo', new Date(0)), UsageError);
+});

@@ -8,7 +8,10 @@
  *      changing anything. netd persists the returned state before step 2.
  *   2. `wire` applies the plan. On failure it undoes its own partial work before rethrowing.
  *   3. `unwire` takes the persisted state back to what CNI left. Idempotent: it succeeds on a
- *      half-built wiring, on one already undone, and when the netns is gone.
+ *      half-built wiring, on one already undone, and when the netns is gone. With
+ *      `netnsLeaving` (a sandbox teardown: the netns is deleted, or emptied and prewired anew,
+ *      right after CNI DEL), a binding may leave in the netns what it made there and only CNI
+ *      knows nothing of (bridge, TAP, its own nft table): only the CNI interface must be back.
  * The state is plain JSON, so it survives netd restarts; `kind` says which binding owns it (the
  * states and the context are in types.ts, below every binding).
  */
@@ -25,7 +28,17 @@ export interface NetworkBinding<S extends WiredInterfaceBase = WiredInterface> {
   /** Applies a plan from `plan`; returns the state to persist (the VM side is in `state.vm`). */
   wire(ctx: BindingContext, planned: S): Promise<S>;
   /** Undoes `state`; see the protocol above. */
-  unwire(ctx: BindingContext, state: S): Promise<void>;
+  unwire(ctx: BindingContext, state: S, options?: UnwireOptions): Promise<void>;
+}
+
+export interface UnwireOptions {
+  /**
+   * The netns leaves the sandbox once CNI DEL is done: deleted (the kernel frees what is left in
+   * it, off the caller's path), or, for a warm netns, emptied of everything but `lo` and prewired
+   * again (WarmNetns.rewarm). Deleting a link or an nft table waits for an RCU grace period
+   * (30-140 ms measured for a bridge and a TAP); a deletion the netns does anyway is not repeated.
+   */
+  netnsLeaving?: boolean;
 }
 
 /**

@@ -25,7 +25,7 @@ import {
 import { assertInterfaceName, bridgeMacFor, interfaceNames, normalizeMac, vethMacFor } from '../names.js';
 import type { VmInterface } from '../types.js';
 import { hasIpv6, IPV6_NETNS_SYSCTLS, ipv6RouterSysctls, tapIpv6State, tapIpv6WireCommands } from '../ipv6/tap_ipv6.js';
-import type { NetworkBinding } from './binding.js';
+import type { NetworkBinding, UnwireOptions } from './binding.js';
 import type { BindingContext, TapWiredInterface } from './types.js';
 import {
   addressRestoreCommand,
@@ -254,10 +254,19 @@ export function tapWireCommands(state: TapWiredInterface): IpCommand[] {
 /**
  * The `ip -batch` that undoes `state` given the links that exist now: deletes TAP and bridge
  * where present (deleting the bridge releases the veth and drops the broadcast route), then puts
- * MAC, addresses, routes and up/down state back on the veth if it is still there. Pure.
+ * MAC, addresses, routes and up/down state back on the veth if it is still there. With
+ * `netnsLeaving` (see UnwireOptions) bridge and TAP stay and the veth only leaves the bridge. Pure.
  */
-export function tapUnwireCommands(state: TapWiredInterface, links: readonly LinkState[]): IpCommand[] {
+export function tapUnwireCommands(state: TapWiredInterface, links: readonly LinkState[], options: UnwireOptions = {}): IpCommand[] {
   const { uplink, bridge, tap } = state;
+  if (options.netnsLeaving) {
+    const veth = links.find((l) => l.name === uplink.name);
+    if (!veth) return [];
+    if (veth.master !== undefined && veth.master !== bridge.name) {
+      throw new FailedPreconditionError(`${uplink.name} is now a port of ${veth.master}, not of ${bridge.name}`);
+    }
+    return [...(veth.master !== undefined ? [['link', 'set', 'dev', uplink.name, 'nomaster']] : []), ...uplinkRestoreCommands(uplink)];
+  }
   const cmds: IpCommand[] = [];
   // Ours by name and by kind: a device of another kind under one of our names was not made here.
   const ours = links.filter(
@@ -277,7 +286,23 @@ export function tapUnwireCommands(state: TapWiredInterface, links: readonly Link
     // Someone else enslaved it since; taking it away from them is not ours to do.
     throw new FailedPreconditionError(`${uplink.name} is now a port of ${veth.master}, not of ${bridge.name}`);
   }
-  cmds.push(['link', 'set', 'dev', uplink.name, 'address', uplink.originalMac]);
+  cmds.push(...uplinkRestoreCommands(uplink));
+  return cmds;
+}
+
+/**
+ * The `ip -batch` a teardown runs without reading the links first (`netnsLeaving`): the veth
+ * leaves whatever bridge it is on (CNI DEL deletes or takes it next) and gets back what CNI gave
+ * it. Every command is idempotent; when one fails (the veth or the netns gone), the caller reads
+ * the links and goes by tapUnwireCommands. Pure.
+ */
+export function tapReleaseCommands(state: TapWiredInterface): IpCommand[] {
+  return [['link', 'set', 'dev', state.uplink.name, 'nomaster'], ...uplinkRestoreCommands(state.uplink)];
+}
+
+/** MAC, addresses, routes and up/down state back on the veth, as CNI left it. Pure. */
+function uplinkRestoreCommands(uplink: TapWiredInterface['uplink']): IpCommand[] {
+  const cmds: IpCommand[] = [['link', 'set', 'dev', uplink.name, 'address', uplink.originalMac]];
   if (uplink.addrGenMode !== undefined) {
     cmds.push(['link', 'set', 'dev', uplink.name, 'addrgenmode', uplink.addrGenMode]);
   }
@@ -373,23 +398,57 @@ export class TapBinding implements NetworkBinding<TapWiredInterface> {
     return planned;
   }
 
-  async unwire(ctx: BindingContext, state: TapWiredInterface): Promise<void> {
+  async unwire(ctx: BindingContext, state: TapWiredInterface, options: UnwireOptions = {}): Promise<void> {
+    const started = performance.now();
+    const since = () => Math.round((performance.now() - started) * 100) / 100;
+    // A Calico gateway or an IPv6 router changed netns-wide settings that a kept warm netns must
+    // not pass on: those states take the whole unwiring.
+    if (options.netnsLeaving && !state.calico && !state.ipv6) {
+      await this.release(ctx, state);
+      this.logger.debug({ netns: ctx.netnsName, ifname: state.uplink.name, ms: since() }, 'interface released from its bridge');
+      return;
+    }
+    const ms: Record<string, number> = {};
     // The isolation table names interfaces as strings only: it goes while the links are read,
     // one process start less on StopPodSandbox's path. (remove() accepts a netns that is gone.)
-    const isolationRemoved = this.options.isolation.remove(ctx.netnsName, isolationSpec(state));
+    const isolationRemoved = this.options.isolation.remove(ctx.netnsName, isolationSpec(state)).then(() => void (ms.nftDone = since()));
     let links: LinkState[];
     try {
       links = parseLinks((await this.options.ip.show(ctx.netnsName, [['link', 'show']]))[0]);
+      ms.showDone = since();
     } catch (err) {
       await isolationRemoved.catch(() => {});
       // The netns is gone, and with it everything this binding ever made in it.
       if (err instanceof NotFoundError) return;
       throw err;
     }
-    await both(this.options.ip.apply(ctx.netnsName, tapUnwireCommands(state, links)), isolationRemoved);
+    await both(this.options.ip.apply(ctx.netnsName, tapUnwireCommands(state, links)).then(() => void (ms.applyDone = since())), isolationRemoved);
     if (state.calico) await this.unwireCalicoGateway(ctx, state, state.calico);
     if (state.ipv6) await this.requireIpv6().sysctl.write(ctx.netnsName, knownSysctls(state.ipv6.sysctlsBefore, IPV6_NETNS_SYSCTLS));
-    this.logger.debug({ netns: ctx.netnsName, ifname: state.uplink.name }, 'interface unwired');
+    this.logger.debug({ netns: ctx.netnsName, ifname: state.uplink.name, ms: since(), stepsMs: ms }, 'interface unwired');
+  }
+
+  /**
+   * The veth back as CNI left it, off the bridge; bridge, TAP and isolation table stay for the
+   * netns's end (UnwireOptions.netnsLeaving). One `ip -batch` without a read first; when it fails
+   * (veth or netns gone, a half-undone state), the links are read and the batch fits them.
+   */
+  private async release(ctx: BindingContext, state: TapWiredInterface): Promise<void> {
+    try {
+      await this.options.ip.apply(ctx.netnsName, tapReleaseCommands(state));
+      return;
+    } catch (err) {
+      this.logger.debug({ err, netns: ctx.netnsName, ifname: state.uplink.name }, 'releasing an interface blindly failed; reading its links');
+    }
+    let links: LinkState[];
+    try {
+      links = parseLinks((await this.options.ip.show(ctx.netnsName, [['link', 'show']]))[0]);
+    } catch (err) {
+      if (err instanceof NotFoundError) return;
+      throw err;
+    }
+    const commands = tapUnwireCommands(state, links, { netnsLeaving: true });
+    if (commands.length > 0) await this.options.ip.apply(ctx.netnsName, commands);
   }
 
   /** The bridge becomes the VM's gateway (calico.ts): its address and routes, the ARP sender rewrite, forwarding. */

@@ -89,8 +89,13 @@ export class AttachmentCache {
     await dirChanged(this.dir, this.syncBehind);
   }
 
-  /** Every readable record, for garbage collection of attachments whose sandbox is gone. */
-  async list(): Promise<CachedAttachment[]> {
+  /**
+   * Every readable record, for garbage collection of attachments whose sandbox is gone; with
+   * `containerId`, only that container's (told by the file name, so the others are not read:
+   * a teardown among many sandboxes reads its own files only).
+   */
+  async list(containerId?: string): Promise<CachedAttachment[]> {
+    const namePart = containerId === undefined ? undefined : `+${encodeURIComponent(containerId)}+`;
     let names: string[];
     try {
       names = await readdir(this.dir);
@@ -101,9 +106,11 @@ export class AttachmentCache {
     const out: CachedAttachment[] = [];
     for (const name of names.sort()) {
       if (name.startsWith('.') || !name.endsWith('.json')) continue;
+      if (namePart !== undefined && !name.includes(namePart)) continue;
       const file = join(this.dir, name);
       try {
-        out.push(this.decode(file, await readFile(file, 'utf8')));
+        const entry = this.decode(file, await readFile(file, 'utf8'));
+        if (containerId === undefined || entry.containerId === containerId) out.push(entry);
       } catch {
         // Unreadable leftovers are skipped here; load() reports them for the attachment they name.
       }

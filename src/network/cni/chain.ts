@@ -167,7 +167,9 @@ export class CniChain {
   }
 
   private async delLocked(key: AttachmentKey, req: AttachmentRequest, fallbackConfig?: NetworkConfigList): Promise<void> {
+    const started = performance.now();
     const cached = await this.loadOrForget(key);
+    const loadedAt = performance.now();
     const config = cached?.config ?? fallbackConfig;
     if (!config) {
       this.logger.info({ ...key }, 'CNI DEL: no cached attachment and no config; nothing to do');
@@ -179,7 +181,10 @@ export class CniChain {
     const prevResult = cached?.state === 'added' && passesPrevResultOnDel(config.cniVersion) ? cached.result : undefined;
     const netns = req.netns || cached?.netns || '';
     await this.runDel(config, { ...req, netns }, cached, prevResult);
+    const ranAt = performance.now();
     await this.cache.remove(key);
+    const ms = (a: number, b: number) => Math.round((b - a) * 100) / 100;
+    this.logger.debug({ ...key, cacheReadMs: ms(started, loadedAt), pluginsMs: ms(loadedAt, ranAt), cacheRemoveMs: ms(ranAt, performance.now()) }, 'CNI DEL done');
   }
 
   /**

@@ -110,6 +110,8 @@ function parsePluginError(stdout: string): { code?: number; msg: string; details
 
 interface ProcessOutcome {
   pid: number | undefined;
+  /** ms from spawn() to the child's 'spawn' event, to its exit, and to its pipes closing. */
+  timing: { spawnedMs: number; exitedMs: number; closedMs: number };
   exitCode: number | null;
   signal: NodeJS.Signals | null;
   stdout: string;
@@ -132,9 +134,11 @@ export class ExecPluginRunner implements PluginRunner {
   }
 
   async run(req: PluginRequest): Promise<unknown> {
+    const lookupStarted = performance.now();
     const binary = await findPlugin(req.pluginType, this.binDirs, req.command);
     const env = buildPluginEnv({ ...req, binDirs: this.binDirs, path: this.path });
     const started = performance.now();
+    const lookupMs = started - lookupStarted;
     const out = await this.spawnPlugin(req.pluginType, binary, env, JSON.stringify(req.config));
     const ms = Math.round(performance.now() - started);
     const base = { plugin: req.pluginType, command: req.command, containerId: req.containerId, ifName: req.ifName, ms };
@@ -161,7 +165,7 @@ export class ExecPluginRunner implements PluginRunner {
       const text = tail(out.stderr) || tail(out.stdout);
       throw new CniPluginError({ ...info, kind: 'plugin-error' }, `failed: ${how}${text ? `: ${text}` : ''}`);
     }
-    this.logger.debug(base, 'CNI plugin ran');
+    this.logger.debug({ ...base, lookupMs: round2(lookupMs), ...out.timing }, 'CNI plugin ran');
     if (out.stdout.trim() === '') return undefined;
     try {
       return JSON.parse(out.stdout);
@@ -173,7 +177,11 @@ export class ExecPluginRunner implements PluginRunner {
   private spawnPlugin(plugin: string, binary: string, env: Record<string, string>, stdin: string): Promise<ProcessOutcome> {
     return new Promise((resolve, reject) => {
       // Own process group, so a timeout also reaches the IPAM plugin it delegated to.
+      const t0 = performance.now();
       const child = spawn(binary, [], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+      const timing = { spawnedMs: NaN, exitedMs: NaN, closedMs: NaN };
+      child.once('spawn', () => (timing.spawnedMs = round2(performance.now() - t0)));
+      child.once('exit', () => (timing.exitedMs = round2(performance.now() - t0)));
       const stdout: Buffer[] = [];
       let stdoutBytes = 0;
       let stdoutOverflow = false;
@@ -222,8 +230,10 @@ export class ExecPluginRunner implements PluginRunner {
       });
       child.on('close', (exitCode, signal) => {
         clearTimeout(timer);
+        timing.closedMs = round2(performance.now() - t0);
         resolve({
           pid: child.pid,
+          timing,
           exitCode,
           signal,
           stdout: Buffer.concat(stdout).toString('utf8'),
@@ -235,4 +245,8 @@ export class ExecPluginRunner implements PluginRunner {
       child.stdin.end(stdin);
     });
   }
+}
+
+function round2(ms: number): number {
+  return Math.round(ms * 100) / 100;
 }

@@ -15,6 +15,8 @@ import type { NetdEvent, SetupParams } from '../../../src/netd/protocol.js';
 
 export interface BridgeNetwork {
   config: Config;
+  /** The host bridge the CNI bridge plugin attaches the pods' veths to. */
+  bridge: string;
   /** A NetworkManager on this network, loaded (again: a restarted netd on the same state). */
   startManager(notify?: (event: NetdEvent) => void): Promise<NetworkManager>;
   /** Addresses host-local still has leased. */
@@ -42,6 +44,7 @@ export function bridgeNetwork(kind: string, subnet: string): BridgeNetwork {
   const config = loadConfig({ flags: { 'state-dir': join(dir, 'state'), 'cni-conf-dir': confDir, 'log-level': 'silent' } });
   return {
     config,
+    bridge,
     async startManager(notify = () => {}) {
       const manager = new NetworkManager(config, silentLogger, notify);
       await manager.load();

@@ -5,7 +5,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import type { NetworkManager } from '../../../src/netd/manager.js';
 import type { NetdEvent } from '../../../src/netd/protocol.js';
 import { netnsNameFor } from '../../../src/network/names.js';
@@ -46,6 +46,33 @@ test('two callers waiting for one VM side share one preparation: both get it, no
     await manager.teardown({ sandboxId: p.sandboxId });
   }
   assertNothingLeft(p.sandboxId);
+});
+
+test('teardown gives the veth back for CNI DEL and leaves bridge and TAP to the netns: they go with it, none reaches the host', async () => {
+  const p = params();
+  await manager.setup(p);
+  const hostPorts = () => readdirSync(`/sys/class/net/${network.bridge}/brif`);
+  let ours: string[] = [];
+  try {
+    const vm = await manager.vmNetwork({ sandboxId: p.sandboxId });
+    assert.equal(vm.ready, true, JSON.stringify(vm));
+    const binding = vm.ready ? vm.network.interfaces[0]!.binding : undefined;
+    assert.equal(binding?.kind, 'tap');
+    if (binding?.kind === 'tap') ours = [binding.tap, binding.bridge];
+  } finally {
+    const before = hostPorts().length;
+    await manager.teardown({ sandboxId: p.sandboxId });
+    // CNI DEL deleted the pod's veth, and with it its host end on the CNI bridge.
+    assert.equal(hostPorts().length, before - 1, 'the host end of the veth is gone when teardown answers');
+  }
+  assertNothingLeft(p.sandboxId);
+  assert.equal(ours.length, 2);
+  // The kernel frees the netns's own devices after the call; devices of a dying netns that have
+  // link ops (bridge, tun) are deleted, never given back to the host.
+  for (let i = 0; i < 20; i++) {
+    for (const name of ours) assert.equal(existsSync(`/sys/class/net/${name}`), false, `${name} reached the host`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 });
 
 test('vmNetwork while the sandbox is torn down is refused and builds nothing again', async () => {

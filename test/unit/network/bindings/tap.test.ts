@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { formatBatch } from '../../../../src/network/iproute.js';
 import { DhcpIsolation, isolationRemovalScript, isolationScript } from '../../../../src/network/isolation.js';
-import { TapBinding, planTap, tapUnwireCommands, tapWireCommands, linkGroupFor } from '../../../../src/network/bindings/tap.js';
+import { TapBinding, planTap, tapReleaseCommands, tapUnwireCommands, tapWireCommands, linkGroupFor } from '../../../../src/network/bindings/tap.js';
 import { parseLinks, parseSnapshot, type LinkState } from '../../../../src/network/bindings/snapshot.js';
 import type { BindingContext } from '../../../../src/network/bindings/types.js';
 import { bindInterface } from '../../../../src/network/bindings/binding.js';
@@ -170,6 +170,61 @@ test('unwire refuses to take the veth from a bridge it does not own', async () =
     () => tapUnwireCommands(state, [link('eth0', { master: 'cni0' })]),
     FailedPreconditionError,
   );
+});
+
+test('unwire of a netns that leaves the sandbox: one blind ip batch, no nft, bridge and TAP left for the netns (golden)', async () => {
+  const { ip, nft, binding } = setup();
+  const state = planTap(ctx, snapshot);
+  await binding.unwire(ctx, state, { netnsLeaving: true });
+  assert.deepEqual(ip.calls.map((c) => c.op), ['apply'], 'no link read before the batch');
+  assert.deepEqual(ip.calls[0]!.commands, tapReleaseCommands(state));
+  assert.equal(nft.scripts.length, 0, 'the isolation table goes with the netns');
+  assert.ok(!ip.calls[0]!.commands.some((c) => c.includes('delete')), 'nothing of ours is deleted');
+  const wired = [...snapshot.links.map((l) => (l.name === 'eth0' ? { ...l, master: state.bridge.name } : l)), link(state.bridge.name, { group: state.linkGroup, kind: 'bridge' })];
+  assertGolden(
+    'network/tap-release-batches.txt',
+    '# release, blind\n' +
+      formatBatch(tapReleaseCommands(state)) +
+      '# release, links read: veth on our bridge\n' +
+      formatBatch(tapUnwireCommands(state, wired, { netnsLeaving: true })) +
+      '# release, links read: veth off any bridge\n' +
+      formatBatch(tapUnwireCommands(state, snapshot.links, { netnsLeaving: true })) +
+      '# release, links read: veth gone\n' +
+      formatBatch(tapUnwireCommands(state, [link('lo')], { netnsLeaving: true })),
+  );
+  assert.throws(() => tapUnwireCommands(state, [link('eth0', { master: 'cni0' })], { netnsLeaving: true }), FailedPreconditionError);
+});
+
+test('a blind release that fails reads the links and fits the batch to them; a gone netns is fine', async () => {
+  const state = planTap(ctx, snapshot);
+  const { ip, nft, binding } = setup();
+  let applies = 0;
+  ip.onApply = () => {
+    if (applies++ === 0) throw new NotFoundError('Cannot find device "eth0"');
+  };
+  ip.onShow = () => [[{ ifname: 'lo', mtu: 65536, group: 'default', flags: ['UP'] }]];
+  await binding.unwire(ctx, state, { netnsLeaving: true });
+  assert.deepEqual(ip.calls.map((c) => c.op), ['apply', 'show'], 'veth gone: nothing to apply after the read');
+  assert.equal(nft.scripts.length, 0);
+
+  const gone = setup();
+  gone.ip.onApply = () => {
+    throw new NotFoundError('Cannot open network namespace "vmlet-pod1"');
+  };
+  gone.ip.onShow = () => {
+    throw new NotFoundError('Cannot open network namespace "vmlet-pod1"');
+  };
+  await gone.binding.unwire(ctx, state, { netnsLeaving: true });
+  assert.deepEqual(gone.ip.calls.map((c) => c.op), ['apply', 'show']);
+});
+
+test('a Calico or IPv6 state takes the whole unwiring even when the netns leaves (netns-wide settings go back)', async () => {
+  const { ip, nft, binding } = setup();
+  ip.onShow = () => [[]];
+  const state = { ...planTap(ctx, snapshot), ipv6: undefined, calico: { podAddress: '198.18.5.7', podGateway: '169.254.1.1', fakeGateway: '198.18.5.254', prefixLength: 24, sysctlsBefore: {} } };
+  await assert.rejects(binding.unwire(ctx, state, { netnsLeaving: true }), /Calico/);
+  assert.equal(ip.calls[0]!.op, 'show', 'the full unwiring reads the links first');
+  assert.equal(nft.scripts.length, 1, 'and removes the isolation table');
 });
 
 test('a warm netns is prewired (bridge and TAP down, isolation rules), and wiring it only joins them up (golden)', async () => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, writeFile, rename, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile, rename, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { InternalError } from '../../../../src/errors.js';
@@ -59,6 +59,20 @@ test('list returns every readable record and skips junk', async (t) => {
   await writeFile(join(dir, 'results', '.tmp-leftover'), 'x');
   assert.deepEqual((await cache.list()).map((r) => `${r.containerId}/${r.ifName}`), ['c1/eth0', 'c2/net1']);
   assert.deepEqual(await new AttachmentCache(join(dir, 'absent')).list(), []);
+});
+
+test('list of one container reads only the files its name gives, and checks what it read', async (t) => {
+  const { cache } = await tempCache(t);
+  await cache.save(record('c1'));
+  await cache.save(record('c1', 'net1'));
+  await cache.save(record('c12'));
+  await cache.save(record('c2'));
+  assert.deepEqual((await cache.list('c1')).map((r) => `${r.containerId}/${r.ifName}`), ['c1/eth0', 'c1/net1']);
+  assert.deepEqual(await cache.list('c3'), []);
+  // A file named for c1 that holds another container's record is not c1's.
+  const c2Text = await readFile(cache.fileFor({ networkName: record('c2').networkName, containerId: 'c2', ifName: 'eth0' }), 'utf8');
+  await writeFile(cache.fileFor({ networkName: record('c2').networkName, containerId: 'c1', ifName: 'eth9' }), c2Text);
+  assert.deepEqual((await cache.list('c1')).map((r) => `${r.containerId}/${r.ifName}`), ['c1/eth0', 'c1/net1']);
 });
 
 test('a record stored under another key, or corrupt, is refused on load', async (t) => {
