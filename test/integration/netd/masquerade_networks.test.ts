@@ -48,8 +48,10 @@ const nets = [
   {
     name: `vt-mside-${tag}`, bridge: `vms${tag}`, file: '20-side.conflist',
     ranges: [[{ subnet: '198.19.54.128/25', gateway: GATEWAY4 }], [{ subnet: `${POD6}/64`, gateway: GATEWAY6 }]],
-    // A secondary network's own routes (its default routes are the default network's business).
-    routes: [{ dst: '198.18.0.0/15' }, { dst: `${ula}::/48` }],
+    // A secondary network's own routes (its default routes are the default network's business),
+    // with their gateway written out: the bridge plugin's CHECK (Debian's 1.1.1) looks for a route without
+    // one literally and fails on a pristine ADD otherwise.
+    routes: [{ dst: '198.18.0.0/15', gw: GATEWAY4 }, { dst: `${ula}::/48`, gw: GATEWAY6 }],
   },
 ];
 mkdirSync(confDir);
@@ -137,6 +139,16 @@ test('masquerade per interface (Multus JSON element) with IPv6: router advertise
     const masq = status!.interfaces[1] as { uplink: { podAddress: string }; ipv6: { podAddress: string }; bridge: { name: string }; table: string };
     const pod4 = masq.uplink.podAddress;
     const pod6 = masq.ipv6.podAddress;
+
+    await t.test("CNI CHECK with the real bridge plugin: the masqueraded net1 passes, the bridged eth0 (the VM holds its addresses) is skipped with why", async () => {
+      const checked = await manager.status({ sandboxId: p.sandboxId, check: true });
+      const report = checked!.cniCheck!;
+      const byIf = Object.fromEntries(report.networks.map((n) => [n.ifName, n]));
+      assert.equal(byIf.net1?.result, 'ok', JSON.stringify(byIf.net1));
+      assert.equal(byIf.eth0?.result, 'skipped', JSON.stringify(byIf.eth0));
+      assert.match(byIf.eth0!.reason ?? '', /tap binding/);
+      assert.equal(report.ok, true);
+    });
 
     await t.test('the plan: eth0 keeps its pod address, net1 gets the second blocks and no default route; both NAT tables', () => {
       assert.match(pod4, /^198\.19\.54\.(1[3-9]\d|2\d\d)$/);
