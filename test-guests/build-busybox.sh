@@ -31,6 +31,11 @@ GUEST_DIR=$IMAGES_DIR/busybox
 readonly SCRIPT_PATH IMAGES_DIR REPO_DIR GUEST_DIR
 
 readonly BUILD_TOOLS=(busybox-static cpio dosfstools kmod mtools qemu-utils syslinux syslinux-common xz-utils)
+# The guest runs Debian's qemu-guest-agent (taken from its .deb, not installed on the build host);
+# its binary needs these libraries, which are installed on the build host so that ldd finds them
+# and their files are copied into the image.
+readonly AGENT_PACKAGE=qemu-guest-agent
+readonly AGENT_LIBRARIES=(libc6 libglib2.0-0 libnuma1 libudev1 liburing2)
 # Versioned kernel packages only (not the linux-image-6.12-cloud-amd64 meta package).
 readonly KERNEL_PACKAGE_RE='^linux-image-[0-9]+\.[0-9]+[.-][0-9][0-9A-Za-z.+~-]*-cloud-amd64$'
 readonly IMAGE_NAME=test-guest.qcow2
@@ -87,8 +92,8 @@ cache_dir=$(readlink -f "$cache_dir")
 ensure_build_tools() {
 	local -a missing=()
 	local installed package
-	installed=$(dpkg-query -W -f '${Package} ${db:Status-Abbrev}\n' "${BUILD_TOOLS[@]}" 2>/dev/null || true)
-	for package in "${BUILD_TOOLS[@]}"; do
+	installed=$(dpkg-query -W -f '${Package} ${db:Status-Abbrev}\n' "${BUILD_TOOLS[@]}" "${AGENT_LIBRARIES[@]}" 2>/dev/null || true)
+	for package in "${BUILD_TOOLS[@]}" "${AGENT_LIBRARIES[@]}"; do
 		grep -q -x -F "$package ii " <<<"$installed" || missing+=("$package")
 	done
 	[[ ${#missing[@]} -eq 0 ]] && return 0
@@ -125,15 +130,20 @@ candidate_version() {
 	apt-cache policy "$1" | sed -n -E 's/^ *Candidate: *//p'
 }
 
-# Writes "kernel NAME VERSION" and "tool NAME VERSION" lines.
+# Writes "kernel NAME VERSION", "agent NAME VERSION", "tool NAME VERSION" and "library NAME
+# VERSION" lines.
 resolve_versions() {
-	local kernel version
+	local kernel version agent_version
 	kernel=${kernel_package:-$(newest_cloud_kernel)}
 	[[ -n $kernel ]] || die "apt knows no linux-image-*-cloud-amd64 package (apt-get update?)"
 	version=$(candidate_version "$kernel")
 	[[ -n $version && $version != "(none)" ]] || die "no installable version of $kernel"
+	agent_version=$(candidate_version "$AGENT_PACKAGE")
+	[[ -n $agent_version && $agent_version != "(none)" ]] || die "no installable version of $AGENT_PACKAGE"
 	printf 'kernel %s %s\n' "$kernel" "$version"
+	printf 'agent %s %s\n' "$AGENT_PACKAGE" "$agent_version"
 	dpkg-query -W -f 'tool ${Package} ${Version}\n' "${BUILD_TOOLS[@]}"
+	dpkg-query -W -f 'library ${Package} ${Version}\n' "${AGENT_LIBRARIES[@]}"
 }
 
 resolved_versions() {
@@ -167,9 +177,9 @@ cache_key() {
 
 # --- build steps ------------------------------------------------------------
 
-# Downloads (or reuses) the kernel .deb; prints its path.
-fetch_kernel_deb() {
-	local name=$1 version=$2 debs=$cache_dir/debs file
+# Downloads (or reuses) a .deb; prints its path. $3: glob of the package's older .debs to delete.
+fetch_deb() {
+	local name=$1 version=$2 older=$3 debs=$cache_dir/debs file
 	file=$debs/${name}_${version//:/%3a}_amd64.deb
 	mkdir -p "$debs"
 	if [[ ! -s $file ]]; then
@@ -178,9 +188,28 @@ fetch_kernel_deb() {
 	fi
 	[[ $(dpkg-deb -f "$file" Package) == "$name" && $(dpkg-deb -f "$file" Version) == "$version" ]] ||
 		die "$file is not $name $version"
-	# Only the current kernel is kept.
-	find "$debs" -maxdepth 1 -name 'linux-image-*.deb' ! -path "$file" -delete
+	# Only the current version is kept.
+	find "$debs" -maxdepth 1 -name "$older" ! -path "$file" -delete
 	printf '%s\n' "$file"
+}
+
+# qemu-ga from the agent's .deb ($1) into $2/usr/sbin, and every shared library ldd resolves for
+# it (and the dynamic loader) from the build host, at the same paths.
+install_agent() {
+	local deb=$1 root=$2 work=$3 lib
+	dpkg-deb -x "$deb" "$work/agent"
+	install -D -m 0755 "$work/agent/usr/sbin/qemu-ga" "$root/usr/sbin/qemu-ga"
+	if ldd "$root/usr/sbin/qemu-ga" | grep -q 'not found'; then
+		die "qemu-ga needs libraries the build host lacks: $(ldd "$root/usr/sbin/qemu-ga" | grep 'not found' | tr -s ' \t\n' ' ')"
+	fi
+	# Lines: "libX.so.N => /path (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)"; not the vDSO.
+	ldd "$root/usr/sbin/qemu-ga" | sed -n -E -e 's/^.*=> (\/[^ ]+) .*$/\1/p' -e 's/^[[:space:]]*(\/[^ ]+) \(0x.*$/\1/p' |
+		sort -u | while IFS= read -r lib; do
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+		chmod 0755 "$root$lib"
+	done
+	log "agent: qemu-ga and $(ldd "$root/usr/sbin/qemu-ga" | grep -c '/') libraries"
 }
 
 # Copies the modules named in guest/modules.list plus their dependencies,
@@ -239,7 +268,7 @@ install_modules() {
 }
 
 build_initramfs() {
-	local moddir=$1 out=$2 root=$3
+	local moddir=$1 out=$2 root=$3 agent_deb=$4 work=$5
 	local applet file
 
 	mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,root,lib/modules}
@@ -261,6 +290,7 @@ build_initramfs() {
 	done
 
 	install_modules "$moddir" "$GUEST_DIR/modules.list" "$root"
+	install_agent "$agent_deb" "$root" "$work"
 
 	find "$root" -exec touch -h -d "@$FIXED_EPOCH" {} +
 	(cd "$root" && find . -mindepth 1 -printf '%P\n' | sort |
@@ -288,10 +318,12 @@ build_disk() {
 
 build_image() {
 	local key=$1 versions=$2 out_dir=$3
-	local kernel_name kernel_version deb work kver moddir
+	local kernel_name kernel_version deb agent_name agent_version agent_deb work kver moddir
 
 	read -r _ kernel_name kernel_version < <(grep '^kernel ' <<<"$versions")
-	deb=$(fetch_kernel_deb "$kernel_name" "$kernel_version")
+	deb=$(fetch_deb "$kernel_name" "$kernel_version" 'linux-image-*.deb')
+	read -r _ agent_name agent_version < <(grep '^agent ' <<<"$versions")
+	agent_deb=$(fetch_deb "$agent_name" "$agent_version" "${agent_name}_*.deb")
 
 	work=$(mktemp -d "$cache_dir/.work.XXXXXX")
 	# shellcheck disable=SC2064 # expand the path now
@@ -304,7 +336,7 @@ build_image() {
 	moddir=$work/kernel/lib/modules/$kver
 
 	log "building initramfs"
-	build_initramfs "$moddir" "$work/initramfs.cpio.gz" "$work/root"
+	build_initramfs "$moddir" "$work/initramfs.cpio.gz" "$work/root" "$agent_deb" "$work"
 	log "building disk"
 	build_disk "$work/kernel/boot/vmlinuz-$kver" "$work/initramfs.cpio.gz" "$work/disk.raw" "$work/fat"
 
