@@ -11,13 +11,15 @@ set -euo pipefail
 
 usage() {
 	cat <<'EOF'
-Usage: test-guests/build-busybox.sh [--cache-dir DIR] [--kernel PACKAGE] [--rebuild]
+Usage: test-guests/build-busybox.sh [--cache-dir DIR] [--kernel PACKAGE] [--nginx] [--rebuild]
 
   --cache-dir DIR   where downloads and images go
                     (default: $VMLET_IMAGES_CACHE, else /var/cache/vmlet/test-guests,
                     outside the clone so fresh clones reuse it)
   --kernel PACKAGE  kernel package to use, e.g. linux-image-6.12.117+deb12-cloud-amd64
                     (default: $VMLET_GUEST_KERNEL, else the newest *-cloud-amd64 apt knows)
+  --nginx           the nginx variant: also Debian's nginx, serving Debian's default page on
+                    port 80 (test-guest-nginx.qcow2, cached beside the plain guest)
   --rebuild         build even when a cached image with the same key exists
 
 Needs root to install missing build tools with apt-get.
@@ -31,9 +33,17 @@ GUEST_DIR=$IMAGES_DIR/busybox
 readonly SCRIPT_PATH IMAGES_DIR REPO_DIR GUEST_DIR
 
 readonly BUILD_TOOLS=(busybox-static cpio dosfstools kmod mtools qemu-utils syslinux syslinux-common xz-utils)
+# The guest runs Debian's qemu-guest-agent (taken from its .deb, not installed on the build host);
+# its binary needs these libraries, which are installed on the build host so that ldd finds them
+# and their files are copied into the image.
+readonly AGENT_PACKAGE=qemu-guest-agent
+readonly AGENT_LIBRARIES=(libc6 libglib2.0-0 libnuma1 libudev1 liburing2)
 # Versioned kernel packages only (not the linux-image-6.12-cloud-amd64 meta package).
 readonly KERNEL_PACKAGE_RE='^linux-image-[0-9]+\.[0-9]+[.-][0-9][0-9A-Za-z.+~-]*-cloud-amd64$'
-readonly IMAGE_NAME=test-guest.qcow2
+# The nginx variant (--nginx): Debian's nginx binary (package nginx; nginx-light only adds a
+# module to it in Debian 12) with the libraries ldd finds, and nginx-common's default page.
+readonly NGINX_PACKAGES=(nginx nginx-common)
+readonly NGINX_LIBRARIES=(libcrypt1 libpcre2-8-0 libssl3 zlib1g)
 # Every timestamp inside the image (cpio entries, FAT directory entries).
 readonly FIXED_EPOCH=946684800 # 2000-01-01T00:00:00Z
 readonly FAT_VOLUME_ID=564d4c54
@@ -50,6 +60,7 @@ die() {
 cache_dir=${VMLET_IMAGES_CACHE:-/var/cache/vmlet/test-guests}
 kernel_package=${VMLET_GUEST_KERNEL:-}
 rebuild=false
+variant=plain
 while [[ $# -gt 0 ]]; do
 	case "$1" in
 	--cache-dir)
@@ -64,6 +75,10 @@ while [[ $# -gt 0 ]]; do
 		;;
 	--rebuild)
 		rebuild=true
+		shift
+		;;
+	--nginx)
+		variant=nginx
 		shift
 		;;
 	-h | --help)
@@ -81,14 +96,22 @@ if [[ -n $kernel_package && ! $kernel_package =~ $KERNEL_PACKAGE_RE ]]; then
 fi
 mkdir -p "$cache_dir"
 cache_dir=$(readlink -f "$cache_dir")
+if [[ $variant == nginx ]]; then
+	readonly NAME=test-guest-nginx
+	readonly HOST_LIBRARIES=("${AGENT_LIBRARIES[@]}" "${NGINX_LIBRARIES[@]}")
+else
+	readonly NAME=test-guest
+	readonly HOST_LIBRARIES=("${AGENT_LIBRARIES[@]}")
+fi
+readonly IMAGE_NAME=$NAME.qcow2
 
 # --- build tools ------------------------------------------------------------
 
 ensure_build_tools() {
 	local -a missing=()
 	local installed package
-	installed=$(dpkg-query -W -f '${Package} ${db:Status-Abbrev}\n' "${BUILD_TOOLS[@]}" 2>/dev/null || true)
-	for package in "${BUILD_TOOLS[@]}"; do
+	installed=$(dpkg-query -W -f '${Package} ${db:Status-Abbrev}\n' "${BUILD_TOOLS[@]}" "${HOST_LIBRARIES[@]}" 2>/dev/null || true)
+	for package in "${BUILD_TOOLS[@]}" "${HOST_LIBRARIES[@]}"; do
 		grep -q -x -F "$package ii " <<<"$installed" || missing+=("$package")
 	done
 	[[ ${#missing[@]} -eq 0 ]] && return 0
@@ -111,7 +134,7 @@ apt_state_fingerprint() {
 		/etc/apt/sources.list.d/* /etc/apt/preferences /etc/apt/preferences.d/*)
 	shopt -u nullglob
 	{
-		printf 'kernel-override=%s\n' "$kernel_package"
+		printf 'kernel-override=%s variant=%s\n' "$kernel_package" "$variant"
 		stat -c '%n %s %Y' -- "${files[@]}" 2>/dev/null || true
 	} | sha256sum | cut -c1-32
 }
@@ -125,20 +148,32 @@ candidate_version() {
 	apt-cache policy "$1" | sed -n -E 's/^ *Candidate: *//p'
 }
 
-# Writes "kernel NAME VERSION" and "tool NAME VERSION" lines.
+# Writes "kernel NAME VERSION", "agent NAME VERSION", "tool NAME VERSION" and "library NAME
+# VERSION" lines, and "nginx NAME VERSION" lines for the nginx variant.
 resolve_versions() {
-	local kernel version
+	local kernel version agent_version package
 	kernel=${kernel_package:-$(newest_cloud_kernel)}
 	[[ -n $kernel ]] || die "apt knows no linux-image-*-cloud-amd64 package (apt-get update?)"
 	version=$(candidate_version "$kernel")
 	[[ -n $version && $version != "(none)" ]] || die "no installable version of $kernel"
+	agent_version=$(candidate_version "$AGENT_PACKAGE")
+	[[ -n $agent_version && $agent_version != "(none)" ]] || die "no installable version of $AGENT_PACKAGE"
 	printf 'kernel %s %s\n' "$kernel" "$version"
+	printf 'agent %s %s\n' "$AGENT_PACKAGE" "$agent_version"
 	dpkg-query -W -f 'tool ${Package} ${Version}\n' "${BUILD_TOOLS[@]}"
+	dpkg-query -W -f 'library ${Package} ${Version}\n' "${HOST_LIBRARIES[@]}"
+	if [[ $variant == nginx ]]; then
+		for package in "${NGINX_PACKAGES[@]}"; do
+			version=$(candidate_version "$package")
+			[[ -n $version && $version != "(none)" ]] || die "no installable version of $package"
+			printf 'nginx %s %s\n' "$package" "$version"
+		done
+	fi
 }
 
 resolved_versions() {
 	local file tmp
-	file=$cache_dir/resolved-$(apt_state_fingerprint).txt
+	file=$cache_dir/resolved-$variant-$(apt_state_fingerprint).txt
 	if [[ ! -s $file ]]; then
 		log "resolving package versions with apt-cache"
 		tmp=$(mktemp "$cache_dir/.resolved.XXXXXX")
@@ -147,7 +182,7 @@ resolved_versions() {
 		trap "rm -f $(printf %q "$tmp")" EXIT
 		resolve_versions >"$tmp"
 		chmod 0644 "$tmp"
-		find "$cache_dir" -maxdepth 1 -name 'resolved-*.txt' -delete
+		find "$cache_dir" -maxdepth 1 -name "resolved-$variant-*.txt" -delete
 		mv -f "$tmp" "$file"
 		trap - EXIT
 	fi
@@ -159,7 +194,7 @@ resolved_versions() {
 cache_key() {
 	local versions=$1
 	{
-		printf 'versions\n%s\n' "$versions"
+		printf 'variant %s\nversions\n%s\n' "$variant" "$versions"
 		printf 'script %s\n' "$(sha256sum <"$SCRIPT_PATH" | cut -d' ' -f1)"
 		(cd "$GUEST_DIR" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
 	} | sha256sum | cut -c1-16
@@ -167,20 +202,56 @@ cache_key() {
 
 # --- build steps ------------------------------------------------------------
 
-# Downloads (or reuses) the kernel .deb; prints its path.
-fetch_kernel_deb() {
-	local name=$1 version=$2 debs=$cache_dir/debs file
+# Downloads (or reuses) a .deb; prints its path. $3: glob of the package's older .debs to delete.
+fetch_deb() {
+	local name=$1 version=$2 older=$3 debs=$cache_dir/debs file
 	file=$debs/${name}_${version//:/%3a}_amd64.deb
+	[[ -s $file ]] || file=$debs/${name}_${version//:/%3a}_all.deb
 	mkdir -p "$debs"
 	if [[ ! -s $file ]]; then
 		log "downloading $name=$version"
 		(cd "$debs" && apt-get download -o APT::Sandbox::User=root "$name=$version" >&2)
+		[[ -s $file ]] || file=$debs/${name}_${version//:/%3a}_amd64.deb
 	fi
 	[[ $(dpkg-deb -f "$file" Package) == "$name" && $(dpkg-deb -f "$file" Version) == "$version" ]] ||
 		die "$file is not $name $version"
-	# Only the current kernel is kept.
-	find "$debs" -maxdepth 1 -name 'linux-image-*.deb' ! -path "$file" -delete
+	# Only the current version is kept.
+	find "$debs" -maxdepth 1 -name "$older" ! -path "$file" -delete
 	printf '%s\n' "$file"
+}
+
+# Program $2 (its path inside the unpacked .deb dir $1) into the image root $3, and every shared
+# library ldd resolves for it (and the dynamic loader) from the build host, at the same paths.
+install_program() {
+	local unpacked=$1 program=$2 root=$3 lib
+	install -D -m 0755 "$unpacked$program" "$root$program"
+	if ldd "$root$program" | grep -q 'not found'; then
+		die "$program needs libraries the build host lacks: $(ldd "$root$program" | grep 'not found' | tr -s ' \t\n' ' ')"
+	fi
+	# Lines: "libX.so.N => /path (0x...)" and "/lib64/ld-linux-x86-64.so.2 (0x...)"; not the vDSO.
+	ldd "$root$program" | sed -n -E -e 's/^.*=> (\/[^ ]+) .*$/\1/p' -e 's/^[[:space:]]*(\/[^ ]+) \(0x.*$/\1/p' |
+		sort -u | while IFS= read -r lib; do
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+		chmod 0755 "$root$lib"
+	done
+	log "${program##*/} and its $(ldd "$root$program" | grep -c '/') libraries"
+}
+
+# The nginx variant's files: the binary and its libraries, nginx-common's mime.types and default
+# page, and test-guests/busybox/nginx/ (its configuration).
+install_nginx() {
+	local root=$1 work=$2 name version deb
+	while read -r _ name version; do
+		deb=$(fetch_deb "$name" "$version" "${name}_*.deb")
+		dpkg-deb -x "$deb" "$work/nginx"
+	done < <(grep '^nginx ' <<<"$versions")
+	install_program "$work/nginx" /usr/sbin/nginx "$root"
+	install -D -m 0644 "$work/nginx/etc/nginx/mime.types" "$root/etc/nginx/mime.types"
+	install -D -m 0644 "$work/nginx/usr/share/nginx/html/index.html" "$root/usr/share/nginx/html/index.html"
+	(cd "$GUEST_DIR/nginx" && find . -type f -printf '%P\n') | while IFS= read -r file; do
+		install -D -m 0644 "$GUEST_DIR/nginx/$file" "$root/$file"
+	done
 }
 
 # Copies the modules named in guest/modules.list plus their dependencies,
@@ -239,7 +310,7 @@ install_modules() {
 }
 
 build_initramfs() {
-	local moddir=$1 out=$2 root=$3
+	local moddir=$1 out=$2 root=$3 agent_deb=$4 work=$5
 	local applet file
 
 	mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,run,tmp,root,lib/modules}
@@ -261,6 +332,9 @@ build_initramfs() {
 	done
 
 	install_modules "$moddir" "$GUEST_DIR/modules.list" "$root"
+	dpkg-deb -x "$agent_deb" "$work/agent"
+	install_program "$work/agent" /usr/sbin/qemu-ga "$root"
+	[[ $variant != nginx ]] || install_nginx "$root" "$work"
 
 	find "$root" -exec touch -h -d "@$FIXED_EPOCH" {} +
 	(cd "$root" && find . -mindepth 1 -printf '%P\n' | sort |
@@ -288,10 +362,12 @@ build_disk() {
 
 build_image() {
 	local key=$1 versions=$2 out_dir=$3
-	local kernel_name kernel_version deb work kver moddir
+	local kernel_name kernel_version deb agent_name agent_version agent_deb work kver moddir
 
 	read -r _ kernel_name kernel_version < <(grep '^kernel ' <<<"$versions")
-	deb=$(fetch_kernel_deb "$kernel_name" "$kernel_version")
+	deb=$(fetch_deb "$kernel_name" "$kernel_version" 'linux-image-*.deb')
+	read -r _ agent_name agent_version < <(grep '^agent ' <<<"$versions")
+	agent_deb=$(fetch_deb "$agent_name" "$agent_version" "${agent_name}_*.deb")
 
 	work=$(mktemp -d "$cache_dir/.work.XXXXXX")
 	# shellcheck disable=SC2064 # expand the path now
@@ -304,7 +380,7 @@ build_image() {
 	moddir=$work/kernel/lib/modules/$kver
 
 	log "building initramfs"
-	build_initramfs "$moddir" "$work/initramfs.cpio.gz" "$work/root"
+	build_initramfs "$moddir" "$work/initramfs.cpio.gz" "$work/root" "$agent_deb" "$work"
 	log "building disk"
 	build_disk "$work/kernel/boot/vmlinuz-$kver" "$work/initramfs.cpio.gz" "$work/disk.raw" "$work/fat"
 
@@ -338,10 +414,10 @@ main() {
 	ensure_build_tools
 	versions=$(resolved_versions)
 	key=$(cache_key "$versions")
-	out_dir=$cache_dir/test-guest-$key
+	out_dir=$cache_dir/$NAME-$key
 
 	if [[ $rebuild == false && -s $out_dir/$IMAGE_NAME && -s $out_dir/build-info.txt ]]; then
-		update_latest_link "test-guest-$key/$IMAGE_NAME"
+		update_latest_link "$NAME-$key/$IMAGE_NAME"
 		printf '%s\n' "$out_dir/$IMAGE_NAME"
 		return 0
 	fi
@@ -355,9 +431,10 @@ main() {
 		build_image "$key" "$versions" "$out_dir"
 		log "built in $((SECONDS - started)) s, $(stat -c %s "$out_dir/$IMAGE_NAME") bytes"
 		# Older builds are unreachable by key now; the lock keeps builders out.
-		find "$cache_dir" -mindepth 1 -maxdepth 1 -type d -name 'test-guest-*' ! -path "$out_dir" -exec rm -rf {} +
+		find "$cache_dir" -mindepth 1 -maxdepth 1 -type d -regextype posix-extended -regex ".*/$NAME-[0-9a-f]{16}" \
+			! -path "$out_dir" -exec rm -rf {} +
 	fi
-	update_latest_link "test-guest-$key/$IMAGE_NAME"
+	update_latest_link "$NAME-$key/$IMAGE_NAME"
 	printf '%s\n' "$out_dir/$IMAGE_NAME"
 }
 

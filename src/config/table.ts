@@ -28,6 +28,7 @@ export interface Config {
   vmWarmPool: number;
   maxImageSize: number;
   streamAddress: string;
+  agentWaitS: number;
   sysfsRoot: string;
   sriov: boolean;
   registryConfigDir: string;
@@ -175,6 +176,9 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
     description: 'Largest image download accepted; a pull announcing or sending more is refused (RESOURCE_EXHAUSTED)', parse: byteQuantity('max-image-size') },
   { key: 'streamAddress', flag: 'stream-address', env: 'VMLET_STREAM_ADDRESS', defaultText: '127.0.0.1:0',
     description: 'host:port of the streaming server for exec, attach and port-forward (port 0: a free one)', parse: listenAddress('stream-address') },
+  { key: 'agentWaitS', flag: 'agent-wait', env: 'VMLET_AGENT_WAIT', defaultText: '30',
+    description: "Seconds an Exec, or an ExecSync without a timeout, waits for the VM's guest agent to answer (a guest just started has not run it yet); then FAILED_PRECONDITION (1-3600)",
+    parse: positiveInt('agent-wait', 3600) },
   { key: 'sysfsRoot', flag: 'sysfs-root', env: 'VMLET_SYSFS_ROOT', defaultText: '/sys',
     description: 'Where sysfs is mounted; SR-IOV VFs are found and rebound through it', parse: absolutePath('sysfs-root') },
   { key: 'sriov', flag: 'sriov', env: 'VMLET_SRIOV', defaultText: 'off',

@@ -42,6 +42,11 @@ export interface VmStreamsDeps {
   tcpSocketInNetns(netnsPath: string): Promise<net.Socket>;
   /** The guest agent of the container's VM (through libvirt, which owns the agent channel). */
   agentChannel(r: ContainerRecord): AgentChannel;
+  /**
+   * How long an exec waits for the guest's agent to answer (a guest just started has not run it
+   * yet) when the request sets no timeout of its own; then FAILED_PRECONDITION.
+   */
+  agentWaitMs: number;
   logger: Logger;
 }
 
@@ -86,10 +91,28 @@ export class VmStreams implements StreamingRuntime {
     this.hubs.delete(containerId);
   }
 
+  /** waitReady, logging how long a booting guest kept the exec waiting. */
+  private async waitForAgent(r: ContainerRecord, agent: GuestAgent, boundMs: number, signal?: AbortSignal): Promise<void> {
+    const started = Date.now();
+    try {
+      await agent.waitReady(boundMs, signal);
+    } catch (err) {
+      this.deps.logger.info({ containerId: r.id, waitedMs: Date.now() - started, err: errorText(err) }, 'exec: no guest agent answered');
+      throw err;
+    }
+    const waitedMs = Date.now() - started;
+    if (waitedMs >= 1000) this.deps.logger.info({ containerId: r.id, waitedMs }, 'exec: the guest agent answered after a wait');
+  }
+
   async execSync(containerId: string, cmd: string[], timeoutMs: number, signal?: AbortSignal): Promise<ExecSyncResult> {
     checkCommand(cmd);
     const r = this.running(containerId);
-    const result = await this.agent(r).exec({ argv: cmd, ...(timeoutMs > 0 ? { timeoutMs } : {}), ...(signal ? { signal } : {}) });
+    const agent = this.agent(r);
+    const started = Date.now();
+    // The timeout bounds the whole call (a probe's timeoutSeconds): waiting for the agent included.
+    await this.waitForAgent(r, agent, timeoutMs > 0 ? timeoutMs : this.deps.agentWaitMs, signal);
+    const left = timeoutMs > 0 ? Math.max(1, timeoutMs - (Date.now() - started)) : 0;
+    const result = await agent.exec({ argv: cmd, ...(left > 0 ? { timeoutMs: left } : {}), ...(signal ? { signal } : {}) });
     return { stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode };
   }
 
@@ -97,8 +120,9 @@ export class VmStreams implements StreamingRuntime {
     checkCommand(cmd);
     const r = this.running(containerId);
     const agent = this.agent(r);
-    // A guest without an agent fails now, not after the client's stdin ended (a terminal's never does).
-    await agent.ready();
+    // Waits for the agent of a guest that is still booting; a guest without one fails after the
+    // bound, not after the client's stdin ended (a terminal's never does).
+    await this.waitForAgent(r, agent, this.deps.agentWaitMs, io.signal);
     const input = io.stdin ? await readInput(io.stdin, io.tty, io.signal) : undefined;
     const result = await agent.exec({ argv: cmd, signal: io.signal, ...(input !== undefined ? { input } : {}) });
     if (io.tty) {

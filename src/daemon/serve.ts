@@ -214,6 +214,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       },
       tcpSocketInNetns: (netnsPath) => netd.tcpSocketInNetns(netnsPath, NETD_WARM_TIMEOUT_MS),
       agentChannel: (r) => new LibvirtAgentChannel(() => libvirt.current(), () => containers.domainRef(r), `container ${r.id}`),
+      agentWaitMs: config.agentWaitS * 1000,
       logger: logger.child({ component: 'streams' }),
     });
     const streamServer = new StreamingServer({ address: config.streamAddress, runtime: vmStreams, logger: logger.child({ component: 'streaming' }) });

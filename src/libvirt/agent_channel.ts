@@ -5,13 +5,13 @@
  *
  * libvirt's answers become the errors GuestAgent expects:
  * - VIR_ERR_AGENT_UNRESPONSIVE (not connected, or no answer to guest-sync within libvirt's 5 s):
- *   FAILED_PRECONDITION "no guest agent answers";
+ *   AgentUnavailableError (FAILED_PRECONDITION) "no guest agent answers", which callers may retry;
  * - VIR_ERR_INTERNAL_ERROR from this call: the agent answered an error, which libvirt reports as
  *   "unable to execute QEMU agent command 'NAME': DESC" (only DESC is kept, for the user);
  * - no domain, or a domain that is not running: FAILED_PRECONDITION.
  */
 import { FailedPreconditionError, errorText } from '../errors.js';
-import { GuestAgentError, type AgentChannel } from '../qmp/guest_agent.js';
+import { AgentUnavailableError, GuestAgentError, type AgentChannel } from '../qmp/guest_agent.js';
 import { isLibvirtError, isNoDomain, isOperationInvalid, type DomainRef } from './client.js';
 import { VIR_ERR_AGENT_UNRESPONSIVE, VIR_ERR_INTERNAL_ERROR } from './rpc/constants.js';
 
@@ -50,7 +50,7 @@ export class LibvirtAgentChannel implements AgentChannel {
 
   private translate(err: unknown, execute: string): Error {
     if (isLibvirtError(err, VIR_ERR_AGENT_UNRESPONSIVE)) {
-      return new FailedPreconditionError(`no guest agent answers in ${this.describe} (${errorText(err)}): is qemu-guest-agent running in the guest?`);
+      return new AgentUnavailableError(`no guest agent answers in ${this.describe} (${errorText(err)}): is qemu-guest-agent running in the guest?`);
     }
     if (isLibvirtError(err, VIR_ERR_INTERNAL_ERROR)) {
       const message = errorText(err);

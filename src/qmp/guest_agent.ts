@@ -18,16 +18,27 @@
 import { Code, DeadlineExceededError, FailedPreconditionError, VmletError } from '../errors.js';
 
 export const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
+/** waitReady: pauses between pings while no agent answers, doubling. */
+const AGENT_RETRY_FIRST_MS = 200;
+const AGENT_RETRY_MAX_MS = 1000;
+const AGENT_PING_TIMEOUT_MS = 10_000;
 
 /** One agent command and its reply's `return` value. */
 export interface AgentChannel {
   /**
    * Runs `{execute, arguments}` in the guest agent. Rejects with GuestAgentError when the agent
-   * answers an error, with FAILED_PRECONDITION when no agent answers (none connected, or it did
-   * not sync in libvirt's bounded wait).
+   * answers an error, with AgentUnavailableError when no agent answers (none connected, or it did
+   * not sync in libvirt's bounded wait), with another FAILED_PRECONDITION when the VM is not running.
    */
   command(execute: string, args: object | undefined, timeoutMs: number): Promise<unknown>;
 }
+
+/**
+ * No agent answers: none is connected to the channel (the guest has not started it yet, or has
+ * none), or a connected one did not answer libvirt's sync in time. Worth asking again while a
+ * guest boots; `GuestAgent.waitReady` does, up to a bound.
+ */
+export class AgentUnavailableError extends FailedPreconditionError {}
 
 export class GuestAgentError extends VmletError {
   constructor(
@@ -77,6 +88,32 @@ export class GuestAgent {
   /** Resolves once an agent answers; FAILED_PRECONDITION (bounded) when none does. */
   ready(): Promise<void> {
     return this.execute('guest-ping').then(() => undefined);
+  }
+
+  /**
+   * Resolves once an agent answers `guest-ping`, asking again while none does (a guest that was
+   * just started has not run its agent yet), for at most `boundMs`. Then FAILED_PRECONDITION,
+   * saying how long it waited. Any other failure (the VM stopped) ends the wait at once.
+   */
+  async waitReady(boundMs: number, signal?: AbortSignal): Promise<void> {
+    const deadline = Date.now() + boundMs;
+    let last: AgentUnavailableError | undefined;
+    for (let delay = AGENT_RETRY_FIRST_MS; ; delay = Math.min(delay * 2, AGENT_RETRY_MAX_MS)) {
+      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('cancelled');
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      try {
+        // libvirt's own sync wait (5 s) bounds one ping of a connected but silent agent.
+        await this.execute('guest-ping', undefined, Math.min(left, AGENT_PING_TIMEOUT_MS));
+        return;
+      } catch (err) {
+        if (!(err instanceof AgentUnavailableError)) throw err;
+        last = err;
+      }
+      const pause = Math.min(delay, deadline - Date.now());
+      if (pause > 0) await sleep(pause, signal);
+    }
+    throw new AgentUnavailableError(`${last?.message ?? 'no guest agent answers'} (waited ${formatSeconds(boundMs)} for it)`);
   }
 
   close(): void {
@@ -157,6 +194,18 @@ function execResult(s: ExecStatus): GuestExecResult {
   return result;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+function formatSeconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(1))} s`;
 }

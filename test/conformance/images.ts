@@ -4,8 +4,10 @@
  * each to a VM disk image on the harness's loopback HTTP server.
  *
  * vmlet runs VM disk images, not OCI images, so every name whose container is started maps to the
- * busybox test guest; the image-manager specs only pull, inspect and remove, and compare image ids
- * between names, so they get tiny qcow2 files, distinct where the spec needs distinct ids.
+ * busybox test guest, nginx's to the guest's nginx variant (Debian's nginx serving Debian's default
+ * page on port 80, as critest's nginx image does); the image-manager specs only pull, inspect and
+ * remove, and compare image ids between names, so they get tiny qcow2 files, distinct where the
+ * spec needs distinct ids.
  */
 import { stringify } from 'yaml';
 
@@ -15,11 +17,15 @@ const E2E = 'registry.k8s.io/e2e-test-images/';
 /** Names whose containers critest starts: the test guest boots for each. */
 export const GUEST_IMAGES: readonly string[] = [
   `${E2E}busybox:1.29-2`, // the default container image of every container spec
-  `${E2E}nginx:1.14-2`, // networking (port mapping) and streaming (port-forward) web server
   `${E2E}httpd:2.4.39-4`, // multiple containers
   `${E2E}nonewprivs:1.3`, // security context NoNewPrivs
   `${STAGING}hostnet-nginx-amd64`, // port-forward in the host network
   `${STAGING}test-image-predefined-group`, // supplemental groups of the image's user
+];
+
+/** Names whose containers must serve nginx's page on port 80: the guest's nginx variant boots. */
+export const NGINX_IMAGES: readonly string[] = [
+  `${E2E}nginx:1.14-2`, // networking (port mapping) and streaming (port-forward) web server
 ];
 
 /**
@@ -51,12 +57,13 @@ function translationName(image: string): string {
 }
 
 /**
- * The translation config (YAML, Virtlet's format): guest names to `guestUrl`, the tiny-image group
- * i to `tinyUrl(i)`.
+ * The translation config (YAML, Virtlet's format): guest names to `guestUrl`, nginx names to
+ * `nginxUrl`, the tiny-image group i to `tinyUrl(i)`.
  */
-export function translationConfig(guestUrl: string, tinyUrl: (group: number) => string): string {
+export function translationConfig(guestUrl: string, nginxUrl: string, tinyUrl: (group: number) => string): string {
   const translations = [
     ...GUEST_IMAGES.map((name) => ({ name, url: guestUrl })),
+    ...NGINX_IMAGES.map((name) => ({ name, url: nginxUrl })),
     ...TINY_IMAGE_GROUPS.flatMap((group, i) => group.map((name) => ({ name: translationName(name), url: tinyUrl(i) }))),
   ];
   return stringify({ translations });

@@ -216,10 +216,13 @@ async function main(argv: string[]): Promise<number> {
   process.once('SIGTERM', onSignal);
   try {
     await ensureLibvirtd();
-    // The busybox test guest (built once, cached outside the clone) for every container critest starts.
-    const guest = (await execFileAsync(join(REPO_ROOT, 'test-guests', 'build-busybox.sh'), { encoding: 'utf8', timeout: 900_000 })).stdout.trim();
+    // The busybox test guest (built once, cached outside the clone) for every container critest
+    // starts, and its nginx variant for the web server image.
+    const buildGuest = async (...args: string[]) => (await execFileAsync(join(REPO_ROOT, 'test-guests', 'build-busybox.sh'), args, { encoding: 'utf8', timeout: 900_000 })).stdout.trim();
+    const guest = await buildGuest();
+    const nginxGuest = await buildGuest('--nginx');
     // Tiny qcow2 disks for the image-manager specs; each a different size, so each a different id.
-    const files = new Map<string, string>([['/guest.qcow2', guest]]);
+    const files = new Map<string, string>([['/guest.qcow2', guest], ['/guest-nginx.qcow2', nginxGuest]]);
     for (let i = 0; i < TINY_IMAGE_GROUPS.length; i++) {
       const path = join(dir, `tiny-${i}.qcow2`);
       await execFileAsync('qemu-img', ['create', '-q', '-f', 'qcow2', path, `${i + 1}M`]);
@@ -248,7 +251,7 @@ async function main(argv: string[]): Promise<number> {
       }],
     }));
     mkdirSync(d.translationsDir, { recursive: true });
-    writeFileSync(join(d.translationsDir, 'critest.yaml'), translationConfig(`${base}/guest.qcow2`, (i) => `${base}/tiny-${i}.qcow2`));
+    writeFileSync(join(d.translationsDir, 'critest.yaml'), translationConfig(`${base}/guest.qcow2`, `${base}/guest-nginx.qcow2`, (i) => `${base}/tiny-${i}.qcow2`));
 
     const endpoint = `unix://${d.socket}`;
     const critest = join(tools, 'critest');

@@ -1,9 +1,16 @@
 /**
  * End to end: exec, attach and port-forward with the real crictl v1.26.1 (kubelet's client-go
- * SPDY code) against a real `vmlet serve`, on ONE busybox test guest (test-guests/README.md): it has
- * no guest agent, so exec must fail cleanly and quickly; its serial console echoes what is typed
- * and prints protocol lines; its httpd answers on 8080. Plus vmlet's own SPDY client for 20
- * concurrent port-forward streams through one connection.
+ * SPDY code) against a real `vmlet serve`, on ONE busybox test guest (test-guests/README.md): it
+ * runs Debian's qemu-guest-agent, started by its /init; its serial console echoes what is typed and
+ * prints protocol lines; its httpd answers on 8080.
+ *
+ * - exec right after StartContainer (as critest and a kubelet probe do) waits for the agent the
+ *   guest is still starting, and runs;
+ * - ExecSync and crictl exec through the agent: output, exit codes, stderr, stdin, `-t`, a timeout
+ *   that kills the process in the guest;
+ * - attach, port-forward;
+ * - the agent stopped in the guest: exec fails with FAILED_PRECONDITION after the bounded wait
+ *   (the ExecSync timeout, or --agent-wait), also with a terminal whose stdin never ends.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,6 +29,10 @@ const CRICTL = join(findCriTools(), 'crictl');
 const tag = randomBytes(3).toString('hex');
 const bridge = `vst${tag}`;
 const subnet = '198.18.142';
+/** --agent-wait of the daemon: how long exec waits for an agent that is gone, in the last tests. */
+const AGENT_WAIT_S = 8;
+const timings: Record<string, number> = {};
+const fileStart = Date.now();
 let d: TestDaemon;
 let imageServer: Server;
 let sandboxId = '';
@@ -34,7 +45,7 @@ before(async () => {
   await ensureLibvirtd();
   let imageUrl: string;
   ({ url: imageUrl, server: imageServer } = await serveTestGuest());
-  d = await startTestDaemon({ args: ['--kvm', 'off', '--vm-memory', '256Mi'] });
+  d = await startTestDaemon({ args: ['--kvm', 'off', '--vm-memory', '256Mi', '--agent-wait', String(AGENT_WAIT_S)] });
   writeFileSync(join(d.cniConfDir, '10-e2e.conflist'), JSON.stringify({
     cniVersion: '1.0.0',
     name: `vmlet-stream-${tag}`,
@@ -48,7 +59,15 @@ before(async () => {
   ({ container_id: containerId } = await d.runtime.CreateContainer!({ pod_sandbox_id: sandboxId, config: { metadata: { name: 'vm' }, image: { image: imageUrl }, log_path: 'vm/0.log' }, sandbox_config: podConfig }));
   await d.runtime.StartContainer!({ container_id: containerId }, { deadlineMs: 180_000 });
   logPath = join(logDir, 'vm', '0.log');
+  // At once, as critest's exec specs and a kubelet exec probe do: the call waits for the agent
+  // (its timeout bounds the wait) instead of failing because the guest has not started it yet.
+  const started = Date.now();
+  const first = await d.runtime.ExecSync!({ container_id: containerId, cmd: ['echo', '-n', 'hello'], timeout: '240' }, { deadlineMs: 300_000 });
+  timings['StartContainer to the first ExecSync answer (s)'] = (Date.now() - started) / 1000;
+  assert.equal(Buffer.from(first.stdout).toString(), 'hello');
+  assert.equal(first.exit_code, 0);
   await waitFor('guest ready', 300_000, () => criLines(logPath).find((l) => l.text === 'VMLET-GUEST ready'));
+  assert.ok(criLines(logPath).some((l) => /^VMLET-GUEST agent \/dev\/vport\d+p\d+$/.test(l.text)), 'the guest found the agent port');
 });
 
 after(async () => {
@@ -59,6 +78,8 @@ after(async () => {
   // Nothing of this test's pod is left: no QEMU of this daemon, no netns of the sandbox.
   if (d) assert.deepEqual(qemuPids(d.stateDir), []);
   if (sandboxId) assert.deepEqual(readdirSync('/run/netns').filter((n) => n.startsWith(`vmlet-${sandboxId.slice(0, 8)}`)), []);
+  timings['whole file (s)'] = (Date.now() - fileStart) / 1000;
+  process.stdout.write(`# timings ${JSON.stringify(timings)}\n`);
 });
 
 function crictl(args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
@@ -101,25 +122,46 @@ function httpGet(port: number, host = '127.0.0.1'): Promise<string> {
   });
 }
 
-test('exec on a guest without an agent: ExecSync, crictl exec -s, -i and -it all fail with the agent error within the bounded wait', { timeout: 120_000 }, async () => {
-  assert.equal(await grpcCode(d.runtime.ExecSync!({ container_id: containerId, cmd: ['echo', 'hi'], timeout: '10' })), 9 /* FAILED_PRECONDITION */);
-  const sync = await crictl(['exec', '-s', containerId, 'echo', 'hi']);
-  assert.notEqual(sync.code, 0);
-  assert.match(sync.stderr, /FailedPrecondition desc = no guest agent answers/);
-  // Through the streaming server (SPDY): the error arrives on the error stream.
-  const piped = await crictl(['exec', '-i', containerId, 'cat'], { input: 'x\n' });
-  assert.notEqual(piped.code, 0);
-  assert.match(piped.stderr, /execing command in container: no guest agent answers/);
-  assert.ok(piped.ms < 15_000, `exec -i took ${piped.ms} ms`);
-  // With a terminal whose stdin never ends (util-linux script gives crictl a pty): no hang.
+async function execSync(cmd: string[], timeout: number): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  const r = await d.runtime.ExecSync!({ container_id: containerId, cmd, timeout: String(timeout) }, { deadlineMs: (timeout + 60) * 1000 });
+  return { stdout: Buffer.from(r.stdout).toString(), stderr: Buffer.from(r.stderr).toString(), exitCode: r.exit_code };
+}
+
+/** crictl exec -it under a pty (util-linux script); `input` is typed into it. */
+function crictlTty(args: string[], input: string): Promise<{ out: string; ms: number }> {
   const started = Date.now();
-  const tty = spawn('script', ['-qec', `${CRICTL} --runtime-endpoint unix://${d.socket} exec -it ${containerId} sh`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const tty = spawn('script', ['-qec', `${CRICTL} --runtime-endpoint unix://${d.socket} ${args.join(' ')}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
   children.add(tty);
-  let ttyOut = '';
-  tty.stdout!.on('data', (c) => (ttyOut += c));
-  await exited(tty);
-  assert.match(ttyOut, /no guest agent answers/);
-  assert.ok(Date.now() - started < 15_000, `exec -it took ${Date.now() - started} ms`);
+  let out = '';
+  tty.stdout!.on('data', (c) => (out += c));
+  // After crictl has put the terminal in raw mode.
+  setTimeout(() => tty.stdin!.write(input), 1000);
+  return exited(tty).then(() => ({ out, ms: Date.now() - started }));
+}
+
+test('exec through the guest agent: ExecSync output, stderr and exit codes, a timeout that kills the process; crictl exec -s, -i with stdin, -it', { timeout: 300_000 }, async () => {
+  assert.deepEqual(await execSync(['sh', '-c', 'echo out; echo err >&2; exit 3'], 60), { stdout: 'out\n', stderr: 'err\n', exitCode: 3 });
+  assert.equal((await execSync(['false'], 60)).exitCode, 1);
+  const missing = await execSync(['no-such-program'], 60);
+  assert.equal(missing.exitCode, 127);
+  // critest's timeout spec: the sleep times out and is gone from the guest afterwards.
+  const started = Date.now();
+  assert.equal(await grpcCode(d.runtime.ExecSync!({ container_id: containerId, cmd: ['sleep', '4321'], timeout: '2' })), 4 /* DEADLINE_EXCEEDED */);
+  timings['ExecSync sleep with timeout 2 (s)'] = (Date.now() - started) / 1000;
+  assert.deepEqual(await execSync(['sh', '-c', 'pgrep sleep || true'], 60), { stdout: '', stderr: '', exitCode: 0 });
+
+  const sync = await crictl(['exec', '-s', containerId, 'echo', 'hi']);
+  // crictl prints stdout and stderr (empty) with fmt.Println each.
+  assert.deepEqual([sync.code, sync.stdout], [0, 'hi\n\n\n']);
+  const piped = await crictl(['exec', '-i', containerId, 'cat'], { input: 'x\ny\n' });
+  assert.deepEqual([piped.code, piped.stdout], [0, 'x\ny\n']);
+  // The code travels in the v4 error stream's status (NonZeroExitCode); crictl 1.26 reports it and exits 1.
+  const failing = await crictl(['exec', containerId, 'sh', '-c', 'exit 3']);
+  assert.equal(failing.code, 1);
+  assert.match(failing.stderr, /command terminated with exit code 3/);
+  // -t: one output, \r\n line ends, as through a pty; ^D ends the terminal's input.
+  const tty = await crictlTty(['exec', '-it', containerId, 'sh', '-c', "'echo hello; echo oops >&2'"], '\x04');
+  assert.match(tty.out, /hello\r\noops\r\n/);
 });
 
 test('attach: two crictl clients see the console; input from one is echoed to both; the CRI log and console.raw stay complete', { timeout: 180_000 }, async () => {
@@ -166,6 +208,34 @@ test('port-forward with crictl: the guest httpd through a forwarded port; a clos
   await exited(pf.child);
 });
 
+
+test('the agent stopped in the guest: ExecSync fails with FAILED_PRECONDITION after its timeout, crictl exec -s, -i and -it after --agent-wait', { timeout: 300_000 }, async () => {
+  // The agent kills itself (in the background, so this exec still gets its answer); the guest's
+  // /init reports the agent's exit on the console.
+  assert.equal((await execSync(['sh', '-c', '(sleep 2; kill $(pidof qemu-ga)) </dev/null >/dev/null 2>&1 &'], 60)).exitCode, 0);
+  await waitFor('the agent gone', 60_000, () => criLines(logPath).find((l) => /^VMLET-GUEST agent-exited /.test(l.text)));
+  let started = Date.now();
+  await assert.rejects(
+    d.runtime.ExecSync!({ container_id: containerId, cmd: ['echo', 'hi'], timeout: '3' }),
+    (err: { code?: number; details?: string }) => err.code === 9 && /no guest agent answers .*\(waited 3 s for it\)/.test(err.details ?? ''),
+  );
+  const took = Date.now() - started;
+  assert.ok(took >= 2900 && took < 8000, `ExecSync took ${took} ms`);
+  const sync = await crictl(['exec', '-s', containerId, 'echo', 'hi']);
+  assert.notEqual(sync.code, 0);
+  assert.match(sync.stderr, new RegExp(`FailedPrecondition desc = no guest agent answers .*waited ${AGENT_WAIT_S} s`));
+  assert.ok(sync.ms >= AGENT_WAIT_S * 1000 - 100, `crictl exec -s failed after ${sync.ms} ms`);
+  // Through the streaming server (SPDY): the error arrives on the error stream.
+  const piped = await crictl(['exec', '-i', containerId, 'cat'], { input: 'x\n' });
+  assert.notEqual(piped.code, 0);
+  assert.match(piped.stderr, /execing command in container: no guest agent answers/);
+  assert.ok(piped.ms < (AGENT_WAIT_S + 10) * 1000, `exec -i took ${piped.ms} ms`);
+  // With a terminal whose stdin never ends: no hang, the error after the bounded wait.
+  started = Date.now();
+  const tty = await crictlTty(['exec', '-it', containerId, 'sh'], '');
+  assert.match(tty.out, /no guest agent answers/);
+  assert.ok(tty.ms < (AGENT_WAIT_S + 10) * 1000, `exec -it took ${tty.ms} ms`);
+});
 
 test('console.raw and the CRI log are written while nobody is attached: the shutdown lines of StopContainer', { timeout: 120_000 }, async () => {
   await d.runtime.StopContainer!({ container_id: containerId, timeout: '60' }, { deadlineMs: 120_000 });

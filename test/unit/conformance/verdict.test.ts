@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parse } from 'yaml';
 import { focusFor, parseApplicable, quoteMeta, specsFromReport, suiteFailures, verdict, type SpecResult } from '../../../test/conformance/verdict.js';
-import { translationConfig, GUEST_IMAGES, TINY_IMAGE_GROUPS } from '../../../test/conformance/images.js';
+import { translationConfig, GUEST_IMAGES, NGINX_IMAGES, TINY_IMAGE_GROUPS } from '../../../test/conformance/images.js';
 import { parseTranslationConfig, translateImageName } from '../../../src/image/translate.js';
 import { parseImageName } from '../../../src/image/reference.js';
 
@@ -57,11 +57,13 @@ test('verdict: only applicable specs count; failed, skipped and missing ones are
 });
 
 test('the translation config maps every name critest pulls; shared tags share a disk, the rest are distinct', () => {
-  const yaml = translationConfig('http://127.0.0.1:1/guest.qcow2', (i) => `http://127.0.0.1:1/tiny-${i}.qcow2`);
+  const yaml = translationConfig('http://127.0.0.1:1/guest.qcow2', 'http://127.0.0.1:1/guest-nginx.qcow2', (i) => `http://127.0.0.1:1/tiny-${i}.qcow2`);
   assert.ok(Array.isArray(parse(yaml).translations));
   const config = parseTranslationConfig(yaml, 'critest.yaml');
   const urlOf = (name: string) => translateImageName([config], parseImageName(name))?.url;
   for (const name of GUEST_IMAGES) assert.equal(urlOf(name), 'http://127.0.0.1:1/guest.qcow2', name);
+  for (const name of NGINX_IMAGES) assert.equal(urlOf(name), 'http://127.0.0.1:1/guest-nginx.qcow2', name);
+  assert.ok(NGINX_IMAGES.includes('registry.k8s.io/e2e-test-images/nginx:1.14-2'), "critest's web server image");
   const urls = TINY_IMAGE_GROUPS.map((group) => new Set(group.map(urlOf)));
   for (const set of urls) assert.equal(set.size, 1, 'one disk per group');
   assert.equal(new Set(urls.map((s) => [...s][0])).size, TINY_IMAGE_GROUPS.length, 'a disk per group');

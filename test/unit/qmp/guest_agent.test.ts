@@ -1,12 +1,12 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { GuestAgent, GuestAgentError, type AgentChannel } from '../../../src/qmp/guest_agent.js';
+import { AgentUnavailableError, GuestAgent, GuestAgentError, type AgentChannel } from '../../../src/qmp/guest_agent.js';
 import { LibvirtAgentChannel } from '../../../src/libvirt/agent_channel.js';
 import { LibvirtError } from '../../../src/libvirt/rpc/errors.js';
 import { Code, FailedPreconditionError, VmletError } from '../../../src/errors.js';
 
 /** A fake qemu-guest-agent behind the channel: guest-exec (`sh -c "exit N"`, `sleep`, `cat`, `kill`), guest-exec-status. */
-function fakeAgent(opts: { unresponsiveAfterMs?: number } = {}) {
+function fakeAgent(opts: { unresponsiveAfterMs?: number; answersFrom?: number } = {}) {
   const procs = new Map<number, { done: number; code: number; out: string }>();
   let nextPid = 100;
   const killed: number[] = [];
@@ -17,7 +17,11 @@ function fakeAgent(opts: { unresponsiveAfterMs?: number } = {}) {
       assert.ok(timeoutMs > 0);
       if (opts.unresponsiveAfterMs !== undefined) {
         await new Promise((r) => setTimeout(r, opts.unresponsiveAfterMs));
-        throw new FailedPreconditionError('no guest agent answers in test (QEMU guest agent is not connected): is qemu-guest-agent running in the guest?');
+        throw new AgentUnavailableError('no guest agent answers in test (QEMU guest agent is not connected): is qemu-guest-agent running in the guest?');
+      }
+      // A guest still booting: libvirt answers "not connected" at once until the agent runs.
+      if (opts.answersFrom !== undefined && Date.now() < opts.answersFrom) {
+        throw new AgentUnavailableError('no guest agent answers in test (QEMU guest agent is not connected): is qemu-guest-agent running in the guest?');
       }
       const a = (args ?? {}) as Record<string, any>;
       if (execute === 'guest-ping') return {};
@@ -101,11 +105,48 @@ test('the libvirt channel: the JSON command goes to virDomainQemuAgentCommand; l
   assert.deepEqual(await channel.command('guest-exec', { path: 'echo', arg: ['hi'] }, 2500), { pid: 42 });
   assert.deepEqual(sent, [{ command: '{"execute":"guest-exec","arguments":{"path":"echo","arg":["hi"]}}', timeout: 3 }]);
   fail = libvirtError(86, 'Guest agent is not responding: QEMU guest agent is not connected');
-  await assert.rejects(channel.command('guest-ping', undefined, 1000), (err: VmletError) => err.code === Code.FAILED_PRECONDITION && /^no guest agent answers in container c1 \(.*not connected\)/.test(err.message));
+  await assert.rejects(channel.command('guest-ping', undefined, 1000), (err: VmletError) => err instanceof AgentUnavailableError && err.code === Code.FAILED_PRECONDITION && /^no guest agent answers in container c1 \(.*not connected\)/.test(err.message));
   fail = libvirtError(1, "internal error: unable to execute QEMU agent command 'guest-exec': Failed to execute child process “nope” (No such file or directory)");
   await assert.rejects(channel.command('guest-exec', { path: 'nope' }, 1000), (err: unknown) => err instanceof GuestAgentError && err.desc === 'Failed to execute child process “nope” (No such file or directory)');
   fail = libvirtError(55, 'Requested operation is not valid: domain is not running');
-  await assert.rejects(channel.command('guest-ping', undefined, 1000), (err: VmletError) => err.code === Code.FAILED_PRECONDITION && /not running/.test(err.message));
+  await assert.rejects(channel.command('guest-ping', undefined, 1000), (err: VmletError) => !(err instanceof AgentUnavailableError) && err.code === Code.FAILED_PRECONDITION && /not running/.test(err.message));
   present = false;
   await assert.rejects(channel.command('guest-ping', undefined, 1000), (err: VmletError) => err.code === Code.FAILED_PRECONDITION && /not running/.test(err.message));
+});
+
+test('waitReady: an agent that starts while the guest boots is waited for; the ping is asked again until it answers', async () => {
+  const { channel, commands } = fakeAgent({ answersFrom: Date.now() + 600 });
+  const agent = new GuestAgent(channel);
+  const started = Date.now();
+  await agent.waitReady(5000);
+  const waited = Date.now() - started;
+  assert.ok(waited >= 550 && waited < 2500, `waited ${waited} ms`);
+  assert.ok(commands.length >= 3 && commands.every((c) => c === 'guest-ping'), commands.join(','));
+  assert.equal((await agent.exec({ argv: ['sh', '-c', 'exit 3'] })).exitCode, 3);
+});
+
+test('waitReady: no agent within the bound is FAILED_PRECONDITION naming the wait; the VM not running ends it at once; abort ends it', async () => {
+  const agent = new GuestAgent(fakeAgent({ answersFrom: Number.MAX_SAFE_INTEGER }).channel);
+  let started = Date.now();
+  await assert.rejects(agent.waitReady(700), (err: VmletError) => err instanceof AgentUnavailableError && err.code === Code.FAILED_PRECONDITION && /no guest agent answers .*\(waited 0\.7 s for it\)$/.test(err.message));
+  const took = Date.now() - started;
+  assert.ok(took >= 650 && took < 1500, `took ${took} ms`);
+
+  let asked = 0;
+  const stopped = new GuestAgent({
+    command: async () => {
+      asked++;
+      throw new FailedPreconditionError('container c: the VM is not running, no guest agent to ask');
+    },
+  });
+  started = Date.now();
+  await assert.rejects(stopped.waitReady(5000), (err: VmletError) => err.code === Code.FAILED_PRECONDITION && /not running/.test(err.message));
+  assert.equal(asked, 1);
+  assert.ok(Date.now() - started < 500);
+
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(new Error('client went away')), 300);
+  started = Date.now();
+  await assert.rejects(agent.waitReady(10_000, controller.signal), /client went away/);
+  assert.ok(Date.now() - started < 1500, `abort took ${Date.now() - started} ms`);
 });
