@@ -74,7 +74,9 @@ async function fixture(t: TestContext): Promise<Fixture> {
     for (const p of pumps) await p.stop().catch(() => {});
     await rm(dir, { recursive: true, force: true });
     assert.equal(sharedPollMembers(), 0, 'a pump is still on the shared poll timer');
-    assert.equal(await openFdCount(), fdsBefore, 'file descriptors leaked');
+    // Fewer is no leak: the test process itself may close one of its own meanwhile (seen once in CI).
+    const fdsAfter = await openFdCount();
+    assert.ok(fdsAfter <= fdsBefore, `file descriptors leaked: ${fdsAfter} open after, ${fdsBefore} before`);
   });
   const f: Fixture = {
     dir,
