@@ -63,15 +63,23 @@ export async function hostKeyFingerprints(ip: string): Promise<string[]> {
 
 /**
  * A bridge conflist (host-local IPAM, the gateway .1, a default route) in the daemon's CNI dir;
- * `subnet` is the first three octets of the test's /24. Returns the CNI network name.
+ * `subnet` is the first three octets of the test's /24. With `ipv6` (a CIDR and its gateway) the
+ * IPAM gets a second range of that family and an IPv6 default route (dual stack). Returns the CNI
+ * network name.
  */
-export function writeBridgeConflist(d: TestDaemon, file: string, opts: { name: string; bridge: string; subnet: string }): string {
+export function writeBridgeConflist(d: TestDaemon, file: string, opts: { name: string; bridge: string; subnet: string; ipv6?: { subnet: string; gateway: string } }): string {
+  const ranges: { subnet: string; gateway: string }[][] = [[{ subnet: `${opts.subnet}.0/24`, gateway: `${opts.subnet}.1` }]];
+  const routes = [{ dst: '0.0.0.0/0' }];
+  if (opts.ipv6) {
+    ranges.push([{ subnet: opts.ipv6.subnet, gateway: opts.ipv6.gateway }]);
+    routes.push({ dst: '::/0' });
+  }
   writeFileSync(join(d.cniConfDir, file), JSON.stringify({
     cniVersion: '1.0.0',
     name: opts.name,
     plugins: [{
       type: 'bridge', bridge: opts.bridge, isGateway: true, ipMasq: false,
-      ipam: { type: 'host-local', dataDir: join(d.dir, 'ipam'), ranges: [[{ subnet: `${opts.subnet}.0/24`, gateway: `${opts.subnet}.1` }]], routes: [{ dst: '0.0.0.0/0' }] },
+      ipam: { type: 'host-local', dataDir: join(d.dir, 'ipam'), ranges, routes },
     }],
   }));
   return opts.name;

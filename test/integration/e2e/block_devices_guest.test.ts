@@ -18,28 +18,24 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
-import { createReadStream, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { promisify } from 'node:util';
 import { status as grpcStatus } from '@grpc/grpc-js';
-import { REPO_ROOT, startTestDaemon, type TestDaemon } from '../../helpers/daemon.js';
+import { startTestDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { criLines, deleteLink, removeAllAndStop, waitFor } from '../../helpers/e2e.js';
+import { buildTestGuest, makeSshKey, serveFiles, sshGuest, writeBridgeConflist, type SshKey } from '../../helpers/debian_guest.js';
 
-const run = promisify(execFile);
 const tag = randomBytes(3).toString('hex');
 const bridge = `vbd${tag}`;
 const subnet = '198.18.224';
-const GUEST_USER = 'debian';
 const MIB = 1024 * 1024;
 
 let d: TestDaemon;
 let image: { url: string; busyboxUrl: string; close: () => void };
-let keyPath: string;
+let key: SshKey;
 let publicKey: string;
 let work: string;
 const loops: string[] = [];
@@ -47,17 +43,8 @@ const timings: Record<string, number> = {};
 
 /** The Debian cloud guest and the busybox guest over HTTP. */
 async function serveGuests(): Promise<{ url: string; busyboxUrl: string; close: () => void }> {
-  const build = (script: string) => execFileSync(join(REPO_ROOT, 'test-guests', script), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 1_200_000 }).trim();
-  const files: Record<string, string> = { '/debian-cloud.qcow2': build('build-debian-cloud.sh'), '/busybox.qcow2': build('build-busybox.sh') };
-  const server = createServer((req, res) => {
-    const path = files[req.url ?? ''];
-    if (!path) return void res.writeHead(404).end();
-    res.writeHead(200, { 'content-length': statSync(path).size });
-    createReadStream(path).pipe(res);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return { url: `${base}/debian-cloud.qcow2`, busyboxUrl: `${base}/busybox.qcow2`, close: () => server.close() };
+  const { base, close } = await serveFiles({ '/debian-cloud.qcow2': buildTestGuest('build-debian-cloud.sh'), '/busybox.qcow2': buildTestGuest('build-busybox.sh') });
+  return { url: `${base}/debian-cloud.qcow2`, busyboxUrl: `${base}/busybox.qcow2`, close };
 }
 
 function loopDevice(file: string): string {
@@ -78,12 +65,8 @@ function qemuUid(): number {
   return Number(line.split(':')[2]);
 }
 
-async function ssh(ip: string, command: string, timeoutMs = 60_000): Promise<string> {
-  const { stdout } = await run('ssh', [
-    '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
-    '-o', 'ConnectTimeout=5', '-o', 'LogLevel=ERROR', '-i', keyPath, `${GUEST_USER}@${ip}`, command,
-  ], { timeout: timeoutMs, encoding: 'utf8' });
-  return stdout;
+function ssh(ip: string, command: string, timeoutMs?: number): Promise<string> {
+  return sshGuest(key, ip, command, timeoutMs);
 }
 
 before(async () => {
@@ -92,17 +75,9 @@ before(async () => {
   d = await startTestDaemon({ args: ['--kvm', 'off', '--vm-memory', '1Gi', '--vm-warm-pool', '1'] });
   work = join(d.dir, 'block');
   mkdirSync(work);
-  keyPath = join(d.dir, 'id_ed25519');
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `vmlet-blk-${tag}`, '-f', keyPath]);
-  publicKey = readFileSync(`${keyPath}.pub`, 'utf8').trim();
-  writeFileSync(join(d.cniConfDir, '10-blk.conflist'), JSON.stringify({
-    cniVersion: '1.0.0',
-    name: `vmlet-blk-${tag}`,
-    plugins: [{
-      type: 'bridge', bridge, isGateway: true, ipMasq: false,
-      ipam: { type: 'host-local', dataDir: join(d.dir, 'ipam'), ranges: [[{ subnet: `${subnet}.0/24`, gateway: `${subnet}.1` }]], routes: [{ dst: '0.0.0.0/0' }] },
-    }],
-  }));
+  key = makeSshKey(join(d.dir, 'id_ed25519'), `vmlet-blk-${tag}`);
+  publicKey = key.publicKey;
+  writeBridgeConflist(d, '10-blk.conflist', { name: `vmlet-blk-${tag}`, bridge, subnet });
 });
 
 after(async () => {

@@ -15,32 +15,26 @@
  */
 import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
-import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { promisify } from 'node:util';
-import { startTestDaemon, REPO_ROOT, type TestDaemon } from '../../helpers/daemon.js';
+import { startTestDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { waitFor, qemuPids, removeAllAndStop, deleteLink, clearStaleTestSubnet } from '../../helpers/e2e.js';
+import { buildTestGuest, DEBIAN_GUEST_USER as GUEST_USER, makeSshKey, serveFiles, sshGuest, writeBridgeConflist, type SshKey } from '../../helpers/debian_guest.js';
 import { ownerIdFor } from '../../../src/store/owner.js';
 
-const run = promisify(execFile);
 const tag = randomBytes(3).toString('hex');
 const bridge = `vci${tag}`;
 const subnet = '198.18.130';
-// Debian's cloud.cfg default user; vmlet's user-data puts VirtletSSHKeys into ssh_authorized_keys,
-// which cloud-init gives to the default user.
-const GUEST_USER = 'debian';
 const GIB = 1024 * 1024 * 1024;
 const DAEMON_ARGS = ['--kvm', 'off', '--vm-memory', '1Gi', '--vm-warm-pool', '1'];
 
 let d: TestDaemon;
-let imageServer: Server | undefined;
+let images: { base: string; close: () => void } | undefined;
 let imageUrl: string;
-let keyPath: string;
+let key: SshKey;
 let publicKey: string;
 const timings: Record<string, number> = {};
 
@@ -49,43 +43,27 @@ before(async () => {
   await ensureLibvirtd();
   // The first run builds the image (a few minutes); later runs find it in the cache.
   const buildStart = Date.now();
-  const image = execFileSync(join(REPO_ROOT, 'test-guests', 'build-debian-cloud.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 1_200_000 }).trim();
+  const image = buildTestGuest('build-debian-cloud.sh');
   timings['image build or cache lookup'] = Date.now() - buildStart;
-  imageServer = createServer((_req, res) => {
-    res.writeHead(200, { 'content-length': statSync(image).size });
-    createReadStream(image).pipe(res);
-  });
-  await new Promise<void>((r) => imageServer!.listen(0, '127.0.0.1', () => r()));
-  imageUrl = `http://127.0.0.1:${(imageServer.address() as AddressInfo).port}/debian-cloud.qcow2`;
+  images = await serveFiles({ '/debian-cloud.qcow2': image });
+  imageUrl = `${images.base}/debian-cloud.qcow2`;
 
   d = await startTestDaemon({ args: DAEMON_ARGS });
-  keyPath = join(d.dir, 'id_ed25519');
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `vmlet-e2e-${tag}`, '-f', keyPath]);
-  publicKey = readFileSync(`${keyPath}.pub`, 'utf8').trim();
-  writeFileSync(join(d.cniConfDir, '10-cloud-init.conflist'), JSON.stringify({
-    cniVersion: '1.0.0',
-    name: `vmlet-ci-${tag}`,
-    plugins: [{
-      type: 'bridge', bridge, isGateway: true, ipMasq: false,
-      ipam: { type: 'host-local', dataDir: join(d.dir, 'ipam'), ranges: [[{ subnet: `${subnet}.0/24`, gateway: `${subnet}.1` }]], routes: [{ dst: '0.0.0.0/0' }] },
-    }],
-  }));
+  key = makeSshKey(join(d.dir, 'id_ed25519'), `vmlet-e2e-${tag}`);
+  publicKey = key.publicKey;
+  writeBridgeConflist(d, '10-cloud-init.conflist', { name: `vmlet-ci-${tag}`, bridge, subnet });
 });
 
 after(async () => {
   await removeAllAndStop(d);
-  imageServer?.close();
+  images?.close();
   deleteLink(bridge);
   if (Object.keys(timings).length > 0) console.log(`# cloud-init guest timings (ms): ${JSON.stringify(timings)}`);
 });
 
-/** Runs `command` in the guest over SSH as the default user, with the test's key. */
-async function ssh(ip: string, command: string, timeoutMs = 60_000): Promise<string> {
-  const { stdout } = await run('ssh', [
-    '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
-    '-o', 'ConnectTimeout=5', '-o', 'LogLevel=ERROR', '-i', keyPath, `${GUEST_USER}@${ip}`, command,
-  ], { timeout: timeoutMs, encoding: 'utf8' });
-  return stdout;
+/** Runs `command` in the guest over SSH as the default user (cloud-init gives it VirtletSSHKeys), with the test's key. */
+function ssh(ip: string, command: string, timeoutMs?: number): Promise<string> {
+  return sshGuest(key, ip, command, timeoutMs);
 }
 
 interface Pod {

@@ -11,18 +11,16 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
-import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes, randomInt } from 'node:crypto';
-import { promisify } from 'node:util';
-import { startTestDaemon, REPO_ROOT, type TestDaemon } from '../../helpers/daemon.js';
+import { startTestDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { waitFor, qemuPids, removeAllAndStop, deleteLink, clearStaleTestSubnet } from '../../helpers/e2e.js';
+import { buildTestGuest, makeSshKey, serveFiles, sshGuest, writeBridgeConflist, type SshKey } from '../../helpers/debian_guest.js';
 
-const run = promisify(execFile);
 const tag = randomBytes(3).toString('hex');
 const bridge = `vds${tag}`;
 const subnet = '198.18.233';
@@ -33,58 +31,36 @@ const GATEWAY6 = `${ula}:1::1`;
 const OFF_LINK6 = `${ula}:2::1`;
 /** An IPv6 DNS server for the pod (nothing answers on it; the guest only has to be told of it). */
 const DNS6 = `${ula}:53::53`;
-const GUEST_USER = 'debian';
 const GIB = 1024 * 1024 * 1024;
 const timings: Record<string, number> = {};
 
 let d: TestDaemon;
-let imageServer: Server | undefined;
+let images: { base: string; close: () => void } | undefined;
 let imageUrl: string;
-let keyPath: string;
+let key: SshKey;
 let publicKey: string;
 
 before(async () => {
   clearStaleTestSubnet(subnet);
   await ensureLibvirtd();
-  const image = execFileSync(join(REPO_ROOT, 'test-guests', 'build-debian-cloud.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 1_200_000 }).trim();
-  imageServer = createServer((_req, res) => {
-    res.writeHead(200, { 'content-length': statSync(image).size });
-    createReadStream(image).pipe(res);
-  });
-  await new Promise<void>((r) => imageServer!.listen(0, '127.0.0.1', () => r()));
-  imageUrl = `http://127.0.0.1:${(imageServer.address() as AddressInfo).port}/debian-cloud.qcow2`;
+  images = await serveFiles({ '/debian-cloud.qcow2': buildTestGuest('build-debian-cloud.sh') });
+  imageUrl = `${images.base}/debian-cloud.qcow2`;
   // No warm pool: a refill would boot a second VM under TCG while this one is checked.
   d = await startTestDaemon({ args: ['--kvm', 'off', '--vm-memory', '1Gi'] });
-  keyPath = join(d.dir, 'id_ed25519');
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `vmlet-e2e-${tag}`, '-f', keyPath]);
-  publicKey = readFileSync(`${keyPath}.pub`, 'utf8').trim();
-  writeFileSync(join(d.cniConfDir, '10-dual-stack.conflist'), JSON.stringify({
-    cniVersion: '1.0.0',
-    name: `vmlet-ds-${tag}`,
-    plugins: [{
-      type: 'bridge', bridge, isGateway: true, ipMasq: false,
-      ipam: {
-        type: 'host-local', dataDir: join(d.dir, 'ipam'),
-        ranges: [[{ subnet: `${subnet}.0/24`, gateway: `${subnet}.1` }], [{ subnet: `${POD6}/64`, gateway: GATEWAY6 }]],
-        routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }],
-      },
-    }],
-  }));
+  key = makeSshKey(join(d.dir, 'id_ed25519'), `vmlet-e2e-${tag}`);
+  publicKey = key.publicKey;
+  writeBridgeConflist(d, '10-dual-stack.conflist', { name: `vmlet-ds-${tag}`, bridge, subnet, ipv6: { subnet: `${POD6}/64`, gateway: GATEWAY6 } });
 });
 
 after(async () => {
   await removeAllAndStop(d);
-  imageServer?.close();
+  images?.close();
   deleteLink(bridge);
   if (Object.keys(timings).length > 0) console.log(`# dual-stack guest timings (ms): ${JSON.stringify(timings)}`);
 });
 
-async function ssh(host: string, command: string, timeoutMs = 60_000): Promise<string> {
-  const { stdout } = await run('ssh', [
-    '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
-    '-o', 'ConnectTimeout=5', '-o', 'LogLevel=ERROR', '-i', keyPath, `${GUEST_USER}@${host}`, command,
-  ], { timeout: timeoutMs, encoding: 'utf8' });
-  return stdout;
+function ssh(host: string, command: string, timeoutMs?: number): Promise<string> {
+  return sshGuest(key, host, command, timeoutMs);
 }
 
 test('dual stack: the guest gets both families by DHCP, DHCPv6 and router advertisements, and is reachable on both; nothing is left', { timeout: 1_500_000 }, async (t) => {

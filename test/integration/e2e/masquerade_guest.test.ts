@@ -16,20 +16,18 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
-import { createReadStream, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes, randomInt } from 'node:crypto';
-import { promisify } from 'node:util';
-import { startTestDaemon, REPO_ROOT, type TestDaemon } from '../../helpers/daemon.js';
+import { startTestDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { waitFor, qemuPids, removeAllAndStop, deleteLink, clearStaleTestSubnet } from '../../helpers/e2e.js';
+import { buildTestGuest, makeSshKey, serveFiles, sshGuest, writeBridgeConflist, type SshKey } from '../../helpers/debian_guest.js';
 import { ownerIdFor } from '../../../src/store/owner.js';
 
-const run = promisify(execFile);
 const tag = randomBytes(3).toString('hex');
 const bridge = `vmq${tag}`;
 const subnet = '198.19.54';
@@ -37,26 +35,20 @@ const subnet = '198.19.54';
 const ula = `fd${tag.slice(0, 2)}:${randomInt(0x1000, 0x10000).toString(16)}:${randomInt(0x1000, 0x10000).toString(16)}`;
 const POD6 = `${ula}:1::`;
 const GATEWAY6 = `${ula}:1::1`;
-const GUEST_USER = 'debian';
 const timings: Record<string, number> = {};
 
 let d: TestDaemon;
-let imageServer: Server | undefined;
+let images: { base: string; close: () => void } | undefined;
 let responder: Server | undefined;
 let responderPort: number;
 let imageUrl: string;
-let keyPath: string;
+let key: SshKey;
 
 before(async () => {
   clearStaleTestSubnet(subnet);
   await ensureLibvirtd();
-  const image = execFileSync(join(REPO_ROOT, 'test-guests', 'build-debian-cloud.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 1_200_000 }).trim();
-  imageServer = createServer((_req, res) => {
-    res.writeHead(200, { 'content-length': statSync(image).size });
-    createReadStream(image).pipe(res);
-  });
-  await new Promise<void>((r) => imageServer!.listen(0, '127.0.0.1', () => r()));
-  imageUrl = `http://127.0.0.1:${(imageServer.address() as AddressInfo).port}/debian-cloud.qcow2`;
+  images = await serveFiles({ '/debian-cloud.qcow2': buildTestGuest('build-debian-cloud.sh') });
+  imageUrl = `${images.base}/debian-cloud.qcow2`;
   // The host's TCP responder the guest calls: it answers with the source address it saw.
   responder = createServer((req, res) => res.end(`seen ${req.socket.remoteAddress}\n`));
   // Both families: an IPv4 peer shows as ::ffff:a.b.c.d.
@@ -64,36 +56,20 @@ before(async () => {
   responderPort = (responder.address() as AddressInfo).port;
 
   d = await startTestDaemon({ args: ['--kvm', 'off', '--vm-memory', '1Gi', '--vm-warm-pool', '0'] });
-  keyPath = join(d.dir, 'id_ed25519');
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `vmlet-masq-${tag}`, '-f', keyPath]);
-  writeFileSync(join(d.cniConfDir, '10-masq.conflist'), JSON.stringify({
-    cniVersion: '1.0.0',
-    name: `vmlet-masq-${tag}`,
-    plugins: [{
-      type: 'bridge', bridge, isGateway: true, ipMasq: false,
-      ipam: {
-        type: 'host-local', dataDir: join(d.dir, 'ipam'),
-        ranges: [[{ subnet: `${subnet}.0/24`, gateway: `${subnet}.1` }], [{ subnet: `${POD6}/64`, gateway: GATEWAY6 }]],
-        routes: [{ dst: '0.0.0.0/0' }, { dst: '::/0' }],
-      },
-    }],
-  }));
+  key = makeSshKey(join(d.dir, 'id_ed25519'), `vmlet-masq-${tag}`);
+  writeBridgeConflist(d, '10-masq.conflist', { name: `vmlet-masq-${tag}`, bridge, subnet, ipv6: { subnet: `${POD6}/64`, gateway: GATEWAY6 } });
 });
 
 after(async () => {
   await removeAllAndStop(d);
-  imageServer?.close();
+  images?.close();
   responder?.close();
   deleteLink(bridge);
   if (Object.keys(timings).length > 0) console.log(`# masquerade guest timings (ms): ${JSON.stringify(timings)}`);
 });
 
-async function ssh(ip: string, command: string, timeoutMs = 60_000): Promise<string> {
-  const { stdout } = await run('ssh', [
-    '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
-    '-o', 'ConnectTimeout=5', '-o', 'LogLevel=ERROR', '-i', keyPath, `${GUEST_USER}@${ip}`, command,
-  ], { timeout: timeoutMs, encoding: 'utf8' });
-  return stdout;
+function ssh(ip: string, command: string, timeoutMs?: number): Promise<string> {
+  return sshGuest(key, ip, command, timeoutMs);
 }
 
 function hostVeths(): string[] {
@@ -111,7 +87,7 @@ test('masquerade, dual stack: the host reaches the guest through the pod IPs, th
     hostname: 'masq',
     log_directory: logDir,
     port_mappings: [{ protocol: 'TCP', container_port: 22 }],
-    annotations: { 'vmlet.io/network-binding': 'masquerade', VirtletSSHKeys: readFileSync(`${keyPath}.pub`, 'utf8').trim() },
+    annotations: { 'vmlet.io/network-binding': 'masquerade', VirtletSSHKeys: key.publicKey },
     linux: {},
   };
   const { pod_sandbox_id: sandboxId } = await d.runtime.RunPodSandbox!({ config: podConfig });

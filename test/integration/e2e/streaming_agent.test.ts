@@ -12,17 +12,17 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
-import { createReadStream, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import { startTestDaemon, grpcCode, REPO_ROOT, type TestDaemon } from '../../helpers/daemon.js';
+import { startTestDaemon, grpcCode, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { waitFor, removeAllAndStop, deleteLink, qemuPids, clearStaleTestSubnet } from '../../helpers/e2e.js';
 import { findCriTools } from '../../helpers/cri_tools.js';
 import { spdyUpgrade } from '../../helpers/spdy_client.js';
+import { buildTestGuest, serveFiles, writeBridgeConflist } from '../../helpers/debian_guest.js';
 
 const CRICTL = join(findCriTools(), 'crictl');
 const tag = randomBytes(3).toString('hex');
@@ -46,7 +46,7 @@ const ECHO_SERVER = [
 ].join('\n');
 
 let d: TestDaemon;
-let imageServer: Server | undefined;
+let images: { base: string; close: () => void } | undefined;
 let sandboxId = '';
 let containerId = '';
 const timings: Record<string, number> = {};
@@ -56,22 +56,10 @@ const fileStart = Date.now();
 before(async () => {
   clearStaleTestSubnet(subnet);
   await ensureLibvirtd();
-  const image = execFileSync(join(REPO_ROOT, 'test-guests', 'build-debian-cloud.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 1_200_000 }).trim();
-  imageServer = createServer((_req, res) => {
-    res.writeHead(200, { 'content-length': statSync(image).size });
-    createReadStream(image).pipe(res);
-  });
-  await new Promise<void>((r) => imageServer!.listen(0, '127.0.0.1', () => r()));
-  const imageUrl = `http://127.0.0.1:${(imageServer.address() as net.AddressInfo).port}/debian-cloud.qcow2`;
+  images = await serveFiles({ '/debian-cloud.qcow2': buildTestGuest('build-debian-cloud.sh') });
+  const imageUrl = `${images.base}/debian-cloud.qcow2`;
   d = await startTestDaemon({ args: ['--kvm', 'off', '--vm-memory', '1Gi'] });
-  writeFileSync(join(d.cniConfDir, '10-agent.conflist'), JSON.stringify({
-    cniVersion: '1.0.0',
-    name: `vmlet-sa-${tag}`,
-    plugins: [{
-      type: 'bridge', bridge, isGateway: true, ipMasq: false,
-      ipam: { type: 'host-local', dataDir: join(d.dir, 'ipam'), ranges: [[{ subnet: `${subnet}.0/24`, gateway: `${subnet}.1` }]], routes: [{ dst: '0.0.0.0/0' }] },
-    }],
-  }));
+  writeBridgeConflist(d, '10-agent.conflist', { name: `vmlet-sa-${tag}`, bridge, subnet });
   const logDir = join(d.dir, 'pod-logs');
   mkdirSync(logDir, { recursive: true });
   await d.image.PullImage!({ image: { image: imageUrl } }, { deadlineMs: 300_000 });
@@ -92,7 +80,7 @@ before(async () => {
 after(async () => {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
   await removeAllAndStop(d);
-  imageServer?.close();
+  images?.close();
   deleteLink(bridge);
   if (d) assert.deepEqual(qemuPids(d.stateDir), []);
   if (sandboxId) assert.deepEqual(readdirSync('/run/netns').filter((n) => n.startsWith(`vmlet-${sandboxId.slice(0, 8)}`)), []);

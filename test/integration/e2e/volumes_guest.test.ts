@@ -13,40 +13,29 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { promisify } from 'node:util';
 import { startTestDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
-import { createReadStream, statSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { REPO_ROOT } from '../../helpers/daemon.js';
 import { waitFor, qemuPids, removeAllAndStop, deleteLink } from '../../helpers/e2e.js';
+import { buildTestGuest, DEBIAN_GUEST_USER as GUEST_USER, makeSshKey, serveFiles, sshGuest, writeBridgeConflist, type SshKey } from '../../helpers/debian_guest.js';
 
 /** The Debian cloud guest (test-guests/build-debian-cloud.sh, cached), served on 127.0.0.1. */
 async function serveTestGuestImage(): Promise<{ url: string; close: () => void }> {
-  const path = execFileSync(join(REPO_ROOT, 'test-guests', 'build-debian-cloud.sh'), { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 1_200_000 }).trim();
-  const server = createServer((_req, res) => {
-    res.writeHead(200, { 'content-length': statSync(path).size });
-    createReadStream(path).pipe(res);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/debian-cloud.qcow2`, close: () => server.close() };
+  const { base, close } = await serveFiles({ '/debian-cloud.qcow2': buildTestGuest('build-debian-cloud.sh') });
+  return { url: `${base}/debian-cloud.qcow2`, close };
 }
 
-const run = promisify(execFile);
 const tag = randomBytes(3).toString('hex');
 const bridge = `vvo${tag}`;
 const subnet = '198.18.200';
-const GUEST_USER = 'debian';
 const GIB = 1024 * 1024 * 1024;
 
 let d: TestDaemon;
 let image: { url: string; close: () => void };
-let keyPath: string;
+let key: SshKey;
 let publicKey: string;
 let volumesRoot: string;
 const timings: Record<string, number | string> = {};
@@ -55,17 +44,9 @@ before(async () => {
   await ensureLibvirtd();
   image = await serveTestGuestImage();
   d = await startTestDaemon({ args: ['--kvm', 'off', '--vm-memory', '1Gi', '--vm-warm-pool', '1'] });
-  keyPath = join(d.dir, 'id_ed25519');
-  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `vmlet-vol-${tag}`, '-f', keyPath]);
-  publicKey = readFileSync(`${keyPath}.pub`, 'utf8').trim();
-  writeFileSync(join(d.cniConfDir, '10-vol.conflist'), JSON.stringify({
-    cniVersion: '1.0.0',
-    name: `vmlet-vol-${tag}`,
-    plugins: [{
-      type: 'bridge', bridge, isGateway: true, ipMasq: false,
-      ipam: { type: 'host-local', dataDir: join(d.dir, 'ipam'), ranges: [[{ subnet: `${subnet}.0/24`, gateway: `${subnet}.1` }]], routes: [{ dst: '0.0.0.0/0' }] },
-    }],
-  }));
+  key = makeSshKey(join(d.dir, 'id_ed25519'), `vmlet-vol-${tag}`);
+  publicKey = key.publicKey;
+  writeBridgeConflist(d, '10-vol.conflist', { name: `vmlet-vol-${tag}`, bridge, subnet });
   volumesRoot = join(d.stateDir, 'volumes');
 });
 
@@ -87,12 +68,8 @@ function mountPointsUnder(dir: string): string[] {
   return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p === dir || p.startsWith(`${dir}/`));
 }
 
-async function ssh(ip: string, command: string, timeoutMs = 60_000): Promise<string> {
-  const { stdout } = await run('ssh', [
-    '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes',
-    '-o', 'ConnectTimeout=5', '-o', 'LogLevel=ERROR', '-i', keyPath, `${GUEST_USER}@${ip}`, command,
-  ], { timeout: timeoutMs, encoding: 'utf8' });
-  return stdout;
+function ssh(ip: string, command: string, timeoutMs?: number): Promise<string> {
+  return sshGuest(key, ip, command, timeoutMs);
 }
 
 /** A ConfigMap volume as kubelet's atomic writer lays it out. */
