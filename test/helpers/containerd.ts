@@ -3,6 +3,7 @@
  * conf and config, so it never touches a containerd of the host. stop() kills it and its shims,
  * removes the pods' network namespaces it made, and unmounts what it mounted under its dirs.
  */
+import { unmountUnder } from './mounts.js';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync, existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -155,13 +156,3 @@ function shimPids(dir: string): number[] {
   }).map(Number);
 }
 
-export function unmountUnder(dir: string): void {
-  const mounts = readFileSync('/proc/self/mounts', 'utf8').split('\n').map((l) => l.split(' ')[1] ?? '').filter((m) => m.startsWith(`${dir}/`));
-  for (const m of mounts.sort((a, b) => b.length - a.length)) {
-    try {
-      execFileSync('umount', ['-l', m], { stdio: 'ignore' });
-    } catch {
-      /* already gone */
-    }
-  }
-}

@@ -3,6 +3,7 @@
  * and gives a real grpc-js client over the unix socket. stop() sends SIGTERM and returns the exit code.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { unmountUnder } from './mounts.js';
 import { chmodSync, mkdtempSync, rmSync, mkdirSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -121,8 +122,12 @@ export async function startTestDaemon(opts: DaemonOptions = {}): Promise<TestDae
       const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
       await stop();
       clearTimeout(timer);
-      // Also a dir reused from an earlier daemon (restart tests): the last cleanup removes it.
-      if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+      // Also a dir reused from an earlier daemon (restart tests): the last cleanup removes it. A
+      // failed test can leave volumes mounted below it (the daemon unmounts them on RemoveContainer).
+      if (existsSync(dir)) {
+        unmountUnder(dir);
+        rmSync(dir, { recursive: true, force: true });
+      }
     },
   };
 }
