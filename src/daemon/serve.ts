@@ -146,6 +146,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     cleanups.push(() => volumes.close());
     const warmPool = new WarmPool({
       size: config.vmWarmPool,
+      max: config.vmWarmPoolMax,
+      fillParallel: config.vmWarmFillParallel,
       volumes,
       client: () => libvirt.current(),
       netns: {

@@ -100,3 +100,24 @@ test('masquerade-ipv6-cidr: fd10:0:2::/120 by default, an IPv6 network /64../126
     assert.throws(() => loadConfig({ flags: { 'masquerade-ipv6-cidr': bad } }), /masquerade-ipv6-cidr/, bad);
   }
 });
+
+test('the warm pool: a floor of 1, a ceiling equal to the floor unless set and never below it, one VM made at a time', () => {
+  const d = loadConfig({ env: {} });
+  assert.deepEqual([d.vmWarmPool, d.vmWarmPoolMax, d.vmWarmFillParallel], [1, 1, 1]);
+  assert.equal(loadConfig({ flags: { 'vm-warm-pool': '3' } }).vmWarmPoolMax, 3, 'the default ceiling follows the floor');
+  const burst = loadConfig({ flags: { 'vm-warm-pool': '1', 'vm-warm-pool-max': '4', 'vm-warm-fill-parallel': '2' } });
+  assert.deepEqual([burst.vmWarmPool, burst.vmWarmPoolMax, burst.vmWarmFillParallel], [1, 4, 2]);
+  assert.equal(loadConfig({ env: { VMLET_VM_WARM_POOL_MAX: 'floor', VMLET_VM_WARM_POOL: '2' } }).vmWarmPoolMax, 2);
+  for (const flags of [
+    { 'vm-warm-pool': '3', 'vm-warm-pool-max': '2' },
+    { 'vm-warm-pool': '0', 'vm-warm-pool-max': '2' },
+    { 'vm-warm-pool-max': '0' },
+    { 'vm-warm-pool-max': '17' },
+    { 'vm-warm-pool-max': 'lots' },
+  ]) {
+    assert.throws(() => loadConfig({ flags }), (err: unknown) => err instanceof ConfigError && err.key === 'vm-warm-pool-max', JSON.stringify(flags));
+  }
+  for (const bad of ['0', '9', 'x']) {
+    assert.throws(() => loadConfig({ flags: { 'vm-warm-fill-parallel': bad } }), (err: unknown) => err instanceof ConfigError && err.key === 'vm-warm-fill-parallel');
+  }
+});
