@@ -167,8 +167,12 @@ export class WarmPool {
     // Demand counts whether or not a VM was idle: a pod that found none is the clearest sign the pool is short.
     this.noteClaim();
     const vm = this.idle.shift();
+    if (!vm) {
+      // A refill is pending or running already (nothing idle means one was scheduled); a higher target may want another worker now.
+      if (!this.refillTimer) this.startFillers();
+      return undefined;
+    }
     this.scheduleRefill(this.options.refillDelayMs ?? 1000);
-    if (!vm) return undefined;
     this.claimsTotal++;
     this.claims.set(sandboxId, vm);
     return vm.netnsName;
