@@ -168,8 +168,9 @@ export class WarmPool {
     this.noteClaim();
     const vm = this.idle.shift();
     if (!vm) {
-      // A refill is pending or running already (nothing idle means one was scheduled); a higher target may want another worker now.
-      if (!this.refillTimer) this.startFillers();
+      // A refill is pending or running already (nothing idle means one was scheduled); with a
+      // ceiling, the higher target may want another worker now, within the parallel budget.
+      if (this.max > this.options.size && !this.refillTimer) this.startFillers();
       return undefined;
     }
     this.scheduleRefill(this.options.refillDelayMs ?? 1000);
