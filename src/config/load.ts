@@ -25,7 +25,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const config = out as unknown as Config;
   // The warm pool's ceiling defaults to its floor (a fixed size) and cannot be below it.
   if (config.vmWarmPoolMax === WARM_POOL_MAX_FLOOR) config.vmWarmPoolMax = config.vmWarmPool;
-  else if (config.vmWarmPool === 0) {
+  else if (config.vmWarmPool === 0 && config.vmWarmPoolMax > 0) {
     throw new ConfigError('vm-warm-pool-max', `needs a warm pool (--vm-warm-pool 1 or more): with --vm-warm-pool 0 no VM is kept warm, got ${config.vmWarmPoolMax}`);
   } else if (config.vmWarmPoolMax < config.vmWarmPool) {
     throw new ConfigError('vm-warm-pool-max', `must be at least --vm-warm-pool (${config.vmWarmPool}), got ${config.vmWarmPoolMax}`);

@@ -109,14 +109,18 @@ function positiveInt(key: string, max: number) {
   };
 }
 
-/** `floor` (resolved to --vm-warm-pool by loadConfig; WARM_POOL_MAX_FLOOR until then) or 1..max. */
-export const WARM_POOL_MAX_FLOOR = 0;
+/**
+ * `floor` (WARM_POOL_MAX_FLOOR until loadConfig resolves it to --vm-warm-pool) or 0..max; loadConfig
+ * checks it against the floor. 0 is accepted so that an effective config with no pool (floor and
+ * ceiling 0, as serve hands it to netd) reads back as itself.
+ */
+export const WARM_POOL_MAX_FLOOR = -1;
 function warmPoolCeiling(key: string, max: number) {
   return (raw: string): number => {
     if (raw.trim() === 'floor') return WARM_POOL_MAX_FLOOR;
     if (!/^\d+$/.test(raw.trim())) throw new ConfigError(key, `must be floor or a whole number, got ${JSON.stringify(raw)}`);
     const n = Number(raw);
-    if (n < 1 || n > max) throw new ConfigError(key, `must be floor or between 1 and ${max}, got ${n}`);
+    if (n > max) throw new ConfigError(key, `must be floor or between 0 and ${max}, got ${n}`);
     return n;
   };
 }

@@ -246,7 +246,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       ? new VmletMetrics({
         sandboxStates: () => countBy(sandboxes.list().map((s) => s.state)),
         containerStates: () => countBy(containers.list().map((c) => c.state)),
-        warmPool: () => ({ configured: warmPool.size, idle: warmPool.idleCount, claimsTotal: warmPool.claimsTotal }),
+        warmPool: () => ({ configured: warmPool.size, max: warmPool.max, target: warmPool.target, idle: warmPool.idleCount, claimsTotal: warmPool.claimsTotal }),
         netdRestartsTotal: () => netd.restartsTotal,
         imageBytesPulledTotal: () => images.pulledBytesTotal,
       })
