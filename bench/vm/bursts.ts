@@ -1,12 +1,13 @@
 /**
  * The bursts phase of `npm run bench -- vm` (#17): pods arriving faster than one warm VM covers.
- * Per warm-pool setting (BURST_POOLS, each on a daemon of its own), N pods back-to-back (each Run
+ * Per warm-pool setting (BURST_POOLS, each on a daemon of its own, after one warm-up pod that is
+ * not counted), N pods back-to-back (each Run
  * sent as soon as the previous Start returned) and then N at once, each pod's vmlet share
  * (Run + Create + Start round trips) recorded with whether it got a warm VM or a cold one. The
  * pods stay up (their guests boot, as in a real burst) until the burst ends, then all go. Before
  * each burst the bench waits, untimed, for the pool to settle (its idle count unchanged for a few
- * seconds), and records how many warm VMs were idle then: the demand-sized pool grows after the
- * first burst, so the second one starts with more. Also the cost of one idle warm VM: its QEMU's
+ * seconds; before the first burst, back at its floor), and records how many warm VMs were idle
+ * then: the demand-sized pool grows after the first burst, so the second one starts with more. Also the cost of one idle warm VM: its QEMU's
  * memory from /proc and its netns objects (links, nftables tables, chains, rules).
  */
 import { execFile } from 'node:child_process';
@@ -24,11 +25,13 @@ export interface BurstPool {
   label: string;
   /** The daemon's warm-pool flags. */
   args: string[];
+  /** Its --vm-warm-pool: the first burst starts with this many idle. */
+  floor: number;
 }
 
 export const BURST_POOLS: readonly BurstPool[] = [
-  { label: 'default pool (--vm-warm-pool 1)', args: ['--vm-warm-pool', '1'] },
-  { label: 'demand pool (1..4, 2 at once)', args: ['--vm-warm-pool', '1', '--vm-warm-pool-max', '4', '--vm-warm-fill-parallel', '2'] },
+  { label: 'default pool (--vm-warm-pool 1)', args: ['--vm-warm-pool', '1'], floor: 1 },
+  { label: 'demand pool (1..4, 2 at once)', args: ['--vm-warm-pool', '1', '--vm-warm-pool-max', '4', '--vm-warm-fill-parallel', '2'], floor: 1 },
 ];
 
 export type BurstMode = 'back-to-back' | 'at once';
@@ -77,6 +80,8 @@ export interface IdleWarmVmCost {
 
 export interface BurstsResult {
   podsPerBurst: number;
+  /** Per daemon, the share of its one warm-up pod (first calls load code lazily; not in the bursts). */
+  warmupShareMs: number[];
   runs: BurstRun[];
   idleWarmVm?: IdleWarmVmCost;
   error?: string;
@@ -157,15 +162,21 @@ const SETTLE_LIMIT_MS = 120_000;
 
 /** Every BURST_POOLS setting, each burst mode in turn; a failure is recorded and ends the phase. */
 export async function runBurstsPhase(ctx: BurstsContext): Promise<BurstsResult> {
-  const result: BurstsResult = { podsPerBurst: ctx.pods, runs: [] };
+  const result: BurstsResult = { podsPerBurst: ctx.pods, warmupShareMs: [], runs: [] };
   try {
     for (const [i, pool] of BURST_POOLS.entries()) {
       const daemon = await ctx.startDaemon(pool, i);
       try {
+        // One pod first, not counted: a new daemon's first calls load code lazily.
+        const warmup: BurstRun = { pool: pool.label, mode: 'back-to-back', idleAtStart: (await settle(ctx, daemon)).length, settleWaitMs: 0, pods: [] };
+        await burst(ctx, daemon, warmup, `b${i}w`, 1);
+        result.warmupShareMs.push(warmup.pods[0]!.vmletMs!);
         for (const mode of BURST_MODES) {
           if (ctx.signal.aborted) throw new Error('interrupted');
           const t = ctx.now();
-          const idle = await settle(ctx, daemon);
+          // The first burst meets the pool at its floor (the warm-up's claim raised a demand-sized
+          // pool's target for a minute); the second whatever the first burst left it.
+          const idle = await settle(ctx, daemon, mode === 'back-to-back' ? pool.floor : undefined);
           const run: BurstRun = { pool: pool.label, mode, idleAtStart: idle.length, settleWaitMs: ctx.now() - t, pods: [] };
           result.runs.push(run);
           if (i === 0 && mode === 'back-to-back') result.idleWarmVm = await idleWarmVmCost(ctx, daemon, idle);
@@ -183,8 +194,11 @@ export async function runBurstsPhase(ctx: BurstsContext): Promise<BurstsResult> 
   return result;
 }
 
-/** Waits until the daemon's idle warm VMs (at least one) have not changed for SETTLE_QUIET_MS; returns them. */
-async function settle(ctx: BurstsContext, daemon: BenchDaemon): Promise<string[]> {
+/**
+ * Waits until the daemon's idle warm VMs (at least one; exactly `count` when given) have not
+ * changed for SETTLE_QUIET_MS; returns them.
+ */
+async function settle(ctx: BurstsContext, daemon: BenchDaemon, count?: number): Promise<string[]> {
   const started = ctx.now();
   let idle = await ctx.idleWarmDomains(daemon);
   let since = ctx.now();
@@ -194,15 +208,14 @@ async function settle(ctx: BurstsContext, daemon: BenchDaemon): Promise<string[]
     if (next.length !== idle.length) {
       idle = next;
       since = ctx.now();
-    } else if (idle.length > 0 && ctx.now() - since >= SETTLE_QUIET_MS) {
+    } else if (idle.length > 0 && (count === undefined || idle.length === count) && ctx.now() - since >= SETTLE_QUIET_MS) {
       return next;
     }
   }
-  if (idle.length === 0) throw new Error(`no warm VM became idle within ${SETTLE_LIMIT_MS / 1000} s`);
-  return idle;
+  throw new Error(`the warm pool did not settle${count === undefined ? '' : ` at ${count} idle VM(s)`} within ${SETTLE_LIMIT_MS / 1000} s (${idle.length} idle)`);
 }
 
-async function burst(ctx: BurstsContext, daemon: BenchDaemon, run: BurstRun, label: string): Promise<void> {
+async function burst(ctx: BurstsContext, daemon: BenchDaemon, run: BurstRun, label: string, pods = ctx.pods): Promise<void> {
   const sandboxes: { sandboxId: string; containerId?: string }[] = [];
   const onePod = async (index: number) => {
     const sample: BurstPodSample = { name: vmPodName(ctx.tag, label, index) };
@@ -235,12 +248,12 @@ async function burst(ctx: BurstsContext, daemon: BenchDaemon, run: BurstRun, lab
   const t0 = ctx.now();
   try {
     if (run.mode === 'back-to-back') {
-      for (let i = 0; i < ctx.pods; i++) {
+      for (let i = 0; i < pods; i++) {
         if (ctx.signal.aborted) throw new Error('interrupted');
         await onePod(i);
       }
     } else {
-      await Promise.all(Array.from({ length: ctx.pods }, (_, i) => onePod(i)));
+      await Promise.all(Array.from({ length: pods }, (_, i) => onePod(i)));
     }
     run.wallMs = ctx.now() - t0;
   } finally {

@@ -207,7 +207,8 @@ export function burstsSection(result: VmBenchResult): string | undefined {
   );
   const c = b.idleWarmVm;
   const lines = [
-    "(ms, client round trips; back-to-back: each Run sent when the previous pod's Start returned; at once: all Runs sent together; the pods' guests boot meanwhile and all are removed after the burst; before each burst the bench waits, untimed, until the pool's idle count has not changed for 4 s)",
+    "(ms, client round trips; back-to-back: each Run sent when the previous pod's Start returned; at once: all Runs sent together; the pods' guests boot meanwhile and all are removed after the burst; before each burst the bench waits, untimed, until the pool's idle count has not changed for 4 s, before the first one until it is back at its floor)",
+    `warm-up pod per daemon (not in the rows): share ${b.warmupShareMs.map((v) => ms(v)).join(', ') || '-'} ms`,
     c
       ? `idle warm VM (${c.domain}, paused): QEMU RSS ${mib(c.qemuRssKiB)} MiB, PSS ${mib(c.qemuPssKiB)} MiB, private (USS) ${mib(c.qemuPrivateKiB)} MiB; virtiofsd for its empty shares: ${c.virtiofsdProcesses} processes, RSS ${mib(c.virtiofsdRssKiB)} MiB, private ${mib(c.virtiofsdPrivateKiB)} MiB; its netns ${c.netns}: ${c.links.length} links (${c.links.join(', ')}), nftables ${c.nftTables} table(s), ${c.nftChains} chain(s), ${c.nftRules} rule(s)`
       : 'idle warm VM cost: not measured',

@@ -99,6 +99,7 @@ test('the bursts section: a row per pool and mode with warm/cold counts and the 
   assert.equal(burstsSection(r), undefined);
   r.bursts = {
     podsPerBurst: 2,
+    warmupShareMs: [480, 455],
     runs: [
       { pool: 'default pool', mode: 'back-to-back', idleAtStart: 1, settleWaitMs: 1, wallMs: 500, pods: [{ name: 'a', vmletMs: 90, gotWarm: true }, { name: 'b', vmletMs: 410, gotWarm: false }] },
       { pool: 'demand pool', mode: 'at once', idleAtStart: 4, settleWaitMs: 1, wallMs: 300, pods: [{ name: 'c', vmletMs: 120, gotWarm: true }, { name: 'd', vmletMs: 130, gotWarm: true }] },
@@ -110,5 +111,6 @@ test('the bursts section: a row per pool and mode with warm/cold counts and the 
   assert.match(text, /demand pool, at once\s+4\s+2\s+0\s+.*PASS/);
   assert.match(text, /QEMU RSS 40\.0 MiB, PSS 30\.0 MiB, private \(USS\) 20\.0 MiB/);
   assert.match(text, /3 links \(lo, br, tap\), nftables 1 table\(s\), 2 chain\(s\), 3 rule\(s\)/);
+  assert.match(text, /warm-up pod per daemon \(not in the rows\): share 480, 455 ms/);
   assert.ok(formatReport(r).includes(text));
 });
