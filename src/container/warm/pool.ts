@@ -168,9 +168,14 @@ export class WarmPool {
     this.noteClaim();
     const vm = this.idle.shift();
     if (!vm) {
-      // A refill is pending or running already (nothing idle means one was scheduled); with a
-      // ceiling, the higher target may want another worker now, within the parallel budget.
-      if (this.max > this.options.size && !this.refillTimer) this.startFillers();
+      // With a ceiling, refill now rather than after the quiet time: this pod pays a cold start
+      // anyway, and waiting only delays the VMs the next pods of the burst need. (A fixed-size
+      // pool keeps its old behaviour: a refill is pending or running already.)
+      if (this.max > this.options.size && !this.backingOff) {
+        clearTimeout(this.refillTimer);
+        this.refillTimer = undefined;
+        this.startFillers();
+      }
       return undefined;
     }
     this.scheduleRefill(this.options.refillDelayMs ?? 1000);

@@ -265,6 +265,32 @@ test('demand raises the target from the floor up to the ceiling; parallel refill
   assert.equal(libvirt.defined.size, 0);
 });
 
+test('with a ceiling, a claim that finds nothing idle starts the refill at once instead of after the quiet time', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'vmlet-warm-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, 'vms'));
+  const libvirt = new FakeLibvirt();
+  const pool = new WarmPool({
+    size: 1, max: 3, fillParallel: 2, client: () => libvirt as unknown as LibvirtClient, netns: new FakeNetns(), host, owner: 'a1b2c3d4e5f60718',
+    dataDir: join(root, 'vms'), qmpDir: join(root, 'qmp'), logger: silentLogger, refillDelayMs: 60_000,
+  });
+  await pool.start();
+  await until('a warm VM', () => libvirt.running.size === 1);
+  pool.claim('s1');
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(libvirt.running.size, 1, 'a served claim waits out the quiet time');
+  let open!: () => void;
+  libvirt.gate = new Promise<void>((resolve) => (open = resolve));
+  assert.equal(pool.claim('s2'), undefined);
+  await until('the refill started by the miss, two at once', () => libvirt.starting === 2);
+  open();
+  await until('the refill to the ceiling', () => pool.idleCount === 3);
+  assert.equal(libvirt.mostStartingAtOnce, 2);
+  await pool.release('s1');
+  await pool.close();
+  assert.equal(libvirt.defined.size, 0);
+});
+
 test('a fixed-size pool (no ceiling set) ignores demand: the target stays at the floor', async (t) => {
   const { pool, libvirt, root } = makePool(1, { demandWindowMs: 10_000 });
   t.after(() => rmSync(root, { recursive: true, force: true }));
