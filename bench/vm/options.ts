@@ -1,5 +1,5 @@
 /** Command-line options of `npm run bench -- vm`. Pure. */
-import { UsageError, defaultJsonPath, intOption, oneOfOption, parseBenchArgs } from '../lib/options.js';
+import { UsageError, defaultJsonPath, intOption, oneOfOption, parseBenchArgs, subnetPrefixOption } from '../lib/options.js';
 
 export { UsageError };
 
@@ -33,6 +33,10 @@ export interface VmBenchOptions {
    * usual mounts and one of each without; 0 skips it.
    */
   mountRounds: number;
+  /** Pods per burst in the bursts phase (bursts.ts); 0 skips it. */
+  bursts: number;
+  /** The bench network's /24 (a prefix of 198.18.0.0/15); unset: a free 198.19.x. */
+  subnetPrefix?: string;
 }
 
 export const VM_USAGE = `usage: npm run bench -- vm [options]   (as root; needs libvirtd, virtlogd, QEMU)
@@ -65,6 +69,12 @@ export const VM_USAGE = `usage: npm run bench -- vm [options]   (as root; needs 
                             (a second daemon with --vm-warm-pool 0), each with kubelet's two usual
                             mounts (/etc/hosts, the service-account token volume, read-only) and
                             without mounts; also the RSS of each VM's virtiofsd processes
+  --bursts <count>          pods per burst in the bursts phase (default 10; 0 skips it): per warm-pool
+                            setting (--vm-warm-pool 1, then --vm-warm-pool 1 --vm-warm-pool-max 4
+                            --vm-warm-fill-parallel 2, each a daemon of its own) that many pods
+                            back-to-back, then that many at once, Run + Create + Start (the guests
+                            boot meanwhile), then all removed; also the cost of one idle warm VM
+  --subnet-prefix <a.b.c>   the bench network's /24 (a prefix of 198.18.0.0/15; default: a free 198.19.x)
   --help
 `;
 
@@ -84,6 +94,8 @@ export function parseVmOptions(argv: readonly string[], repoRoot: string, now: D
     teardown: 'string',
     'block-volume': 'boolean',
     'mount-rounds': 'string',
+    bursts: 'string',
+    'subnet-prefix': 'string',
   });
   if (args === undefined) return undefined;
   const { str, flag } = args;
@@ -102,5 +114,7 @@ export function parseVmOptions(argv: readonly string[], repoRoot: string, now: D
     teardown: oneOfOption(str('teardown'), 'teardown', ['kubelet', 'sandbox'] as const, 'kubelet'),
     blockVolume: flag('block-volume'),
     mountRounds: intOption(str('mount-rounds'), 'mount-rounds', 3, 0, 50),
+    bursts: intOption(str('bursts'), 'bursts', 10, 0, 32),
+    ...(str('subnet-prefix') !== undefined ? { subnetPrefix: subnetPrefixOption(str('subnet-prefix'), '198.19.64') } : {}),
   };
 }

@@ -6,6 +6,7 @@ import { SEPARATOR, UNTIMED } from './span_profile.js';
 import { LIBVIRT_START_SPAN } from './span_record.js';
 import type { MemorySample, PodSample, VmBenchResult } from './result.js';
 import { mountCaseRows } from './mounts.js';
+import { burstRows } from './bursts.js';
 
 /** vmlet's own share of a pod start (Run + Create + Start round trips) must stay under this. */
 export const VMLET_SHARE_TARGET_MS = 150;
@@ -190,6 +191,32 @@ export function mountsSection(result: VmBenchResult): string | undefined {
   return `${table}\n${lines.join('\n')}`;
 }
 
+/** Per warm-pool setting and burst mode: each pod's share, all / warm / cold, against the target; and an idle warm VM's cost. */
+export function burstsSection(result: VmBenchResult): string | undefined {
+  const b = result.bursts;
+  if (!b) return undefined;
+  const rows = burstRows(b.runs);
+  const table = formatTable(
+    [`bursts of ${b.podsPerBurst} pods: share (Run+Create+Start)`, 'idle at start', 'warm', 'cold', 'median', 'p95', 'max', 'warm median', 'cold median', 'cold max', 'wall', `< ${VMLET_SHARE_TARGET_MS} ms`],
+    rows.map((r) => [
+      r.label, String(r.idleAtStart), String(r.warm), String(r.cold) + (r.failed > 0 ? ` (+${r.failed} failed)` : ''),
+      ms(r.share.median), ms(r.share.p95), ms(r.share.max), ms(r.warmShare.median), ms(r.coldShare.median), ms(r.coldShare.max), ms(r.wallMs ?? NaN),
+      r.share.n === 0 ? '-' : r.share.max < VMLET_SHARE_TARGET_MS ? 'PASS' : 'MISS',
+    ]),
+    ['left', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'right', 'left'],
+  );
+  const c = b.idleWarmVm;
+  const lines = [
+    "(ms, client round trips; back-to-back: each Run sent when the previous pod's Start returned; at once: all Runs sent together; the pods' guests boot meanwhile and all are removed after the burst; before each burst the bench waits, untimed, until the pool's idle count has not changed for 4 s, before the first one until it is back at its floor)",
+    `warm-up pod per daemon (not in the rows): share ${b.warmupShareMs.map((v) => ms(v)).join(', ') || '-'} ms`,
+    c
+      ? `idle warm VM (${c.domain}, paused): QEMU RSS ${mib(c.qemuRssKiB)} MiB, PSS ${mib(c.qemuPssKiB)} MiB, private (USS) ${mib(c.qemuPrivateKiB)} MiB; virtiofsd for its empty shares: ${c.virtiofsdProcesses} processes, RSS ${mib(c.virtiofsdRssKiB)} MiB, private ${mib(c.virtiofsdPrivateKiB)} MiB; its netns ${c.netns}: ${c.links.length} links (${c.links.join(', ')}), nftables ${c.nftTables} table(s), ${c.nftChains} chain(s), ${c.nftRules} rule(s)`
+      : 'idle warm VM cost: not measured',
+    ...(b.error ? [`bursts phase error: ${b.error}`] : []),
+  ];
+  return `${table}\n${lines.join('\n')}`;
+}
+
 function teardownLine(result: VmBenchResult): string | undefined {
   const t = result.teardown;
   if (t.length === 0) return undefined;
@@ -245,6 +272,8 @@ export function formatReport(result: VmBenchResult): string {
   if (prof) sections.push(prof);
   const mounts = mountsSection(result);
   if (mounts) sections.push(mounts);
+  const bursts = burstsSection(result);
+  if (bursts) sections.push(bursts);
   sections.push(memorySection(result));
   const t = teardownLine(result);
   if (t) sections.push(t);

@@ -7,6 +7,7 @@ import type { RootSpanRecord } from './span_record.js';
 import type { RootSummary } from './span_profile.js';
 import type { FloorSamples } from './libvirt_floor.js';
 import type { MountsResult } from './mounts.js';
+import type { BurstsResult } from './bursts.js';
 
 export const RESULT_FORMAT = 'vmlet-bench-vm/1';
 
@@ -96,6 +97,8 @@ export interface VmBenchResult {
   profile?: ProfileResult;
   /** Run + Create + Start with and without kubelet's two usual mounts, warm and cold (mounts.ts). */
   mounts?: MountsResult;
+  /** Bursts of pods back-to-back and at once, per warm-pool setting, and an idle warm VM's cost (bursts.ts). */
+  bursts?: BurstsResult;
   /** vmlet domains of others found at the start (a second vmlet daemon removes domains it does not own). */
   foreignDomainsAtStart: string[];
   cleanup: { leftoverDomains: string[]; leftoverNetns: string[]; leftoverQemuPids: number[]; bridgeLeft: boolean; errors: string[]; leftoverMounts?: string[] };

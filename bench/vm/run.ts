@@ -41,6 +41,7 @@ import { SPANS_FILE_ENV } from './span_record.js';
 import { acksFromVerboseInfo, firstDhcpAck, guestMarks, parseCriLog } from './signals.js';
 import { parseSpanLines, summarizeSpans } from './span_profile.js';
 import { mountPointsUnder, runMountsPhase, type MountsResult } from './mounts.js';
+import { runBurstsPhase, type BurstPool, type BurstsResult } from './bursts.js';
 
 const LIBVIRT_URI = 'qemu:///system';
 const execFileP = promisify(execFile);
@@ -480,6 +481,7 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
       networkName: `vmlet-bench-vm-${tag}`,
       bridge: `vbvm${tag}`,
       fileName: '10-vmlet-bench-vm.conflist',
+      ...(opts.subnetPrefix !== undefined ? { subnetPrefix: opts.subnetPrefix } : {}),
     });
     state.network = network;
     result.network = { bridge: network.bridge, subnet: network.subnet, conflist };
@@ -562,6 +564,11 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
       result.mounts = await mountsPhase(state, ctx, entry, cniConfDir, binDirs, step);
       if (result.mounts.error) throw new Error(`mounts phase: ${result.mounts.error}`);
     }
+    if (opts.bursts > 0) {
+      checkAbort();
+      result.bursts = await burstsPhase(state, ctx, entry, cniConfDir, binDirs, step);
+      if (result.bursts.error) throw new Error(`bursts phase: ${result.bursts.error}`);
+    }
     // An open client connection holds serve's graceful stop until its gRPC grace runs out.
     images.close();
     const code = await daemon.stop();
@@ -625,6 +632,51 @@ async function mountsPhase(state: BenchState, ctx: PodContext, entry: EntryPoint
     const code = await cold.stop();
     if (code !== 0) throw new Error(`the cold daemon exited with ${code}:\n${cold.output()}`);
   }
+}
+
+/**
+ * The bursts phase (bursts.ts): per warm-pool setting a daemon of its own (own state dir, same
+ * network and image), started and stopped by the phase; the main daemon keeps running, idle.
+ */
+async function burstsPhase(state: BenchState, ctx: PodContext, entry: EntryPoints, cniConfDir: string, binDirs: string[], step: (text: string) => void): Promise<BurstsResult> {
+  const { opts, signal } = ctx;
+  step(`bursts phase: ${opts.bursts} pods back-to-back, then ${opts.bursts} at once, with the default warm pool and with a demand-sized one, each on a daemon of its own`);
+  const clients = new Map<BenchDaemon, CriImageClient>();
+  return runBurstsPhase({
+    startDaemon: async (p: BurstPool, i: number) => {
+      const args = ['--vm-memory', `${opts.vmMemoryMiB}Mi`, ...p.args];
+      step(`bursts: starting a daemon with ${args.join(' ')}`);
+      const daemon = await BenchDaemon.start(entry, daemonDirs(join(state.dir, `burst${i}`), cniConfDir, binDirs), 'info', args);
+      state.daemons.push(daemon);
+      const images = new CriImageClient(daemon.dirs.socket);
+      state.imageClients.push(images);
+      clients.set(daemon, images);
+      await images.call('PullImage', { image: { image: ctx.imageUrl } });
+      return daemon;
+    },
+    stopDaemon: async (daemon) => {
+      clients.get(daemon)?.close();
+      const code = await daemon.stop();
+      if (code !== 0) throw new Error(`a bursts daemon exited with ${code}:\n${daemon.output()}`);
+    },
+    idleWarmDomains: (daemon) => pausedWarmDomains(LIBVIRT_URI, ownerIdFor(daemon.dirs.stateDir)),
+    qemuPidsOf: (domains) => qemuPidsOf(domains),
+    warmNetnsOf: async (daemon) => {
+      const prefix = `vmlet-warm-${ownerIdFor(daemon.dirs.stateDir).slice(0, 8)}`;
+      return (await listNetns()).filter((n) => n.startsWith(prefix));
+    },
+    domainNameOf,
+    dir: state.dir,
+    tag: state.tag,
+    imageUrl: ctx.imageUrl,
+    memoryMiB: opts.vmMemoryMiB,
+    pods: opts.bursts,
+    signal,
+    now,
+    onSandbox: (id) => state.sandboxIds.add(id),
+    onDomain: (name) => state.domains.add(name),
+    step,
+  });
 }
 
 /** The daemon flags the VM bench runs with: guests of the measured size, and the warm pool. */

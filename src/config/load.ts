@@ -1,5 +1,5 @@
 import { DocumentLimitError, parseYamlBounded, readTextFileBoundedSync } from '../documents/bounded.js';
-import { CONFIG_TABLE, ConfigError, defaultRaw, type Config, type ConfigRow } from './table.js';
+import { CONFIG_TABLE, ConfigError, defaultRaw, WARM_POOL_MAX_FLOOR, type Config, type ConfigRow } from './table.js';
 
 export interface ConfigSources {
   /** Flag values by flag name (kebab case), as given on the command line. */
@@ -22,7 +22,15 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   for (const row of CONFIG_TABLE) {
     out[row.key] = row.parse(rawOf(row) ?? defaultRaw(row, stateDir));
   }
-  return out as unknown as Config;
+  const config = out as unknown as Config;
+  // The warm pool's ceiling defaults to its floor (a fixed size) and cannot be below it.
+  if (config.vmWarmPoolMax === WARM_POOL_MAX_FLOOR) config.vmWarmPoolMax = config.vmWarmPool;
+  else if (config.vmWarmPool === 0 && config.vmWarmPoolMax > 0) {
+    throw new ConfigError('vm-warm-pool-max', `needs a warm pool (--vm-warm-pool 1 or more): with --vm-warm-pool 0 no VM is kept warm, got ${config.vmWarmPoolMax}`);
+  } else if (config.vmWarmPoolMax < config.vmWarmPool) {
+    throw new ConfigError('vm-warm-pool-max', `must be at least --vm-warm-pool (${config.vmWarmPool}), got ${config.vmWarmPoolMax}`);
+  }
+  return config;
 }
 
 function readConfigFile(path: string): Record<string, string> {

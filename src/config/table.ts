@@ -26,6 +26,8 @@ export interface Config {
   vmMemory: number;
   vmVcpus: number;
   vmWarmPool: number;
+  vmWarmPoolMax: number;
+  vmWarmFillParallel: number;
   maxImageSize: number;
   streamAddress: string;
   agentWaitS: number;
@@ -108,6 +110,22 @@ function positiveInt(key: string, max: number) {
   };
 }
 
+/**
+ * `floor` (WARM_POOL_MAX_FLOOR until loadConfig resolves it to --vm-warm-pool) or 0..max; loadConfig
+ * checks it against the floor. 0 is accepted so that an effective config with no pool (floor and
+ * ceiling 0, as serve hands it to netd) reads back as itself.
+ */
+export const WARM_POOL_MAX_FLOOR = -1;
+function warmPoolCeiling(key: string, max: number) {
+  return (raw: string): number => {
+    if (raw.trim() === 'floor') return WARM_POOL_MAX_FLOOR;
+    if (!/^\d+$/.test(raw.trim())) throw new ConfigError(key, `must be floor or a whole number, got ${JSON.stringify(raw)}`);
+    const n = Number(raw);
+    if (n > max) throw new ConfigError(key, `must be floor or between 0 and ${max}, got ${n}`);
+    return n;
+  };
+}
+
 function integerIn(key: string, min: number, max: number) {
   return (raw: string): number => {
     if (!/^\d{1,10}$/.test(raw.trim())) throw new ConfigError(key, `must be a whole number, got ${JSON.stringify(raw)}`);
@@ -171,7 +189,12 @@ export const CONFIG_TABLE: readonly ConfigRow[] = [
   { key: 'vmVcpus', flag: 'vm-vcpus', env: 'VMLET_VM_VCPUS', defaultText: '1',
     description: 'vCPUs when neither VirtletVCPUCount nor a CPU limit is given', parse: positiveInt('vm-vcpus', 256) },
   { key: 'vmWarmPool', flag: 'vm-warm-pool', env: 'VMLET_VM_WARM_POOL', defaultText: '1',
-    description: 'Paused VMs of the default shape kept ready for new pods (0: none)', parse: countUpTo('vm-warm-pool', 16) },
+    description: 'Paused VMs of the default shape kept ready for new pods (0: none); the floor when --vm-warm-pool-max is higher', parse: countUpTo('vm-warm-pool', 16) },
+  { key: 'vmWarmPoolMax', flag: 'vm-warm-pool-max', env: 'VMLET_VM_WARM_POOL_MAX', defaultText: 'floor',
+    description: 'Most paused VMs kept ready when pods arrive in bursts: the pool aims at --vm-warm-pool plus the claims of the last minute, up to this (floor: the same as --vm-warm-pool, a fixed size)',
+    parse: warmPoolCeiling('vm-warm-pool-max', 16) },
+  { key: 'vmWarmFillParallel', flag: 'vm-warm-fill-parallel', env: 'VMLET_VM_WARM_FILL_PARALLEL', defaultText: '1',
+    description: "Warm VMs a refill starts at once (each QEMU start takes about a core's worth of CPU while it lasts)", parse: positiveInt('vm-warm-fill-parallel', 8) },
   { key: 'maxImageSize', flag: 'max-image-size', env: 'VMLET_MAX_IMAGE_SIZE', defaultText: '64Gi',
     description: 'Largest image download accepted; a pull announcing or sending more is refused (RESOURCE_EXHAUSTED)', parse: byteQuantity('max-image-size') },
   { key: 'streamAddress', flag: 'stream-address', env: 'VMLET_STREAM_ADDRESS', defaultText: '127.0.0.1:0',

@@ -146,6 +146,8 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     cleanups.push(() => volumes.close());
     const warmPool = new WarmPool({
       size: config.vmWarmPool,
+      max: config.vmWarmPoolMax,
+      fillParallel: config.vmWarmFillParallel,
       volumes,
       client: () => libvirt.current(),
       netns: {
@@ -245,7 +247,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       ? new VmletMetrics({
         sandboxStates: () => countBy(sandboxes.list().map((s) => s.state)),
         containerStates: () => countBy(containers.list().map((c) => c.state)),
-        warmPool: () => ({ configured: warmPool.size, idle: warmPool.idleCount, claimsTotal: warmPool.claimsTotal }),
+        warmPool: () => ({ configured: warmPool.size, max: warmPool.max, target: warmPool.target, idle: warmPool.idleCount, claimsTotal: warmPool.claimsTotal }),
         netdRestartsTotal: () => netd.restartsTotal,
         imageBytesPulledTotal: () => images.pulledBytesTotal,
       })

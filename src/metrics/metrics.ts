@@ -13,7 +13,7 @@ import type { Logger } from '../log.js';
 export interface MetricsSources {
   sandboxStates(): Record<string, number>;
   containerStates(): Record<string, number>;
-  warmPool(): { configured: number; idle: number; claimsTotal: number };
+  warmPool(): { configured: number; max: number; target: number; idle: number; claimsTotal: number };
   netdRestartsTotal(): number;
   /** Bytes downloaded by image pulls since start. */
   imageBytesPulledTotal(): number;
@@ -40,7 +40,9 @@ export class VmletMetrics {
     };
     new Gauge({ name: 'vmlet_pods', help: 'Pod sandboxes vmlet runs, by state', labelNames: ['state'], registers, collect() { byState(this, sources.sandboxStates()); } });
     new Gauge({ name: 'vmlet_vms', help: 'Container VMs vmlet runs, by state', labelNames: ['state'], registers, collect() { byState(this, sources.containerStates()); } });
-    new Gauge({ name: 'vmlet_warm_pool_size', help: 'Warm VMs configured', registers, collect() { this.set(sources.warmPool().configured); } });
+    new Gauge({ name: 'vmlet_warm_pool_size', help: 'Warm VMs configured (the floor, --vm-warm-pool)', registers, collect() { this.set(sources.warmPool().configured); } });
+    new Gauge({ name: 'vmlet_warm_pool_max', help: 'Most warm VMs demand may ask for (--vm-warm-pool-max)', registers, collect() { this.set(sources.warmPool().max); } });
+    new Gauge({ name: 'vmlet_warm_pool_target', help: 'Idle warm VMs the pool aims at now (the floor plus the claims of the last minute, at most the ceiling)', registers, collect() { this.set(sources.warmPool().target); } });
     new Gauge({ name: 'vmlet_warm_pool_idle', help: 'Warm VMs ready to be claimed', registers, collect() { this.set(sources.warmPool().idle); } });
     new Gauge({ name: 'vmlet_warm_pool_claims_total', help: 'Warm VMs claimed by new pods since start', registers, collect() { this.set(sources.warmPool().claimsTotal); } });
     new Gauge({ name: 'vmlet_image_pulled_bytes_total', help: 'Bytes downloaded by image pulls (http and registry) since start', registers, collect() { this.set(sources.imageBytesPulledTotal()); } });

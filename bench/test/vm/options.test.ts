@@ -31,3 +31,13 @@ test('--help gives undefined; bad values are usage errors naming the option', ()
   assert.equal(parseVmOptions(['--mount-rounds', '0'], '/repo', NOW)!.mountRounds, 0);
   assert.throws(() => parseVmOptions(['extra'], '/repo', NOW), UsageError);
 });
+
+test('--bursts: 10 pods per burst unless set (0 skips the phase); --subnet-prefix: a /24 of 198.18.0.0/15, unset by default', () => {
+  const d = parseVmOptions([], '/repo', NOW)!;
+  assert.equal(d.bursts, 10);
+  assert.equal(d.subnetPrefix, undefined);
+  const o = parseVmOptions(['--bursts', '0', '--subnet-prefix', '198.19.64'], '/repo', NOW)!;
+  assert.deepEqual([o.bursts, o.subnetPrefix], [0, '198.19.64']);
+  assert.throws(() => parseVmOptions(['--bursts', '33'], '/repo', NOW), /--bursts/);
+  assert.throws(() => parseVmOptions(['--subnet-prefix', '10.1.2'], '/repo', NOW), /--subnet-prefix/);
+});

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { formatReport, memoryGrowth, mountsSection, shareVerdict, VMLET_SHARE_TARGET_MS } from '../../vm/report.js';
+import { burstsSection, formatReport, memoryGrowth, mountsSection, shareVerdict, VMLET_SHARE_TARGET_MS } from '../../vm/report.js';
 import type { MountsSample } from '../../vm/mounts.js';
 import { RESULT_FORMAT, type PodSample, type VmBenchResult } from '../../vm/result.js';
 
@@ -23,7 +23,7 @@ function mem(at: string, runningVms: number, serveKiB: number, netdKiB: number) 
 function result(pods: PodSample[]): VmBenchResult {
   return {
     format: RESULT_FORMAT, startedAt: '', finishedAt: '',
-    options: { pods: pods.length, concurrency: 1, json: 'x', keepGoing: false, runtime: 'dist', vmMemoryMiB: 256, warmPool: 1, bootTimeoutS: 240, profile: 'auto', profilePods: 5, teardown: 'kubelet', blockVolume: false, mountRounds: 0 },
+    options: { pods: pods.length, concurrency: 1, json: 'x', keepGoing: false, runtime: 'dist', vmMemoryMiB: 256, warmPool: 1, bootTimeoutS: 240, profile: 'auto', profilePods: 5, teardown: 'kubelet', blockVolume: false, mountRounds: 0, bursts: 0 },
     machine: {
       date: '', hostname: 'h', nproc: 2, cpuModel: 'cpu', memTotalMiB: 1, kernel: 'Linux 6.1 #1', node: 'v20', platform: 'linux/x64', tmpFsType: 'ext2/ext3',
       cniPluginsVersion: '1', iproute2Version: '1', kvm: 'TCG (--kvm off)', libvirtd: 'libvirtd 9', qemu: 'QEMU 7.2', loadavgStart: [0, 0, 0], loadavgEnd: [0, 0, 0],
@@ -92,4 +92,25 @@ test('the mounts section: one row per case (warm/cold, with and without mounts, 
   // The block volume pods are a row of their own, not mixed into "warm VM, no mounts".
   assert.match(text, /^warm VM, no mounts, 1 block volume\s+2\s+50\.0\s+90\.0\s+10\.0\s+150\s+160\s+140\s+160$/m);
   assert.match(text, /virtiofsd per VM right after Start .*: 4-4 processes, RSS 4\.0-5\.0 MiB \(median 4\.0\), PSS 2\.0-2\.0 MiB, private \(USS\) 0\.5-0\.5 MiB/);
+});
+
+test('the bursts section: a row per pool and mode with warm/cold counts and the verdict on the max share, and the idle warm VM cost', () => {
+  const r = result([]);
+  assert.equal(burstsSection(r), undefined);
+  r.bursts = {
+    podsPerBurst: 2,
+    warmupShareMs: [480, 455],
+    runs: [
+      { pool: 'default pool', mode: 'back-to-back', idleAtStart: 1, settleWaitMs: 1, wallMs: 500, pods: [{ name: 'a', vmletMs: 90, gotWarm: true }, { name: 'b', vmletMs: 410, gotWarm: false }] },
+      { pool: 'demand pool', mode: 'at once', idleAtStart: 4, settleWaitMs: 1, wallMs: 300, pods: [{ name: 'c', vmletMs: 120, gotWarm: true }, { name: 'd', vmletMs: 130, gotWarm: true }] },
+    ],
+    idleWarmVm: { domain: 'vmlet-warm-abc', qemuRssKiB: 40960, qemuPssKiB: 30720, qemuPrivateKiB: 20480, virtiofsdProcesses: 4, virtiofsdRssKiB: 8192, virtiofsdPrivateKiB: 2048, netns: 'vmlet-warm-1', links: ['lo', 'br', 'tap'], nftTables: 1, nftChains: 2, nftRules: 3 },
+  };
+  const text = burstsSection(r)!;
+  assert.match(text, /default pool, back-to-back\s+1\s+1\s+1\s+250\s+410\s+410\s+90.0\s+410\s+410\s+500\s+MISS/);
+  assert.match(text, /demand pool, at once\s+4\s+2\s+0\s+.*PASS/);
+  assert.match(text, /QEMU RSS 40\.0 MiB, PSS 30\.0 MiB, private \(USS\) 20\.0 MiB/);
+  assert.match(text, /3 links \(lo, br, tap\), nftables 1 table\(s\), 2 chain\(s\), 3 rule\(s\)/);
+  assert.match(text, /warm-up pod per daemon \(not in the rows\): share 480, 455 ms/);
+  assert.ok(formatReport(r).includes(text));
 });

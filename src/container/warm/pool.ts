@@ -12,6 +12,12 @@
  * one, or for something a warm VM cannot give (SCSI disk, CPU model, system UUID, SR-IOV, more
  * NICs than its root ports), gets a cold VM instead and the warm one is discarded.
  *
+ * Size: --vm-warm-pool is the floor, --vm-warm-pool-max the ceiling. The target in between is the
+ * floor plus the claims of the last minute (a burst of pods is likely followed by more within a
+ * minute; a minute without claims brings it back to the floor, and the surplus idle VMs go). Up to
+ * --vm-warm-fill-parallel VMs are made at once: each costs a QEMU start's CPU (~220 ms of a core
+ * under TCG here), so this is the CPU budget a refill may take from the pods running meanwhile.
+ *
  * Ownership: an idle VM belongs to the pool (domain, directory under the VM data dir, warm netns);
  * a claimed one to the pool until CreateContainer adopts it or the sandbox goes (release); the
  * netns is the sandbox's from the claim on. A sandbox that stops without having used its VM gives
@@ -65,8 +71,14 @@ export interface WarmNetns {
 }
 
 export interface WarmPoolOptions {
-  /** How many idle warm VMs to keep; 0 turns the pool off. */
+  /** How many idle warm VMs to keep at least (the floor); 0 turns the pool off. */
   size: number;
+  /** How many idle warm VMs recent demand may ask for at most (the ceiling); default: size. */
+  max?: number;
+  /** How many warm VMs a refill makes at once; default 1. */
+  fillParallel?: number;
+  /** How long a claim counts towards the target; default 60 s. */
+  demandWindowMs?: number;
   client: () => DomainOps;
   netns: WarmNetns;
   host: HostFacts;
@@ -97,13 +109,35 @@ export class WarmPool {
   /** Ids of idle, claimed and being-made VMs: their domains and directories are not orphans. */
   private readonly reserved = new Set<string>();
   private refillTimer: NodeJS.Timeout | undefined;
-  private filling: Promise<void> | undefined;
+  /** Fires when the oldest claim leaves the demand window, to lower the target and trim. */
+  private decayTimer: NodeJS.Timeout | undefined;
+  /** When the claims still counting towards the target happened (performance.now(), oldest first). */
+  private readonly recentClaims: number[] = [];
+  /** Running fill workers, each making one VM at a time. */
+  private readonly fillers = new Set<Promise<void>>();
+  /** VMs being made now. */
+  private making = 0;
+  /** A warm VM could not be made: no worker starts another until the retry timer fires. */
+  private backingOff = false;
   private closed = false;
 
   constructor(private readonly options: WarmPoolOptions) {}
 
+  /** The floor. */
   get size(): number {
     return this.options.size;
+  }
+
+  /** The ceiling. */
+  get max(): number {
+    return Math.max(this.options.size, this.options.max ?? this.options.size);
+  }
+
+  /** Idle VMs the pool aims at now: the floor plus the claims of the demand window, at most the ceiling. */
+  get target(): number {
+    if (this.options.size <= 0) return 0;
+    this.forgetOldClaims();
+    return Math.min(this.max, this.options.size + this.recentClaims.length);
   }
 
   /** Warm VMs ready to be claimed now. */
@@ -129,11 +163,24 @@ export class WarmPool {
 
   /** Hands the oldest idle VM's netns to sandbox `sandboxId`; undefined when none is idle. */
   claim(sandboxId: string): string | undefined {
+    if (this.closed || this.options.size <= 0) return undefined;
+    // Demand counts whether or not a VM was idle: a pod that found none is the clearest sign the pool is short.
+    this.noteClaim();
     const vm = this.idle.shift();
-    if (!vm) return undefined;
+    if (!vm) {
+      // With a ceiling, refill now rather than after the quiet time: this pod pays a cold start
+      // anyway, and waiting only delays the VMs the next pods of the burst need. (A fixed-size
+      // pool keeps its old behaviour: a refill is pending or running already.)
+      if (this.max > this.options.size && !this.backingOff) {
+        clearTimeout(this.refillTimer);
+        this.refillTimer = undefined;
+        this.startFillers();
+      }
+      return undefined;
+    }
+    this.scheduleRefill(this.options.refillDelayMs ?? 1000);
     this.claimsTotal++;
     this.claims.set(sandboxId, vm);
-    this.scheduleRefill(this.options.refillDelayMs ?? 1000);
     return vm.netnsName;
   }
 
@@ -194,7 +241,7 @@ export class WarmPool {
     // The oldest first: claim() takes from the front.
     this.idle.unshift(vm);
     this.options.logger.debug({ domain: vm.domainName }, 'unused warm VM returned to the pool');
-    while (this.idle.length > this.options.size) this.trim(this.idle.pop()!);
+    this.trimSurplus();
   }
 
   private async destroyClaimed(vm: WarmVm): Promise<void> {
@@ -203,6 +250,12 @@ export class WarmPool {
     } finally {
       this.reserved.delete(vm.id);
     }
+  }
+
+  /** Discards the newest idle VMs above the target (in the background). */
+  private trimSurplus(): void {
+    const target = this.target;
+    while (this.idle.length > target) this.trim(this.idle.pop()!);
   }
 
   private trim(vm: WarmVm): void {
@@ -214,9 +267,34 @@ export class WarmPool {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.refillTimer);
-    await this.filling;
+    clearTimeout(this.decayTimer);
+    await Promise.all([...this.fillers]);
     for (const vm of this.idle.splice(0)) await this.discardIdle(vm);
     await Promise.all([...this.trimming]);
+  }
+
+  private noteClaim(): void {
+    if (this.max <= this.options.size) return; // a fixed-size pool: demand changes nothing
+    this.recentClaims.push(performance.now());
+    this.scheduleDecay();
+  }
+
+  private forgetOldClaims(): void {
+    const since = performance.now() - (this.options.demandWindowMs ?? 60_000);
+    while (this.recentClaims.length > 0 && this.recentClaims[0]! <= since) this.recentClaims.shift();
+  }
+
+  /** Re-evaluates the target when the oldest counted claim leaves the window. */
+  private scheduleDecay(): void {
+    if (this.closed || this.decayTimer || this.recentClaims.length === 0) return;
+    const due = this.recentClaims[0]! + (this.options.demandWindowMs ?? 60_000) - performance.now();
+    this.decayTimer = setTimeout(() => {
+      this.decayTimer = undefined;
+      if (this.closed) return;
+      this.trimSurplus();
+      this.scheduleDecay();
+    }, Math.max(0, due) + 1);
+    this.decayTimer.unref();
   }
 
   private scheduleRefill(delayMs: number): void {
@@ -224,24 +302,43 @@ export class WarmPool {
     clearTimeout(this.refillTimer);
     this.refillTimer = setTimeout(() => {
       this.refillTimer = undefined;
-      if (this.filling) return; // the running fill tops up to size itself
-      this.filling = this.fill().finally(() => (this.filling = undefined));
+      this.backingOff = false;
+      this.startFillers();
     }, delayMs);
     this.refillTimer.unref();
   }
 
-  private async fill(): Promise<void> {
-    while (!this.closed && this.idle.length < this.options.size) {
+  /** Starts workers up to the parallel budget while the VMs idle or being made are below the target. */
+  private startFillers(): void {
+    const parallel = Math.max(1, this.options.fillParallel ?? 1);
+    while (this.fillers.size < parallel && this.wantsMore()) {
+      const worker: Promise<void> = this.fillOne().finally(() => this.fillers.delete(worker));
+      this.fillers.add(worker);
+    }
+  }
+
+  private wantsMore(): boolean {
+    return !this.closed && !this.backingOff && this.idle.length + this.making < this.target;
+  }
+
+  private async fillOne(): Promise<void> {
+    while (this.wantsMore()) {
+      this.making++;
       try {
         this.idle.push(await this.makeVm());
-        // A claimed VM returned while this one was being made may have filled the pool already.
-        while (this.idle.length > this.options.size) this.trim(this.idle.pop()!);
       } catch (err) {
         // libvirt or netd trouble: try again later rather than spin.
-        this.options.logger.error({ err }, 'could not make a warm VM; retrying in 10 s');
-        this.scheduleRefill(10_000);
+        if (!this.backingOff) {
+          this.backingOff = true;
+          this.options.logger.error({ err }, 'could not make a warm VM; retrying in 10 s');
+          this.scheduleRefill(10_000);
+        }
         return;
+      } finally {
+        this.making--;
       }
+      // A claimed VM returned, or demand decayed, while this one was being made: the pool may be above its target.
+      this.trimSurplus();
     }
   }
 

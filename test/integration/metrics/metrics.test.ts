@@ -34,6 +34,8 @@ test('metrics: RPC counts and latency by method and code, pods by state, warm po
     assert.match(body, /^vmlet_cri_requests_total\{method="PodSandboxStatus",code="NOT_FOUND"\} 1$/m);
     assert.match(body, /^vmlet_cri_request_duration_seconds_count\{method="Version",code="OK"\} 2$/m);
     assert.match(body, /^vmlet_warm_pool_size 0$/m);
+    assert.match(body, /^vmlet_warm_pool_max 0$/m);
+    assert.match(body, /^vmlet_warm_pool_target 0$/m);
     assert.match(body, /^vmlet_netd_restarts_total 0$/m);
     assert.match(body, /^vmlet_image_pulled_bytes_total 1048576$/m);
     assert.match(body, /^# TYPE vmlet_pods gauge$/m);

@@ -100,3 +100,32 @@ test('masquerade-ipv6-cidr: fd10:0:2::/120 by default, an IPv6 network /64../126
     assert.throws(() => loadConfig({ flags: { 'masquerade-ipv6-cidr': bad } }), /masquerade-ipv6-cidr/, bad);
   }
 });
+
+test('the warm pool: a floor of 1, a ceiling equal to the floor unless set and never below it, one VM made at a time', () => {
+  const d = loadConfig({ env: {} });
+  assert.deepEqual([d.vmWarmPool, d.vmWarmPoolMax, d.vmWarmFillParallel], [1, 1, 1]);
+  assert.equal(loadConfig({ flags: { 'vm-warm-pool': '3' } }).vmWarmPoolMax, 3, 'the default ceiling follows the floor');
+  const burst = loadConfig({ flags: { 'vm-warm-pool': '1', 'vm-warm-pool-max': '4', 'vm-warm-fill-parallel': '2' } });
+  assert.deepEqual([burst.vmWarmPool, burst.vmWarmPoolMax, burst.vmWarmFillParallel], [1, 4, 2]);
+  assert.equal(loadConfig({ env: { VMLET_VM_WARM_POOL_MAX: 'floor', VMLET_VM_WARM_POOL: '2' } }).vmWarmPoolMax, 2);
+  for (const flags of [
+    { 'vm-warm-pool': '3', 'vm-warm-pool-max': '2' },
+    { 'vm-warm-pool': '0', 'vm-warm-pool-max': '2' },
+    { 'vm-warm-pool-max': '0' },
+    { 'vm-warm-pool-max': '-1' },
+    { 'vm-warm-pool-max': '17' },
+    { 'vm-warm-pool-max': 'lots' },
+  ]) {
+    assert.throws(() => loadConfig({ flags }), (err: unknown) => err instanceof ConfigError && err.key === 'vm-warm-pool-max', JSON.stringify(flags));
+  }
+  // serve hands netd its effective config as values (src/main.ts): each must read back as itself.
+  for (const flags of [{}, { 'vm-warm-pool': '0' }, { 'vm-warm-pool': '2', 'vm-warm-pool-max': '5', 'vm-warm-fill-parallel': '3' }]) {
+    const c = loadConfig({ flags });
+    const again = loadConfig({ flags: { 'vm-warm-pool': String(c.vmWarmPool), 'vm-warm-pool-max': String(c.vmWarmPoolMax), 'vm-warm-fill-parallel': String(c.vmWarmFillParallel) } });
+    assert.deepEqual([again.vmWarmPool, again.vmWarmPoolMax, again.vmWarmFillParallel], [c.vmWarmPool, c.vmWarmPoolMax, c.vmWarmFillParallel], JSON.stringify(flags));
+  }
+  assert.equal(loadConfig({ flags: { 'vm-warm-pool': '0', 'vm-warm-pool-max': '0' } }).vmWarmPoolMax, 0);
+  for (const bad of ['0', '9', 'x']) {
+    assert.throws(() => loadConfig({ flags: { 'vm-warm-fill-parallel': bad } }), (err: unknown) => err instanceof ConfigError && err.key === 'vm-warm-fill-parallel');
+  }
+});

@@ -32,10 +32,19 @@ class FakeLibvirt {
     this.defined.set(name, xml);
     return { name, uuid, id: -1 };
   }
+  /** create() calls in progress now, and the most at once. */
+  starting = 0;
+  mostStartingAtOnce = 0;
   async create(dom: DomainRef, flags: number): Promise<DomainRef> {
     assert.equal(flags, 1, 'warm VMs start paused');
     if (this.failCreate) throw new Error('QEMU would not start');
-    await this.gate;
+    this.starting++;
+    this.mostStartingAtOnce = Math.max(this.mostStartingAtOnce, this.starting);
+    try {
+      await this.gate;
+    } finally {
+      this.starting--;
+    }
     this.running.add(dom.name);
     return { ...dom, id: 7 };
   }
@@ -60,7 +69,7 @@ class FakeNetns {
   }
 }
 
-function makePool(size: number) {
+function makePool(size: number, sizing: { max?: number; fillParallel?: number; demandWindowMs?: number } = {}) {
   const root = mkdtempSync(join(tmpdir(), 'vmlet-warm-'));
   const dataDir = join(root, 'vms');
   mkdirSync(dataDir);
@@ -76,12 +85,13 @@ function makePool(size: number) {
     qmpDir: join(root, 'qmp'),
     logger: silentLogger,
     refillDelayMs: 0,
+    ...sizing,
   });
   return { pool, libvirt, netns, dataDir, root };
 }
 
-async function until(what: string, check: () => boolean): Promise<void> {
-  for (let i = 0; i < 200; i++) {
+async function until(what: string, check: () => boolean, tries = 200): Promise<void> {
+  for (let i = 0; i < tries; i++) {
     if (check()) return;
     await new Promise((r) => setTimeout(r, 5));
   }
@@ -217,6 +227,106 @@ test('a warm VM that cannot start is undone: no domain, directory or netns left'
   assert.equal(libvirt.running.size, 0);
   assert.equal(pool.claim('s1'), undefined);
   await pool.close();
+});
+
+test('demand raises the target from the floor up to the ceiling; parallel refills; a quiet window trims back to the floor', async (t) => {
+  const { pool, libvirt, netns, dataDir, root } = makePool(1, { max: 3, fillParallel: 2, demandWindowMs: 1000 });
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  await pool.start();
+  await until('the floor', () => libvirt.running.size === 1);
+  assert.equal(pool.target, 1);
+  // Hold the refill's VMs in create() so the parallel ones can be seen at once.
+  let open!: () => void;
+  libvirt.gate = new Promise<void>((resolve) => (open = resolve));
+  const ns1 = pool.claim('s1')!;
+  assert.equal(pool.target, 2, 'one claim: floor + 1');
+  await until('two VMs being made at once', () => libvirt.starting === 2);
+  assert.equal(pool.claim('s2'), undefined, 'nothing idle while the refill runs');
+  assert.equal(pool.target, 3, 'a claim that found nothing idle is demand too');
+  assert.equal(pool.claim('s3'), undefined);
+  assert.equal(pool.target, 3, 'capped at the ceiling');
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(libvirt.starting, 2, 'never more than --vm-warm-fill-parallel starts at once');
+  open();
+  await until('the refill to the ceiling', () => pool.idleCount === 3);
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(libvirt.running.size, 4, '1 claimed + 3 idle: never above the ceiling');
+  assert.equal(libvirt.mostStartingAtOnce, 2);
+  const ns2 = pool.claim('s2')!;
+  const ns3 = pool.claim('s3')!;
+  for (const id of ['s1', 's2', 's3']) await pool.release(id);
+
+  // No claims for a window: the target falls back to the floor and the surplus idle VMs go, netns included.
+  await until('the decay to the floor', () => pool.target === 1 && libvirt.running.size === 1 && libvirt.defined.size === 1 && netns.live.size === 4, 600);
+  assert.equal(readdirSync(dataDir).length, 1);
+  // Three claimed netns (the sandboxes’ to delete) and the one idle VM’s.
+  for (const ns of [ns1, ns2, ns3]) assert.ok(netns.live.has(ns));
+  await pool.close();
+  assert.equal(libvirt.defined.size, 0);
+});
+
+test('with a ceiling, a claim that finds nothing idle starts the refill at once instead of after the quiet time', async (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'vmlet-warm-'));
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, 'vms'));
+  const libvirt = new FakeLibvirt();
+  const pool = new WarmPool({
+    size: 1, max: 3, fillParallel: 2, client: () => libvirt as unknown as LibvirtClient, netns: new FakeNetns(), host, owner: 'a1b2c3d4e5f60718',
+    dataDir: join(root, 'vms'), qmpDir: join(root, 'qmp'), logger: silentLogger, refillDelayMs: 60_000,
+  });
+  await pool.start();
+  await until('a warm VM', () => libvirt.running.size === 1);
+  pool.claim('s1');
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(libvirt.running.size, 1, 'a served claim waits out the quiet time');
+  let open!: () => void;
+  libvirt.gate = new Promise<void>((resolve) => (open = resolve));
+  assert.equal(pool.claim('s2'), undefined);
+  await until('the refill started by the miss, two at once', () => libvirt.starting === 2);
+  open();
+  await until('the refill to the ceiling', () => pool.idleCount === 3);
+  assert.equal(libvirt.mostStartingAtOnce, 2);
+  await pool.release('s1');
+  await pool.close();
+  assert.equal(libvirt.defined.size, 0);
+});
+
+test('a fixed-size pool (no ceiling set) ignores demand: the target stays at the floor', async (t) => {
+  const { pool, libvirt, root } = makePool(1, { demandWindowMs: 10_000 });
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  await pool.start();
+  await until('a warm VM', () => libvirt.running.size === 1);
+  pool.claim('s1');
+  assert.equal(pool.max, 1);
+  assert.equal(pool.target, 1);
+  await until('the refill', () => pool.idleCount === 1);
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(libvirt.mostStartingAtOnce, 1);
+  assert.equal(libvirt.running.size, 2);
+  await pool.release('s1');
+  await pool.close();
+  assert.equal(libvirt.defined.size, 0);
+});
+
+test('close() during a parallel fill waits for every VM being made and leaves nothing', async (t) => {
+  const { pool, libvirt, netns, dataDir, root } = makePool(3, { max: 4, fillParallel: 3 });
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  let open!: () => void;
+  libvirt.gate = new Promise<void>((resolve) => (open = resolve));
+  await pool.start();
+  await until('three VMs being made at once', () => libvirt.starting === 3);
+  const closing = pool.close();
+  let closed = false;
+  void closing.then(() => (closed = true));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(closed, false, 'close() waits for the fills');
+  open();
+  await closing;
+  assert.equal(libvirt.defined.size, 0);
+  assert.equal(libvirt.running.size, 0);
+  assert.equal(netns.live.size, 0);
+  assert.deepEqual(readdirSync(dataDir), []);
+  assert.equal(pool.claim('s1'), undefined);
 });
 
 const vm: WarmVm = {
