@@ -27,6 +27,7 @@ import { startTestDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { criLines, deleteLink, removeAllAndStop, waitFor } from '../../helpers/e2e.js';
 import { buildTestGuest, makeSshKey, serveFiles, sshGuest, writeBridgeConflist, type SshKey } from '../../helpers/debian_guest.js';
+import { LoopDevices, ownerOf } from '../../helpers/loop_devices.js';
 
 const tag = randomBytes(3).toString('hex');
 const bridge = `vbd${tag}`;
@@ -38,25 +39,13 @@ let image: { url: string; busyboxUrl: string; close: () => void };
 let key: SshKey;
 let publicKey: string;
 let work: string;
-const loops: string[] = [];
+const loops = new LoopDevices();
 const timings: Record<string, number> = {};
 
 /** The Debian cloud guest and the busybox guest over HTTP. */
 async function serveGuests(): Promise<{ url: string; busyboxUrl: string; close: () => void }> {
   const { base, close } = await serveFiles({ '/debian-cloud.qcow2': buildTestGuest('build-debian-cloud.sh'), '/busybox.qcow2': buildTestGuest('build-busybox.sh') });
   return { url: `${base}/debian-cloud.qcow2`, busyboxUrl: `${base}/busybox.qcow2`, close };
-}
-
-function loopDevice(file: string): string {
-  execFileSync('truncate', ['-s', String(64 * MIB), file]);
-  const dev = execFileSync('losetup', ['-f', '--show', file], { encoding: 'utf8' }).trim();
-  loops.push(dev);
-  return dev;
-}
-
-function owner(path: string): string {
-  const st = statSync(path);
-  return `${st.uid}:${st.gid}:${(st.mode & 0o7777).toString(8)}`;
 }
 
 function qemuUid(): number {
@@ -89,7 +78,7 @@ after(async () => {
     // The daemon's volumes root (a shared mount kept across restarts) and the test's own mount.
     const mounted = d ? readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p === d.dir || p.startsWith(`${d.dir}/`)) : [];
     for (const m of mounted.reverse()) execFileSync('umount', ['--lazy', m]);
-    for (const dev of loops) execFileSync('losetup', ['-d', dev]);
+    loops.detachAll();
     if (d) rmSync(d.dir, { recursive: true, force: true });
     console.log(`# block devices guest timings: ${JSON.stringify(timings)}`);
   }
@@ -125,14 +114,14 @@ async function runPod(config: ReturnType<typeof podConfig>, devices: { container
 test('block volumes: warm VM writes, forced stop keeps the data, a cold VM reads it; read-only stays read-only; hostile devices refused', { timeout: 1_800_000 }, async (t) => {
   const started = performance.now();
   mkdirSync(join(d.dir, 'pod-logs'), { recursive: true });
-  const rwDev = loopDevice(join(work, 'pvc.img'));
-  const roDev = loopDevice(join(work, 'ro.img'));
+  const rwDev = loops.make(join(work, 'pvc.img'));
+  const roDev = loops.make(join(work, 'ro.img'));
   // Labelled cidata: pod 2's busybox guest reports the meta-data file on it (see the top).
   execFileSync('mkfs.ext4', ['-q', '-F', '-L', 'cidata', rwDev]);
   const written = `instance-id: persisted-${tag}\nlocal-hostname: pvc-${tag}\n`;
   writeFileSync(roDev, `readonly-${tag}`.padEnd(512, '\0'));
-  const rwBefore = owner(rwDev);
-  const roBefore = owner(roDev);
+  const rwBefore = ownerOf(rwDev);
+  const roBefore = ownerOf(roDev);
   const grantsDir = join(d.stateDir, 'block-grants');
   const devices = [
     { container_path: '/dev/testpvc', host_path: rwDev, permissions: 'mrw' },
@@ -184,8 +173,8 @@ test('block volumes: warm VM writes, forced stop keeps the data, a cold VM reads
   });
   await t.test('forced stop (timeout 0): the synced file is on the device; the nodes are given back', async () => {
     await d.runtime.StopContainer!({ container_id: pod1.id, timeout: '0' }, { deadlineMs: 60_000 });
-    assert.equal(owner(rwDev), rwBefore);
-    assert.equal(owner(roDev), roBefore);
+    assert.equal(ownerOf(rwDev), rwBefore);
+    assert.equal(ownerOf(roDev), roBefore);
     assert.deepEqual(readdirSync(grantsDir), []);
     const mnt = join(work, 'mnt');
     mkdirSync(mnt);
@@ -198,7 +187,7 @@ test('block volumes: warm VM writes, forced stop keeps the data, a cold VM reads
     await d.runtime.RemoveContainer!({ container_id: pod1.id });
     await d.runtime.StopPodSandbox!({ pod_sandbox_id: pod1.sandboxId });
     await d.runtime.RemovePodSandbox!({ pod_sandbox_id: pod1.sandboxId });
-    assert.equal(owner(rwDev), rwBefore);
+    assert.equal(ownerOf(rwDev), rwBefore);
   });
 
   await t.test('hostile devices: /dev/null, a regular file, "../", a symlink out of /dev: INVALID_ARGUMENT, nothing changed', async () => {
@@ -230,7 +219,7 @@ test('block volumes: warm VM writes, forced stop keeps the data, a cold VM reads
           (err: { code?: number; details?: string }) => err.code === grpcStatus.INVALID_ARGUMENT && message.test(err.details ?? '') && (err.details ?? '').includes('devices[1]'),
           hostPath,
         );
-        assert.equal(owner(rwDev), rwBefore, hostPath);
+        assert.equal(ownerOf(rwDev), rwBefore, hostPath);
         assert.deepEqual(readdirSync(grantsDir), [], hostPath);
       }
       assert.equal((await d.runtime.ListContainers!({})).containers.length, 0);
@@ -262,8 +251,8 @@ test('block volumes: warm VM writes, forced stop keeps the data, a cold VM reads
   await t.test('RemoveContainer of a running VM gives the nodes back', async () => {
     await d.runtime.RemoveContainer!({ container_id: pod2.id });
     await waitFor('the grants to go', 30_000, () => (readdirSync(grantsDir).length === 0 ? true : undefined));
-    assert.equal(owner(rwDev), rwBefore);
-    assert.equal(owner(roDev), roBefore);
+    assert.equal(ownerOf(rwDev), rwBefore);
+    assert.equal(ownerOf(roDev), roBefore);
   });
   timings['test ms'] = Math.round(performance.now() - started);
 });

@@ -12,12 +12,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { startTestDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
+import { LoopDevices, ownerOf } from '../../helpers/loop_devices.js';
 import { clearStaleTestSubnet, criLines, deleteLink, qemuPids, removeAllAndStop, serveTestGuest, waitFor } from '../../helpers/e2e.js';
 import { QmpSocket } from '../../../src/qmp/socket.js';
 import { BLOCK_GRANTS_DIR, QMP_DIR, warmQmpPath } from '../../../src/container/layout.js';
@@ -25,25 +26,12 @@ import { BLOCK_GRANTS_DIR, QMP_DIR, warmQmpPath } from '../../../src/container/l
 const tag = randomBytes(3).toString('hex');
 const bridge = `vwb${tag}`;
 const subnet = '198.19.52';
-const MIB = 1024 * 1024;
 
 let d: TestDaemon;
 let imageServer: Server;
 let imageUrl: string;
 let work: string;
-const loops: string[] = [];
-
-function loopDevice(file: string): string {
-  execFileSync('truncate', ['-s', String(64 * MIB), file]);
-  const dev = execFileSync('losetup', ['-f', '--show', file], { encoding: 'utf8' }).trim();
-  loops.push(dev);
-  return dev;
-}
-
-function owner(path: string): string {
-  const st = statSync(path);
-  return `${st.uid}:${st.gid}:${(st.mode & 0o7777).toString(8)}`;
-}
+const loops = new LoopDevices();
 
 /** The devices a process holds open, by the path their fd links to. */
 function openPaths(pid: number): string[] {
@@ -76,20 +64,20 @@ after(async () => {
   await removeAllAndStop(d);
   imageServer?.close();
   deleteLink(bridge);
-  for (const dev of loops) execFileSync('losetup', ['-d', dev]);
+  loops.detachAll();
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
 test('a warm VM gets block volumes through QMP with fds vmlet opened; the guest reads the volume; a forced stop ends every fd and gives the nodes back', { timeout: 900_000 }, async (t) => {
   const started = performance.now();
-  const rwDev = loopDevice(join(work, 'rw.img'));
-  const roDev = loopDevice(join(work, 'ro.img'));
+  const rwDev = loops.make(join(work, 'rw.img'));
+  const roDev = loops.make(join(work, 'ro.img'));
   // The volume: ext4 labelled cidata holding a meta-data file only this test wrote.
   const fill = join(work, 'fill');
   mkdirSync(fill);
   writeFileSync(join(fill, 'meta-data'), `instance-id: volume-${tag}\nlocal-hostname: vol-${tag}\n`);
   execFileSync('mkfs.ext4', ['-q', '-L', 'cidata', '-d', fill, rwDev]);
-  const before = { rw: owner(rwDev), ro: owner(roDev) };
+  const before = { rw: ownerOf(rwDev), ro: ownerOf(roDev) };
 
   await d.image.PullImage!({ image: { image: imageUrl } });
   await waitFor('the warm VM ready', 300_000, () => (d.output().includes('"msg":"warm VM ready"') ? true : undefined));
@@ -145,7 +133,7 @@ test('a warm VM gets block volumes through QMP with fds vmlet opened; the guest 
     } finally {
       qmp.close();
     }
-    assert.equal(owner(rwDev).split(':')[0], String(readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('vmlet-qemu:'))!.split(':')[2]), 'granted to QEMU\'s user as for a cold VM');
+    assert.equal(ownerOf(rwDev).split(':')[0], String(readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('vmlet-qemu:'))!.split(':')[2]), 'granted to QEMU\'s user as for a cold VM');
   });
 
   await d.runtime.StartContainer!({ container_id: id }, { deadlineMs: 180_000 });
@@ -173,7 +161,7 @@ test('a warm VM gets block volumes through QMP with fds vmlet opened; the guest 
     await d.runtime.StopContainer!({ container_id: id, timeout: 0 });
     await waitFor('QEMU gone', 60_000, () => (qemuPids(d.stateDir).every((pid) => !openPaths(pid).some((p) => p === rwDev || p === roDev)) ? true : undefined));
     await waitFor('the grants given back', 30_000, () => (readdirSync(join(d.stateDir, BLOCK_GRANTS_DIR)).length === 0 ? true : undefined));
-    assert.deepEqual({ rw: owner(rwDev), ro: owner(roDev) }, before);
+    assert.deepEqual({ rw: ownerOf(rwDev), ro: ownerOf(roDev) }, before);
     // The file system the guest mounted is intact.
     execFileSync('e2fsck', ['-n', rwDev], { stdio: 'ignore' });
   });
