@@ -358,8 +358,10 @@ test(`leases of ${LEASE_SECONDS} s: every NIC renews at T1 by unicast to the ser
       assert.ok(acks.length >= 2, `${p.hostname}/${nic}: ${acks.length} ACKs in netd's log`);
       const after = (acks[1]! - acks[0]!) / 1000;
       renewals.push(`${p.hostname}/${nic} ${after.toFixed(1)} s`);
-      // The unicast at T1 answered: udhcpc falls back to a broadcast renewal 2 s (-T 2) after an unanswered one.
-      assert.ok(after >= T1 - 1 && after < T1 + 1.5, `${p.hostname}/${nic}: renewal answered ${after.toFixed(1)} s after the lease; T1 = ${T1} s, the broadcast fallback comes 2 s after it, T2 = ${T2} s`);
+      // The unicast at T1 answered: udhcpc falls back to a broadcast renewal 2 s (-T 2) after an
+      // unanswered one, so an answer before T1 + 2 s can only be the unicast's. A starved TCG guest
+      // sends it late, never early (seen in CI: 21.8 s for T1 = 20 s).
+      assert.ok(after >= T1 - 1 && after < T1 + 2, `${p.hostname}/${nic}: renewal answered ${after.toFixed(1)} s after the lease; T1 = ${T1} s, the broadcast fallback comes 2 s after it, T2 = ${T2} s`);
     }
   }
   process.stderr.write(`pod_networks_guest: renewals after ${renewals.join(', ')}\n`);
