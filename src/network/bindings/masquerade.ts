@@ -24,7 +24,7 @@ import {
   masqueradeWireCommands,
   planMasquerade,
 } from './masquerade_plan.js';
-import { parseLinks, readInterfaceSnapshot, type InterfaceSnapshot, type LinkState } from './snapshot.js';
+import { linksOrGone, parseLinks, readInterfaceSnapshot, type InterfaceSnapshot, type LinkState } from './snapshot.js';
 import type { BindingContext, MasqueradeWiredInterface } from './types.js';
 
 export interface MasqueradeBindingOptions {
@@ -91,14 +91,8 @@ export class MasqueradeBinding implements NetworkBinding<MasqueradeWiredInterfac
   }
 
   async unwire(ctx: BindingContext, state: MasqueradeWiredInterface): Promise<void> {
-    let links: LinkState[];
-    try {
-      links = parseLinks((await this.options.ip.show(ctx.netnsName, [['link', 'show']]))[0]);
-    } catch (err) {
-      // The netns is gone, and with it everything this binding made in it.
-      if (err instanceof NotFoundError) return;
-      throw err;
-    }
+    const links = await linksOrGone(this.options.ip, ctx.netnsName);
+    if (!links) return;
     const commands = masqueradeUnwireCommands(state, links);
     if (commands.length > 0) await this.options.ip.apply(ctx.netnsName, commands);
     await this.options.nft.apply(ctx.netnsName, masqueradeRemovalScript(state));

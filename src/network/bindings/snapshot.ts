@@ -5,7 +5,7 @@
  * Everything here except `readInterfaceSnapshot` is pure.
  */
 import { isIP } from 'node:net';
-import { FailedPreconditionError, InternalError } from '../../errors.js';
+import { FailedPreconditionError, InternalError, NotFoundError } from '../../errors.js';
 import type { IpCommand, IpRunner } from '../iproute.js';
 import { assertInterfaceName, normalizeMac } from '../names.js';
 
@@ -299,4 +299,17 @@ export function routeRestoreCommand(route: RecordedRoute, dev: string): IpComman
  */
 export function routeRestoreOrder(routes: readonly RecordedRoute[]): RecordedRoute[] {
   return [...routes.filter((r) => r.gateway === undefined), ...routes.filter((r) => r.gateway !== undefined)];
+}
+
+/**
+ * The links of a netns, or undefined when the netns is gone (and with it everything a binding
+ * made in it): what every unwiring reads before it decides what to undo.
+ */
+export async function linksOrGone(ip: IpRunner, netnsName: string): Promise<LinkState[] | undefined> {
+  try {
+    return parseLinks((await ip.show(netnsName, [['link', 'show']]))[0]);
+  } catch (err) {
+    if (err instanceof NotFoundError) return undefined;
+    throw err;
+  }
 }

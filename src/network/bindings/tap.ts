@@ -34,6 +34,7 @@ import {
   routeDeleteCommand,
   routeRestoreCommand,
   routeRestoreOrder,
+  linksOrGone,
   type InterfaceSnapshot,
   type LinkState,
 } from './snapshot.js';
@@ -440,13 +441,8 @@ export class TapBinding implements NetworkBinding<TapWiredInterface> {
     } catch (err) {
       this.logger.debug({ err, netns: ctx.netnsName, ifname: state.uplink.name }, 'releasing an interface blindly failed; reading its links');
     }
-    let links: LinkState[];
-    try {
-      links = parseLinks((await this.options.ip.show(ctx.netnsName, [['link', 'show']]))[0]);
-    } catch (err) {
-      if (err instanceof NotFoundError) return;
-      throw err;
-    }
+    const links = await linksOrGone(this.options.ip, ctx.netnsName);
+    if (!links) return;
     const commands = tapUnwireCommands(state, links, { netnsLeaving: true });
     if (commands.length > 0) await this.options.ip.apply(ctx.netnsName, commands);
   }
