@@ -33,6 +33,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
     summary: 'containerDisk pull throughput from a loopback registry against skopeo copy, CPU seconds per GiB',
     load: async () => (await import('./registry/run.js')).runRegistryBench,
   },
+  pull: {
+    summary: 'PullImage of an http URL (digest pinned) against raw loopback HTTP by curl (+fsync, +sha256), MB/s and CPU seconds per GiB',
+    load: async () => (await import('./pull/run.js')).runPullBench,
+  },
 };
 
 function usage(): string {
