@@ -123,7 +123,13 @@ async function pidCpuSeconds(pid: number): Promise<number> {
 async function floorSample(tool: Exclude<PullTool, 'vmlet'>, url: string, file: string, hex: string, round: number): Promise<PullSample> {
   const c0 = await reapedChildrenCpuSeconds();
   const t0 = process.hrtime.bigint();
-  await run('curl', ['-sSf', '-o', file, url]);
+  if (tool === 'curl|sha256+fsync') {
+    // pipefail: a failed curl fails the sample instead of hashing a short stream.
+    const out = await run('bash', ['-o', 'pipefail', '-c', 'curl -sSf "$1" | tee "$2" | openssl dgst -sha256 -r', 'floor', url, file]);
+    if (out.split(' ')[0] !== hex) throw new Error(`curl | openssl computed ${out.trim()}, expected ${hex}`);
+  } else {
+    await run('curl', ['-sSf', '-o', file, url]);
+  }
   if (tool === 'curl+sha256+fsync') {
     const out = await run('openssl', ['dgst', '-sha256', '-r', file]);
     if (out.split(' ')[0] !== hex) throw new Error(`openssl computed ${out.trim()}, expected ${hex}`);
