@@ -21,6 +21,8 @@ import { chmod, mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/pr
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { BenchDaemon, REPO_ROOT, buildDaemon, daemonDirs } from '../lib/daemon.js';
+import { BenchRun } from '../lib/harness.js';
+import { InterruptedError } from '../lib/pool.js';
 import { cniBinDirs } from '../lib/network.js';
 import { benchPrologue, defaultJsonPath, intOption, oneOfOption, parseBenchArgs } from '../lib/options.js';
 import { CLOCK_TICKS_PER_SECOND, processTicks } from '../lib/proc.js';
@@ -81,7 +83,8 @@ async function writeDisk(path: string, sizeMib: number): Promise<string> {
 
 /** Starts serve_file.py on the file; resolves with the process and its port. */
 async function startServer(file: string): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn('/usr/bin/python3', [join(REPO_ROOT, 'bench', 'pull', 'serve_file.py'), file], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Own process group: a Ctrl-C reaches the bench, which stops the server by pid in its cleanup.
+  const child = spawn('/usr/bin/python3', [join(REPO_ROOT, 'bench', 'pull', 'serve_file.py'), file], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let err = '';
   child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
   const port = await new Promise<number>((resolve, reject) => {
@@ -161,7 +164,8 @@ export async function runPullBench(argv: readonly string[]): Promise<number> {
   const parsed = benchPrologue(() => parsePullOptions(argv), PULL_USAGE, 'the pull bench starts a vmlet serve');
   if (typeof parsed === 'number') return parsed;
   const opts = parsed;
-  const step = (text: string): void => void process.stderr.write(`[pull] ${text}\n`);
+  const bench = new BenchRun('[pull]', { first: 'stopping after the current sample, then cleaning up', again: 'still cleaning up' });
+  const step = bench.step;
   // 0711: the daemon's dirs below must be traversable as in the other benches.
   const work = await mkdtemp(join(tmpdir(), 'vmlet-bench-pull-'));
   await chmod(work, 0o711);
@@ -207,6 +211,7 @@ export async function runPullBench(argv: readonly string[]): Promise<number> {
     for (let round = 1; round <= opts.rounds; round++) {
       const order: PullTool[] = round % 2 === 1 ? ['vmlet', ...floors] : [...floors, 'vmlet'];
       for (const tool of order) {
+        bench.checkAbort();
         const sample = tool === 'vmlet' ? await vmletSample(daemon, images, imageName, hex, round) : await floorSample(tool, url, floorFile, hex, round);
         result.samples.push(sample);
         step(`round ${round}/${opts.rounds} ${tool}: ${sample.seconds.toFixed(2)} s${sample.serveSeconds !== undefined ? ` (serve's pull span ${sample.serveSeconds.toFixed(2)} s)` : ''}, ${(bytes / 1e6 / sample.seconds).toFixed(0)} MB/s, CPU ${sample.cpuSeconds.toFixed(2)} s, load ${sample.load1.toFixed(2)}`);
@@ -217,7 +222,13 @@ export async function runPullBench(argv: readonly string[]): Promise<number> {
     await writeFile(opts.json, `${JSON.stringify(result, null, 2)}\n`);
     process.stdout.write(`${formatPullReport(result)}\nresults: ${opts.json}\n`);
     return 0;
+  } catch (err) {
+    // A Ctrl-C at a terminal also reaches the curl of the sample in flight, which then fails.
+    if (!(err instanceof InterruptedError) && !bench.signal.aborted) throw err;
+    step('interrupted; nothing recorded');
+    return 130;
   } finally {
+    bench.close();
     images?.close();
     if (daemon) {
       const code = await daemon.stop();
