@@ -1,8 +1,9 @@
 /**
  * `npm run bench -- peer`: vmlet against containerd (Debian's package, + runc) on the same
  * conflist, driven by the same client, in one run: RunPodSandbox / StopPodSandbox /
- * RemovePodSandbox over N pods, Version, ListPodSandbox with M pods, and the real crictl
- * (`crictl version`, `crictl pods`). Calls to the two runtimes and the raw CNI floor alternate
+ * RemovePodSandbox over N pods, Version, Status, PodSandboxStatus, ListPodSandbox and
+ * ListContainers with M pods, and the real crictl (`crictl version`, `info`, `inspectp`, `pods`,
+ * `ps -a`). Calls to the two runtimes and the raw CNI floor alternate
  * pod by pod, so a shared machine's load falls on all three alike.
  *
  * containerd runs with its own root, state, socket and config (test/helpers/containerd.ts), the
@@ -87,9 +88,9 @@ async function warmStopRounds(
 export const PEER_USAGE = `usage: npm run bench -- peer [options]   (as root; needs containerd, runc and ctr from Debian, gcc, ../shared/cri-tools/crictl)
 
   --n <count>              pods for Run/Stop/Remove, one at a time (default 20)
-  --list-pods <count>      pods up for ListPodSandbox and \`crictl pods\` (default 100)
+  --list-pods <count>      pods up for ListPodSandbox, ListContainers, \`crictl pods\`, \`crictl ps -a\` (default 100)
   --crictl-calls <count>   crictl runs per row and runtime (default 20)
-  --version-calls <count>  Version calls per runtime (default 100)
+  --version-calls <count>  Version, Status and PodSandboxStatus calls per runtime (default 100)
   --vm-warm-pool <count>   vmlet's --vm-warm-pool (default 0: sandboxes without VMs, as pause containers are)
   --warm-stop <count>      rounds of Stop of a sandbox whose warm VM was never used, on a second vmlet
                            with --vm-warm-pool 1 (needs libvirtd; default 5, 0 skips)
@@ -275,12 +276,15 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
       for (const side of sides) side.samples.crictlVersion.push((await timed(crictlOf(side, ['version'])))[1]);
     }
 
-    step(`${opts.listPods} pods on each runtime (10 at a time), then ListPodSandbox and crictl pods`);
+    step(`${opts.listPods} pods on each runtime (10 at a time), then ListPodSandbox, ListContainers, Status, PodSandboxStatus and their crictl commands`);
     const listIds: Record<Side['name'], string[]> = { vmlet: [], containerd: [] };
     for (const side of sides) {
+      const t0 = now();
       listIds[side.name] = await pool(opts.listPods, 10, signal, async (i) =>
         (await side.client.call<{ pod_sandbox_id: string }>('RunPodSandbox', { config: podConfig(tag, 'l', i) })).pod_sandbox_id,
       );
+      side.samples.listSetup.push(now() - t0);
+      step(`${side.name}: ${opts.listPods} pods up in ${((now() - t0) / 1000).toFixed(1)} s`);
     }
     for (const side of sides) {
       const { items } = await side.client.call<{ items: unknown[] }>('ListPodSandbox', {});
@@ -288,10 +292,20 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
     }
     for (let i = 0; i < 50; i++) {
       for (const side of sides) side.samples.list.push((await timed(() => side.client.call('ListPodSandbox', {})))[1]);
+      for (const side of sides) side.samples.listContainers.push((await timed(() => side.client.call('ListContainers', {})))[1]);
+    }
+    // One pod in the middle of the list is the PodSandboxStatus subject on each side.
+    const probe = (side: Side) => listIds[side.name][opts.listPods >> 1]!;
+    for (let i = 0; i < opts.versionCalls; i++) {
+      for (const side of sides) side.samples.status.push((await timed(() => side.client.call('Status', {})))[1]);
+      for (const side of sides) side.samples.podStatus.push((await timed(() => side.client.call('PodSandboxStatus', { pod_sandbox_id: probe(side) })))[1]);
     }
     for (let i = 0; i < opts.crictlCalls; i++) {
       checkAbort();
       for (const side of sides) side.samples.crictlPods.push((await timed(crictlOf(side, ['pods'])))[1]);
+      for (const side of sides) side.samples.crictlPs.push((await timed(crictlOf(side, ['ps', '-a'])))[1]);
+      for (const side of sides) side.samples.crictlInfo.push((await timed(crictlOf(side, ['info'])))[1]);
+      for (const side of sides) side.samples.crictlInspectp.push((await timed(crictlOf(side, ['inspectp', probe(side)])))[1]);
     }
     step('removing the list pods');
     for (const side of sides) {
