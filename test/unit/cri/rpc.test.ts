@@ -78,3 +78,24 @@ test('a call whose deadline passes while its handler runs aborts the handler sig
   assert.ok(seen?.signal.aborted);
   assert.match(String((seen?.signal.reason as Error).message), /cancelled/);
 });
+
+test('the CRI server keeps no channelz records (per-connection bookkeeping for a service vmlet does not serve)', async () => {
+  const servers = () =>
+    new Promise<unknown[]>((resolve) =>
+      (grpc.getChannelzHandlers().GetServers as unknown as (call: object, cb: (err: unknown, res: { server: unknown[] }) => void) => void)(
+        { request: { max_results: '100', start_server_id: '0' } },
+        (_err, res) => resolve(res.server),
+      ),
+    );
+  await withServer({ Version: async () => ({ version: '0.1.0', runtime_name: 'vmlet' }) }, async (call) => {
+    assert.equal((await call('Version', {})).runtime_name, 'vmlet');
+    assert.deepEqual(await servers(), []);
+  });
+  // The probe itself works: a default grpc-js server is listed.
+  const plain = new grpc.Server();
+  try {
+    assert.equal((await servers()).length, 1);
+  } finally {
+    plain.forceShutdown();
+  }
+});
