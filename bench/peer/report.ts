@@ -65,6 +65,8 @@ export interface PeerResult {
   warmStopSkipped?: string;
   /** `crictl --version`: crictl's start-up, no call. */
   crictlStart: number[];
+  /** Before a phase ('unary', 'list'): how long each runtime took to go quiet (ms), see waitQuiet. */
+  quietWaits: Record<string, Record<string, number>>;
   cleanup: { errors: string[]; leftoverNetns: string[]; bridgeLeft: boolean };
   error?: string;
 }
@@ -120,6 +122,7 @@ export function peerTable(r: PeerResult): string {
       `\`crictl version\` containerd ${ms(median(r.containerd.crictlVersion) - start)} ms, vmlet ${ms(median(r.vmlet.crictlVersion) - start)} ms; ` +
       `\`crictl pods\` containerd ${ms(median(r.containerd.crictlPods) - start)} ms, vmlet ${ms(median(r.vmlet.crictlPods) - start)} ms`,
     "`crictl inspect` (ContainerStatus) is not measured: it needs a container on each side, i.e. a VM on vmlet's",
+    ...Object.entries(r.quietWaits ?? {}).map(([phase, w]) => `before the ${phase} rows, waited for each runtime to go quiet (≤ 20 ms CPU per 300 ms, twice): ${Object.entries(w).map(([k, v]) => `${k} ${v} ms`).join(', ')}`),
     `making the ${pods} list pods (10 at a time): containerd ${ms(median(r.containerd.listSetup))} ms, vmlet ${ms(median(r.vmlet.listSetup))} ms`,
     'floor: the same conflist run raw (ip netns add + CNI ADD for Run, CNI DEL + ip netns delete for Stop), interleaved with the calls',
     ...(r.vmlet.stopWarm.length > 0

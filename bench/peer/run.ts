@@ -30,6 +30,7 @@ import { RUN_LABEL } from '../lib/pods.js';
 import { pool } from '../lib/pool.js';
 import { defaultJsonPath, intOption, oneOfOption, parseBenchArgs, subnetPrefixOption } from '../lib/options.js';
 import { roundSamples } from '../lib/stats.js';
+import { cpuSnapshot } from '../lib/proc.js';
 import { CniFloor, type FloorAttachment } from '../sandbox/floor.js';
 import { podIdentity, podSandboxConfig } from '../sandbox/pods.js';
 import { waitForVmSides } from '../sandbox/run.js';
@@ -146,6 +147,34 @@ function podConfig(tag: string, phase: string, i: number): Record<string, unknow
   return config;
 }
 
+/** A window in which a runtime counts as quiet if its processes used at most QUIET_MAX_TICKS. */
+const QUIET_WINDOW_MS = 300;
+const QUIET_MAX_TICKS = 2;
+
+/**
+ * Waits (up to 60 s) until each runtime's processes, with their reaped children, used at most
+ * 2 ticks (20 ms of CPU) in each of two 300 ms windows in a row: work a phase left behind (vmlet
+ * wires a sandbox's VM side and deletes a stopped sandbox's netns after replying) must not land
+ * in the next phase's per-call timings. Returns the wait per runtime (ms; 60000 = never quiet).
+ */
+async function waitQuiet(runtimes: Record<string, () => Promise<number[]>>, signal: AbortSignal): Promise<Record<string, number>> {
+  const waits: Record<string, number> = {};
+  for (const [name, pidsOf] of Object.entries(runtimes)) {
+    const t0 = now();
+    let quietWindows = 0;
+    while (quietWindows < 2 && now() - t0 < 60_000) {
+      if (signal.aborted) throw new Error('interrupted');
+      const pids = await pidsOf();
+      const a = await cpuSnapshot(pids);
+      await new Promise((r) => setTimeout(r, QUIET_WINDOW_MS));
+      const b = await cpuSnapshot(pids);
+      quietWindows = b.ownTicks - a.ownTicks <= QUIET_MAX_TICKS ? quietWindows + 1 : 0;
+    }
+    waits[name] = Math.round(now() - t0);
+  }
+  return waits;
+}
+
 async function timed<T>(work: () => Promise<T>): Promise<[T, number]> {
   const t = now();
   const value = await work();
@@ -182,6 +211,7 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
     vmlet: emptySamples(),
     floor: { setup: [], teardown: [], teardownWarm: [] },
     crictlStart: [],
+    quietWaits: {},
     cleanup: { errors: [], leftoverNetns: [], bridgeLeft: false },
   };
   const crictl = join(findCriTools(), 'crictl');
@@ -259,6 +289,23 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
       for (const side of sides) side.samples.remove.push((await timed(() => side.client.call('RemovePodSandbox', { pod_sandbox_id: ids[side.name][i] })))[1]);
     }
 
+    const daemon = state.daemon;
+    const containerdPid = state.containerd.child.pid!;
+    const quiet = async (phase: string) => {
+      const waits = await waitQuiet(
+        {
+          vmlet: async () => {
+            const netd = await daemon.netdPid();
+            return netd === undefined ? [daemon.pid] : [daemon.pid, netd];
+          },
+          containerd: async () => [containerdPid],
+        },
+        signal,
+      );
+      result.quietWaits[phase] = waits;
+      step(`quiet before ${phase}: vmlet after ${waits.vmlet} ms, containerd after ${waits.containerd} ms`);
+    };
+    await quiet('unary');
     step(`Version × ${opts.versionCalls} on each, alternating; crictl --version, crictl version × ${opts.crictlCalls}`);
     for (let i = 0; i < opts.versionCalls; i++) {
       for (const side of sides) side.samples.version.push((await timed(() => side.client.call('Version', {})))[1]);
@@ -286,6 +333,7 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
       side.samples.listSetup.push(now() - t0);
       step(`${side.name}: ${opts.listPods} pods up in ${((now() - t0) / 1000).toFixed(1)} s`);
     }
+    await quiet('list');
     for (const side of sides) {
       const { items } = await side.client.call<{ items: unknown[] }>('ListPodSandbox', {});
       if (items.length < opts.listPods) throw new Error(`${side.name} lists ${items.length} pods, expected at least ${opts.listPods}`);

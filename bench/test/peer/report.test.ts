@@ -10,7 +10,7 @@ function result(): PeerResult {
     format: PEER_RESULT_FORMAT, startedAt: '', finishedAt: '',
     options: { n: 3, listPods: 100, crictlCalls: 3, versionCalls: 3, vmWarmPool: 0, warmStop: 3, runtime: 'dist', json: 'x' },
     loadavg: { start: [1, 2, 3], end: [1, 2, 3] }, versions: { containerd: '1.6.20', crictl: 'v1.26.1' }, network: { conflist: {} },
-    containerd, vmlet, floor: { setup: [50, 50, 50], teardown: [60, 60, 60], teardownWarm: [75, 75, 75] }, crictlStart: [30, 30, 30],
+    containerd, vmlet, floor: { setup: [50, 50, 50], teardown: [60, 60, 60], teardownWarm: [75, 75, 75] }, crictlStart: [30, 30, 30], quietWaits: { unary: { vmlet: 900, containerd: 600 } },
     cleanup: { errors: [], leftoverNetns: [], bridgeLeft: false },
   };
 }
@@ -25,6 +25,7 @@ test('the peer table: both medians, vmlet/containerd and vmlet/floor per row, cr
   assert.deepEqual(row('`crictl info`'), ['`crictl info` (Status)', '41.0', '41.0', '42.0', '42.0', '1.02x', '-', '-']);
   // Rows without samples on either side (here ListContainers, crictl ps) are left out.
   assert.equal(lines.filter((l) => l.startsWith('ListContainers') || l.startsWith('`crictl ps')).length, 0);
+  assert.match(lines.join('\n'), /before the unary rows, waited for each runtime to go quiet \(≤ 20 ms CPU per 300 ms, twice\): vmlet 900 ms, containerd 600 ms/);
   assert.match(lines.join('\n'), /making the 100 list pods \(10 at a time\): containerd 9000 ms, vmlet 3000 ms/);
   assert.match(lines.join('\n'), /`crictl version` containerd 10\.0 ms, vmlet 14\.0 ms; `crictl pods` containerd 30\.0 ms, vmlet 36\.0 ms/);
 });
