@@ -41,5 +41,8 @@ test('peer options: defaults and bounds', () => {
   const o = parsePeerOptions([], '/repo', new Date('2025-01-02T03:04:05.678Z'))!;
   assert.deepEqual([o.n, o.listPods, o.crictlCalls, o.versionCalls, o.vmWarmPool, o.warmStop, o.runtime], [20, 100, 20, 100, 0, 5, 'dist']);
   assert.throws(() => parsePeerOptions(['--n', '0'], '/repo', new Date()));
+  // 1000 pods on each side cannot get addresses from the bench's /24.
+  assert.throws(() => parsePeerOptions(['--list-pods', '1000'], '/repo', new Date()), /list-pods/);
+  assert.equal(parsePeerOptions(['--list-pods', '120'], '/repo', new Date())!.listPods, 120);
   assert.throws(() => parsePeerOptions(['--runtime', 'bun'], '/repo', new Date()));
 });
