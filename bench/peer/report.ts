@@ -29,10 +29,24 @@ export interface RuntimeSamples {
   version: number[];
   /** ListPodSandbox (unfiltered) over this bench's client with `listPods` sandboxes. */
   list: number[];
+  /** ListContainers (unfiltered) over this bench's client with `listPods` sandboxes and no containers. */
+  listContainers: number[];
+  /** Status over this bench's client. */
+  status: number[];
+  /** PodSandboxStatus of one of the `listPods` sandboxes over this bench's client. */
+  podStatus: number[];
   /** `crictl version`: a crictl process making one unary call, its start included. */
   crictlVersion: number[];
   /** `crictl pods` with `listPods` sandboxes, its start included. */
   crictlPods: number[];
+  /** `crictl ps -a` (ListContainers) with `listPods` sandboxes, its start included. */
+  crictlPs: number[];
+  /** `crictl info` (Status, verbose), its start included. */
+  crictlInfo: number[];
+  /** `crictl inspectp <id>` (PodSandboxStatus, verbose), its start included. */
+  crictlInspectp: number[];
+  /** How long making the `listPods` sandboxes took (10 at a time), in ms: one sample. */
+  listSetup: number[];
 }
 
 export interface PeerResult {
@@ -51,12 +65,17 @@ export interface PeerResult {
   warmStopSkipped?: string;
   /** `crictl --version`: crictl's start-up, no call. */
   crictlStart: number[];
+  /** Before a phase ('unary', 'list'): how long each runtime took to go quiet (ms), see waitQuiet. */
+  quietWaits: Record<string, Record<string, number>>;
   cleanup: { errors: string[]; leftoverNetns: string[]; bridgeLeft: boolean };
   error?: string;
 }
 
 export function emptySamples(): RuntimeSamples {
-  return { run: [], stop: [], stopWarm: [], remove: [], version: [], list: [], crictlVersion: [], crictlPods: [] };
+  return {
+    run: [], stop: [], stopWarm: [], remove: [], version: [], list: [], listContainers: [], status: [], podStatus: [],
+    crictlVersion: [], crictlPods: [], crictlPs: [], crictlInfo: [], crictlInspectp: [], listSetup: [],
+  };
 }
 
 const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}x` : '-');
@@ -73,11 +92,18 @@ export function peerTable(r: PeerResult): string {
       : []),
     [`RemovePodSandbox (N=${n})`, 'remove', undefined],
     ['Version (grpc-js client)', 'version', undefined],
+    ['Status (grpc-js client)', 'status', undefined],
+    ['PodSandboxStatus (grpc-js client)', 'podStatus', undefined],
     [`ListPodSandbox, ${pods} pods (grpc-js client)`, 'list', undefined],
+    [`ListContainers, ${pods} pods (grpc-js client)`, 'listContainers', undefined],
     ['`crictl version` (one unary call)', 'crictlVersion', undefined],
+    ['`crictl info` (Status)', 'crictlInfo', undefined],
+    ['`crictl inspectp` (PodSandboxStatus)', 'crictlInspectp', undefined],
     [`\`crictl pods\` with ${pods} pods`, 'crictlPods', undefined],
+    [`\`crictl ps -a\` with ${pods} pods`, 'crictlPs', undefined],
   ];
-  const body = rows.map(([label, key, floor]) => {
+  const present = rows.filter(([, key]) => r.vmlet[key].length > 0 || r.containerd[key].length > 0);
+  const body = present.map(([label, key, floor]) => {
     const c = median(r.containerd[key]);
     const v = median(r.vmlet[key]);
     const f = floor ? median(floor) : NaN;
@@ -95,6 +121,9 @@ export function peerTable(r: PeerResult): string {
     `crictl's own start (\`crictl --version\`, no call): median ${ms(start)} ms; over it: ` +
       `\`crictl version\` containerd ${ms(median(r.containerd.crictlVersion) - start)} ms, vmlet ${ms(median(r.vmlet.crictlVersion) - start)} ms; ` +
       `\`crictl pods\` containerd ${ms(median(r.containerd.crictlPods) - start)} ms, vmlet ${ms(median(r.vmlet.crictlPods) - start)} ms`,
+    "`crictl inspect` (ContainerStatus) is not measured: it needs a container on each side, i.e. a VM on vmlet's",
+    ...Object.entries(r.quietWaits ?? {}).map(([phase, w]) => `before the ${phase} rows, waited for each runtime to go quiet (≤ 20 ms CPU per 300 ms, twice): ${Object.entries(w).map(([k, v]) => `${k} ${v} ms`).join(', ')}`),
+    `making the ${pods} list pods (10 at a time): containerd ${ms(median(r.containerd.listSetup))} ms, vmlet ${ms(median(r.vmlet.listSetup))} ms`,
     'floor: the same conflist run raw (ip netns add + CNI ADD for Run, CNI DEL + ip netns delete for Stop), interleaved with the calls',
     ...(r.vmlet.stopWarm.length > 0
       ? ["warm VM never used: a second vmlet with --vm-warm-pool 1 (log level debug); each round waits for an idle warm VM, the sandbox adopts it; containerd's column is its Stop in the same rounds"]

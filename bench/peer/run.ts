@@ -1,8 +1,9 @@
 /**
  * `npm run bench -- peer`: vmlet against containerd (Debian's package, + runc) on the same
  * conflist, driven by the same client, in one run: RunPodSandbox / StopPodSandbox /
- * RemovePodSandbox over N pods, Version, ListPodSandbox with M pods, and the real crictl
- * (`crictl version`, `crictl pods`). Calls to the two runtimes and the raw CNI floor alternate
+ * RemovePodSandbox over N pods, Version, Status, PodSandboxStatus, ListPodSandbox and
+ * ListContainers with M pods, and the real crictl (`crictl version`, `info`, `inspectp`, `pods`,
+ * `ps -a`). Calls to the two runtimes and the raw CNI floor alternate
  * pod by pod, so a shared machine's load falls on all three alike.
  *
  * containerd runs with its own root, state, socket and config (test/helpers/containerd.ts), the
@@ -29,6 +30,7 @@ import { RUN_LABEL } from '../lib/pods.js';
 import { pool } from '../lib/pool.js';
 import { defaultJsonPath, intOption, oneOfOption, parseBenchArgs, subnetPrefixOption } from '../lib/options.js';
 import { roundSamples } from '../lib/stats.js';
+import { cpuSnapshot } from '../lib/proc.js';
 import { CniFloor, type FloorAttachment } from '../sandbox/floor.js';
 import { podIdentity, podSandboxConfig } from '../sandbox/pods.js';
 import { waitForVmSides } from '../sandbox/run.js';
@@ -84,12 +86,16 @@ async function warmStopRounds(
   }
 }
 
+/** 2 × 120 list pods and the floor's and Run phase's leftovers fit the bench network's 253 addresses. */
+const MAX_LIST_PODS = 120;
+
 export const PEER_USAGE = `usage: npm run bench -- peer [options]   (as root; needs containerd, runc and ctr from Debian, gcc, ../shared/cri-tools/crictl)
 
   --n <count>              pods for Run/Stop/Remove, one at a time (default 20)
-  --list-pods <count>      pods up for ListPodSandbox and \`crictl pods\` (default 100)
+  --list-pods <count>      pods up for ListPodSandbox, ListContainers, \`crictl pods\`, \`crictl ps -a\` (default 100,
+                           at most 120: both runtimes' pods take addresses of the bench network's /24)
   --crictl-calls <count>   crictl runs per row and runtime (default 20)
-  --version-calls <count>  Version calls per runtime (default 100)
+  --version-calls <count>  Version, Status and PodSandboxStatus calls per runtime (default 100)
   --vm-warm-pool <count>   vmlet's --vm-warm-pool (default 0: sandboxes without VMs, as pause containers are)
   --warm-stop <count>      rounds of Stop of a sandbox whose warm VM was never used, on a second vmlet
                            with --vm-warm-pool 1 (needs libvirtd; default 5, 0 skips)
@@ -105,7 +111,8 @@ export function parsePeerOptions(argv: readonly string[], repoRoot: string, star
   const { str } = args;
   return {
     n: intOption(str('n'), 'n', 20, 1, 1000),
-    listPods: intOption(str('list-pods'), 'list-pods', 100, 1, 1000),
+    // Both runtimes hold their list pods at once, each pod an address of the bench's /24.
+    listPods: intOption(str('list-pods'), 'list-pods', 100, 1, MAX_LIST_PODS),
     crictlCalls: intOption(str('crictl-calls'), 'crictl-calls', 20, 1, 10_000),
     versionCalls: intOption(str('version-calls'), 'version-calls', 100, 1, 100_000),
     warmStop: intOption(str('warm-stop'), 'warm-stop', 5, 0, 1000),
@@ -145,6 +152,34 @@ function podConfig(tag: string, phase: string, i: number): Record<string, unknow
   return config;
 }
 
+/** A window in which a runtime counts as quiet if its processes used at most QUIET_MAX_TICKS. */
+const QUIET_WINDOW_MS = 300;
+const QUIET_MAX_TICKS = 2;
+
+/**
+ * Waits (up to 60 s) until each runtime's processes, with their reaped children, used at most
+ * 2 ticks (20 ms of CPU) in each of two 300 ms windows in a row: work a phase left behind (vmlet
+ * wires a sandbox's VM side and deletes a stopped sandbox's netns after replying) must not land
+ * in the next phase's per-call timings. Returns the wait per runtime (ms; 60000 = never quiet).
+ */
+async function waitQuiet(runtimes: Record<string, () => Promise<number[]>>, signal: AbortSignal): Promise<Record<string, number>> {
+  const waits: Record<string, number> = {};
+  for (const [name, pidsOf] of Object.entries(runtimes)) {
+    const t0 = now();
+    let quietWindows = 0;
+    while (quietWindows < 2 && now() - t0 < 60_000) {
+      if (signal.aborted) throw new Error('interrupted');
+      const pids = await pidsOf();
+      const a = await cpuSnapshot(pids);
+      await new Promise((r) => setTimeout(r, QUIET_WINDOW_MS));
+      const b = await cpuSnapshot(pids);
+      quietWindows = b.ownTicks - a.ownTicks <= QUIET_MAX_TICKS ? quietWindows + 1 : 0;
+    }
+    waits[name] = Math.round(now() - t0);
+  }
+  return waits;
+}
+
 async function timed<T>(work: () => Promise<T>): Promise<[T, number]> {
   const t = now();
   const value = await work();
@@ -181,6 +216,7 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
     vmlet: emptySamples(),
     floor: { setup: [], teardown: [], teardownWarm: [] },
     crictlStart: [],
+    quietWaits: {},
     cleanup: { errors: [], leftoverNetns: [], bridgeLeft: false },
   };
   const crictl = join(findCriTools(), 'crictl');
@@ -258,6 +294,23 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
       for (const side of sides) side.samples.remove.push((await timed(() => side.client.call('RemovePodSandbox', { pod_sandbox_id: ids[side.name][i] })))[1]);
     }
 
+    const daemon = state.daemon;
+    const containerdPid = state.containerd.child.pid!;
+    const quiet = async (phase: string) => {
+      const waits = await waitQuiet(
+        {
+          vmlet: async () => {
+            const netd = await daemon.netdPid();
+            return netd === undefined ? [daemon.pid] : [daemon.pid, netd];
+          },
+          containerd: async () => [containerdPid],
+        },
+        signal,
+      );
+      result.quietWaits[phase] = waits;
+      step(`quiet before ${phase}: vmlet after ${waits.vmlet} ms, containerd after ${waits.containerd} ms`);
+    };
+    await quiet('unary');
     step(`Version × ${opts.versionCalls} on each, alternating; crictl --version, crictl version × ${opts.crictlCalls}`);
     for (let i = 0; i < opts.versionCalls; i++) {
       for (const side of sides) side.samples.version.push((await timed(() => side.client.call('Version', {})))[1]);
@@ -275,23 +328,37 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
       for (const side of sides) side.samples.crictlVersion.push((await timed(crictlOf(side, ['version'])))[1]);
     }
 
-    step(`${opts.listPods} pods on each runtime (10 at a time), then ListPodSandbox and crictl pods`);
+    step(`${opts.listPods} pods on each runtime (10 at a time), then ListPodSandbox, ListContainers, Status, PodSandboxStatus and their crictl commands`);
     const listIds: Record<Side['name'], string[]> = { vmlet: [], containerd: [] };
     for (const side of sides) {
+      const t0 = now();
       listIds[side.name] = await pool(opts.listPods, 10, signal, async (i) =>
         (await side.client.call<{ pod_sandbox_id: string }>('RunPodSandbox', { config: podConfig(tag, 'l', i) })).pod_sandbox_id,
       );
+      side.samples.listSetup.push(now() - t0);
+      step(`${side.name}: ${opts.listPods} pods up in ${((now() - t0) / 1000).toFixed(1)} s`);
     }
+    await quiet('list');
     for (const side of sides) {
       const { items } = await side.client.call<{ items: unknown[] }>('ListPodSandbox', {});
       if (items.length < opts.listPods) throw new Error(`${side.name} lists ${items.length} pods, expected at least ${opts.listPods}`);
     }
     for (let i = 0; i < 50; i++) {
       for (const side of sides) side.samples.list.push((await timed(() => side.client.call('ListPodSandbox', {})))[1]);
+      for (const side of sides) side.samples.listContainers.push((await timed(() => side.client.call('ListContainers', {})))[1]);
+    }
+    // One pod in the middle of the list is the PodSandboxStatus subject on each side.
+    const probe = (side: Side) => listIds[side.name][opts.listPods >> 1]!;
+    for (let i = 0; i < opts.versionCalls; i++) {
+      for (const side of sides) side.samples.status.push((await timed(() => side.client.call('Status', {})))[1]);
+      for (const side of sides) side.samples.podStatus.push((await timed(() => side.client.call('PodSandboxStatus', { pod_sandbox_id: probe(side) })))[1]);
     }
     for (let i = 0; i < opts.crictlCalls; i++) {
       checkAbort();
       for (const side of sides) side.samples.crictlPods.push((await timed(crictlOf(side, ['pods'])))[1]);
+      for (const side of sides) side.samples.crictlPs.push((await timed(crictlOf(side, ['ps', '-a'])))[1]);
+      for (const side of sides) side.samples.crictlInfo.push((await timed(crictlOf(side, ['info'])))[1]);
+      for (const side of sides) side.samples.crictlInspectp.push((await timed(crictlOf(side, ['inspectp', probe(side)])))[1]);
     }
     step('removing the list pods');
     for (const side of sides) {

@@ -6,9 +6,9 @@
  * (nghttp2) rejects that value and resets the stream with PROTOCOL_ERROR before any handler runs.
  *
  * This duplex sits between the accepted socket and the HTTP/2 server, inside the same process.
- * It parses client→server frames: DATA and every other frame type pass through as slices of the
- * received buffers (bodies are never copied or re-encoded, so flow control and stream concurrency
- * are untouched). Header blocks (HEADERS + CONTINUATION) are HPACK-decoded with the client's
+ * It parses client→server frames: DATA and every other frame type pass through byte for byte
+ * (never re-encoded, so flow control and stream concurrency are untouched; the frames of one
+ * read are joined into one buffer when small, see flush). Header blocks (HEADERS + CONTINUATION) are HPACK-decoded with the client's
  * dynamic table and re-encoded as literals that never enter the server's table — that keeps both
  * tables consistent no matter what the client indexes — with an invalid `:authority` replaced.
  * Server→client bytes are written to the socket unchanged.
@@ -31,6 +31,8 @@ const MAX_OUT_FRAME_PAYLOAD = 16384;
 const SERVER_HEADER_TABLE_SIZE = 4096;
 /** Upper bound for one header block, like Node's default maxHeaderListSize: beyond it we give up. */
 const MAX_HEADER_BLOCK = 64 * 1024;
+/** Frames of one read up to this many bytes in all are joined into one push (see flush). */
+const MAX_JOINED_PUSH = 16 * 1024;
 /** Frames larger than this are refused (SETTINGS_MAX_FRAME_SIZE upper bound is 2^24-1). */
 const MAX_IN_FRAME_PAYLOAD = (1 << 24) - 1;
 
@@ -63,6 +65,9 @@ export class Http2AuthorityRewriter extends Duplex {
   private prefaceSeen = false;
   private readerFull = false;
   private block: PendingBlock | undefined;
+  /** Frames parsed from the socket's latest read, handed to the HTTP/2 session in one push. */
+  private out: Buffer[] = [];
+  private outBytes = 0;
   /** Header blocks whose :authority was replaced; exposed for tests and logs. */
   rewrittenCount = 0;
 
@@ -125,6 +130,8 @@ export class Http2AuthorityRewriter extends Duplex {
     try {
       this.drainFrames();
     } catch (err) {
+      this.out = [];
+      this.outBytes = 0;
       this.destroy(err instanceof Error ? err : new Error(String(err)));
     }
   }
@@ -159,8 +166,9 @@ export class Http2AuthorityRewriter extends Duplex {
       const preface = this.takeBytes(CLIENT_PREFACE.length);
       // Not HTTP/2: hand the bytes on unchanged and let the HTTP/2 server reject them.
       this.prefaceSeen = true;
-      this.forward(preface);
+      this.queue(preface);
       if (!preface.equals(CLIENT_PREFACE)) {
+        this.flush();
         this.passThroughRest();
         return;
       }
@@ -175,9 +183,10 @@ export class Http2AuthorityRewriter extends Duplex {
         const frame = this.takeBytes(FRAME_HEADER_LENGTH + length);
         this.onHeaderFrame(frame, type);
       } else {
-        this.forward(this.takeBytes(FRAME_HEADER_LENGTH + length));
+        this.queue(this.takeBytes(FRAME_HEADER_LENGTH + length));
       }
     }
+    this.flush();
     // Backpressure: stop reading the socket until the HTTP/2 session asks for more (_read).
     if (this.readerFull) this.socket.pause();
   }
@@ -195,6 +204,26 @@ export class Http2AuthorityRewriter extends Duplex {
   private forward(buf: Buffer): boolean {
     if (!this.push(buf)) this.readerFull = true;
     return !this.readerFull;
+  }
+
+  private queue(buf: Buffer): void {
+    this.out.push(buf);
+    this.outBytes += buf.length;
+  }
+
+  /**
+   * Hands the queued frames on. Every push makes the HTTP/2 session parse synchronously (through
+   * Node's JSStreamSocket into nghttp2), so the frames of one read go as one buffer; large reads
+   * (bodies) go frame by frame rather than being copied.
+   */
+  private flush(): void {
+    const out = this.out;
+    if (out.length === 0) return;
+    this.out = [];
+    const bytes = this.outBytes;
+    this.outBytes = 0;
+    if (out.length === 1 || bytes > MAX_JOINED_PUSH) for (const buf of out) this.forward(buf);
+    else this.forward(Buffer.concat(out, bytes));
   }
 
   private onHeaderFrame(frame: Buffer, type: number): void {
@@ -259,7 +288,7 @@ export class Http2AuthorityRewriter extends Duplex {
           body = Buffer.concat([priority, piece]);
         }
       }
-      this.forward(frameBytes(type, flags, block.streamId, body));
+      this.queue(frameBytes(type, flags, block.streamId, body));
       first = false;
     }
   }

@@ -59,9 +59,15 @@ function wrapUnary(method: string, handler: UnaryHandler, logger: Logger, observ
   return (call, callback) => {
     const started = process.hrtime.bigint();
     const abort = new AbortController();
-    call.on('cancelled', () => abort.abort(new Error('call cancelled by the client')));
+    let answered = false;
+    // grpc-js emits 'cancelled' after every call's trailers too (its cleanup path): only a call
+    // still unanswered is really cancelled; aborting the others would build an Error per call.
+    call.on('cancelled', () => {
+      if (!answered) abort.abort(new Error('call cancelled by the client'));
+    });
     const ctx: CallContext = { signal: abort.signal, method, log: logger };
     const finish = (code: number) => {
+      answered = true;
       const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
       logger.debug({ method, durationMs: Math.round(durationMs * 1000) / 1000, code: statusName(code) }, 'rpc');
       try {

@@ -28,6 +28,9 @@ export class CriServer {
   private readonly grpcServer = new grpc.Server({
     'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
     'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+    // Channelz (per-connection and per-call bookkeeping and trace strings for a debug service
+    // vmlet does not serve) costs CPU on every connection, and crictl opens one per command.
+    'grpc.enable_channelz': 0,
   });
   private listener: net.Server | undefined;
   private readonly connections = new Set<net.Socket>();

@@ -10,7 +10,8 @@ import { createHash } from 'node:crypto';
 import protobuf from 'protobufjs';
 import { CriServer } from '../../../src/cri/server.js';
 import { CRI_PROTO_PATH } from '../../../src/cri/proto.js';
-import { encodeHeaderBlock, isValidAuthority } from '../../../src/cri/http2_authority.js';
+import { encodeHeaderBlock, Http2AuthorityRewriter, isValidAuthority } from '../../../src/cri/http2_authority.js';
+import { EventEmitter } from 'node:events';
 import { silentLogger } from '../../../src/log.js';
 import { connectRaw, rawUnary } from '../../helpers/http2_raw.js';
 
@@ -167,4 +168,72 @@ test('authority validity follows nghttp2 and the literal encoder round-trips', (
   const enc = encodeHeaderBlock([{ name: 'n', value: long }]);
   // 200 = 127 + 73 → 0x7f, 0x49 (RFC 7541 §5.1)
   assert.deepEqual(enc.subarray(3, 5), Buffer.from([0x7f, 73]));
+});
+
+/** Just what the rewriter uses of a net.Socket; the test feeds reads by emitting 'data'. */
+class ReadFeed extends EventEmitter {
+  readonly written: Buffer[] = [];
+  remoteAddress = undefined;
+  remotePort = undefined;
+  resume(): this {
+    return this;
+  }
+  pause(): this {
+    return this;
+  }
+  write(chunk: Buffer, cb?: () => void): boolean {
+    this.written.push(chunk);
+    cb?.();
+    return true;
+  }
+  destroy(): this {
+    return this;
+  }
+}
+
+function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(streamId, 5);
+  return Buffer.concat([head, payload]);
+}
+
+test('the frames of one read reach the HTTP/2 session as one buffer; large reads frame by frame', async () => {
+  const turn = () => new Promise((r) => setImmediate(r));
+  const feed = new ReadFeed();
+  const rewriter = new Http2AuthorityRewriter(feed as unknown as net.Socket);
+  const pushed: Buffer[] = [];
+  rewriter.on('data', (b: Buffer) => pushed.push(b));
+  await turn();
+  const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+  const settings = frame(0x4, 0, 0, Buffer.alloc(0));
+  const headers = frame(0x1, 0x4, 1, encodeHeaderBlock([{ name: ':authority', value: '/run/x.sock' }, { name: ':path', value: VERSION }]));
+  const data = frame(0x0, 0x1, 1, Buffer.from([0, 0, 0, 0, 0]));
+  feed.emit('data', Buffer.concat([preface, settings, headers, data]));
+  await turn();
+  assert.equal(pushed.length, 1);
+  const rewritten = frame(0x1, 0x4, 1, encodeHeaderBlock([{ name: ':authority', value: 'localhost' }, { name: ':path', value: VERSION }]));
+  assert.deepEqual(pushed[0], Buffer.concat([preface, settings, rewritten, data]));
+  assert.equal(rewriter.rewrittenCount, 1);
+
+  // A read of a body larger than the join limit: its frames are handed on as they are.
+  pushed.length = 0;
+  const big = [frame(0x0, 0, 3, Buffer.alloc(16384, 1)), frame(0x0, 0, 3, Buffer.alloc(16384, 2)), frame(0x0, 0x1, 3, Buffer.alloc(10, 3))];
+  feed.emit('data', Buffer.concat(big));
+  await turn();
+  assert.deepEqual(pushed, big);
+
+  // A frame split across reads waits for its end; what came complete before it goes on.
+  pushed.length = 0;
+  const ping = frame(0x6, 0, 0, Buffer.alloc(8, 7));
+  const tail = frame(0x0, 0x1, 5, Buffer.alloc(20, 9));
+  feed.emit('data', Buffer.concat([ping, tail.subarray(0, 12)]));
+  await turn();
+  assert.deepEqual(pushed, [ping]);
+  feed.emit('data', tail.subarray(12));
+  await turn();
+  assert.deepEqual(pushed, [ping, tail]);
+  rewriter.destroy();
 });
