@@ -154,11 +154,12 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /**
- * Picks a free subnet, writes the bench conflist as `fileName` into `<dir>/cni` (the daemon's
+ * Picks a free /24 (or takes `subnet`, a whole CIDR, or `subnetPrefix`, a /24), writes the bench
+ * conflist as `fileName` into `<dir>/cni` (the daemon's
  * `--cni-conf-dir`) and checks that the product's loader accepts it. The bridge is created by the
  * first CNI ADD; the caller deletes it.
  */
-export async function setUpBenchNetwork(dir: string, names: { networkName: string; bridge: string; fileName: string; subnetPrefix?: string }): Promise<{
+export async function setUpBenchNetwork(dir: string, names: { networkName: string; bridge: string; fileName: string; subnetPrefix?: string; subnet?: string }): Promise<{
   network: BenchNetwork;
   cniConfDir: string;
   conflist: Record<string, unknown>;
@@ -167,7 +168,7 @@ export async function setUpBenchNetwork(dir: string, names: { networkName: strin
   const network: BenchNetwork = {
     networkName: names.networkName,
     bridge: names.bridge,
-    subnet: names.subnetPrefix === undefined ? pickBenchSubnet(await hostRouteDsts(), randomInt(256)) : requireUnrouted(`${names.subnetPrefix}.0/24`, await hostRouteDsts()),
+    subnet: names.subnet !== undefined ? requireUnrouted(names.subnet, await hostRouteDsts()) : names.subnetPrefix === undefined ? pickBenchSubnet(await hostRouteDsts(), randomInt(256)) : requireUnrouted(`${names.subnetPrefix}.0/24`, await hostRouteDsts()),
     ipamDataDir: join(dir, 'ipam'),
   };
   const cniConfDir = join(dir, 'cni');

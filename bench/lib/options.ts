@@ -49,6 +49,26 @@ export function subnetPrefixOption(value: string | undefined, fallback: string):
   return prefix;
 }
 
+/**
+ * A CIDR of the test networks (198.18.0.0/15) from /16 to /24, such as `198.19.80.0/21`, for a
+ * bench whose pods need more than a /24's addresses. Must be the network's own address. Pure.
+ */
+export function subnetOption(value: string, name = 'subnet'): string {
+  const m = /^198\.(1[89])\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/.exec(value);
+  const len = m === null ? NaN : Number(m[4]);
+  if (m === null || !(len >= 16 && len <= 24) || Number(m[2]) > 255 || Number(m[3]) > 255) {
+    throw new UsageError(`--${name} must be a CIDR inside 198.18.0.0/15 from /16 to /24, like 198.19.80.0/21`);
+  }
+  const host = ((Number(m[2]) << 8) | Number(m[3])) >>> 0;
+  if (host % 2 ** (24 - len + 8) !== 0) throw new UsageError(`--${name} ${value} is not the network's own address (its host bits must be 0)`);
+  return value;
+}
+
+/** Addresses host-local can hand out in an IPv4 subnet of this prefix length (network, gateway, broadcast aside). Pure. */
+export function assignableAddresses(cidr: string): number {
+  return 2 ** (32 - Number(cidr.split('/')[1])) - 3;
+}
+
 export function oneOfOption<T extends string>(value: string | undefined, name: string, allowed: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
   if (!(allowed as readonly string[]).includes(value)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}`);

@@ -16,6 +16,8 @@ export interface PeerOptions {
   json: string;
   /** A /24 prefix of 198.18.0.0/15 for the bench network; unset, a free one is picked. */
   subnetPrefix?: string;
+  /** The bench network as a whole CIDR (`--subnet`), for more list pods than a /24 holds. */
+  subnet?: string;
 }
 
 /** Samples of one runtime, in ms, each a client round trip. */

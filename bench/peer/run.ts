@@ -28,7 +28,7 @@ import { errorText, now, openBenchRun } from '../lib/harness.js';
 import { cniBinDirs, deleteLink, deleteNetns, linkExists, listNetns, setUpBenchNetwork, type BenchNetwork } from '../lib/network.js';
 import { RUN_LABEL } from '../lib/pods.js';
 import { pool } from '../lib/pool.js';
-import { defaultJsonPath, intOption, oneOfOption, parseBenchArgs, subnetPrefixOption } from '../lib/options.js';
+import { UsageError, assignableAddresses, defaultJsonPath, intOption, oneOfOption, parseBenchArgs, subnetOption, subnetPrefixOption } from '../lib/options.js';
 import { roundSamples } from '../lib/stats.js';
 import { cpuSnapshot } from '../lib/proc.js';
 import { CniFloor, type FloorAttachment } from '../sandbox/floor.js';
@@ -86,14 +86,19 @@ async function warmStopRounds(
   }
 }
 
-/** 2 × 120 list pods and the floor's and Run phase's leftovers fit the bench network's 253 addresses. */
-const MAX_LIST_PODS = 120;
+/**
+ * Addresses kept free beside both runtimes' list pods (the floor's and the Run phase's leftovers):
+ * 2 × 120 list pods fit a /24's 253; more need a wider `--subnet`.
+ */
+const LIST_POD_ADDRESS_MARGIN = 13;
+const MAX_LIST_PODS = 1000;
 
 export const PEER_USAGE = `usage: npm run bench -- peer [options]   (as root; needs containerd, runc and ctr from Debian, gcc, ../shared/cri-tools/crictl)
 
   --n <count>              pods for Run/Stop/Remove, one at a time (default 20)
   --list-pods <count>      pods up for ListPodSandbox, ListContainers, \`crictl pods\`, \`crictl ps -a\` (default 100,
-                           at most 120: both runtimes' pods take addresses of the bench network's /24)
+                           at most 1000; both runtimes' pods take addresses of the bench network: a /24
+                           holds 120 each, more need --subnet, e.g. a /21 for 1000)
   --crictl-calls <count>   crictl runs per row and runtime (default 20)
   --version-calls <count>  Version, Status and PodSandboxStatus calls per runtime (default 100)
   --vm-warm-pool <count>   vmlet's --vm-warm-pool (default 0: sandboxes without VMs, as pause containers are)
@@ -102,17 +107,25 @@ export const PEER_USAGE = `usage: npm run bench -- peer [options]   (as root; ne
   --runtime dist|tsx       how vmlet runs (default dist: tsc build, plain node)
   --json <file>            results (default bench/results/peer-<time>.json)
   --subnet-prefix <a.b.c>  the bench network's /24 (a prefix of 198.18.0.0/15; default: a free 198.19.x)
+  --subnet <cidr>          the bench network instead, /16 to /24 inside 198.18.0.0/15 (e.g. 198.19.80.0/21)
   --help
 `;
 
 export function parsePeerOptions(argv: readonly string[], repoRoot: string, startedAt: Date): PeerOptions | undefined {
-  const args = parseBenchArgs(argv, { 'warm-stop': 'string', n: 'string', 'list-pods': 'string', 'crictl-calls': 'string', 'version-calls': 'string', 'vm-warm-pool': 'string', runtime: 'string', json: 'string', 'subnet-prefix': 'string' });
+  const args = parseBenchArgs(argv, { 'warm-stop': 'string', n: 'string', 'list-pods': 'string', 'crictl-calls': 'string', 'version-calls': 'string', 'vm-warm-pool': 'string', runtime: 'string', json: 'string', 'subnet-prefix': 'string', subnet: 'string' });
   if (args === undefined) return undefined;
   const { str } = args;
+  if (str('subnet') !== undefined && str('subnet-prefix') !== undefined) throw new UsageError('--subnet and --subnet-prefix exclude each other');
+  const subnet = str('subnet') === undefined ? undefined : subnetOption(str('subnet')!);
+  // Both runtimes hold their list pods at once, each pod an address of the bench network.
+  const listPods = intOption(str('list-pods'), 'list-pods', 100, 1, MAX_LIST_PODS);
+  const addresses = assignableAddresses(subnet ?? '0.0.0.0/24');
+  if (2 * listPods + LIST_POD_ADDRESS_MARGIN > addresses) {
+    throw new UsageError(`--list-pods ${listPods} needs ${2 * listPods + LIST_POD_ADDRESS_MARGIN} addresses; the bench network has ${addresses}: give a wider --subnet`);
+  }
   return {
     n: intOption(str('n'), 'n', 20, 1, 1000),
-    // Both runtimes hold their list pods at once, each pod an address of the bench's /24.
-    listPods: intOption(str('list-pods'), 'list-pods', 100, 1, MAX_LIST_PODS),
+    listPods,
     crictlCalls: intOption(str('crictl-calls'), 'crictl-calls', 20, 1, 10_000),
     versionCalls: intOption(str('version-calls'), 'version-calls', 100, 1, 100_000),
     warmStop: intOption(str('warm-stop'), 'warm-stop', 5, 0, 1000),
@@ -120,6 +133,7 @@ export function parsePeerOptions(argv: readonly string[], repoRoot: string, star
     runtime: oneOfOption(str('runtime'), 'runtime', ['dist', 'tsx'] as const, 'dist'),
     json: str('json') ?? defaultJsonPath(repoRoot, 'peer', startedAt),
     ...(str('subnet-prefix') !== undefined ? { subnetPrefix: subnetPrefixOption(str('subnet-prefix'), '198.19.60') } : {}),
+    ...(subnet !== undefined ? { subnet } : {}),
   };
 }
 
@@ -228,6 +242,7 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
       bridge: `vbpeer${tag}`,
       fileName: '10-vmlet-peer.conflist',
       ...(opts.subnetPrefix !== undefined ? { subnetPrefix: opts.subnetPrefix } : {}),
+      ...(opts.subnet !== undefined ? { subnet: opts.subnet } : {}),
     });
     state.network = network;
     result.network.conflist = conflist;

@@ -42,7 +42,15 @@ test('peer options: defaults and bounds', () => {
   assert.deepEqual([o.n, o.listPods, o.crictlCalls, o.versionCalls, o.vmWarmPool, o.warmStop, o.runtime], [20, 100, 20, 100, 0, 5, 'dist']);
   assert.throws(() => parsePeerOptions(['--n', '0'], '/repo', new Date()));
   // 1000 pods on each side cannot get addresses from the bench's /24.
-  assert.throws(() => parsePeerOptions(['--list-pods', '1000'], '/repo', new Date()), /list-pods/);
+  assert.throws(() => parsePeerOptions(['--list-pods', '121'], '/repo', new Date()), /needs 255 addresses.*253/);
+  assert.equal(parsePeerOptions(['--list-pods', '1000', '--subnet', '198.19.80.0/21'], '/repo', new Date())!.listPods, 1000);
+  assert.equal(parsePeerOptions(['--list-pods', '1000', '--subnet', '198.19.80.0/21'], '/repo', new Date())!.subnet, '198.19.80.0/21');
+  assert.throws(() => parsePeerOptions(['--list-pods', '1000', '--subnet', '198.19.80.0/22'], '/repo', new Date()), /needs 2013 addresses/);
+  assert.throws(() => parsePeerOptions(['--list-pods', '1001', '--subnet', '198.19.0.0/16'], '/repo', new Date()), /list-pods/);
+  assert.throws(() => parsePeerOptions(['--subnet', '198.19.81.0/21'], '/repo', new Date()), /host bits/);
+  assert.throws(() => parsePeerOptions(['--subnet', '10.0.0.0/21'], '/repo', new Date()), /198\.18\.0\.0\/15/);
+  assert.throws(() => parsePeerOptions(['--subnet', '198.19.80.0/25'], '/repo', new Date()), /\/16 to \/24/);
+  assert.throws(() => parsePeerOptions(['--subnet', '198.19.80.0/21', '--subnet-prefix', '198.19.60'], '/repo', new Date()), /exclude/);
   assert.equal(parsePeerOptions(['--list-pods', '120'], '/repo', new Date())!.listPods, 120);
   assert.throws(() => parsePeerOptions(['--runtime', 'bun'], '/repo', new Date()));
 });
