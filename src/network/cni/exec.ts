@@ -205,7 +205,7 @@ export class ExecPluginRunner implements PluginRunner {
       (binary) => {
         if (entry.discarded) return;
         entry.binary = binary;
-        entry.proc = this.startProcess(launch.pluginType, binary, buildPluginEnv({ ...launch, binDirs: this.binDirs, path: this.path }));
+        entry.proc = this.startProcess(launch.pluginType, binary, buildPluginEnv({ ...launch, binDirs: this.binDirs, path: this.path }), true);
         entry.idleTimer = setTimeout(() => this.discard(entry), PRESTART_IDLE_MS);
         entry.idleTimer.unref();
       },
@@ -260,7 +260,7 @@ export class ExecPluginRunner implements PluginRunner {
    * Spawns the plugin with its stdin open; feed() writes the config, closes stdin, starts the
    * timeout and resolves once the process exited and its pipes closed.
    */
-  private startProcess(plugin: string, binary: string, env: Record<string, string>): PluginProcess {
+  private startProcess(plugin: string, binary: string, env: Record<string, string>, prestarted = false): PluginProcess {
     // Own process group, so a timeout also reaches the IPAM plugin it delegated to.
     const t0 = performance.now();
     const child = spawn(binary, [], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
@@ -333,7 +333,7 @@ export class ExecPluginRunner implements PluginRunner {
       },
       feed: (stdin: string) => {
         const now = performance.now();
-        if (now - t0 > 0.5) timing.aheadMs = round2(now - t0);
+        if (prestarted) timing.aheadMs = round2(now - t0);
         fedAt = now;
         timer = setTimeout(() => {
           timedOut = true;
