@@ -20,7 +20,11 @@ export const SANDBOX_USAGE = `usage: npm run bench -- sandbox [options]   (as ro
   --log-level <level>       the daemon's log level (default debug: the breakdown reads its lines)
   --warm-stop <count>       sandboxes that claim a warm VM and stop without using it, on a daemon
                             with --vm-warm-pool 1 (needs libvirtd; default 5, 0 skips the phase)
-  --phases <list>           comma-separated, of sandbox, warm-stop, list (default all three)
+  --vm-stop <count>         sandboxes per case whose VM runs (the busybox test guest booted) when
+                            StopPodSandbox comes: a warm VM, then a cold one (needs libvirtd;
+                            default 3; the phase runs only when --phases names vm-stop)
+  --phases <list>           comma-separated, of sandbox, warm-stop, vm-stop, list
+                            (default sandbox,warm-stop,list)
   --subnet-prefix <a.b.c>   the bench network's /24 (a prefix of 198.18.0.0/15; default: a free 198.19.x)
   --help
 `;
@@ -38,6 +42,7 @@ export function parseSandboxOptions(argv: readonly string[], repoRoot: string, n
     'profile-iterations': 'string',
     'log-level': 'string',
     'warm-stop': 'string',
+    'vm-stop': 'string',
     phases: 'string',
     'subnet-prefix': 'string',
   });
@@ -53,16 +58,19 @@ export function parseSandboxOptions(argv: readonly string[], repoRoot: string, n
     profile: oneOfOption(str('profile'), 'profile', ['auto', 'always', 'never'] as const, 'auto'),
     profileIterations: intOption(str('profile-iterations'), 'profile-iterations', 10, 1, 1000),
     warmStop: intOption(str('warm-stop'), 'warm-stop', 5, 0, 1000),
+    vmStop: intOption(str('vm-stop'), 'vm-stop', 3, 1, 100),
     phases: phasesOption(str('phases')),
     logLevel: oneOfOption(str('log-level'), 'log-level', ['trace', 'debug', 'info', 'warn', 'error'] as const, 'debug'),
     ...(str('subnet-prefix') !== undefined ? { subnetPrefix: subnetPrefixOption(str('subnet-prefix'), '198.19.60') } : {}),
   };
 }
 
-const PHASES = ['sandbox', 'warm-stop', 'list'] as const;
+const PHASES = ['sandbox', 'warm-stop', 'vm-stop', 'list'] as const;
+/** vm-stop boots guests (minutes under TCG): only when asked for. */
+const DEFAULT_PHASES = ['sandbox', 'warm-stop', 'list'] as const;
 
 function phasesOption(value: string | undefined): SandboxBenchOptions['phases'] {
-  if (value === undefined) return [...PHASES];
+  if (value === undefined) return [...DEFAULT_PHASES];
   const parts = value.split(',').map((p) => p.trim()).filter(Boolean);
   const bad = parts.filter((p) => !(PHASES as readonly string[]).includes(p));
   if (parts.length === 0 || bad.length > 0) throw new UsageError(`--phases: expected a comma-separated list of ${PHASES.join(', ')}, got ${JSON.stringify(value)}`);

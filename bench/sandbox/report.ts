@@ -1,5 +1,6 @@
 /** The printed report of a sandbox bench run. Pure: a result in, text out. */
 import { warmStopLines } from './warm_stop.js';
+import { vmStopLines } from './vm_stop.js';
 import { formatTable, mib, ms } from '../lib/table.js';
 import { median, summarize } from '../lib/stats.js';
 import { spanRows } from './spans.js';
@@ -180,6 +181,9 @@ export function formatReport(result: SandboxBenchResult): string {
   }
   if (result.warmStop) {
     out.push(...('skipped' in result.warmStop ? [`warm-stop phase skipped: ${result.warmStop.skipped}`] : warmStopLines(result.warmStop)), '');
+  }
+  if (result.vmStop) {
+    out.push(...('skipped' in result.vmStop ? [`vm-stop phase skipped: ${result.vmStop.skipped}`] : result.vmStop.flatMap(vmStopLines)), '');
   }
   if (result.list) {
     out.push(`ListPodSandbox with ${result.list.records} sandboxes in the store (stopped records written by the bench: NOTREADY, no network)`);

@@ -7,6 +7,7 @@ import type { ListTiming } from './list.js';
 export const RESULT_FORMAT = 'vmlet-bench-sandbox/1';
 
 import type { WarmStopResult } from './warm_stop.js';
+import type { VmStopCaseResult } from './vm_stop.js';
 
 export interface SandboxBenchOptions {
   n: number;
@@ -19,8 +20,10 @@ export interface SandboxBenchOptions {
   profileIterations: number;
   /** Sandboxes of the warm-stop phase (warm_stop.ts); 0 skips it. */
   warmStop: number;
-  /** Which phases run: the sandbox phases (sequential, concurrent), warm-stop, list. */
-  phases: ('sandbox' | 'warm-stop' | 'list')[];
+  /** Sandboxes per case of the vm-stop phase (vm_stop.ts). */
+  vmStop: number;
+  /** Which phases run: the sandbox phases (sequential, concurrent), warm-stop, vm-stop, list. */
+  phases: ('sandbox' | 'warm-stop' | 'vm-stop' | 'list')[];
   logLevel: string;
   /** A /24 prefix of 198.18.0.0/15 for the bench network; unset, a free one is picked. */
   subnetPrefix?: string;
@@ -94,6 +97,8 @@ export interface SandboxBenchResult {
   spans?: SpanReport & { otherCpuCores: number };
   /** The warm-stop phase, or why it was skipped. */
   warmStop?: WarmStopResult | { skipped: string };
+  /** The vm-stop phase: the warm case, then the cold one. */
+  vmStop?: VmStopCaseResult[] | { skipped: string };
   cleanup: { leftoverNetns: string[]; bridgeLeft: boolean; errors: string[] };
   error?: string;
 }

@@ -22,6 +22,9 @@ import { pool, InterruptedError } from '../lib/pool.js';
 import { RUN_LABEL } from '../lib/pods.js';
 import { median, roundSamples } from '../lib/stats.js';
 import { warmStopPhase, type WarmStopResult } from './warm_stop.js';
+import { vmStopPhase, type VmStopCaseResult } from './vm_stop.js';
+import { buildTestGuest, serveGuest } from '../vm/guest_image.js';
+import { CriImageClient } from '../vm/image_client.js';
 import { CniFloor, type FloorAttachment } from './floor.js';
 import { cniBinDirs, deleteLink, deleteNetns, linkExists, listNetns, setUpBenchNetwork, type BenchNetwork } from '../lib/network.js';
 import { podIdentity, podSandboxConfig, GROUPS } from './pods.js';
@@ -466,6 +469,11 @@ export async function runSandboxBench(argv: readonly string[]): Promise<number> 
       result.warmStop = await runWarmStop(state, entry, cniConfDir, binDirs, opts, result, step, signal);
     }
 
+    if (opts.phases.includes('vm-stop')) {
+      checkAbort();
+      result.vmStop = await runVmStop(state, entry, cniConfDir, binDirs, opts, step, signal);
+    }
+
     if (opts.phases.includes('list')) {
       checkAbort();
       step(`ListPodSandbox: writing ${opts.listRecords} stopped sandbox records, starting a daemon over them`);
@@ -524,6 +532,67 @@ async function runWarmStop(
   } finally {
     await daemon.stop();
   }
+}
+
+/** Memory of the vm-stop phase's guests: the busybox guest needs little. */
+const VM_STOP_MEMORY_MIB = 128;
+const VM_STOP_BOOT_TIMEOUT_MS = 300_000;
+
+/**
+ * The vm-stop phase (vm_stop.ts): a daemon with one warm VM, then one with none, each running
+ * `opts.vmStop` booted guests one after the other; skipped without libvirtd.
+ */
+async function runVmStop(
+  state: BenchState,
+  entry: EntryPoints,
+  cniConfDir: string,
+  binDirs: string[],
+  opts: SandboxBenchOptions,
+  step: (text: string) => void,
+  signal: AbortSignal,
+): Promise<VmStopCaseResult[] | { skipped: string }> {
+  if (!(await stat(LIBVIRT_SOCKET).then(() => true, () => false))) return { skipped: `no libvirtd socket at ${LIBVIRT_SOCKET}` };
+  step('vm-stop: building (or taking from its cache) the busybox test guest');
+  const guest = await serveGuest(await buildTestGuest());
+  const out: VmStopCaseResult[] = [];
+  try {
+    for (const [vmCase, pool] of [['warm', 1], ['cold', 0]] as const) {
+      step(`vm-stop: a daemon with --vm-warm-pool ${pool}; ${opts.vmStop} × (Run, Create, Start, boot to the DHCP ACK, floor round, StopPodSandbox with the ${vmCase} VM running, Remove)`);
+      const dirs = daemonDirs(join(state.dir, `vmstop-${vmCase}`), cniConfDir, binDirs);
+      state.stateDirs.push(dirs.stateDir);
+      const daemon = await BenchDaemon.start(entry, dirs, opts.logLevel, ['--vm-warm-pool', String(pool), '--vm-memory', `${VM_STOP_MEMORY_MIB}Mi`]);
+      state.daemons.push(daemon);
+      const images = new CriImageClient(dirs.socket);
+      try {
+        await images.call('PullImage', { image: { image: guest.url } });
+        out.push(
+          await vmStopPhase({
+            daemon,
+            case: vmCase,
+            tag: state.tag,
+            n: opts.vmStop,
+            floor: state.floor!,
+            imageUrl: guest.url,
+            memoryMiB: VM_STOP_MEMORY_MIB,
+            logDir: join(state.dir, 'pod-logs'),
+            bootTimeoutMs: VM_STOP_BOOT_TIMEOUT_MS,
+            signal,
+            track: (id) => state.sandboxIds.add(id),
+            trackFloorNetns: (name) => state.floorNetns.add(name),
+          }),
+        );
+      } finally {
+        images.close();
+        // Whatever a failure left (a running VM, its sandbox) goes through the daemon before it stops.
+        const errors: string[] = [];
+        await removeThroughDaemons([daemon], state.tag, { containers: true }, errors, (what, err) => errors.push(`${what}: ${errorText(err)}`));
+        for (const e of errors) step(`vm-stop cleanup: ${e}`);
+      }
+    }
+  } finally {
+    await guest.close();
+  }
+  return out;
 }
 
 /** Keeps the JSON readable: microsecond precision is plenty for these samples. */

@@ -191,11 +191,18 @@ export class NetworkManager implements NetdMethods {
         const steps = new StepTimer();
         const record = this.records.get(sandboxId);
         const keepNetns = keepWarmNetns === true && record?.prewired !== undefined;
-        // The CNI cache is read while the VM side is unwired; DEL runs after both.
+        // The CNI cache is read, and the first DEL plugins started (their stdin held), while the
+        // VM side is released; DEL runs after both.
         const cached = this.sandboxSetup.cachedAttachments(sandboxId);
         cached.catch(() => {});
-        const failures = await this.vmSide.tearDown(sandboxId, record, steps);
-        failures.push(...(await this.sandboxSetup.tearDown(sandboxId, record, { keepNetns, steps, cached })));
+        const discardPrestarted = this.sandboxSetup.prestartDels(sandboxId, record, cached);
+        const failures: string[] = [];
+        try {
+          failures.push(...(await this.vmSide.tearDown(sandboxId, record, steps)));
+          failures.push(...(await this.sandboxSetup.tearDown(sandboxId, record, { keepNetns, steps, cached })));
+        } finally {
+          discardPrestarted();
+        }
         if (keepNetns && failures.length > 0) failures.push(...(await this.sandboxSetup.deleteNetns(record!.netnsName)));
         if (failures.length > 0) throw new FailedPreconditionError(`sandbox network teardown incomplete: ${failures.join('; ')}`);
         await this.records.delete(sandboxId);

@@ -198,6 +198,28 @@ export class SandboxSetup {
     return this.deps.cache.list(sandboxId);
   }
 
+  /**
+   * Starts the first DEL plugin of each cached attachment ahead, stdin held (CniChain.prestartDel),
+   * while the VM side is released: tearDown's DELs of the same attachments take them. Returns
+   * the discard (kills whichever no DEL took), to call once tearDown is over.
+   */
+  prestartDels(sandboxId: string, record: SandboxNetworkRecord | undefined, cached: Promise<CachedAttachment[]>): () => void {
+    const nsPath = record?.netnsPath ?? netnsPath(record?.netnsName ?? netnsNameFor(sandboxId));
+    const discards: (() => void)[] = [];
+    let discarded = false;
+    void cached.then(
+      (list) => {
+        if (discarded) return;
+        for (const c of list) discards.push(this.deps.chain.prestartDel(c, { containerId: sandboxId, ifName: c.ifName, netns: nsPath }));
+      },
+      () => {},
+    );
+    return () => {
+      discarded = true;
+      for (const discard of discards) discard();
+    };
+  }
+
   /** Deletes a sandbox's netns; returns what failed. */
   async deleteNetns(netnsName: string): Promise<string[]> {
     try {

@@ -175,7 +175,8 @@ export class SandboxService {
   }
 
   /**
-   * Stops the sandbox's VM, then tears its network down. A warm VM it claimed and never used goes
+   * Stops the sandbox's VMs and, at the same time, tears its network down; replies when both are
+   * done. A warm VM it claimed and never used goes
    * back to the pool with its netns instead of being destroyed: once netd unwired it and ran
    * CNI DEL, nothing of the sandbox is left in that netns, and it is the pool's. Making it warm
    * again (rewarmNetns) is then the pool's work, done after the reply (see returnWarmLater).
@@ -187,16 +188,25 @@ export class SandboxService {
       const returningWarm = hooks.holdWarmForReturn?.(record.id) ?? false;
       let keptNetns: string | undefined;
       try {
-        await hooks.stopContainersOf(record.id);
-        faultPoint('sandbox.stop.after-containers');
+        const containersStopped = hooks.stopContainersOf(record.id).then(() => faultPoint('sandbox.stop.after-containers'));
         const current = this.store.get(record.id);
-        if (!current) return;
-        try {
-          const result = await this.netd.call('teardown', { sandboxId: record.id, ...(returningWarm ? { keepWarmNetns: true } : {}) }, this.netdTimeoutMs);
-          keptNetns = result.keptNetns;
-        } catch (err) {
+        if (!current) return await containersStopped;
+        // The network goes while the VMs end (QEMU's exit, 15-450 ms under load), not after: the
+        // reply still waits for both. netd first takes the veth off the VM's bridge, so a VM
+        // still running for those milliseconds is cut off before CNI DEL gives its address back.
+        const network = this.netd.call('teardown', { sandboxId: record.id, ...(returningWarm ? { keepWarmNetns: true } : {}) }, this.netdTimeoutMs);
+        const [containers, torn] = await Promise.allSettled([containersStopped, network]);
+        if (torn.status === 'rejected') {
+          const err: unknown = torn.reason;
           await this.store.put({ ...current, state: 'NOTREADY', pendingCleanup: `network teardown failed: ${errorText(err)}` });
+          if (containers.status === 'rejected') throw containers.reason;
           throw err instanceof VmletError ? err : new VmletError(Code.INTERNAL, errorText(err));
+        }
+        keptNetns = torn.value.keptNetns;
+        // The network is gone but a VM may not be: the sandbox is not ready, and a retry stops it.
+        if (containers.status === 'rejected') {
+          await this.store.put({ ...current, state: 'NOTREADY', podIps: undefined, pendingCleanup: `stopping its containers failed: ${errorText(containers.reason)}` });
+          throw containers.reason;
         }
         await this.store.put({ ...current, state: 'NOTREADY', podIps: undefined, notReadyReason: undefined, pendingCleanup: undefined });
       } finally {

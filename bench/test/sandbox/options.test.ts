@@ -16,6 +16,7 @@ test('defaults: N=20, 10 at a time, dist, 500 records, 200 calls, JSON under ben
     profile: 'auto',
     profileIterations: 10,
     warmStop: 5,
+    vmStop: 3,
     phases: ['sandbox', 'warm-stop', 'list'],
     logLevel: 'debug',
   });
@@ -30,7 +31,10 @@ test('options are parsed and validated', () => {
   assert.equal(o.profile, 'never');
   assert.equal(parseSandboxOptions(['--help'], '/repo', when), undefined);
   assert.deepEqual(parseSandboxOptions(['--phases', 'list,warm-stop'], '/repo', when)!.phases, ['warm-stop', 'list']);
-  for (const bad of [['--n', '0'], ['--n', '2.5'], ['--n', '-1'], ['--runtime', 'bun'], ['--bogus'], ['--n'], ['stray'], ['--phases', 'sandbox,bogus'], ['--phases', ',']]) {
+  // vm-stop boots guests: only when named.
+  const vm = parseSandboxOptions(['--phases', 'vm-stop,sandbox', '--vm-stop', '2'], '/repo', when)!;
+  assert.deepEqual([vm.phases, vm.vmStop], [['sandbox', 'vm-stop'], 2]);
+  for (const bad of [['--n', '0'], ['--n', '2.5'], ['--n', '-1'], ['--runtime', 'bun'], ['--bogus'], ['--n'], ['stray'], ['--phases', 'sandbox,bogus'], ['--phases', ','], ['--vm-stop', '0']]) {
     assert.throws(() => parseSandboxOptions(bad, '/repo', when), UsageError, bad.join(' '));
   }
 });

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { formatReport, runRatio, runVerdict, RUN_TARGET_RATIO } from '../../sandbox/report.js';
 import { RESULT_FORMAT, type PhaseResult, type SandboxBenchResult } from '../../sandbox/result.js';
 import { formatTable, ms } from '../../lib/table.js';
+import { vmStopLines } from '../../sandbox/vm_stop.js';
 import { warmStopLines } from '../../sandbox/warm_stop.js';
 
 function phase(name: PhaseResult['name'], run: number[], floor: number[]): PhaseResult {
@@ -29,7 +30,7 @@ function result(phases: PhaseResult[]): SandboxBenchResult {
     format: RESULT_FORMAT,
     startedAt: '2025-01-01T00:00:00Z',
     finishedAt: '2025-01-01T00:01:00Z',
-    options: { n: 3, concurrency: 10, json: 'x', runtime: 'dist', listRecords: 500, listCalls: 200, profile: 'auto', profileIterations: 10, warmStop: 0, phases: ['sandbox', 'warm-stop', 'list'], logLevel: 'debug' },
+    options: { n: 3, concurrency: 10, json: 'x', runtime: 'dist', listRecords: 500, listCalls: 200, profile: 'auto', profileIterations: 10, warmStop: 0, vmStop: 3, phases: ['sandbox', 'warm-stop', 'list'], logLevel: 'debug' },
     machine: {
       date: '2025-01-01T00:00:00Z', hostname: 'h', nproc: 2, cpuModel: 'cpu', memTotalMiB: 1024, kernel: 'Linux 6.1 #1',
       node: 'v20', platform: 'linux/x64', tmpFsType: 'ext2/ext3', cniPluginsVersion: '1.1.1', iproute2Version: 'ip 6.1',
@@ -78,4 +79,13 @@ test('the warm-stop phase: its median against the floor, how many VMs went back,
   assert.equal(lines[2], "  netd's teardown steps (median ms): vmSide 12.0, cniDel 50.0");
   const skipped = formatReport({ ...result([]), warmStop: { skipped: 'no libvirtd socket at /x' } });
   assert.match(skipped, /warm-stop phase skipped: no libvirtd socket at \/x/);
+});
+
+test('the vm-stop phase: each case against its floor, round by round, or why it was skipped', () => {
+  const lines = vmStopLines({ case: 'cold', n: 2, stopMs: [120, 100], removeMs: [30, 50], floorStopMs: [60, 100], floorStopMedianMs: 80, netdStepsMs: { cniDel: [40, 60] }, bootMs: [9000, 11000], warmVms: 0 });
+  assert.match(lines[0]!, /^StopPodSandbox with the VM running, a cold VM \(daemon with --vm-warm-pool 0\), N=2 \(0 warm\), .*median 10000\.0 ms after StartContainer/);
+  assert.match(lines[1]!, /median 110\.0 ms, p95 120\.0 ms = 1\.38x the floor .* median 80\.0 ms\); RemovePodSandbox median 40\.0 ms/);
+  assert.equal(lines[2], '  per round (Stop / floor ms): 120.0/60.0, 100.0/100.0');
+  assert.equal(lines[3], "  netd's teardown steps (median ms): cniDel 50.0");
+  assert.match(formatReport({ ...result([]), vmStop: { skipped: 'no libvirtd socket at /x' } }), /vm-stop phase skipped: no libvirtd socket at \/x/);
 });

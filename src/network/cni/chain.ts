@@ -98,6 +98,34 @@ export class CniChain {
     return this.serialize(key, () => this.delLocked(key, req, fallbackConfig));
   }
 
+  /**
+   * Starts the first plugin a del() of the cached attachment runs (the list's last), its stdin
+   * held (PluginRunner.prestart), so that the del() that follows with the same request only hands
+   * it its config: for a caller with other work before the DEL (netd releasing the VM side).
+   * Returns the discard, to call when the del() is over or will not come; a no-op when the runner
+   * cannot prestart.
+   */
+  prestartDel(cached: CachedAttachment, req: AttachmentRequest): () => void {
+    const { runner } = this;
+    const plugin = cached.config.plugins.at(-1);
+    if (!runner.prestart || !plugin) return () => {};
+    let discarded = false;
+    let discard: (() => void) | undefined;
+    // The same netns and args runDel will pass (delLocked's netns, then its existence).
+    const netns = req.netns || cached.netns;
+    void (netns ? this.netnsExists(netns) : Promise.resolve(false))
+      .then((exists) => {
+        if (discarded) return;
+        discard = runner.prestart!({ command: 'DEL', pluginType: plugin.type, containerId: req.containerId, netns: exists ? netns : '', ifName: req.ifName, cniArgs: buildCniArgs(cached.pod ?? req.pod) });
+      })
+      // Nothing prestarted: the del() spawns its plugin itself.
+      .catch(() => {});
+    return () => {
+      discarded = true;
+      discard?.();
+    };
+  }
+
   /** Asks every plugin whether the attachment is still as ADD left it (spec 0.4.0+). */
   async check(config: NetworkConfigList, req: AttachmentRequest): Promise<void> {
     validateContainerId(req.containerId);

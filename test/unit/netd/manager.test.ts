@@ -104,6 +104,38 @@ test('a plain sandbox: setup, the VM side asked for, teardown', async (t) => {
   assert.deepEqual(netd.events, []);
 });
 
+test('teardown starts the first DEL plugin while it releases the VM side; the DEL takes it', async (t) => {
+  const netd = await startNetd(t);
+  const { manager, host } = netd;
+  await manager.setup(params('pod1'));
+  assert.ok((await manager.vmNetwork({ sandboxId: 'pod1' })).ready);
+  const callsBefore = host.cni.calls.length;
+  await manager.teardown({ sandboxId: 'pod1' });
+  const dels = host.cni.calls.slice(callsBefore);
+  assert.deepEqual(dels.map((c) => `${c.command} ${c.pluginType}`), ['DEL portmap', 'DEL bridge']);
+  const { config: _config, ...firstDel } = dels[0]!;
+  assert.deepEqual(host.cni.prestarts, [{ launch: firstDel, callsBefore, taken: true, discarded: false }], 'the last plugin of the list, prestarted before any DEL ran, taken by its DEL');
+  assert.equal(firstDel.netns, '/run/netns/vmlet-pod1');
+  assertNothingLeft(netd);
+});
+
+test('a teardown whose DEL fails discards what it prestarted and no DEL took', async (t) => {
+  const netd = await startNetd(t);
+  const { manager, host } = netd;
+  await manager.setup(params('pod1'));
+  // The prestarted launch was for another netns than the DEL's (gone meanwhile): not taken.
+  host.cni.prestarts = [];
+  const realPrestart = host.cni.prestart.bind(host.cni);
+  host.cni.prestart = (launch) => realPrestart({ ...launch, netns: '/run/netns/elsewhere' });
+  host.cni.failOn = { command: 'DEL', type: 'portmap' };
+  await assert.rejects(manager.teardown({ sandboxId: 'pod1' }), /teardown incomplete/);
+  assert.equal(host.cni.prestarts.length, 1);
+  assert.deepEqual({ taken: host.cni.prestarts[0]!.taken, discarded: host.cni.prestarts[0]!.discarded }, { taken: false, discarded: true });
+  host.cni.failOn = undefined;
+  await manager.teardown({ sandboxId: 'pod1' });
+  assertNothingLeft(netd);
+});
+
 test('a sandbox adopts a prewired warm netns: CNI ADD in it, the prewired bridge and TAP joined up, all deleted with it', async (t) => {
   const netd = await startNetd(t);
   const { manager, host } = netd;

@@ -1,6 +1,6 @@
 /** Fakes of the iproute2, nft and CNI plugin seams for unit tests: they record calls and replay scripted answers. */
 import { CniPluginError } from '../../../src/network/cni/errors.js';
-import type { PluginRequest, PluginRunner } from '../../../src/network/cni/exec.js';
+import type { PluginLaunch, PluginRequest, PluginRunner } from '../../../src/network/cni/exec.js';
 import type { IpCommand, IpRunner } from '../../../src/network/iproute.js';
 import type { NftRunner } from '../../../src/network/isolation.js';
 
@@ -53,8 +53,21 @@ export class FakePluginRunner implements PluginRunner {
   output?: (req: PluginRequest) => unknown;
   /** Sees every call first, the failing ones too. */
   onCall: (req: PluginRequest) => void = () => undefined;
+  /** Every prestart (PluginRunner.prestart): its launch, how many calls ran before it, and its fate. */
+  prestarts: { launch: PluginLaunch; callsBefore: number; taken: boolean; discarded: boolean }[] = [];
+
+  prestart(launch: PluginLaunch): () => void {
+    const entry = { launch: structuredClone(launch), callsBefore: this.calls.length, taken: false, discarded: false };
+    this.prestarts.push(entry);
+    return () => {
+      if (!entry.taken) entry.discarded = true;
+    };
+  }
 
   async run(req: PluginRequest): Promise<unknown> {
+    const { config: _config, ...launch } = req;
+    const prestarted = this.prestarts.find((p) => !p.taken && !p.discarded && JSON.stringify(p.launch) === JSON.stringify(launch));
+    if (prestarted) prestarted.taken = true;
     this.calls.push(structuredClone(req));
     this.onCall(req);
     if (this.failOn && this.failOn.command === req.command && this.failOn.type === req.pluginType) {

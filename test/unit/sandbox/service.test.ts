@@ -100,7 +100,47 @@ test('a failed setup is rolled back: teardown, warm VM released, no record left,
   assert.equal(sandboxes.get(await sandboxes.run(spec('a')))!.state, 'READY');
 });
 
-test('Stop stops the containers before the network goes; Remove removes them and forgets the sandbox', async (t) => {
+test('Stop tears the network down while the VMs end and replies only when both are done; a failed container stop leaves the sandbox for a retry', async (t) => {
+  const { netd, hooks, sandboxes } = await harness(t);
+  const id = await sandboxes.run(spec('a'));
+  netd.calls.length = 0;
+  let vmsEnd!: () => void;
+  let fail: Error | undefined;
+  sandboxes.containerHooks.stopContainersOf = () => {
+    hooks.push('stopContainersOf');
+    return new Promise<void>((resolve, reject) => (vmsEnd = () => (fail ? reject(fail) : resolve())));
+  };
+  let replied = false;
+  const stopping = sandboxes.stop(id).then(() => (replied = true));
+  await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(netd.calls.map((c) => c.split(' ')[0]), ['teardown'], 'netd tears down while the VM is still ending');
+  assert.equal(replied, false, 'no reply before the VM is gone');
+  assert.equal(sandboxes.get(id)!.state, 'READY');
+  vmsEnd();
+  await stopping;
+  assert.deepEqual([sandboxes.get(id)!.state, sandboxes.get(id)!.podIps, sandboxes.get(id)!.pendingCleanup], ['NOTREADY', undefined, undefined]);
+
+  // A container stop that fails: the network is gone, the sandbox NOTREADY with what is left to do.
+  const id2 = await sandboxes.run(spec('b'));
+  fail = new Error('libvirt destroy failed (fake)');
+  const stopping2 = sandboxes.stop(id2);
+  await new Promise((r) => setTimeout(r, 20));
+  vmsEnd();
+  await assert.rejects(stopping2, /libvirt destroy failed/);
+  assert.equal(sandboxes.get(id2)!.state, 'NOTREADY');
+  assert.match(sandboxes.get(id2)!.pendingCleanup!, /stopping its containers failed: libvirt destroy failed/);
+  // The retry (kubelet's) stops the containers again and tears down again (idempotent).
+  fail = undefined;
+  netd.calls.length = 0;
+  const retry = sandboxes.stop(id2);
+  await new Promise((r) => setTimeout(r, 20));
+  vmsEnd();
+  await retry;
+  assert.deepEqual(netd.calls.map((c) => c.split(' ')[0]), ['teardown']);
+  assert.equal(sandboxes.get(id2)!.pendingCleanup, undefined);
+});
+
+test('Stop stops the containers and tears the network down; Remove removes them and forgets the sandbox', async (t) => {
   const { netd, hooks, sandboxes } = await harness(t);
   const id = await sandboxes.run(spec('a'));
   netd.calls.length = 0;

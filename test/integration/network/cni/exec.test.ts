@@ -140,3 +140,40 @@ test('VERSION works against a Debian plugin', { skip }, async () => {
   };
   assert.ok(out.supportedVersions.includes('1.0.0'));
 });
+
+test('a prestarted plugin takes the config of the run() of the same call; one no run() took is killed', { skip }, async (t) => {
+  const dir = await tempDir(t, 'exec');
+  const recordFile = join(dir, 'calls.jsonl');
+  const runner = new ExecPluginRunner({ binDirs: BIN_DIRS, path: '/usr/sbin:/usr/bin:/sbin:/bin' });
+  const launch = { command: 'DEL' as const, pluginType: 'multinic', containerId: 'c-exec-pre', netns: '', ifName: 'eth0', cniArgs: 'IgnoreUnknown=1' };
+  const waitForPids = async (n: number) => {
+    for (let i = 0; i < 250 && runner.prestartedPids().length < n; i++) await new Promise((r) => setTimeout(r, 20));
+    return runner.prestartedPids();
+  };
+  const discardUsed = runner.prestart(launch);
+  const discardOther = runner.prestart({ ...launch, ifName: 'net1' });
+  const [usedPid, otherPid] = await waitForPids(2);
+  assert.ok(usedPid! > 0 && otherPid! > 0);
+  // The plugin waits for its config: it has done nothing yet.
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(alive(usedPid!) && alive(otherPid!), true, 'both wait on their stdin');
+  assert.equal(await readFile(recordFile, 'utf8').catch(() => ''), '', 'no call recorded before the run()');
+
+  const config = { cniVersion: '1.0.0', name: 'recnet', type: 'multinic', passthrough: true, recordFile };
+  assert.equal(await runner.run({ ...launch, config }), undefined);
+  assert.deepEqual(runner.prestartedPids(), [otherPid], 'the run() took the prestarted process of its own call only');
+  const rec = JSON.parse((await readFile(recordFile, 'utf8')).trim()) as { env: Record<string, string>; config: unknown };
+  assert.deepEqual(rec.config, config);
+  assert.equal(rec.env.CNI_IFNAME, 'eth0');
+  discardUsed(); // taken: a no-op
+
+  // A run() that differs (here in its args) spawns afresh and leaves the other one waiting.
+  await runner.run({ ...launch, ifName: 'net1', cniArgs: 'IgnoreUnknown=1;K8S_POD_NAME=p', config });
+  assert.equal(alive(otherPid!), true);
+  discardOther();
+  for (let i = 0; i < 50 && alive(otherPid!); i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(alive(otherPid!), false, 'discarded: killed');
+  assert.deepEqual(runner.prestartedPids(), []);
+  const calls = (await readFile(recordFile, 'utf8')).trim().split('\n');
+  assert.equal(calls.length, 2, 'the discarded process never ran');
+});

@@ -216,3 +216,31 @@ test('an unreadable cache record does not block DEL: the given config is used an
   assert.deepEqual(runner.summary(), ['DEL portmap', 'DEL tuning', 'DEL bridge']);
   assert.deepEqual(await readdir(dir), []);
 });
+
+test('prestartDel launches exactly the first plugin the DEL runs, which takes it; a vanished netns is launched as ""', async (t) => {
+  for (const netnsGone of [false, true]) {
+    const { runner, chain, cache } = await setup(t, netnsGone);
+    await chain.add(list(), req);
+    const [cached] = await cache.list('sandbox1');
+    // The caller knows no pod args: the DEL takes them from the cache, as the launch must.
+    const delReq = { containerId: 'sandbox1', netns: req.netns, ifName: 'eth0' };
+    const discard = chain.prestartDel(cached!, delReq);
+    await new Promise((r) => setImmediate(r));
+    runner.calls = [];
+    await chain.del('podnet', delReq);
+    discard();
+    const { config: _config, ...first } = runner.calls[0]!;
+    assert.equal(first.pluginType, 'portmap');
+    assert.equal(first.netns, netnsGone ? '' : req.netns);
+    assert.deepEqual(runner.prestarts.map((p) => ({ launch: p.launch, taken: p.taken, discarded: p.discarded })), [{ launch: first, taken: true, discarded: false }]);
+  }
+});
+
+test('prestartDel discarded before its launch is made launches nothing', async (t) => {
+  const { runner, chain, cache } = await setup(t);
+  await chain.add(list(), req);
+  const [cached] = await cache.list('sandbox1');
+  chain.prestartDel(cached!, req)();
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(runner.prestarts, []);
+});
