@@ -231,6 +231,7 @@ async function extractLayer(
       const f = file!;
       await settle();
       if (f.syncError !== undefined) throw f.syncError;
+      await f.fh.truncate(bytes); // a trailing zero run was left as a hole
       await f.fh.sync();
       file = undefined;
       await f.fh.close();
