@@ -43,6 +43,8 @@ export interface LayerUnpackerOptions {
   /** Bytes written so far into the current file (every `reportEveryBytes`). */
   onWritten?: (bytes: number) => void;
   reportEveryBytes?: number;
+  /** Called once at the first failure (e.g. to stop the download feeding it). */
+  onFailure?: (err: unknown) => void;
 }
 
 /** Why the worker failed: `code` is zlib's (`Z_…`) or the system's (`ENOSPC`…); `limit`: too many unpacked bytes. */
@@ -347,6 +349,7 @@ export class LayerUnpacker {
     room?.reject(err);
     this.finished?.reject(err);
     void this.worker.terminate();
+    this.opts.onFailure?.(err);
   }
 }
 

@@ -196,6 +196,8 @@ async function extractLayer(
   const unpacker = new LayerUnpacker({
     gzip: layer.compression === 'gzip',
     blobBytes: layer.size,
+    // A failed unpack stops the download rather than waiting for its next chunk.
+    onFailure: () => res.destroy(),
     maxUnpackedBytes: maxUnpacked,
     onEntry: async (h) => {
       const decision = tree.entry(h.name, kindOf(h.type), typeName(h.type), index);
