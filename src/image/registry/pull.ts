@@ -1,10 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { open, rm } from 'node:fs/promises';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, Writable, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createGunzip, type ZlibOptions } from 'node:zlib';
-import * as tarStream from 'tar-stream';
 import {
   FailedPreconditionError,
   ResourceExhaustedError,
@@ -14,12 +10,11 @@ import {
   errorText,
 } from '../../errors.js';
 import { TEMP_PREFIX } from '../../store/atomic_file.js';
-import { BlockPipe, type BlockPipeResult } from '../block_pipe.js';
-import { SyncedFileWriter } from '../synced_file.js';
 import type { RegistryCredentials } from './auth.js';
 import { RegistryClient } from './client.js';
 import { DiskTree, type EntryKind } from './disk_tree.js';
 import type { RegistryEndpoint } from './hosts.js';
+import { LayerUnpacker, UnpackFailure } from './layer_unpacker.js';
 import {
   MANIFEST_ACCEPT,
   MAX_CONFIG_BYTES,
@@ -35,7 +30,8 @@ import type { RegistryReference } from './name.js';
 /**
  * Pulls a containerDisk: resolves the reference to a linux/amd64 manifest, fetches and verifies
  * the config, then streams every layer through sha256 + size checks, gunzip and untar, writing
- * only the regular files under disk/ (each to its own temp file, hashed as it is written).
+ * only the regular files under disk/ (each to its own temp file, hashed as it is written); all of
+ * that but the HTTP receive runs in a worker thread (see LayerUnpacker).
  * Every blob is verified before the result is returned; on any failure every temp file is gone.
  */
 
@@ -75,10 +71,6 @@ interface DiskPayload {
   size: number;
 }
 
-/** Blobs and disks at least this large are hashed in a worker thread (its start costs ~20 ms). */
-export const WORKER_HASH_MIN_BYTES = 16 * 1024 * 1024;
-/** Buffering between stages, so download, inflate and untar run at once instead of in lock-step. */
-const STAGE_HIGH_WATER_MARK = 1024 * 1024;
 const MAX_DECOMPRESSION_RATIO_SLACK = 1024 * 1024 * 1024;
 
 function kindOf(type: string | null | undefined): EntryKind {
@@ -100,58 +92,6 @@ function typeName(type: string | null | undefined): string {
     default:
       return type ?? 'file';
   }
-}
-
-/**
- * Hashes and counts what passes; refuses more than `size` bytes, and at the end a wrong size or
- * digest. Chunks pass on at once; a large blob is hashed off the main thread (see BlockPipe).
- */
-function blobVerifier(layer: { digest: string; size: number }, what: string, onBytes: (n: number) => void): Transform {
-  const pipe = new BlockPipe({ hashOn: layer.size >= WORKER_HASH_MIN_BYTES ? 'worker' : 'main' });
-  let seen = 0;
-  return new Transform({
-    highWaterMark: STAGE_HIGH_WATER_MARK,
-    transform(chunk: Buffer, _enc, cb) {
-      seen += chunk.length;
-      if (seen > layer.size) {
-        cb(new FailedPreconditionError(`${what} is longer than the ${layer.size} bytes its descriptor gives`));
-        return;
-      }
-      onBytes(chunk.length);
-      const wait = pipe.write(chunk);
-      if (wait) wait.then(() => cb(null, chunk), cb);
-      else cb(null, chunk);
-    },
-    flush(cb) {
-      if (seen !== layer.size) {
-        cb(new FailedPreconditionError(`${what} ended after ${seen} of the ${layer.size} bytes its descriptor gives`));
-        return;
-      }
-      pipe.end().then(({ sha256 }) => {
-        const got = `sha256:${sha256}`;
-        if (got !== layer.digest) cb(new FailedPreconditionError(`${what} has digest ${got}, not the ${layer.digest} its manifest names`));
-        else cb();
-      }, cb);
-    },
-    destroy(err, cb) {
-      pipe.destroy().then(
-        () => cb(err),
-        () => cb(err),
-      );
-    },
-  });
-}
-
-/** Counts decompressed bytes so a compression bomb cannot run forever. */
-function byteLimit(max: number, what: string): Transform {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      seen += chunk.length;
-      if (seen > max) cb(new ResourceExhaustedError(`${what} unpacks to more than ${max} bytes`));
-      else cb(null, chunk);
-    },
-  });
 }
 
 export async function pullContainerDisk(ref: RegistryReference, opts: RegistryPullOptions): Promise<RegistryPullResult> {
@@ -247,95 +187,94 @@ async function extractLayer(
   const what = `${image}: layer ${layer.digest}`;
   const { res } = await client.blob(layer.digest, prefer);
   const limitName = opts.maxBytesName ?? 'the size limit';
-  const extract = tarStream.extract();
-  // Feeds the tar parser with backpressure from a node pipeline.
-  const feed = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      if (extract.write(chunk)) cb();
-      else extract.once('drain', () => cb());
-    },
-    final(cb) {
-      (extract as unknown as { end(): void }).end();
-      cb();
-    },
-    destroy(err, cb) {
-      if (err) extract.destroy(err);
-      cb(err);
-    },
-  });
-  const stages: (Readable | Transform | Writable)[] = [res, blobVerifier(layer, what, onBytes)];
-  if (layer.compression === 'gzip') {
-    // zlib passes stream options through to its Transform (the typings only list zlib's own).
-    stages.push(createGunzip({ chunkSize: 256 * 1024, highWaterMark: STAGE_HIGH_WATER_MARK } as ZlibOptions));
-    stages.push(byteLimit((opts.maxBytes ?? Number.MAX_SAFE_INTEGER) + MAX_DECOMPRESSION_RATIO_SLACK, what));
-  }
-  stages.push(feed);
-  const fed = pipeline(stages, { signal: opts.signal }).catch((err: unknown) => {
-    extract.destroy(err as Error);
-    throw err;
-  });
-
-  const readEntries = async (): Promise<void> => {
-    for await (const entry of extract) {
-      const h = entry.header;
+  const maxUnpacked = (opts.maxBytes ?? Number.MAX_SAFE_INTEGER) + MAX_DECOMPRESSION_RATIO_SLACK;
+  // The file the worker writes now: opened, flushed in the background and fsynced here.
+  let file: { fh: FileHandle; tmp: string; path: string; syncing?: Promise<void>; syncError?: unknown } | undefined;
+  const settle = async (): Promise<void> => {
+    while (file?.syncing) await file.syncing;
+  };
+  const unpacker = new LayerUnpacker({
+    gzip: layer.compression === 'gzip',
+    blobBytes: layer.size,
+    // A failed unpack stops the download rather than waiting for its next chunk.
+    onFailure: () => res.destroy(),
+    maxUnpackedBytes: maxUnpacked,
+    onEntry: async (h) => {
       const decision = tree.entry(h.name, kindOf(h.type), typeName(h.type), index);
       for (const old of decision.released) {
         temps.delete(old.tmp);
         await rm(old.tmp, { force: true });
       }
-      if (decision.action === 'skip') {
-        entry.resume(); // skipped entries are drained
-        continue;
-      }
-      const declared = h.size ?? 0;
-      if (opts.maxBytes !== undefined && declared > opts.maxBytes) {
-        throw new ResourceExhaustedError(`${what}: /${decision.path} is ${declared} bytes, more than ${limitName} of ${opts.maxBytes} bytes`);
+      if (decision.action === 'skip') return undefined;
+      if (opts.maxBytes !== undefined && h.size > opts.maxBytes) {
+        throw new ResourceExhaustedError(`${what}: /${decision.path} is ${h.size} bytes, more than ${limitName} of ${opts.maxBytes} bytes`);
       }
       const tmp = join(opts.tmpDir, `${TEMP_PREFIX}disk-${randomBytes(8).toString('hex')}`);
       const fh = await open(tmp, 'wx', 0o600);
       temps.add(tmp);
-      // Each block is hashed (in a worker for large files) while the threadpool writes it; the
-      // file is flushed as it grows so the final fsync is short.
-      const file = new SyncedFileWriter(fh);
-      const pipe = new BlockPipe({ hashOn: declared >= WORKER_HASH_MIN_BYTES ? 'worker' : 'main', sink: file.write });
-      let written: BlockPipeResult;
-      try {
-        for await (const chunk of entry as AsyncIterable<Buffer>) {
-          const wait = pipe.write(chunk);
-          if (wait) await wait;
-        }
-        written = await pipe.end();
-        await file.finish();
-      } catch (err) {
-        await pipe.destroy();
-        throw err;
-      } finally {
-        await file.settled();
-        await fh.close();
-      }
-      const { sha256, bytes: size } = written;
-      tree.add(decision.path, index, { tmp, sha256, size });
-    }
-  };
+      file = { fh, tmp, path: decision.path };
+      return fh.fd;
+    },
+    // The file's pages are flushed while it grows, so the fsync at its end finds little left.
+    onWritten: () => {
+      const f = file;
+      if (!f || f.syncing) return;
+      f.syncing = f.fh.datasync().then(
+        () => {
+          f.syncing = undefined;
+        },
+        (err: unknown) => {
+          f.syncError ??= err;
+          f.syncing = undefined;
+        },
+      );
+    },
+    onFile: async ({ sha256, bytes }) => {
+      const f = file!;
+      await settle();
+      if (f.syncError !== undefined) throw f.syncError;
+      await f.fh.truncate(bytes); // a trailing zero run was left as a hole
+      await f.fh.sync();
+      file = undefined;
+      await f.fh.close();
+      tree.add(f.path, index, { tmp: f.tmp, sha256, size: bytes });
+    },
+  });
 
-  // Both sides settle before anything is cleaned up, so no write races the removal of temp files.
-  const outcomes = await Promise.allSettled([
-    readEntries().catch((err: unknown) => {
-      res.destroy(err as Error);
-      throw err;
-    }),
-    fed,
-  ]);
-  const failures = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map((o) => o.reason as unknown);
-  if (failures.length === 0) return;
-  if (opts.signal.aborted) throw opts.signal.reason;
-  const err = failures.find((e) => e instanceof VmletError) ?? failures[0];
-  if (err instanceof VmletError) throw err;
-  const code = (err as NodeJS.ErrnoException).code ?? '';
-  if (code === 'ENOSPC') throw new ResourceExhaustedError(`no space left in the image directory while unpacking ${what}`, { cause: err });
-  if (code.startsWith('Z_')) throw new FailedPreconditionError(`${what} is not valid gzip data: ${errorText(err)}`, { cause: err });
-  if (['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNREFUSED', 'ERR_STREAM_PREMATURE_CLOSE'].includes(code)) {
-    throw new UnavailableError(`${what}: the download broke off: ${errorText(err)}`, { cause: err });
+  let seen = 0;
+  try {
+    for await (const chunk of res as AsyncIterable<Buffer>) {
+      seen += chunk.length;
+      if (seen > layer.size) throw new FailedPreconditionError(`${what} is longer than the ${layer.size} bytes its descriptor gives`);
+      onBytes(chunk.length);
+      const wait = unpacker.write(chunk);
+      if (wait) await wait;
+    }
+    if (seen !== layer.size) throw new FailedPreconditionError(`${what} ended after ${seen} of the ${layer.size} bytes its descriptor gives`);
+    const got = `sha256:${await unpacker.end()}`;
+    if (got !== layer.digest) throw new FailedPreconditionError(`${what} has digest ${got}, not the ${layer.digest} its manifest names`);
+  } catch (err) {
+    // The worker's own error says more than the broken pipe it left behind.
+    throw unpackError(unpacker.failed instanceof UnpackFailure || unpacker.failed instanceof VmletError ? unpacker.failed : err, what, opts.signal);
+  } finally {
+    res.destroy();
+    // Once the worker has exited none of its writes is in flight: the file can be closed (and removed by the caller).
+    await unpacker.close();
+    await settle();
+    if (file) await file.fh.close().catch(() => undefined);
   }
-  throw new FailedPreconditionError(`${what} could not be read as a tar archive: ${errorText(err)}`, { cause: err });
+}
+
+function unpackError(err: unknown, what: string, signal: AbortSignal): unknown {
+  if (signal.aborted) return signal.reason;
+  if (err instanceof VmletError) return err;
+  if (err instanceof UnpackFailure && err.limit) return new ResourceExhaustedError(`${what} ${err.message}`, { cause: err });
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (code === 'ENOSPC') return new ResourceExhaustedError(`no space left in the image directory while unpacking ${what}`, { cause: err });
+  if (code.startsWith('Z_')) return new FailedPreconditionError(`${what} is not valid gzip data: ${errorText(err)}`, { cause: err });
+  if (['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNREFUSED', 'ERR_STREAM_PREMATURE_CLOSE', 'ABORT_ERR'].includes(code)) {
+    return new UnavailableError(`${what}: the download broke off: ${errorText(err)}`, { cause: err });
+  }
+  if (err instanceof UnpackFailure) return new FailedPreconditionError(`${what} could not be read as a tar archive: ${errorText(err)}`, { cause: err });
+  return new UnavailableError(`${what}: the download broke off: ${errorText(err)}`, { cause: err });
 }

@@ -29,7 +29,7 @@ import {
   type Registry,
 } from '../../helpers/registry.js';
 import { makeStore, type StoreFixture } from './fixture.js';
-import { WORKER_HASH_MIN_BYTES } from '../../../src/image/registry/pull.js';
+import { UNPACK_BLOCK_BYTES } from '../../../src/image/registry/layer_unpacker.js';
 
 let registry: Registry;
 let work: string;
@@ -183,8 +183,8 @@ test('a layer whose content does not match its digest, a missing blob, a 1 TB si
     });
     await assertNothingLeft(f);
   }
-  // The same with a layer large enough to be hashed in a worker thread.
-  const bigDisk = Buffer.concat([makeRaw(512, 'tampered-big'), randomBytes(WORKER_HASH_MIN_BYTES)]);
+  // The same with a layer that fills the unpacking ring many times over.
+  const bigDisk = Buffer.concat([makeRaw(512, 'tampered-big'), randomBytes(16 * UNPACK_BLOCK_BYTES)]);
   const bigTampered = await pushLayers('bad/digest-big:1', [{ entries: [{ name: 'disk/disk.img', content: bigDisk }], gzip: false }]);
   const bigLayer = bigTampered.layers[0]!;
   const bigEvil = Buffer.from(bigLayer.blob);
