@@ -238,7 +238,7 @@ export function scaleSection(result: VmBenchResult): string | undefined {
   }
   const lvl = (l: NonNullable<typeof one>) => {
     const procs = l.idle.processes.filter((p) => p.ticks > 0).map((p) => `${p.comm}(${p.pid}) ${p.ticks}`).join(', ');
-    return `  at ${l.runningVms} VM(s): idle window ${l.idle.seconds.toFixed(0)} s, load average ${l.idle.loadavgStart.map((x) => x.toFixed(2)).join(' ')} -> ${l.idle.loadavgEnd.map((x) => x.toFixed(2)).join(' ')}; vmlet ${l.idle.vmletTicks} ticks (${procs || 'none'}); guests ${l.idle.guestCores.toFixed(2)} cores, machine ${l.idle.machineCores.toFixed(2)} cores; serve ${mib(l.serveRssKiB)} MiB (readings ${mib(Math.min(...l.serveSamplesKiB))}-${mib(Math.max(...l.serveSamplesKiB))}), netd ${mib(l.netdRssKiB)} MiB (${mib(Math.min(...l.netdSamplesKiB))}-${mib(Math.max(...l.netdSamplesKiB))})`;
+    return `  at ${l.runningVms} VM(s): idle window ${l.idle.seconds.toFixed(0)} s, load average ${l.idle.loadavgStart.map((x) => x.toFixed(2)).join(' ')} -> ${l.idle.loadavgEnd.map((x) => x.toFixed(2)).join(' ')}; vmlet ${l.idle.vmletTicks} ticks (${procs || 'none'}); guests ${l.idle.guestCores.toFixed(2)} cores, machine ${l.idle.machineCores.toFixed(2)} cores; serve ${mib(l.serveRssKiB)} MiB (readings ${mib(Math.min(...l.serveSamplesKiB))}-${mib(Math.max(...l.serveSamplesKiB))}), netd ${mib(l.netdRssKiB)} MiB (${mib(Math.min(...l.netdSamplesKiB))}-${mib(Math.max(...l.netdSamplesKiB))})${l.serveAfterGc && l.netdAfterGc ? `; after a full GC: serve ${mib(l.serveAfterGc.rssKiB)} MiB (JS heap ${mib(l.serveAfterGc.heapUsedKiB)}), netd ${mib(l.netdAfterGc.rssKiB)} MiB (heap ${mib(l.netdAfterGc.heapUsedKiB)})` : ''}`;
   };
   for (const l of sc.levels) lines.push(lvl(l));
   const ok = sc.podSamples.filter((p) => p.readyMs !== undefined);
@@ -250,7 +250,7 @@ export function scaleSection(result: VmBenchResult): string | undefined {
     );
   }
   lines.push(
-    `  (idle CPU: utime+stime of serve and its own descendants (netd, helpers; not QEMU or virtiofsd), reaped children included, over ${sc.idleSeconds} s with nothing calling; RSS: lowest VmRSS of 10 readings 0.5 s apart, growth = (N - 1 pod) / (N - 1), and the least-squares slope of a shorter reading after each batch; two warm-up pods (one warm, one cold start) ran and went before the 1-pod level; latencies: ${sc.callsPerMethod} raw round trips per method (no client decoding), methods interleaved, median / p95; Version does no per-pod work, so its ratio is what the guests' load alone does to a call, and "floor-adjusted" divides it out)`,
+    `  (idle CPU: utime+stime of serve and its own descendants (netd, helpers; not QEMU or virtiofsd), reaped children included, over ${sc.idleSeconds} s with nothing calling; RSS: lowest VmRSS of 10 readings 0.5 s apart, then the same processes' RSS right after a full GC (bench/vm/gc_probe.ts, a preload run with --expose-gc that collects on SIGUSR2; the verdict uses it when present), growth = (N - 1 pod) / (N - 1), and the least-squares slope of a shorter reading after each batch; two warm-up pods (one warm, one cold start) ran and went before the 1-pod level; latencies: ${sc.callsPerMethod} raw round trips per method (no client decoding), methods interleaved, median / p95; Version does no per-pod work, so its ratio is what the guests' load alone does to a call, and "floor-adjusted" divides it out)`,
   );
   if (sc.error) lines.push(`scale phase error: ${sc.error}`);
   return lines.join('\n');

@@ -10,7 +10,7 @@
  * daemon, stops it, removes by name any domain or netns of its own that is left, deletes its
  * bridge and checks that no domain, netns or QEMU process of its own remains.
  */
-import { chmod, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,7 +42,8 @@ import { acksFromVerboseInfo, firstDhcpAck, guestMarks, parseCriLog } from './si
 import { parseSpanLines, summarizeSpans } from './span_profile.js';
 import { mountPointsUnder, runMountsPhase, type MountsResult } from './mounts.js';
 import { runBurstsPhase, type BurstPool, type BurstsResult } from './bursts.js';
-import { runScalePhase, type ScaleResult } from './scale.js';
+import { runScalePhase, type AfterGc, type ScaleResult } from './scale.js';
+import { GC_DIR_ENV, type GcProbeReading } from './gc_probe_record.js';
 
 const LIBVIRT_URI = 'qemu:///system';
 const execFileP = promisify(execFile);
@@ -272,11 +273,11 @@ async function readMemory(daemon: BenchDaemon, at: string, runningVms: number, s
   return sample;
 }
 
-/** The profile daemon's Node arguments: the span preload right before the main script. */
-function withSpanPreload(entry: EntryPoints, buildDir: string): EntryPoints {
-  const preload = entry.mode === 'dist' ? join(buildDir, 'bench', 'vm', 'serve_spans.js') : join(REPO_ROOT, 'bench', 'vm', 'serve_spans.ts');
+/** A daemon's Node arguments with a preload of bench/vm/ (and `nodeFlags`) right before the main script. */
+function withPreload(entry: EntryPoints, buildDir: string, name: string, nodeFlags: string[] = []): EntryPoints {
+  const preload = entry.mode === 'dist' ? join(buildDir, 'bench', 'vm', `${name}.js`) : join(REPO_ROOT, 'bench', 'vm', `${name}.ts`);
   const serve = [...entry.serve];
-  serve.splice(serve.length - 1, 0, '--import', pathToFileURL(preload).href);
+  serve.splice(serve.length - 1, 0, ...nodeFlags, '--import', pathToFileURL(preload).href);
   return { ...entry, serve };
 }
 
@@ -296,7 +297,7 @@ async function spanProfile(state: BenchState, entry: EntryPoints, buildDir: stri
   process.env[SPANS_FILE_ENV] = spansFile;
   let daemon: BenchDaemon;
   try {
-    daemon = await BenchDaemon.start(withSpanPreload(entry, buildDir), dirs, 'debug', vmDaemonArgs(opts));
+    daemon = await BenchDaemon.start(withPreload(entry, buildDir, 'serve_spans'), dirs, 'debug', vmDaemonArgs(opts));
   } finally {
     delete process.env[SPANS_FILE_ENV];
   }
@@ -510,7 +511,7 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
     }
     if (phases.has('scale')) {
       checkAbort();
-      result.scale = await scalePhase(state, opts, state.guest.url, entry, cniConfDir, binDirs, signal, step);
+      result.scale = await scalePhase(state, opts, state.guest.url, entry, buildDir, cniConfDir, binDirs, signal, step);
       if (result.scale.error) throw new Error(`scale phase: ${result.scale.error}`);
     }
   } catch (err) {
@@ -708,14 +709,23 @@ async function burstsPhase(state: BenchState, ctx: Pick<PodContext, 'opts' | 'si
  * The scale phase (scale.ts): a daemon of its own at log level info (as in production), --scale-memory
  * guests, the bench's warm pool; started and stopped by the phase.
  */
-async function scalePhase(state: BenchState, opts: VmBenchOptions, imageUrl: string, entry: EntryPoints, cniConfDir: string, binDirs: string[], signal: AbortSignal, step: (text: string) => void): Promise<ScaleResult> {
+async function scalePhase(state: BenchState, opts: VmBenchOptions, imageUrl: string, entry: EntryPoints, buildDir: string, cniConfDir: string, binDirs: string[], signal: AbortSignal, step: (text: string) => void): Promise<ScaleResult> {
   let images: CriImageClient | undefined;
+  const gcDir = join(state.dir, 'gc-probe');
+  await mkdir(gcDir, { recursive: true });
   step(`scale phase: ${opts.scalePods} VM pods of ${opts.scaleMemoryMiB} MiB, ${opts.scaleBatch} at a time; idle CPU, RSS and list/status latencies at 1 and at ${opts.scalePods}`);
   return runScalePhase({
     startDaemon: async () => {
       const args = ['--vm-memory', `${opts.scaleMemoryMiB}Mi`, '--vm-warm-pool', String(opts.warmPool)];
       step(`scale: starting a daemon with ${args.join(' ')} (log level info)`);
-      const daemon = await BenchDaemon.start(entry, daemonDirs(join(state.dir, 'scale'), cniConfDir, binDirs), 'info', args);
+      // serve and netd (it inherits serve's execArgv) load the GC probe, which finds its dir here.
+      process.env[GC_DIR_ENV] = gcDir;
+      let daemon: BenchDaemon;
+      try {
+        daemon = await BenchDaemon.start(withPreload(entry, buildDir, 'gc_probe', ['--expose-gc']), daemonDirs(join(state.dir, 'scale'), cniConfDir, binDirs), 'info', args);
+      } finally {
+        delete process.env[GC_DIR_ENV];
+      }
       state.daemons.push(daemon);
       images = new CriImageClient(daemon.dirs.socket);
       state.imageClients.push(images);
@@ -728,6 +738,7 @@ async function scalePhase(state: BenchState, opts: VmBenchOptions, imageUrl: str
       if (code !== 0) throw new Error(`the scale daemon exited with ${code}:\n${daemon.output()}`);
     },
     qemuPidsOf: (domains) => qemuPidsOf(domains),
+    afterGc: (pid) => readAfterGc(gcDir, pid, signal),
     domainNameOf,
     dir: state.dir,
     tag: state.tag,
@@ -744,6 +755,29 @@ async function scalePhase(state: BenchState, opts: VmBenchOptions, imageUrl: str
     onDomain: (name) => state.domains.add(name),
     step,
   });
+}
+
+/**
+ * Asks the GC probe in `pid` (only if it announced itself) for a full collection and reads what
+ * it wrote; undefined when the probe is not there or does not answer within 10 s.
+ */
+async function readAfterGc(dir: string, pid: number, signal: AbortSignal): Promise<AfterGc | undefined> {
+  try {
+    await access(join(dir, `${pid}.ready`));
+  } catch {
+    return undefined;
+  }
+  const sent = Date.now();
+  process.kill(pid, 'SIGUSR2');
+  while (Date.now() - sent < 10_000) {
+    await sleep(100, signal);
+    const text = await readFile(join(dir, `${pid}.json`), 'utf8').catch(() => '');
+    if (text === '') continue;
+    const r = JSON.parse(text) as GcProbeReading;
+    if (r.at < sent) continue;
+    return { rssKiB: Math.round(r.rss / 1024), heapUsedKiB: Math.round(r.heapUsed / 1024), externalKiB: Math.round(r.external / 1024) };
+  }
+  return undefined;
 }
 
 /** The daemon flags the VM bench runs with: guests of the measured size, and the warm pool. */

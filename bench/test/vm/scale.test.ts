@@ -118,6 +118,17 @@ test('scaleRows: one row per goal with MET/MISS, from the 1-pod and the largest 
   const fine = scaleRows({ ...r, levels: [level(1, 0.2, 80_000, 50_000, lat), level(50, 0.5, 80_000 + 49 * 100, 50_000 + 49 * 100, lat)] });
   assert.deepEqual([fine[0]!.verdict, fine[1]!.verdict], ['MET', 'MET']);
   assert.deepEqual(scaleRows({ ...r, levels: [r.levels[0]!] }), []);
+  // With the GC probe's readings the verdict is on RSS after a full collection; the plain growth is shown beside it.
+  const gc = (rssKiB: number, heapUsedKiB: number) => ({ rssKiB, heapUsedKiB, externalKiB: 0 });
+  const withGc = scaleRows({
+    ...r,
+    levels: [
+      { ...level(1, 0.2, 80_000, 50_000, lat), serveAfterGc: gc(70_000, 20_000), netdAfterGc: gc(45_000, 10_000) },
+      { ...level(50, 0.5, 80_000 + 49 * 900, 50_000, lat), serveAfterGc: gc(70_000 + 49 * 200, 20_000 + 49 * 50), netdAfterGc: gc(45_000 + 49 * 20, 10_000) },
+    ],
+  });
+  assert.match(withGc[1]!.goal, /after a full GC/);
+  assert.deepEqual([withGc[1]!.measured, withGc[1]!.verdict], ['220.0 KiB/VM (serve 200.0, netd 20.0; JS heap 50.0; without the GC 900.0; slope over the batches 500.0)', 'MET']);
 });
 
 test('options: --phases picks phases (scale not by default), --scale-* have defaults and limits', () => {
@@ -132,4 +143,33 @@ test('options: --phases picks phases (scale not by default), --scale-* have defa
   assert.throws(() => parseVmOptions(['--phases', ''], '/repo', now), /--phases/);
   assert.throws(() => parseVmOptions(['--scale-pods', '1'], '/repo', now), /--scale-pods/);
   assert.throws(() => parseVmOptions(['--scale-pods', '101'], '/repo', now), /--scale-pods/);
+});
+
+test('gc_probe: a process with the preload announces itself, and on SIGUSR2 collects and writes its memory', async () => {
+  const { spawn } = await import('node:child_process');
+  const { mkdtemp, readFile, rm, access } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { fileURLToPath } = await import('node:url');
+  const dir = await mkdtemp(join(tmpdir(), 'vmlet-gc-probe-'));
+  const probe = fileURLToPath(new URL('../../vm/gc_probe.ts', import.meta.url));
+  const child = spawn(process.execPath, ['--import', 'tsx', '--expose-gc', '--import', probe, '-e', 'setTimeout(() => {}, 20000)'], { env: { ...process.env, VMLET_BENCH_GC_DIR: dir }, stdio: 'ignore' });
+  try {
+    const ready = join(dir, `${child.pid}.ready`);
+    for (let i = 0; i < 200 && !(await access(ready).then(() => true, () => false)); i++) await new Promise((r) => setTimeout(r, 50));
+    const sent = Date.now();
+    child.kill('SIGUSR2');
+    let text = '';
+    for (let i = 0; i < 100 && text === ''; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      text = await readFile(join(dir, `${child.pid}.json`), 'utf8').catch(() => '');
+    }
+    const r = JSON.parse(text) as { pid: number; at: number; rss: number; heapUsed: number };
+    assert.equal(r.pid, child.pid);
+    assert.ok(r.at >= sent - 1000 && r.rss > r.heapUsed && r.heapUsed > 0);
+    assert.equal(child.exitCode, null, 'SIGUSR2 must not end the process');
+  } finally {
+    child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  }
 });
