@@ -10,7 +10,7 @@
  *    in the same window are kept for context.
  * 2. serve's and netd's VmRSS: the lowest of several readings (RSS moves between collections).
  * 3. List and status latencies: ListPodSandbox, ListContainers, PodSandboxStatus, ContainerStatus,
- *    and Version as the floor (no per-pod work: it shows what the guests' load alone does to a
+ *    and Version as the floor (no per-pod work: it shows what the machine's load alone does to a
  *    call), interleaved round-robin, raw round trips (the client's decoding left out).
  *
  * Then every pod is removed through the CRI. The arithmetic and the verdicts are pure functions
@@ -20,7 +20,7 @@ import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { summarize, type Summary } from '../lib/stats.js';
+import { percentile, summarize, type Summary } from '../lib/stats.js';
 import { CLOCK_TICKS_PER_SECOND } from '../lib/proc.js';
 import type { BenchDaemon } from '../lib/daemon.js';
 import { CONTAINER_LOG_PATH, vmCreateContainerRequest, vmPodName, vmPodSandboxConfig } from './pods.js';
@@ -36,12 +36,16 @@ export const IDLE_CPU_TARGET_PERCENT = 1;
 /** serve + netd RSS growth per running VM must stay under this. */
 export const RSS_PER_VM_TARGET_KIB = 512;
 /**
- * "Unchanged" latency: the median at N pods at most this many times the median at 1 pod, after
- * dividing out what the floor call (Version) slowed by in the same run, or at most
- * LATENCY_SLACK_MS above it (sub-millisecond calls move by that much from noise alone).
+ * "Unchanged" latency: the 10th percentile at N pods at most LATENCY_RATIO_LIMIT times the one at
+ * 1 pod, or at most LATENCY_SLACK_MS above it. The low percentile, not the median: on a shared
+ * 2-core machine at load 10-20 the median is mostly time spent waiting for a CPU (Version, which
+ * does no per-pod work, had a median of 3.9 ms and a p10 of 0.93 ms in one run), while the
+ * fastest tenth of the calls are those the scheduler did not delay, i.e. vmlet's own work. The
+ * medians, p95s and Version's (the floor) are printed beside it.
  */
 export const LATENCY_RATIO_LIMIT = 1.25;
 export const LATENCY_SLACK_MS = 0.5;
+export const LATENCY_PERCENTILE = 10;
 
 export const LATENCY_METHODS = ['ListPodSandbox', 'ListContainers', 'PodSandboxStatus', 'ContainerStatus'] as const;
 export const FLOOR_METHOD = 'Version';
@@ -212,26 +216,25 @@ export function rssSlopeKiB(points: readonly RssTrackPoint[]): number {
 
 export interface LatencyComparison {
   method: string;
-  one: Summary;
-  many: Summary;
+  one: Summary & { low: number };
+  many: Summary & { low: number };
+  /** LATENCY_PERCENTILE at N / at 1 pod: what the verdict reads. */
+  lowRatio: number;
   /** median at N / median at 1 pod. */
-  ratio: number;
-  /** ratio divided by the floor call's ratio in the same run (1 for the floor itself). */
-  floorAdjustedRatio: number;
+  medianRatio: number;
   verdict: 'MET' | 'MISS' | '-';
 }
 
-/** Per method, the medians at 1 and N pods, their ratio, and that ratio with the floor's slowdown divided out. Pure. */
+/** Per method, the low percentile and the median at 1 and at N pods and their ratios; Version (the floor) gets no verdict. Pure. */
 export function compareLatencies(one: Record<string, readonly number[]>, many: Record<string, readonly number[]>): LatencyComparison[] {
-  const sum = (r: Record<string, readonly number[]>, m: string) => summarize(r[m] ?? []);
-  const floorRatio = sum(many, FLOOR_METHOD).median / sum(one, FLOOR_METHOD).median;
+  const sum = (r: Record<string, readonly number[]>, m: string) => ({ ...summarize(r[m] ?? []), low: (r[m]?.length ?? 0) > 0 ? percentile(r[m]!, LATENCY_PERCENTILE) : NaN });
   return [...LATENCY_METHODS, FLOOR_METHOD].map((method) => {
     const a = sum(one, method);
     const b = sum(many, method);
-    const ratio = b.median / a.median;
-    const floorAdjustedRatio = method === FLOOR_METHOD ? 1 : ratio / floorRatio;
-    const verdict = !Number.isFinite(ratio) ? '-' : method === FLOOR_METHOD ? '-' : floorAdjustedRatio <= LATENCY_RATIO_LIMIT || b.median / floorRatio - a.median <= LATENCY_SLACK_MS ? 'MET' : 'MISS';
-    return { method, one: a, many: b, ratio, floorAdjustedRatio, verdict };
+    const lowRatio = b.low / a.low;
+    const medianRatio = b.median / a.median;
+    const verdict = !Number.isFinite(lowRatio) || method === FLOOR_METHOD ? '-' : lowRatio <= LATENCY_RATIO_LIMIT || b.low - a.low <= LATENCY_SLACK_MS ? 'MET' : 'MISS';
+    return { method, one: a, many: b, lowRatio, medianRatio, verdict };
   });
 }
 
@@ -280,10 +283,10 @@ export function scaleRows(result: ScaleResult): ScaleRow[] {
   ];
   for (const c of compareLatencies(one.latenciesMs, many.latenciesMs)) {
     rows.push({
-      goal: c.method === FLOOR_METHOD ? `${c.method} (floor: no per-pod work)` : `${c.method} unchanged (median, floor-adjusted <= ${LATENCY_RATIO_LIMIT}x)`,
-      atOne: `${f2(c.one.median)} / ${f2(c.one.p95)} ms`,
-      atMany: `${f2(c.many.median)} / ${f2(c.many.p95)} ms`,
-      measured: c.method === FLOOR_METHOD ? `${f2(c.ratio)}x` : `${f2(c.ratio)}x, ${f2(c.floorAdjustedRatio)}x floor-adjusted`,
+      goal: c.method === FLOOR_METHOD ? `${c.method} (floor: no per-pod work)` : `${c.method} unchanged (p${LATENCY_PERCENTILE} <= ${LATENCY_RATIO_LIMIT}x or +${LATENCY_SLACK_MS} ms)`,
+      atOne: `${f2(c.one.low)} / ${f2(c.one.median)} / ${f2(c.one.p95)}`,
+      atMany: `${f2(c.many.low)} / ${f2(c.many.median)} / ${f2(c.many.p95)}`,
+      measured: `p${LATENCY_PERCENTILE} ${f2(c.lowRatio)}x, median ${f2(c.medianRatio)}x`,
       verdict: c.verdict,
     });
   }

@@ -74,23 +74,17 @@ test('rssSlopeKiB: least-squares slope of serve + netd over the batches; a one-o
 
 const many = (v: number, n = 9) => Array<number>(n).fill(v);
 
-test('compareLatencies: the floor (Version) ratio is divided out; sub-ms calls get 0.5 ms of slack', () => {
-  const one = { ListPodSandbox: many(1), ListContainers: many(1), PodSandboxStatus: many(0.4), ContainerStatus: many(2), Version: many(0.5) };
-  // The guests' load doubled the floor: ListPodSandbox doubled too (load), ListContainers tripled
-  // (1.5x after the floor), PodSandboxStatus went 0.4 -> 1.4 (3.5x, 0.7x after the floor and
-  // +0.3 ms over 1 pod once the floor is divided out), ContainerStatus 2 -> 6 (1.5x floor-adjusted, +1 ms).
-  const at50 = { ListPodSandbox: many(2), ListContainers: many(3), PodSandboxStatus: many(1.4), ContainerStatus: many(6), Version: many(1) };
+test('compareLatencies: the verdict reads p10 (<= 1.25x, or at most 0.5 ms more); medians are reported beside it; Version gets none', () => {
+  // p10 of 10 samples is the smallest; the medians move with the load.
+  const spread = (low: number, mid: number) => [low, ...Array<number>(9).fill(mid)];
+  const one = { ListPodSandbox: spread(1, 4), ListContainers: spread(1, 4), PodSandboxStatus: spread(0.4, 3), ContainerStatus: spread(2, 4), Version: spread(0.9, 4) };
+  const at50 = { ListPodSandbox: spread(1.2, 8), ListContainers: spread(1.5, 3), PodSandboxStatus: spread(0.85, 3), ContainerStatus: spread(3, 4), Version: spread(0.9, 2) };
   const c = Object.fromEntries(compareLatencies(one, at50).map((x) => [x.method, x]));
-  assert.equal(c.Version!.ratio, 2);
-  assert.equal(c.Version!.verdict, '-');
-  assert.deepEqual([c.ListPodSandbox!.ratio, c.ListPodSandbox!.floorAdjustedRatio, c.ListPodSandbox!.verdict], [2, 1, 'MET']);
-  assert.deepEqual([c.ListContainers!.floorAdjustedRatio, c.ListContainers!.verdict], [1.5, 'MET']); // 1.5 ms - 1 ms = 0.5 ms slack
-  assert.equal(c.PodSandboxStatus!.verdict, 'MET');
-  assert.deepEqual([c.ContainerStatus!.floorAdjustedRatio, c.ContainerStatus!.verdict], [1.5, 'MISS']);
-  // Without load the raw ratio decides.
-  const quiet = Object.fromEntries(compareLatencies(one, { ...one, ListContainers: many(1.2) }).map((x) => [x.method, x]));
-  assert.equal(quiet.ListContainers!.verdict, 'MET');
-  assert.equal(Object.fromEntries(compareLatencies(one, { ...one, ContainerStatus: many(2.6) }).map((x) => [x.method, x])).ContainerStatus!.verdict, 'MISS');
+  assert.deepEqual([c.ListPodSandbox!.one.low, c.ListPodSandbox!.many.low, c.ListPodSandbox!.lowRatio, c.ListPodSandbox!.medianRatio, c.ListPodSandbox!.verdict], [1, 1.2, 1.2, 2, 'MET']);
+  assert.deepEqual([c.ListContainers!.lowRatio, c.ListContainers!.verdict], [1.5, 'MET']); // +0.5 ms: the slack
+  assert.equal(c.PodSandboxStatus!.verdict, 'MET'); // 2.1x, but +0.45 ms
+  assert.deepEqual([c.ContainerStatus!.lowRatio, c.ContainerStatus!.verdict], [1.5, 'MISS']); // +1 ms
+  assert.deepEqual([c.Version!.medianRatio, c.Version!.verdict], [0.5, '-']);
 });
 
 function level(runningVms: number, cpuPercent: number, serve: number, netd: number, lat: Record<string, number[]>): ScaleLevel {
@@ -115,6 +109,7 @@ test('scaleRows: one row per goal with MET/MISS, from the 1-pod and the largest 
   assert.deepEqual([rows[0]!.measured, rows[0]!.verdict], ['1.40%', 'MISS']);
   assert.deepEqual([rows[1]!.measured, rows[1]!.verdict], ['600.0 KiB/VM (serve 600.0, netd 0.0; slope over the batches 500.0)', 'MISS']);
   assert.deepEqual(rows.slice(2).map((x) => x.verdict), ['MET', 'MET', 'MET', 'MET', '-']);
+  assert.deepEqual([rows[2]!.goal, rows[2]!.atOne, rows[2]!.measured], ['ListPodSandbox unchanged (p10 <= 1.25x or +0.5 ms)', '1.00 / 1.00 / 1.00', 'p10 1.00x, median 1.00x']);
   const fine = scaleRows({ ...r, levels: [level(1, 0.2, 80_000, 50_000, lat), level(50, 0.5, 80_000 + 49 * 100, 50_000 + 49 * 100, lat)] });
   assert.deepEqual([fine[0]!.verdict, fine[1]!.verdict], ['MET', 'MET']);
   assert.deepEqual(scaleRows({ ...r, levels: [r.levels[0]!] }), []);
