@@ -35,8 +35,35 @@ export interface VmBenchOptions {
   mountRounds: number;
   /** Pods per burst in the bursts phase (bursts.ts); 0 skips it. */
   bursts: number;
+  /**
+   * Which phases run: `pods` (warm-up + measured pods, memory, profile), `mounts`, `bursts`
+   * (each also skipped by its count being 0) and `scale` (not in the default set: it loads the
+   * machine with many guests).
+   */
+  phases: VmPhase[];
+  /** Scale phase (scale.ts): running VM pods at the top, brought up `scaleBatch` at a time. */
+  scalePods: number;
+  scaleBatch: number;
+  /** Idle window per level (s) and list/status calls per method per level. */
+  scaleIdleS: number;
+  scaleCalls: number;
+  /** Guest memory in the scale phase (its daemon's --vm-memory). */
+  scaleMemoryMiB: number;
   /** The bench network's /24 (a prefix of 198.18.0.0/15); unset: a free 198.19.x. */
   subnetPrefix?: string;
+}
+
+export const VM_PHASES = ['pods', 'mounts', 'bursts', 'scale'] as const;
+export type VmPhase = (typeof VM_PHASES)[number];
+export const DEFAULT_PHASES: readonly VmPhase[] = ['pods', 'mounts', 'bursts'];
+
+/** A comma-separated subset of VM_PHASES, in the order given, without repeats. Pure. */
+export function phasesOption(value: string | undefined): VmPhase[] {
+  if (value === undefined) return [...DEFAULT_PHASES];
+  const names = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const bad = names.filter((n) => !(VM_PHASES as readonly string[]).includes(n));
+  if (names.length === 0 || bad.length > 0) throw new UsageError(`--phases must be a comma-separated list of ${VM_PHASES.join(', ')}${bad.length > 0 ? ` (not ${bad.join(', ')})` : ''}`);
+  return [...new Set(names as VmPhase[])];
 }
 
 export const VM_USAGE = `usage: npm run bench -- vm [options]   (as root; needs libvirtd, virtlogd, QEMU)
@@ -74,6 +101,19 @@ export const VM_USAGE = `usage: npm run bench -- vm [options]   (as root; needs 
                             --vm-warm-fill-parallel 2, each a daemon of its own) that many pods
                             back-to-back, then that many at once, Run + Create + Start (the guests
                             boot meanwhile), then all removed; also the cost of one idle warm VM
+  --phases <list>           phases to run, comma-separated (default pods,mounts,bursts): pods (the
+                            warm-up and measured pods, memory, profile), mounts, bursts, scale
+  --scale-pods <count>      scale phase (only with --phases ...scale): running VM pods at the top
+                            (default 50; small guests, a daemon of its own at log level info).
+                            At 1 pod and at N: vmlet's idle CPU (serve, netd and their own
+                            children, not QEMU/virtiofsd), serve's and netd's RSS, and list and
+                            status latencies against Version's (the floor) in the same run
+  --scale-batch <count>     pods brought up at a time in the scale phase (default 4; each batch's
+                            guests reach "ready" before the next batch starts)
+  --scale-idle <seconds>    idle window per level, nothing calling the daemon (default 60)
+  --scale-calls <count>     calls per method per level for the latencies (default 200)
+  --scale-memory <MiB>      guest memory in the scale phase (default 96: the busybox test guest
+                            reboots in a loop with 64)
   --subnet-prefix <a.b.c>   the bench network's /24 (a prefix of 198.18.0.0/15; default: a free 198.19.x)
   --help
 `;
@@ -96,6 +136,12 @@ export function parseVmOptions(argv: readonly string[], repoRoot: string, now: D
     'mount-rounds': 'string',
     bursts: 'string',
     'subnet-prefix': 'string',
+    phases: 'string',
+    'scale-pods': 'string',
+    'scale-batch': 'string',
+    'scale-idle': 'string',
+    'scale-calls': 'string',
+    'scale-memory': 'string',
   });
   if (args === undefined) return undefined;
   const { str, flag } = args;
@@ -115,6 +161,12 @@ export function parseVmOptions(argv: readonly string[], repoRoot: string, now: D
     blockVolume: flag('block-volume'),
     mountRounds: intOption(str('mount-rounds'), 'mount-rounds', 3, 0, 50),
     bursts: intOption(str('bursts'), 'bursts', 10, 0, 32),
+    phases: phasesOption(str('phases')),
+    scalePods: intOption(str('scale-pods'), 'scale-pods', 50, 2, 100),
+    scaleBatch: intOption(str('scale-batch'), 'scale-batch', 4, 1, 16),
+    scaleIdleS: intOption(str('scale-idle'), 'scale-idle', 60, 5, 600),
+    scaleCalls: intOption(str('scale-calls'), 'scale-calls', 200, 10, 5000),
+    scaleMemoryMiB: intOption(str('scale-memory'), 'scale-memory', 96, 64, 4096),
     ...(str('subnet-prefix') !== undefined ? { subnetPrefix: subnetPrefixOption(str('subnet-prefix'), '198.19.64') } : {}),
   };
 }

@@ -7,6 +7,7 @@ import { LIBVIRT_START_SPAN } from './span_record.js';
 import type { MemorySample, PodSample, VmBenchResult } from './result.js';
 import { mountCaseRows } from './mounts.js';
 import { burstRows } from './bursts.js';
+import { scaleRows, type ScaleResult } from './scale.js';
 
 /** vmlet's own share of a pod start (Run + Create + Start round trips) must stay under this. */
 export const VMLET_SHARE_TARGET_MS = 150;
@@ -217,6 +218,44 @@ export function burstsSection(result: VmBenchResult): string | undefined {
   return `${table}\n${lines.join('\n')}`;
 }
 
+/** The scale goals at 1 pod and at N: a row per goal with the measured value and MET/MISS. */
+export function scaleSection(result: VmBenchResult): string | undefined {
+  const sc: ScaleResult | undefined = result.scale;
+  if (!sc) return undefined;
+  const rows = scaleRows(sc);
+  const one = sc.levels.find((l) => l.runningVms === 1);
+  const many = [...sc.levels].sort((a, b) => b.runningVms - a.runningVms)[0];
+  const n = many?.runningVms ?? 0;
+  const lines: string[] = [];
+  if (rows.length > 0) {
+    lines.push(
+      formatTable(
+        [`scale: ${n} running VM pods (${sc.memoryMiB} MiB, TCG)`, 'at 1 pod', `at ${n} pods`, 'measured', 'goal'],
+        rows.map((r) => [r.goal, r.atOne, r.atMany, r.measured, r.verdict]),
+        ['left', 'right', 'right', 'left', 'left'],
+      ),
+    );
+  }
+  const lvl = (l: NonNullable<typeof one>) => {
+    const procs = l.idle.processes.filter((p) => p.ticks > 0).map((p) => `${p.comm}(${p.pid}) ${p.ticks}`).join(', ');
+    return `  at ${l.runningVms} VM(s): idle window ${l.idle.seconds.toFixed(0)} s, load average ${l.idle.loadavgStart.map((x) => x.toFixed(2)).join(' ')} -> ${l.idle.loadavgEnd.map((x) => x.toFixed(2)).join(' ')}; vmlet ${l.idle.vmletTicks} ticks (${procs || 'none'}); guests ${l.idle.guestCores.toFixed(2)} cores, machine ${l.idle.machineCores.toFixed(2)} cores; serve ${mib(l.serveRssKiB)} MiB (readings ${mib(Math.min(...l.serveSamplesKiB))}-${mib(Math.max(...l.serveSamplesKiB))}), netd ${mib(l.netdRssKiB)} MiB (${mib(Math.min(...l.netdSamplesKiB))}-${mib(Math.max(...l.netdSamplesKiB))})${l.serveAfterGc && l.netdAfterGc ? `; after a full GC: serve ${mib(l.serveAfterGc.rssKiB)} MiB (JS heap ${mib(l.serveAfterGc.heapUsedKiB)}), netd ${mib(l.netdAfterGc.rssKiB)} MiB (heap ${mib(l.netdAfterGc.heapUsedKiB)})` : ''}`;
+  };
+  for (const l of sc.levels) lines.push(lvl(l));
+  const ok = sc.podSamples.filter((p) => p.readyMs !== undefined);
+  if (ok.length > 0) {
+    const ready = ok.map((p) => p.readyMs!);
+    const share = ok.map((p) => p.shareMs!);
+    lines.push(
+      `  bring-up: ${ok.length} pods, ${sc.batch} at a time, ${ok.filter((p) => p.gotWarm).length} on a warm VM; Run+Create+Start median ${ms(median(share))} ms, Start -> guest "ready" median ${ms(median(ready))}, max ${ms(Math.max(...ready))} ms; wall ${((sc.bringUpWallMs ?? NaN) / 1000).toFixed(0)} s; teardown of all (4 at a time) ${ms(sc.teardownWallMs ?? NaN)} ms`,
+    );
+  }
+  lines.push(
+    `  (idle CPU: utime+stime of serve and its own descendants (netd, helpers; not QEMU or virtiofsd), reaped children included, over ${sc.idleSeconds} s with nothing calling; RSS: lowest VmRSS of 10 readings 0.5 s apart, then the same processes' RSS right after a full GC (bench/vm/gc_probe.ts, a preload run with --expose-gc that collects on SIGUSR2; the verdict uses it when present), growth = (N - 1 pod) / (N - 1), and the least-squares slope of a shorter reading after each batch; two warm-up pods (one warm, one cold start) ran and went before the 1-pod level; latencies: ${sc.callsPerMethod} raw round trips per method (no client decoding), methods interleaved, in ms p10 / median / p95; the verdict reads p10, the calls the scheduler did not delay (on a loaded machine the median is mostly waiting for a CPU); Version does no per-pod work: its ratios are what the machine's load alone did between the two levels)`,
+  );
+  if (sc.error) lines.push(`scale phase error: ${sc.error}`);
+  return lines.join('\n');
+}
+
 function teardownLine(result: VmBenchResult): string | undefined {
   const t = result.teardown;
   if (t.length === 0) return undefined;
@@ -261,11 +300,14 @@ export function formatReport(result: VmBenchResult): string {
   const o = result.options;
   const m = result.machine;
   const header = [
-    `vmlet VM pods: ${o.pods} measured pod(s) + 1 warm-up, ${o.concurrency === 1 ? 'one after the other' : `${o.concurrency} at a time`}, guest ${o.vmMemoryMiB} MiB, ${m.kvm}, daemon from ${result.runtime.mode}`,
+    `vmlet VM pods: phases ${(o.phases ?? ['pods', 'mounts', 'bursts']).join(',')}; ${o.phases === undefined || o.phases.includes('pods') ? `${o.pods} measured pod(s) + 1 warm-up, ${o.concurrency === 1 ? 'one after the other' : `${o.concurrency} at a time`}, guest ${o.vmMemoryMiB} MiB, ` : ''}${m.kvm}, daemon from ${result.runtime.mode}`,
     `machine: ${m.nproc} CPUs (${m.cpuModel}), ${m.memTotalMiB} MiB, ${m.kernel.split(' ').slice(0, 2).join(' ')}, node ${m.node}, ${m.libvirtd}, ${m.qemu}`,
     `load average at start ${m.loadavgStart.map((l) => l.toFixed(2)).join(' ')}, at end ${m.loadavgEnd.map((l) => l.toFixed(2)).join(' ')}`,
   ];
-  const sections = [header.join('\n'), mainTable(result), [warmLine(result), warmupLine(result), ...podLines(result)].join('\n'), signalLines(result).join('\n'), cpuLine(result)];
+  // A result from before --phases ran the pods phase.
+  const podsPhase = o.phases === undefined || o.phases.includes('pods');
+  const sections = [header.join('\n')];
+  if (podsPhase) sections.push(mainTable(result), [warmLine(result), warmupLine(result), ...podLines(result)].join('\n'), signalLines(result).join('\n'), cpuLine(result));
   const b = breakdownSection(result);
   if (b) sections.push(b);
   const prof = profileSection(result);
@@ -274,7 +316,9 @@ export function formatReport(result: VmBenchResult): string {
   if (mounts) sections.push(mounts);
   const bursts = burstsSection(result);
   if (bursts) sections.push(bursts);
-  sections.push(memorySection(result));
+  const scale = scaleSection(result);
+  if (scale) sections.push(scale);
+  if (podsPhase) sections.push(memorySection(result));
   const t = teardownLine(result);
   if (t) sections.push(t);
   if (result.foreignDomainsAtStart.length > 0) sections.push(`note: vmlet domains of others were present at the start: ${result.foreignDomainsAtStart.join(', ')}`);

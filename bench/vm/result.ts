@@ -8,6 +8,7 @@ import type { RootSummary } from './span_profile.js';
 import type { FloorSamples } from './libvirt_floor.js';
 import type { MountsResult } from './mounts.js';
 import type { BurstsResult } from './bursts.js';
+import type { ScaleResult } from './scale.js';
 
 export const RESULT_FORMAT = 'vmlet-bench-vm/1';
 
@@ -99,6 +100,8 @@ export interface VmBenchResult {
   mounts?: MountsResult;
   /** Bursts of pods back-to-back and at once, per warm-pool setting, and an idle warm VM's cost (bursts.ts). */
   bursts?: BurstsResult;
+  /** Many running VM pods: vmlet's idle CPU, RSS growth and list/status latencies at 1 and at N (scale.ts). */
+  scale?: ScaleResult;
   /** vmlet domains of others found at the start (a second vmlet daemon removes domains it does not own). */
   foreignDomainsAtStart: string[];
   cleanup: { leftoverDomains: string[]; leftoverNetns: string[]; leftoverQemuPids: number[]; bridgeLeft: boolean; errors: string[]; leftoverMounts?: string[] };

@@ -10,7 +10,7 @@
  * daemon, stops it, removes by name any domain or netns of its own that is left, deletes its
  * bridge and checks that no domain, netns or QEMU process of its own remains.
  */
-import { chmod, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,7 +23,7 @@ import { netnsNameFor } from '../../src/network/names.js';
 import { ensureLibvirtd } from '../../test/helpers/libvirtd.js';
 import { ownerIdFor } from '../../src/store/owner.js';
 import { BenchDaemon, REPO_ROOT, buildDaemon, daemonDirs, ownPids, removeThroughDaemons, type EntryPoints } from '../lib/daemon.js';
-import { openBenchRun, errorText, now, sleep } from '../lib/harness.js';
+import { openBenchRun, errorText, now, sleep, type BenchRun } from '../lib/harness.js';
 import { machineInfo } from '../lib/proc.js';
 import { pool, InterruptedError } from '../lib/pool.js';
 import { roundSamples } from '../lib/stats.js';
@@ -42,6 +42,8 @@ import { acksFromVerboseInfo, firstDhcpAck, guestMarks, parseCriLog } from './si
 import { parseSpanLines, summarizeSpans } from './span_profile.js';
 import { mountPointsUnder, runMountsPhase, type MountsResult } from './mounts.js';
 import { runBurstsPhase, type BurstPool, type BurstsResult } from './bursts.js';
+import { runScalePhase, type AfterGc, type ScaleResult } from './scale.js';
+import { GC_DIR_ENV, type GcProbeReading } from './gc_probe_record.js';
 
 const LIBVIRT_URI = 'qemu:///system';
 const execFileP = promisify(execFile);
@@ -271,11 +273,11 @@ async function readMemory(daemon: BenchDaemon, at: string, runningVms: number, s
   return sample;
 }
 
-/** The profile daemon's Node arguments: the span preload right before the main script. */
-function withSpanPreload(entry: EntryPoints, buildDir: string): EntryPoints {
-  const preload = entry.mode === 'dist' ? join(buildDir, 'bench', 'vm', 'serve_spans.js') : join(REPO_ROOT, 'bench', 'vm', 'serve_spans.ts');
+/** A daemon's Node arguments with a preload of bench/vm/ (and `nodeFlags`) right before the main script. */
+function withPreload(entry: EntryPoints, buildDir: string, name: string, nodeFlags: string[] = []): EntryPoints {
+  const preload = entry.mode === 'dist' ? join(buildDir, 'bench', 'vm', `${name}.js`) : join(REPO_ROOT, 'bench', 'vm', `${name}.ts`);
   const serve = [...entry.serve];
-  serve.splice(serve.length - 1, 0, '--import', pathToFileURL(preload).href);
+  serve.splice(serve.length - 1, 0, ...nodeFlags, '--import', pathToFileURL(preload).href);
   return { ...entry, serve };
 }
 
@@ -295,7 +297,7 @@ async function spanProfile(state: BenchState, entry: EntryPoints, buildDir: stri
   process.env[SPANS_FILE_ENV] = spansFile;
   let daemon: BenchDaemon;
   try {
-    daemon = await BenchDaemon.start(withSpanPreload(entry, buildDir), dirs, 'debug', vmDaemonArgs(opts));
+    daemon = await BenchDaemon.start(withPreload(entry, buildDir, 'serve_spans'), dirs, 'debug', vmDaemonArgs(opts));
   } finally {
     delete process.env[SPANS_FILE_ENV];
   }
@@ -497,20 +499,62 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
     result.runtime = runtime;
     checkAbort();
 
-    step(`starting vmlet serve (--kvm off, log level debug, ${vmDaemonArgs(opts).join(' ')})`);
-    const dirs = daemonDirs(join(state.dir, 'main'), cniConfDir, binDirs);
-    const daemon = await BenchDaemon.start(entry, dirs, 'debug', vmDaemonArgs(opts));
-    state.daemons.push(daemon);
-    result.memory.push(await readMemory(daemon, 'before any pod', 0, signal));
+    const phases = new Set(opts.phases);
+    if (phases.has('pods') || (phases.has('mounts') && opts.mountRounds > 0)) {
+      await mainDaemonPhases(state, result, opts, entry, buildDir, cniConfDir, binDirs, guestPath, run);
+    }
+    if (phases.has('bursts') && opts.bursts > 0) {
+      checkAbort();
+      const ctx = { state, opts, imageUrl: state.guest.url, signal };
+      result.bursts = await burstsPhase(state, ctx, entry, cniConfDir, binDirs, step);
+      if (result.bursts.error) throw new Error(`bursts phase: ${result.bursts.error}`);
+    }
+    if (phases.has('scale')) {
+      checkAbort();
+      result.scale = await scalePhase(state, opts, state.guest.url, entry, buildDir, cniConfDir, binDirs, signal, step);
+      if (result.scale.error) throw new Error(`scale phase: ${result.scale.error}`);
+    }
+  } catch (err) {
+    result.error = errorText(err);
+  } finally {
+    step('cleaning up');
+    result.cleanup = await cleanup(state);
+    result.finishedAt = new Date().toISOString();
+    result.machine.loadavgEnd = loadavg();
+    run.close();
+  }
 
-    const images = new CriImageClient(dirs.socket);
-    state.imageClients.push(images);
-    let t = now();
-    const pulled = await images.call<{ image_ref: string }>('PullImage', { image: { image: state.guest.url } });
-    result.image.pullMs = now() - t;
-    result.image.imageRef = pulled.image_ref;
+  roundAll(result);
+  const c = result.cleanup;
+  const failedPods = result.pods.some((p) => p.error !== undefined);
+  return run.finish(jsonPath, result, formatReport(result), (c.leftoverMounts?.length ?? 0) > 0 || c.leftoverDomains.length > 0 || c.leftoverNetns.length > 0 || c.leftoverQemuPids.length > 0 || c.bridgeLeft || failedPods);
+}
 
-    const ctx: PodContext = { state, daemon, opts, imageUrl: state.guest.url, signal, breakdown: opts.concurrency === 1 };
+/**
+ * The phases on the main daemon (log level debug, the bench's warm pool): the warm-up and
+ * measured pods with their memory readings and teardown (`pods`), the mounts phase, then the
+ * daemon stops and, when vmlet's share missed (or always), the span profile.
+ */
+async function mainDaemonPhases(state: BenchState, result: VmBenchResult, opts: VmBenchOptions, entry: EntryPoints, buildDir: string, cniConfDir: string, binDirs: string[], guestPath: string, run: BenchRun): Promise<void> {
+  const { signal, step, checkAbort } = run;
+  const phases = new Set(opts.phases);
+  const tag = state.tag;
+  const guest = state.guest!;
+  step(`starting vmlet serve (--kvm off, log level debug, ${vmDaemonArgs(opts).join(' ')})`);
+  const dirs = daemonDirs(join(state.dir, 'main'), cniConfDir, binDirs);
+  const daemon = await BenchDaemon.start(entry, dirs, 'debug', vmDaemonArgs(opts));
+  state.daemons.push(daemon);
+  result.memory.push(await readMemory(daemon, 'before any pod', 0, signal));
+
+  const images = new CriImageClient(dirs.socket);
+  state.imageClients.push(images);
+  let t = now();
+  const pulled = await images.call<{ image_ref: string }>('PullImage', { image: { image: guest.url } });
+  result.image.pullMs = now() - t;
+  result.image.imageRef = pulled.image_ref;
+
+  const ctx: PodContext = { state, daemon, opts, imageUrl: guest.url, signal, breakdown: opts.concurrency === 1 };
+  if (phases.has('pods')) {
     step('warm-up pod (not counted): Run, Create, Start, boot, then removed');
     const warm: PodSample = { name: vmPodName(tag, 'w', 0), warmup: true };
     result.pods.push(warm);
@@ -559,41 +603,23 @@ export async function runVmBench(argv: readonly string[]): Promise<number> {
     for (const s of samples) if (s.sandboxId && s.error === undefined) result.teardown.push(await tearDown(daemon, s, opts.teardown));
     await sleep(SETTLE_MS, signal);
     result.memory.push(await readMemory(daemon, 'after all removed', 0, signal));
-    if (opts.mountRounds > 0) {
-      checkAbort();
-      result.mounts = await mountsPhase(state, ctx, entry, cniConfDir, binDirs, step);
-      if (result.mounts.error) throw new Error(`mounts phase: ${result.mounts.error}`);
-    }
-    if (opts.bursts > 0) {
-      checkAbort();
-      result.bursts = await burstsPhase(state, ctx, entry, cniConfDir, binDirs, step);
-      if (result.bursts.error) throw new Error(`bursts phase: ${result.bursts.error}`);
-    }
-    // An open client connection holds serve's graceful stop until its gRPC grace runs out.
-    images.close();
-    const code = await daemon.stop();
-    if (code !== 0) throw new Error(`vmlet serve exited with ${code}:\n${daemon.output()}`);
-
-    const verdict = shareVerdict(measuredPods(result));
-    if (opts.profile === 'always' || (opts.profile === 'auto' && verdict === 'MISS')) {
-      checkAbort();
-      step(`profile: a daemon with timing spans, 1 + ${opts.profilePods} pods (Run/Create/Start, removed right after), each followed by a libvirt floor round`);
-      result.profile = await spanProfile(state, entry, buildDir, cniConfDir, binDirs, opts, state.guest.url, guestPath, signal);
-    }
-  } catch (err) {
-    result.error = errorText(err);
-  } finally {
-    step('cleaning up');
-    result.cleanup = await cleanup(state);
-    result.finishedAt = new Date().toISOString();
-    result.machine.loadavgEnd = loadavg();
-    run.close();
   }
+  if (phases.has('mounts') && opts.mountRounds > 0) {
+    checkAbort();
+    result.mounts = await mountsPhase(state, ctx, entry, cniConfDir, binDirs, step);
+    if (result.mounts.error) throw new Error(`mounts phase: ${result.mounts.error}`);
+  }
+  // An open client connection holds serve's graceful stop until its gRPC grace runs out.
+  images.close();
+  const code = await daemon.stop();
+  if (code !== 0) throw new Error(`vmlet serve exited with ${code}:\n${daemon.output()}`);
 
-  roundAll(result);
-  const c = result.cleanup;
-  const failedPods = result.pods.some((p) => p.error !== undefined);
-  return run.finish(jsonPath, result, formatReport(result), (c.leftoverMounts?.length ?? 0) > 0 || c.leftoverDomains.length > 0 || c.leftoverNetns.length > 0 || c.leftoverQemuPids.length > 0 || c.bridgeLeft || failedPods);
+  const verdict = shareVerdict(measuredPods(result));
+  if (phases.has('pods') && (opts.profile === 'always' || (opts.profile === 'auto' && verdict === 'MISS'))) {
+    checkAbort();
+    step(`profile: a daemon with timing spans, 1 + ${opts.profilePods} pods (Run/Create/Start, removed right after), each followed by a libvirt floor round`);
+    result.profile = await spanProfile(state, entry, buildDir, cniConfDir, binDirs, opts, guest.url, guestPath, signal);
+  }
 }
 
 /**
@@ -638,7 +664,7 @@ async function mountsPhase(state: BenchState, ctx: PodContext, entry: EntryPoint
  * The bursts phase (bursts.ts): per warm-pool setting a daemon of its own (own state dir, same
  * network and image), started and stopped by the phase; the main daemon keeps running, idle.
  */
-async function burstsPhase(state: BenchState, ctx: PodContext, entry: EntryPoints, cniConfDir: string, binDirs: string[], step: (text: string) => void): Promise<BurstsResult> {
+async function burstsPhase(state: BenchState, ctx: Pick<PodContext, 'opts' | 'signal' | 'imageUrl'>, entry: EntryPoints, cniConfDir: string, binDirs: string[], step: (text: string) => void): Promise<BurstsResult> {
   const { opts, signal } = ctx;
   step(`bursts phase: ${opts.bursts} pods back-to-back, then ${opts.bursts} at once, with the default warm pool and with a demand-sized one, each on a daemon of its own`);
   const clients = new Map<BenchDaemon, CriImageClient>();
@@ -677,6 +703,81 @@ async function burstsPhase(state: BenchState, ctx: PodContext, entry: EntryPoint
     onDomain: (name) => state.domains.add(name),
     step,
   });
+}
+
+/**
+ * The scale phase (scale.ts): a daemon of its own at log level info (as in production), --scale-memory
+ * guests, the bench's warm pool; started and stopped by the phase.
+ */
+async function scalePhase(state: BenchState, opts: VmBenchOptions, imageUrl: string, entry: EntryPoints, buildDir: string, cniConfDir: string, binDirs: string[], signal: AbortSignal, step: (text: string) => void): Promise<ScaleResult> {
+  let images: CriImageClient | undefined;
+  const gcDir = join(state.dir, 'gc-probe');
+  await mkdir(gcDir, { recursive: true });
+  step(`scale phase: ${opts.scalePods} VM pods of ${opts.scaleMemoryMiB} MiB, ${opts.scaleBatch} at a time; idle CPU, RSS and list/status latencies at 1 and at ${opts.scalePods}`);
+  return runScalePhase({
+    startDaemon: async () => {
+      const args = ['--vm-memory', `${opts.scaleMemoryMiB}Mi`, '--vm-warm-pool', String(opts.warmPool)];
+      step(`scale: starting a daemon with ${args.join(' ')} (log level info)`);
+      // serve and netd (it inherits serve's execArgv) load the GC probe, which finds its dir here.
+      process.env[GC_DIR_ENV] = gcDir;
+      let daemon: BenchDaemon;
+      try {
+        daemon = await BenchDaemon.start(withPreload(entry, buildDir, 'gc_probe', ['--expose-gc']), daemonDirs(join(state.dir, 'scale'), cniConfDir, binDirs), 'info', args);
+      } finally {
+        delete process.env[GC_DIR_ENV];
+      }
+      state.daemons.push(daemon);
+      images = new CriImageClient(daemon.dirs.socket);
+      state.imageClients.push(images);
+      await images.call('PullImage', { image: { image: imageUrl } });
+      return daemon;
+    },
+    stopDaemon: async (daemon) => {
+      images?.close();
+      const code = await daemon.stop();
+      if (code !== 0) throw new Error(`the scale daemon exited with ${code}:\n${daemon.output()}`);
+    },
+    qemuPidsOf: (domains) => qemuPidsOf(domains),
+    afterGc: (pid) => readAfterGc(gcDir, pid, signal),
+    domainNameOf,
+    dir: state.dir,
+    tag: state.tag,
+    imageUrl,
+    pods: opts.scalePods,
+    batch: opts.scaleBatch,
+    idleSeconds: opts.scaleIdleS,
+    callsPerMethod: opts.scaleCalls,
+    memoryMiB: opts.scaleMemoryMiB,
+    bootTimeoutS: opts.bootTimeoutS,
+    signal,
+    now,
+    onSandbox: (id) => state.sandboxIds.add(id),
+    onDomain: (name) => state.domains.add(name),
+    step,
+  });
+}
+
+/**
+ * Asks the GC probe in `pid` (only if it announced itself) for a full collection and reads what
+ * it wrote; undefined when the probe is not there or does not answer within 10 s.
+ */
+async function readAfterGc(dir: string, pid: number, signal: AbortSignal): Promise<AfterGc | undefined> {
+  try {
+    await access(join(dir, `${pid}.ready`));
+  } catch {
+    return undefined;
+  }
+  const sent = Date.now();
+  process.kill(pid, 'SIGUSR2');
+  while (Date.now() - sent < 10_000) {
+    await sleep(100, signal);
+    const text = await readFile(join(dir, `${pid}.json`), 'utf8').catch(() => '');
+    if (text === '') continue;
+    const r = JSON.parse(text) as GcProbeReading;
+    if (r.at < sent) continue;
+    return { rssKiB: Math.round(r.rss / 1024), heapUsedKiB: Math.round(r.heapUsed / 1024), externalKiB: Math.round(r.external / 1024) };
+  }
+  return undefined;
 }
 
 /** The daemon flags the VM bench runs with: guests of the measured size, and the warm pool. */

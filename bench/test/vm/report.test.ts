@@ -23,7 +23,7 @@ function mem(at: string, runningVms: number, serveKiB: number, netdKiB: number) 
 function result(pods: PodSample[]): VmBenchResult {
   return {
     format: RESULT_FORMAT, startedAt: '', finishedAt: '',
-    options: { pods: pods.length, concurrency: 1, json: 'x', keepGoing: false, runtime: 'dist', vmMemoryMiB: 256, warmPool: 1, bootTimeoutS: 240, profile: 'auto', profilePods: 5, teardown: 'kubelet', blockVolume: false, mountRounds: 0, bursts: 0 },
+    options: { pods: pods.length, concurrency: 1, json: 'x', keepGoing: false, runtime: 'dist', vmMemoryMiB: 256, warmPool: 1, bootTimeoutS: 240, profile: 'auto', profilePods: 5, teardown: 'kubelet', blockVolume: false, mountRounds: 0, bursts: 0, phases: ['pods'], scalePods: 50, scaleBatch: 4, scaleIdleS: 60, scaleCalls: 200, scaleMemoryMiB: 96 },
     machine: {
       date: '', hostname: 'h', nproc: 2, cpuModel: 'cpu', memTotalMiB: 1, kernel: 'Linux 6.1 #1', node: 'v20', platform: 'linux/x64', tmpFsType: 'ext2/ext3',
       cniPluginsVersion: '1', iproute2Version: '1', kvm: 'TCG (--kvm off)', libvirtd: 'libvirtd 9', qemu: 'QEMU 7.2', loadavgStart: [0, 0, 0], loadavgEnd: [0, 0, 0],
