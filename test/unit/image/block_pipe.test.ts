@@ -1,11 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { BlockPipe } from '../../../src/image/block_pipe.js';
-import { SyncedFileWriter } from '../../../src/image/synced_file.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
@@ -100,26 +96,3 @@ for (const hashOn of ['main', 'worker'] as const) {
     await assert.rejects(Promise.resolve(pipe.write(Buffer.alloc(1))), /destroyed/);
   });
 }
-
-test('SyncedFileWriter: positional writes out of order make the file; finish fsyncs; background flushes run', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'vmlet-synced-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const path = join(dir, 'f');
-  const fh = await open(path, 'wx');
-  const syncs: string[] = [];
-  const spy = new Proxy(fh, {
-    get(target, prop) {
-      if (prop === 'datasync' || prop === 'sync') syncs.push(prop);
-      const v = Reflect.get(target, prop) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  });
-  const w = new SyncedFileWriter(spy, 4096);
-  const data = randomBytes(5 * 4096);
-  await Promise.all([4, 0, 2, 1, 3].map((i) => w.write(data.subarray(i * 4096, (i + 1) * 4096), i * 4096)));
-  await w.finish();
-  await fh.close();
-  assert.ok((await readFile(path)).equals(data));
-  assert.ok(syncs.includes('datasync'), 'a flush ran while writing');
-  assert.equal(syncs.at(-1), 'sync', 'the last call is the full fsync');
-});
