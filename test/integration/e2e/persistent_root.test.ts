@@ -25,7 +25,7 @@ import { randomBytes } from 'node:crypto';
 import { startTestDaemon, grpcCode, REPO_ROOT, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { waitFor, criLines, removeAllAndStop, deleteLink, clearStaleTestSubnet } from '../../helpers/e2e.js';
-import { ownerIdFor } from '../../../src/store/owner.js';
+import { ownDomains } from '../../helpers/own_domains.js';
 import { BLOCK_GRANTS_DIR } from '../../../src/container/layout.js';
 import { HEAD_BYTES, ROOT_PAYLOAD_OFFSET, decodeRootHeader } from '../../../src/container/block_devices/root_header.js';
 
@@ -175,15 +175,7 @@ async function removePod(p: { sandboxId: string; id: string }): Promise<void> {
 
 /** This daemon's warm domains (its owner id in their metadata). */
 function ownWarmDomains(): string[] {
-  const owner = ownerIdFor(d.stateDir);
-  return execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'list', '--all', '--name'], { encoding: 'utf8' }).split('\n').map((l) => l.trim())
-    .filter((n) => n.startsWith('vmlet-warm-')).filter((n) => {
-      try {
-        return execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'dumpxml', n], { encoding: 'utf8' }).includes(owner);
-      } catch {
-        return false; // gone meanwhile
-      }
-    });
+  return ownDomains(d.stateDir, 'vmlet-warm-');
 }
 
 function ownerOf(dev: string): string {
