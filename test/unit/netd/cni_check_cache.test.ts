@@ -29,8 +29,14 @@ function harness() {
     p.resolve(reportNo(runs - pending.length));
     await new Promise((r) => setImmediate(r));
   };
+  /** A verbose status whose CHECK (if one starts) finishes at once. */
+  const reportNow = async (): Promise<CniCheckReport | undefined> => {
+    const report = cache.report('pod1', CNI_CHECK_MIN_AGE_MS);
+    if (pending.length > 0) await finish();
+    return report;
+  };
   return {
-    cache, networks, pending, finish,
+    cache, networks, pending, finish, reportNow,
     runs: () => runs,
     advance: (ms: number) => void (now += ms),
   };
@@ -38,17 +44,12 @@ function harness() {
 
 test('a report answers until it is CNI_CHECK_MIN_AGE_MS old; then a new CHECK runs', async () => {
   const h = harness();
-  const first = h.cache.report('pod1', CNI_CHECK_MIN_AGE_MS);
-  await h.finish();
-  assert.equal((await first)?.at, 'run 1');
+  assert.equal((await h.reportNow())?.at, 'run 1');
   h.advance(CNI_CHECK_MIN_AGE_MS - 1);
   assert.equal((await h.cache.report('pod1', CNI_CHECK_MIN_AGE_MS))?.at, 'run 1', 'young: no CHECK');
   assert.equal(h.runs(), 1);
   h.advance(1);
-  const again = h.cache.report('pod1', CNI_CHECK_MIN_AGE_MS);
-  assert.equal(h.runs(), 2, 'old enough: CHECK again');
-  await h.finish();
-  assert.equal((await again)?.at, 'run 2');
+  assert.equal((await h.reportNow())?.at, 'run 2', 'old enough: CHECK again');
   assert.equal(h.cache.get('pod1')?.at, 'run 2');
 });
 
@@ -85,9 +86,7 @@ test('a failed CHECK reaches every waiter and is not kept: the next ask runs one
 
 test('delete (teardown, re-setup) forgets the report, and a CHECK it overtook is not stored', async () => {
   const h = harness();
-  const first = h.cache.report('pod1', CNI_CHECK_MIN_AGE_MS);
-  await h.finish();
-  await first;
+  await h.reportNow();
   h.cache.delete('pod1');
   assert.equal(h.cache.get('pod1'), undefined);
   const during = h.cache.report('pod1', CNI_CHECK_MIN_AGE_MS);
@@ -105,14 +104,9 @@ test('delete (teardown, re-setup) forgets the report, and a CHECK it overtook is
 
 test('a changed network (the VM side took an interface over) is checked again; no network, no CHECK', async () => {
   const h = harness();
-  const first = h.cache.report('pod1', CNI_CHECK_MIN_AGE_MS);
-  await h.finish();
-  await first;
+  await h.reportNow();
   h.networks.set('pod1', 'net-a wired');
-  const second = h.cache.report('pod1', CNI_CHECK_MIN_AGE_MS);
-  assert.equal(h.runs(), 2);
-  await h.finish();
-  assert.equal((await second)?.at, 'run 2');
+  assert.equal((await h.reportNow())?.at, 'run 2');
 
   // The network changes while a CHECK runs: its report is returned to its callers but not kept.
   h.advance(CNI_CHECK_MIN_AGE_MS);
