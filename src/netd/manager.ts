@@ -27,14 +27,16 @@ import { ExecIpRunner, type IpRunner } from '../network/iproute.js';
 import { DhcpIsolation, ExecNftRunner, type NftRunner } from '../network/isolation.js';
 import { NetnsManager, type NetnsOps } from '../network/netns.js';
 import { ExecSysctlRunner, type SysctlRunner } from '../network/sysctl.js';
+import { CNI_CHECK_MIN_AGE_MS, CniCheckCache } from './cni_check_cache.js';
 import { DhcpResponders, startDhcpServerInNetns, type DhcpResponderFactory } from './dhcp_responders.js';
 import type { CniCheckReport, NetdEvent, NetdMethods, Readiness, SandboxNetworkStatus, SetupParams, SetupResult, TeardownParams, TeardownResult, VmNetworkPlanResult, VmNetworkResult } from './protocol.js';
-import { netnsInUse, sandboxNetworkRecords, setupResultOf, type SandboxNetworkRecords } from './records.js';
+import { netnsInUse, sandboxNetworkRecords, setupResultOf, type SandboxNetworkRecord, type SandboxNetworkRecords } from './records.js';
 import { SandboxSetup } from './sandbox_setup.js';
 import { VmSide } from './vm_side.js';
 import { WarmNetns, randomWarmNetnsName } from './warm_netns.js';
 import { StepTimer } from './step_timer.js';
 import { resolveQemuUser, type QemuUser } from '../vmwrapper/qemu_user.js';
+import { systemClock, type Clock } from '../clock.js';
 
 /** Everything netd does to the host, each behind a narrow seam. */
 export interface NetdSideEffects {
@@ -57,6 +59,8 @@ export interface NetdSideEffects {
    * null = TAPs without owner. Unset, resolved from --qemu-user.
    */
   qemuUser?: QemuUser | null;
+  /** Monotonic time, for the age of CNI CHECK reports; unset, the system's. */
+  clock?: Pick<Clock, 'monotonicMs'>;
 }
 
 export class NetworkManager implements NetdMethods {
@@ -68,7 +72,7 @@ export class NetworkManager implements NetdMethods {
   private readonly vmSide: VmSide;
   private readonly warm: WarmNetns;
   /** The last CNI CHECK report of each sandbox; a periodic one runs every cniCheckIntervalMs (0: never). */
-  private readonly cniChecks = new Map<string, CniCheckReport>();
+  private readonly cniChecks: CniCheckCache;
   private readonly cniCheckIntervalMs: number;
   private cniCheckTimer: NodeJS.Timeout | undefined;
   private cniCheckRound: Promise<void> | undefined;
@@ -104,6 +108,12 @@ export class NetworkManager implements NetdMethods {
     this.sandboxSetup = new SandboxSetup({ records: this.records, netns: this.netns, chain, cache, cniConfDir: config.cniConfDir, logger });
     this.vmSide = new VmSide({ records: this.records, ip, selector, dhcp: this.dhcp, logger, notify, leaseSeconds: config.dhcpLeaseSeconds });
     this.cniCheckIntervalMs = config.cniCheckIntervalS * 1000;
+    const clock = sideEffects.clock ?? systemClock;
+    this.cniChecks = new CniCheckCache({
+      run: (sandboxId) => this.checkSandbox(sandboxId),
+      networkOf: (sandboxId) => checkedNetworkOf(this.records.get(sandboxId)),
+      nowMs: () => clock.monotonicMs(),
+    });
     this.warm = new WarmNetns({ netns: this.netns, tapBinding, ip, records: this.records, logger, ownerId, newName: sideEffects.warmNetnsName ?? (() => randomWarmNetnsName(ownerId)) });
   }
 
@@ -130,14 +140,13 @@ export class NetworkManager implements NetdMethods {
     }
   }
 
-  /** CNI CHECK of one sandbox; a failure is logged as a warning and kept for its status. */
+  /** CNI CHECK of one sandbox; a failure is logged as a warning (the cache keeps it for its status). */
   private async checkSandbox(sandboxId: string): Promise<CniCheckReport | undefined> {
     const record = this.records.get(sandboxId);
     if (!record?.cni) return undefined;
     const report = await this.vmSide.inForeground(() => this.sandboxSetup.check(record));
     // A teardown that ran meanwhile makes the report meaningless.
     if (this.records.get(sandboxId) !== record) return undefined;
-    this.cniChecks.set(sandboxId, report);
     const failed = report.networks.filter((n) => n.result === 'failed');
     if (failed.length > 0) this.logger.warn({ sandboxId, failed }, 'CNI CHECK of a sandbox network failed');
     return report;
@@ -147,7 +156,7 @@ export class NetworkManager implements NetdMethods {
   private async checkAll(): Promise<void> {
     for (const record of [...this.records.values()]) {
       if (!record.cni) continue;
-      await this.checkSandbox(record.id).catch((err: unknown) => this.logger.warn({ err, sandboxId: record.id }, 'CNI CHECK of a sandbox could not run'));
+      await this.cniChecks.report(record.id, 0).catch((err: unknown) => this.logger.warn({ err, sandboxId: record.id }, 'CNI CHECK of a sandbox could not run'));
     }
   }
 
@@ -173,6 +182,7 @@ export class NetworkManager implements NetdMethods {
     return this.vmSide.inForeground(async () => {
       const existing = this.records.get(params.sandboxId);
       if (existing?.cni) return setupResultOf(existing);
+      this.cniChecks.delete(params.sandboxId);
       const record = await this.sandboxSetup.setUp(params);
       this.vmSide.afterSetup(record);
       return setupResultOf(record);
@@ -232,7 +242,7 @@ export class NetworkManager implements NetdMethods {
   }
 
   async status({ sandboxId, check }: { sandboxId: string; check?: boolean }): Promise<SandboxNetworkStatus | null> {
-    if (check) await this.checkSandbox(sandboxId);
+    if (check) await this.cniChecks.report(sandboxId, CNI_CHECK_MIN_AGE_MS);
     const record = this.records.get(sandboxId);
     if (!record) return null;
     const cniCheck = this.cniChecks.get(sandboxId);
@@ -261,6 +271,19 @@ export class NetworkManager implements NetdMethods {
     await this.dhcp.stopAll();
     await this.syncBehind.flush();
   }
+}
+
+/**
+ * What a CNI CHECK of the sandbox judges, as a string: its netns, the interfaces ADD gave it, and
+ * which of them the VM side took over (those are reported skipped); undefined before ADD is done.
+ */
+function checkedNetworkOf(record: SandboxNetworkRecord | undefined): string | undefined {
+  if (!record?.cni) return undefined;
+  return JSON.stringify([
+    record.netnsPath,
+    record.cni.interfaces.map((i) => i.name),
+    record.interfaces.map((i) => [i.context.cniInterface.name, i.state.kind]),
+  ]);
 }
 
 /** A record of a netd before several networks: one default attachment holding every interface. */

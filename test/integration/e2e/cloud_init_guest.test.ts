@@ -23,7 +23,7 @@ import { startTestDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { waitFor, qemuPids, removeAllAndStop, deleteLink, clearStaleTestSubnet } from '../../helpers/e2e.js';
 import { buildTestGuest, DEBIAN_GUEST_USER as GUEST_USER, makeSshKey, serveFiles, sshGuest, writeBridgeConflist, type SshKey } from '../../helpers/debian_guest.js';
-import { ownerIdFor } from '../../../src/store/owner.js';
+import { ownDomains } from '../../helpers/own_domains.js';
 
 const tag = randomBytes(3).toString('hex');
 const bridge = `vci${tag}`;
@@ -273,15 +273,7 @@ test('cloud-init guest, cold VM: config drive, virtio-blk root disk, VirtletForc
   });
 });
 
-/** This test daemon's warm domains (their metadata names its owner id): other tests' vmlets, in the parallel lanes of npm test, make their own. */
+/** This test daemon's warm domains: other tests' vmlets, in the parallel lanes of npm test, make their own. */
 function warmDomains(): string[] {
-  const out = execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'list', '--all', '--name'], { encoding: 'utf8' });
-  const owner = ownerIdFor(d.stateDir);
-  return out.split('\n').map((l) => l.trim()).filter((n) => n.startsWith('vmlet-warm-')).filter((n) => {
-    try {
-      return execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'dumpxml', n], { encoding: 'utf8' }).includes(owner);
-    } catch {
-      return false; // gone meanwhile
-    }
-  });
+  return ownDomains(d.stateDir, 'vmlet-warm-');
 }

@@ -25,7 +25,7 @@ import { randomBytes } from 'node:crypto';
 import { startTestDaemon, grpcCode, REPO_ROOT, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { waitFor, criLines, removeAllAndStop, deleteLink, clearStaleTestSubnet } from '../../helpers/e2e.js';
-import { ownerIdFor } from '../../../src/store/owner.js';
+import { ownDomains } from '../../helpers/own_domains.js';
 import { BLOCK_GRANTS_DIR } from '../../../src/container/layout.js';
 import { HEAD_BYTES, ROOT_PAYLOAD_OFFSET, decodeRootHeader } from '../../../src/container/block_devices/root_header.js';
 
@@ -110,13 +110,8 @@ before(async () => {
 
 after(async () => {
   try {
-    // The daemon keeps its volumes root mounted across restarts: unmounted here, as in volumes_guest.
+    // Its cleanup unmounts the daemon's volumes root (kept mounted across restarts) and removes its dir.
     await removeAllAndStop(d).catch(() => undefined);
-    if (d) {
-      const points = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p.startsWith(`${d.dir}/`));
-      for (const m of points.reverse()) execFileSync('umount', ['--lazy', m]);
-      rmSync(d.dir, { recursive: true, force: true });
-    }
   } finally {
     server?.close();
     deleteLink(bridge);
@@ -175,15 +170,7 @@ async function removePod(p: { sandboxId: string; id: string }): Promise<void> {
 
 /** This daemon's warm domains (its owner id in their metadata). */
 function ownWarmDomains(): string[] {
-  const owner = ownerIdFor(d.stateDir);
-  return execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'list', '--all', '--name'], { encoding: 'utf8' }).split('\n').map((l) => l.trim())
-    .filter((n) => n.startsWith('vmlet-warm-')).filter((n) => {
-      try {
-        return execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'dumpxml', n], { encoding: 'utf8' }).includes(owner);
-      } catch {
-        return false; // gone meanwhile
-      }
-    });
+  return ownDomains(d.stateDir, 'vmlet-warm-');
 }
 
 function ownerOf(dev: string): string {

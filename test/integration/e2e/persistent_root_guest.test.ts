@@ -15,7 +15,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -23,7 +23,7 @@ import { startTestDaemon, type TestDaemon } from '../../helpers/daemon.js';
 import { ensureLibvirtd } from '../../helpers/libvirtd.js';
 import { waitFor, qemuPids, removeAllAndStop, deleteLink, clearStaleTestSubnet } from '../../helpers/e2e.js';
 import { buildTestGuest, hostKeyFingerprints, makeSshKey, serveFiles, sshGuest, writeBridgeConflist, type SshKey } from '../../helpers/debian_guest.js';
-import { ownerIdFor } from '../../../src/store/owner.js';
+import { ownDomains } from '../../helpers/own_domains.js';
 import { BLOCK_GRANTS_DIR } from '../../../src/container/layout.js';
 import { HEAD_BYTES, ROOT_PAYLOAD_OFFSET, decodeRootHeader } from '../../../src/container/block_devices/root_header.js';
 
@@ -64,13 +64,8 @@ before(async () => {
 
 after(async () => {
   try {
+    // Its cleanup unmounts the daemon's volumes root (kept mounted across restarts) and removes its dir.
     await removeAllAndStop(d).catch(() => undefined);
-    if (d) {
-      // The daemon's volumes root (a shared mount kept across restarts), as in volumes_guest.
-      const points = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((p) => p.startsWith(`${d.dir}/`));
-      for (const m of points.reverse()) execFileSync('umount', ['--lazy', m]);
-      rmSync(d.dir, { recursive: true, force: true });
-    }
   } finally {
     images?.close();
     deleteLink(bridge);
@@ -157,21 +152,9 @@ function header() {
   }
 }
 
-/** Domains whose metadata names this daemon's owner id (other lanes' vmlets run beside). */
-function ownDomains(): string[] {
-  const owner = ownerIdFor(d.stateDir);
-  return execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'list', '--all', '--name'], { encoding: 'utf8' }).split('\n').map((l) => l.trim()).filter(Boolean).filter((n) => {
-    try {
-      return execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'dumpxml', n], { encoding: 'utf8' }).includes(owner);
-    } catch {
-      return false; // gone meanwhile
-    }
-  });
-}
-
 /** After Stop/Remove of every pod: nothing of them is left, the device is given back untouched in its header. */
 function assertNothingLeft(p: Pod, deviceOwner: string, imageDigest: string): void {
-  assert.deepEqual(ownDomains(), [], 'no domain of this vmlet');
+  assert.deepEqual(ownDomains(d.stateDir), [], 'no domain of this vmlet');
   assert.deepEqual(qemuPids(d.stateDir), [], 'no QEMU of this vmlet');
   assert.equal(existsSync(p.netns), false, `netns ${p.netns} left`);
   assert.deepEqual(readdirSync(join(d.stateDir, 'vms')), [], 'no VM directory');

@@ -17,6 +17,7 @@ import { ownerIdFor } from '../../../src/store/owner.js';
 import { isOwnWarmNetns } from '../../../src/network/names.js';
 import { serveTestGuest, waitFor, criLines, qemuPids, removeAllAndStop, deleteLink, clearStaleTestSubnet } from '../../helpers/e2e.js';
 import { assertQemuUnprivileged } from '../../helpers/qemu_user.js';
+import { ownDomains } from '../../helpers/own_domains.js';
 
 const tag = randomBytes(3).toString('hex');
 const bridge = `vte${tag}`;
@@ -189,14 +190,6 @@ test('a VM boots in a pod, gets its pod IP by DHCP, answers on it, survives a vm
 
 /** This test daemon's warm domains: other vmlets on the same libvirtd may have their own. */
 function warmDomains(): string[] {
-  const out = execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'list', '--all', '--name'], { encoding: 'utf8' });
-  const owner = ownerIdFor(d.stateDir);
-  return out.split('\n').map((l) => l.trim()).filter((n) => n.startsWith('vmlet-warm-')).filter((n) => {
-    try {
-      return execFileSync('virsh', ['-q', '-c', 'qemu:///system', 'dumpxml', n], { encoding: 'utf8' }).includes(owner);
-    } catch {
-      return false; // gone meanwhile
-    }
-  });
+  return ownDomains(d.stateDir, 'vmlet-warm-');
 }
 

@@ -28,11 +28,11 @@ import { bindDhcp6SocketOnBridge, routerAdvertSinkOnBridge } from '../../../src/
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../../../src/errors.js';
 import { sandboxParams } from './bridge_network.js';
 import { Dhcp6TestClient } from './dhcp6_client.js';
+import { StandInVm, quiet, randomUla } from '../../helpers/stand_in_vm.js';
 
 const tag = randomBytes(3).toString('hex');
 // A random ULA /48 (RFC 4193), one /64 for the pod and one host address off it.
-// Groups without leading zeros, so they read back from the kernel as written.
-const ula = `fd${tag.slice(0, 2)}:${randomInt(0x1000, 0x10000).toString(16)}:${randomInt(0x1000, 0x10000).toString(16)}`;
+const ula = randomUla(tag);
 const POD6 = `${ula}:1::`;
 const GATEWAY6 = `${ula}:1::1`;
 const OFF_LINK6 = `${ula}:2::1`;
@@ -41,14 +41,6 @@ const bridge = `vt6${tag}`;
 const vmNs = `vt-${tag}-6vm`;
 const vmDev = `vtv${tag}`;
 const dir = mkdtempSync(join(tmpdir(), 'vmlet-netd-ipv6-'));
-
-function quiet(cmd: string, args: string[]): void {
-  try {
-    execFileSync(cmd, args, { stdio: 'ignore' });
-  } catch {
-    /* not there */
-  }
-}
 
 after(() => {
   quiet('ip', ['netns', 'del', vmNs]);
@@ -63,16 +55,6 @@ function nftCounter(netns: string, table: string, comment: string): number {
     return item.rule.expr.find((e: { counter?: { packets: number } }) => e.counter)!.counter.packets;
   }
   throw new Error(`no rule ${comment} in ${table}`);
-}
-
-async function until<T>(what: string, ms: number, probe: () => T | undefined): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 test('dual stack: the VM learns its IPv6 address by DHCPv6 and its router from the bridge, is reachable, routes off-link, and nothing leaks or is left', { timeout: 90_000 }, async () => {
@@ -111,22 +93,14 @@ test('dual stack: the VM learns its IPv6 address by DHCPv6 and its router from t
     assert.equal(execFileSync('ip', ['netns', 'exec', sandboxNs, 'sysctl', '-n', 'net.ipv6.conf.all.forwarding'], { encoding: 'utf8' }).trim(), '1');
 
     // The stand-in VM: its kernel takes router advertisements as a guest's does.
-    execFileSync('ip', ['netns', 'add', vmNs]);
-    execFileSync('ip', ['link', 'add', vmDev, 'netns', vmNs, 'address', iface.mac, 'type', 'veth', 'peer', 'name', `vtp${tag}`, 'netns', sandboxNs]);
-    execFileSync('ip', ['-n', sandboxNs, 'link', 'set', `vtp${tag}`, 'master', podBridge, 'up']);
-    execFileSync('ip', ['-n', vmNs, 'link', 'set', vmDev, 'up']);
-    const routes = await until('the router advertisement', 20_000, () => {
-      // The kernel files the on-link prefix as its own route, with the advertisement's lifetime.
-      const out = execFileSync('ip', ['-n', vmNs, '-6', 'route', 'show'], { encoding: 'utf8' });
-      return /default via \S+ .*proto ra/.test(out) && new RegExp(`${POD6}/64 .*expires`).test(out) ? out : undefined;
-    });
+    const vm = StandInVm.create({ netns: vmNs, dev: vmDev, mac: iface.mac, peer: `vtp${tag}`, sandboxNs, bridge: podBridge });
+    // The kernel files the on-link prefix as its own route, with the advertisement's lifetime.
+    const routes = await vm.routerAdvertised(20_000, (out) => /default via \S+ .*proto ra/.test(out) && new RegExp(`${POD6}/64 .*expires`).test(out));
     const status = await manager.status({ sandboxId: p.sandboxId });
     const interfaces = status!.interfaces as { bridge?: { mac: string } }[];
     const router = linkLocalFromMac(interfaces[0]!.bridge!.mac);
     assert.match(routes, new RegExp(`default via ${router} dev ${vmDev}`));
-    await until('a link-local address without DAD pending', 10_000, () =>
-      /inet6 fe80/.test(execFileSync('ip', ['-n', vmNs, '-6', 'addr', 'show', 'dev', vmDev], { encoding: 'utf8' })) &&
-      !/tentative/.test(execFileSync('ip', ['-n', vmNs, '-6', 'addr', 'show', 'dev', vmDev], { encoding: 'utf8' })) ? true : undefined);
+    await vm.linkLocalReady(10_000);
 
     client = Dhcp6TestClient.open(vmNs, vmDev);
     const clientId = duidLl(iface.mac);
@@ -243,20 +217,14 @@ test('DHCPv6 on a pod bridge whose ifindex names no device of the host namespace
   let responder: Ipv6Responder | undefined;
   execFileSync('ip', ['netns', 'add', podNs]);
   try {
-    execFileSync('ip', ['netns', 'add', clientNs]);
     execFileSync('ip', ['-n', podNs, 'link', 'add', 'name', 'b0', 'index', String(index), 'type', 'bridge']);
     // As the wiring makes a pod bridge: no address of the kernel's own, one explicit link-local address.
     execFileSync('ip', ['-n', podNs, 'link', 'set', 'b0', 'addrgenmode', 'none']);
     execFileSync('ip', ['-n', podNs, 'address', 'add', 'fe80::1/64', 'dev', 'b0', 'nodad']);
-    execFileSync('ip', ['link', 'add', 'c0', 'netns', clientNs, 'address', clientMac, 'type', 'veth', 'peer', 'name', 'p0', 'netns', podNs]);
-    execFileSync('ip', ['-n', podNs, 'link', 'set', 'p0', 'master', 'b0', 'up']);
+    const stand = StandInVm.create({ netns: clientNs, dev: 'c0', mac: clientMac, peer: 'p0', sandboxNs: podNs, bridge: 'b0' });
     execFileSync('ip', ['-n', podNs, 'link', 'set', 'b0', 'up']);
-    execFileSync('ip', ['-n', clientNs, 'link', 'set', 'c0', 'up']);
     assert.match(execFileSync('ip', ['-n', podNs, '-o', 'link', 'show', 'b0'], { encoding: 'utf8' }), new RegExp(`^${index}: b0:`));
-    await until('a link-local address out of DAD on the client', 10_000, () => {
-      const out = execFileSync('ip', ['-n', clientNs, '-6', 'addr', 'show', 'dev', 'c0'], { encoding: 'utf8' });
-      return /inet6 fe80/.test(out) && !/tentative/.test(out) ? true : undefined;
-    });
+    await stand.linkLocalReady(10_000);
     const lease = { address: `${POD6}42`, prefixLength: 64, dns: [], search: [], leaseSeconds: 600 };
     const serverDuid = duidLl('02:00:00:6c:00:01');
     const advert = { curHopLimit: 64, managed: true, other: true, routerLifetime: 0, reachableTime: 0, retransTimer: 0, prefixes: [], routes: [] };

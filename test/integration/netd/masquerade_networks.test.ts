@@ -15,7 +15,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { Socket, createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -28,10 +28,10 @@ import { Dhcp6MessageType, Dhcp6Option, decodeIaNa, duidLl, encodeIaNa, optionVa
 import { ownerIdFor } from '../../../src/store/owner.js';
 import { sandboxParams } from './bridge_network.js';
 import { Dhcp6TestClient } from './dhcp6_client.js';
+import { StandInVm, quiet, randomUla } from '../../helpers/stand_in_vm.js';
 
 const tag = randomBytes(3).toString('hex');
-// A random ULA /48 (RFC 4193); groups without leading zeros, so they read back from the kernel as written.
-const ula = `fd${tag.slice(0, 2)}:${randomInt(0x1000, 0x10000).toString(16)}:${randomInt(0x1000, 0x10000).toString(16)}`;
+const ula = randomUla(tag);
 const POD6 = `${ula}:1::`;
 const GATEWAY6 = `${ula}:1::1`;
 const GATEWAY4 = '198.19.54.129';
@@ -68,30 +68,12 @@ function hostHasIndex(index: number): boolean {
   return execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).split('\n').some((l) => l.startsWith(`${index}:`));
 }
 
-function quiet(cmd: string, args: string[]): void {
-  try {
-    execFileSync(cmd, args, { stdio: 'ignore' });
-  } catch {
-    /* not there */
-  }
-}
-
 after(() => {
   for (const child of children) if (child.exitCode === null) child.kill();
   quiet('ip', ['netns', 'del', vmNs]);
   for (const n of nets) quiet('ip', ['link', 'del', n.bridge]);
   rmSync(dir, { recursive: true, force: true });
 });
-
-async function until<T>(what: string, ms: number, probe: () => T | undefined): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** Node in the stand-in VM's netns running `script`; resolves with its first line of output. */
 async function inVm(script: string): Promise<{ child: ChildProcess; firstLine: Promise<string> }> {
@@ -164,22 +146,12 @@ test('masquerade per interface (Multus JSON element) with IPv6: router advertise
     });
 
     // The stand-in VM on net1's masquerade bridge.
-    execFileSync('ip', ['netns', 'add', vmNs]);
-    execFileSync('ip', ['link', 'add', vmDev, 'netns', vmNs, 'address', net1!.mac, 'type', 'veth', 'peer', 'name', `vmp${tag}`, 'netns', sandboxNs]);
-    execFileSync('ip', ['-n', sandboxNs, 'link', 'set', `vmp${tag}`, 'master', masq.bridge.name, 'up']);
-    execFileSync('ip', ['-n', vmNs, 'link', 'set', 'lo', 'up']);
-    execFileSync('ip', ['-n', vmNs, 'link', 'set', vmDev, 'up']);
+    const vm = StandInVm.create({ netns: vmNs, dev: vmDev, mac: net1!.mac, peer: `vmp${tag}`, sandboxNs, bridge: masq.bridge.name });
 
     await t.test("the stand-in's kernel takes the bridge's router advertisement: the internal prefix on-link, no default router (a secondary network)", async () => {
-      const routes = await until('the router advertisement', 25_000, () => {
-        const out = execFileSync('ip', ['-n', vmNs, '-6', 'route', 'show'], { encoding: 'utf8' });
-        return /^fd10:0:2::100\/120 dev \S+ proto (ra|kernel) .*expires/m.test(out) ? out : undefined;
-      });
+      const routes = await vm.routerAdvertised(25_000, (out) => /^fd10:0:2::100\/120 dev \S+ proto (ra|kernel) .*expires/m.test(out));
       assert.doesNotMatch(routes, /^default/m);
-      await until('a link-local address out of DAD', 10_000, () => {
-        const out = execFileSync('ip', ['-n', vmNs, '-6', 'addr', 'show', 'dev', vmDev], { encoding: 'utf8' });
-        return /inet6 fe80/.test(out) && !/tentative/.test(out) ? true : undefined;
-      });
+      await vm.linkLocalReady(10_000);
     });
 
     await t.test('DHCPv6 gives the stand-in its internal address', async () => {
