@@ -37,6 +37,8 @@ export interface ImageStoreOptions {
   progressIntervalMs?: number;
   /** containerd-style registry host config (`<dir>/<host>/hosts.toml`); absent: registries over https. */
   registryConfigDir?: string;
+  /** Clock in ms for the ImageFsInfo reuse (default Date.now); tests move it. */
+  now?: () => number;
 }
 
 export interface PullOptions {
@@ -44,6 +46,13 @@ export interface PullOptions {
   /** Registry credentials (CRI AuthConfig); used by the pull that starts the download. */
   credentials?: RegistryCredentials;
 }
+
+/**
+ * How long an ImageFsInfo answer is reused while no pull or removal has finished: walking the
+ * image dir costs 1–4 ms, crictl ps and kubelet's image GC ask often, and a pull still writing
+ * its temporary file shows up at most this late (containerd also answers from a periodic sync).
+ */
+export const FS_INFO_MAX_AGE_MS = 5_000;
 
 function nowNs(): bigint {
   return BigInt(Date.now()) * 1_000_000n;
@@ -86,6 +95,8 @@ export class ImageStore {
   private readonly catalog: ImageCatalog;
   private readonly pulls = new SharedPulls<ImageRecord>((record) => ({ ...record, repoTags: [...record.repoTags], repoDigests: [...record.repoDigests] }));
   private state: 'new' | 'ready' | 'closed' = 'new';
+  /** The last ImageFsInfo measurement (fsInfo); dropped when a pull or removal finishes. */
+  private fsInfoCache: { at: number; value: Promise<ImageFsInfo> } | undefined;
 
   constructor(private readonly opts: ImageStoreOptions) {
     this.dir = resolve(opts.imageDir);
@@ -123,7 +134,11 @@ export class ImageStore {
       throw new NotFoundError(`image ${ref.id} is not present and cannot be pulled by id; pull it by name`);
     }
     const what = JSON.stringify(name);
-    return this.pulls.join(pullKey(ref.name), (signal) => this.runPull(name, ref.name, signal, options.credentials), what, options.signal);
+    try {
+      return await this.pulls.join(pullKey(ref.name), (signal) => this.runPull(name, ref.name, signal, options.credentials), what, options.signal);
+    } finally {
+      this.fsInfoCache = undefined;
+    }
   }
 
   /** Images, optionally only the one `filter.image` refers to. */
@@ -153,12 +168,37 @@ export class ImageStore {
    */
   async remove(ref: string): Promise<void> {
     this.ensureReady();
-    await this.catalog.remove(parseImageRef(ref), ref);
+    try {
+      await this.catalog.remove(parseImageRef(ref), ref);
+    } finally {
+      this.fsInfoCache = undefined;
+    }
   }
 
-  /** Usage of the filesystem holding the image directory, as CRI ImageFsInfo reports it. */
-  async fsInfo(): Promise<ImageFsInfo> {
-    this.ensureReady();
+  /**
+   * Usage of the filesystem holding the image directory, as CRI ImageFsInfo reports it; an
+   * answer younger than FS_INFO_MAX_AGE_MS is reused (its timestamp says when it was measured)
+   * unless a pull or removal finished since, and concurrent calls share one measurement.
+   */
+  fsInfo(): Promise<ImageFsInfo> {
+    try {
+      this.ensureReady();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const now = (this.opts.now ?? Date.now)();
+    const cached = this.fsInfoCache;
+    if (cached && now - cached.at < FS_INFO_MAX_AGE_MS) return cached.value;
+    const entry = { at: now, value: this.measureFs() };
+    this.fsInfoCache = entry;
+    // A failed measurement is not kept.
+    entry.value.catch(() => {
+      if (this.fsInfoCache === entry) this.fsInfoCache = undefined;
+    });
+    return entry.value;
+  }
+
+  private async measureFs(): Promise<ImageFsInfo> {
     const [mountpoint, usage] = await Promise.all([mountPointOf(this.dir), diskUsage(this.dir)]);
     return { mountpoint, usedBytes: usage.bytes, inodesUsed: usage.inodes, timestampNs: nowNs() };
   }
