@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
+import { BlockRing } from './block_ring.js';
 
 /**
  * A byte stream cut into fixed-size blocks of one SharedArrayBuffer ring, each block hashed with
@@ -46,40 +47,27 @@ parentPort.on('message', (m) => {
 });
 `;
 
-interface Waiter {
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
 export class BlockPipe {
-  private readonly blockBytes: number;
-  private readonly memory: Buffer;
-  private readonly free: number[] = [];
+  private readonly ring: BlockRing;
   /** Per slot: the worker still hashes it / the sink still holds it. */
   private readonly hashing: boolean[];
   private readonly sinking: boolean[];
   private readonly worker: Worker | undefined;
   private readonly mainHash: Hash | undefined;
-  private current = -1;
-  private fill = 0;
   private position = 0;
   private ended = false;
   private failure: unknown;
-  private room: Waiter | undefined;
   private idle: (() => void) | undefined;
   private digest: { resolve: (hex: string) => void; reject: (err: unknown) => void } | undefined;
   private inFlight = 0;
 
   constructor(private readonly opts: BlockPipeOptions) {
-    this.blockBytes = opts.blockBytes ?? DEFAULT_BLOCK_BYTES;
     const blocks = opts.blocks ?? DEFAULT_BLOCKS;
-    const sab = opts.hashOn === 'worker' ? new SharedArrayBuffer(this.blockBytes * blocks) : new ArrayBuffer(this.blockBytes * blocks);
-    this.memory = Buffer.from(sab);
+    this.ring = new BlockRing(opts.blockBytes ?? DEFAULT_BLOCK_BYTES, blocks, opts.hashOn === 'worker', (slot, length) => this.seal(slot, length));
     this.hashing = new Array<boolean>(blocks).fill(false);
     this.sinking = new Array<boolean>(blocks).fill(false);
-    for (let i = 0; i < blocks; i++) this.free.push(i);
     if (opts.hashOn === 'worker') {
-      const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { sab } });
+      const worker = new Worker(WORKER_SOURCE, { eval: true, execArgv: [], workerData: { sab: this.ring.buffer } });
       worker.on('message', (m: { slot?: number; digest?: string }) => {
         if (m.slot !== undefined) {
           this.hashing[m.slot] = false;
@@ -100,30 +88,14 @@ export class BlockPipe {
   write(chunk: Buffer): Promise<void> | undefined {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.ended) return Promise.reject(new Error('write after end'));
-    let off = 0;
-    while (off < chunk.length) {
-      if (this.current < 0) {
-        const slot = this.free.shift();
-        if (slot === undefined) return this.roomFor(chunk.subarray(off));
-        this.current = slot;
-        this.fill = 0;
-      }
-      const n = Math.min(chunk.length - off, this.blockBytes - this.fill);
-      chunk.copy(this.memory, this.current * this.blockBytes + this.fill, off, off + n);
-      this.fill += n;
-      off += n;
-      if (this.fill === this.blockBytes) this.seal();
-    }
-    return undefined;
+    return this.ring.write(chunk);
   }
 
   /** Seals the last block, waits for every block's hash and sink, and returns the digest. */
   async end(): Promise<BlockPipeResult> {
     if (this.failure !== undefined) throw this.failure;
     this.ended = true;
-    if (this.current >= 0 && this.fill > 0) this.seal();
-    else if (this.current >= 0) this.free.push(this.current);
-    this.current = -1;
+    this.ring.flush();
     await this.drained();
     if (this.failure !== undefined) throw this.failure;
     if (!this.worker) return { sha256: this.mainHash!.digest('hex'), bytes: this.position };
@@ -146,23 +118,19 @@ export class BlockPipe {
     await this.drained();
   }
 
-  private seal(): void {
-    const slot = this.current;
-    const length = this.fill;
+  private seal(slot: number, length: number): void {
     const position = this.position;
-    this.current = -1;
     this.position += length;
-    const offset = slot * this.blockBytes;
     this.inFlight++;
     if (this.worker) {
       this.hashing[slot] = true;
-      this.worker.postMessage({ slot, offset, length });
+      this.worker.postMessage({ slot, offset: slot * this.ring.blockBytes, length });
     } else {
-      this.mainHash!.update(this.memory.subarray(offset, offset + length));
+      this.mainHash!.update(this.ring.block(slot, length));
     }
     if (this.opts.sink) {
       this.sinking[slot] = true;
-      this.opts.sink(this.memory.subarray(offset, offset + length), position).then(
+      this.opts.sink(this.ring.block(slot, length), position).then(
         () => {
           this.sinking[slot] = false;
           this.settle(slot);
@@ -179,24 +147,14 @@ export class BlockPipe {
 
   /** A slot both consumers are done with goes back to the free list. */
   private settle(slot: number): void {
-    if (this.hashing[slot] || this.sinking[slot] || this.free.includes(slot) || slot === this.current) return;
+    if (this.hashing[slot] || this.sinking[slot] || !this.ring.isOut(slot)) return;
     this.inFlight--;
-    this.free.push(slot);
     if (this.inFlight === 0 && this.idle) {
       const idle = this.idle;
       this.idle = undefined;
       idle();
     }
-    const room = this.room;
-    this.room = undefined;
-    room?.resolve();
-  }
-
-  private async roomFor(rest: Buffer): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.room = { resolve, reject };
-    });
-    await this.write(rest);
+    this.ring.release(slot);
   }
 
   /** Resolves when no block is out (failed hashes count as done, see workerGone). */
@@ -220,9 +178,7 @@ export class BlockPipe {
   private fail(err: unknown): void {
     if (this.failure !== undefined) return;
     this.failure = err;
-    const room = this.room;
-    this.room = undefined;
-    room?.reject(err);
+    this.ring.fail(err);
     this.digest?.reject(err);
   }
 }

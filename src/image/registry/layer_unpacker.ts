@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { BlockPipe } from '../block_pipe.js';
+import { BlockRing } from '../block_ring.js';
 
 /**
  * Unpacks one layer blob in a worker thread: the blob's sha256, gunzip (zlib on the threadpool),
@@ -187,22 +188,13 @@ parentPort.on('message', (m) => {
 
 let tarStreamPath: string | undefined;
 
-interface Waiter {
-  resolve: () => void;
-  reject: (err: unknown) => void;
-}
-
 export class LayerUnpacker {
   private readonly worker: Worker;
-  private readonly memory: Buffer;
-  private readonly blockBytes = UNPACK_BLOCK_BYTES;
-  private readonly free: number[] = [];
+  /** The compressed bytes on their way to the worker, read there in place. */
+  private readonly ring: BlockRing;
   /** The blob's sha256, on a thread of its own for large blobs (one more memcpy, one more core). */
   private readonly blobHash: BlockPipe;
-  private current = -1;
-  private fill = 0;
   private failure: unknown;
-  private room: Waiter | undefined;
   private finished: { resolve: () => void; reject: (err: unknown) => void } | undefined;
   private done = false;
   /** Entry and file messages are handled one after the other, in the worker's order. */
@@ -210,18 +202,16 @@ export class LayerUnpacker {
   private exited: Promise<void>;
 
   constructor(private readonly opts: LayerUnpackerOptions) {
-    const blocks = Math.min(MAX_BLOCKS, Math.max(2, Math.ceil(opts.blobBytes / this.blockBytes)));
-    const sab = new SharedArrayBuffer(this.blockBytes * blocks);
-    this.memory = Buffer.from(sab);
-    for (let i = 0; i < blocks; i++) this.free.push(i);
+    const blocks = Math.min(MAX_BLOCKS, Math.max(2, Math.ceil(opts.blobBytes / UNPACK_BLOCK_BYTES)));
+    this.ring = new BlockRing(UNPACK_BLOCK_BYTES, blocks, true, (slot, length) => this.worker.postMessage({ block: slot, length }));
     this.blobHash = new BlockPipe({ hashOn: opts.blobBytes >= HASH_WORKER_MIN_BYTES ? 'worker' : 'main' });
     tarStreamPath ??= createRequire(import.meta.url).resolve('tar-stream');
     this.worker = new Worker(WORKER_SOURCE, {
       eval: true,
       execArgv: [],
       workerData: {
-        sab,
-        blockBytes: this.blockBytes,
+        sab: this.ring.buffer,
+        blockBytes: UNPACK_BLOCK_BYTES,
         gzip: opts.gzip,
         maxUnpackedBytes: opts.maxUnpackedBytes,
         inflateChunkBytes: INFLATE_CHUNK_BYTES,
@@ -245,34 +235,15 @@ export class LayerUnpacker {
   write(chunk: Buffer): Promise<void> | undefined {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     const hashing = this.blobHash.write(chunk);
-    const copying = this.copyIn(chunk);
+    const copying = this.ring.write(chunk);
     if (hashing && copying) return Promise.all([hashing, copying]).then(() => undefined);
     return hashing ?? copying;
-  }
-
-  private copyIn(chunk: Buffer): Promise<void> | undefined {
-    if (this.failure !== undefined) return Promise.reject(this.failure);
-    let off = 0;
-    while (off < chunk.length) {
-      if (this.current < 0) {
-        const slot = this.free.shift();
-        if (slot === undefined) return this.roomFor(chunk.subarray(off));
-        this.current = slot;
-        this.fill = 0;
-      }
-      const n = Math.min(chunk.length - off, this.blockBytes - this.fill);
-      chunk.copy(this.memory, this.current * this.blockBytes + this.fill, off, off + n);
-      this.fill += n;
-      off += n;
-      if (this.fill === this.blockBytes) this.seal();
-    }
-    return undefined;
   }
 
   /** Ends the blob; resolves with its sha256 (hex) once every entry is unpacked and reported. */
   async end(): Promise<string> {
     if (this.failure !== undefined) throw this.failure;
-    if (this.current >= 0 && this.fill > 0) this.seal();
+    this.ring.flush();
     this.worker.postMessage({ end: true });
     await new Promise<void>((resolve, reject) => {
       if (this.failure !== undefined) reject(this.failure);
@@ -296,18 +267,9 @@ export class LayerUnpacker {
     return this.failure;
   }
 
-  private seal(): void {
-    const slot = this.current;
-    this.current = -1;
-    this.worker.postMessage({ block: slot, length: this.fill });
-  }
-
   private onMessage(m: WorkerMessage): void {
     if (m.free !== undefined) {
-      this.free.push(m.free);
-      const room = this.room;
-      this.room = undefined;
-      room?.resolve();
+      this.ring.release(m.free);
     } else if (m.written !== undefined) {
       this.opts.onWritten?.(m.written);
     } else if (m.entry !== undefined) {
@@ -334,19 +296,10 @@ export class LayerUnpacker {
     }
   }
 
-  private async roomFor(rest: Buffer): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      this.room = { resolve, reject };
-    });
-    await this.copyIn(rest);
-  }
-
   private fail(err: unknown): void {
     if (this.failure !== undefined) return;
     this.failure = err;
-    const room = this.room;
-    this.room = undefined;
-    room?.reject(err);
+    this.ring.fail(err);
     this.finished?.reject(err);
     void this.worker.terminate();
     this.opts.onFailure?.(err);
