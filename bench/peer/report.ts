@@ -12,6 +12,8 @@ export interface PeerOptions {
   vmWarmPool: number;
   /** Rounds of the warm-stop phase (0: skipped). */
   warmStop: number;
+  /** Whether the ContainerStatus rows run (a created container on each side). */
+  containerRows: boolean;
   runtime: 'dist' | 'tsx';
   json: string;
   /** A /24 prefix of 198.18.0.0/15 for the bench network; unset, a free one is picked. */
@@ -49,6 +51,10 @@ export interface RuntimeSamples {
   crictlInspectp: number[];
   /** How long making the `listPods` sandboxes took (10 at a time), in ms: one sample. */
   listSetup: number[];
+  /** ContainerStatus of a created container (vmlet: the test guest's VM; containerd: pause) over this bench's client. */
+  containerStatus: number[];
+  /** `crictl inspect <id>` (ContainerStatus, verbose) of that container, its start included. */
+  crictlInspect: number[];
 }
 
 export interface PeerResult {
@@ -65,6 +71,8 @@ export interface PeerResult {
   floor: { setup: number[]; teardown: number[]; teardownWarm: number[] };
   /** Why the warm-stop phase did not run, when it was asked for. */
   warmStopSkipped?: string;
+  /** Why the ContainerStatus rows did not run, when they were asked for. */
+  containerRowsSkipped?: string;
   /** `crictl --version`: crictl's start-up, no call. */
   crictlStart: number[];
   /** Before a phase ('unary', 'list'): how long each runtime took to go quiet (ms), see waitQuiet. */
@@ -77,6 +85,7 @@ export function emptySamples(): RuntimeSamples {
   return {
     run: [], stop: [], stopWarm: [], remove: [], version: [], list: [], listContainers: [], status: [], podStatus: [],
     crictlVersion: [], crictlPods: [], crictlPs: [], crictlInfo: [], crictlInspectp: [], listSetup: [],
+    containerStatus: [], crictlInspect: [],
   };
 }
 
@@ -104,11 +113,13 @@ export function peerTable(r: PeerResult): string {
     ['Version (grpc-js client)', 'version', undefined],
     ['Status (grpc-js client)', 'status', undefined],
     ['PodSandboxStatus (grpc-js client)', 'podStatus', undefined],
+    ['ContainerStatus (grpc-js client)', 'containerStatus', undefined],
     [`ListPodSandbox, ${pods} pods (grpc-js client)`, 'list', undefined],
     [`ListContainers, ${pods} pods (grpc-js client)`, 'listContainers', undefined],
     ['`crictl version` (one unary call)', 'crictlVersion', undefined],
     ['`crictl info` (Status)', 'crictlInfo', undefined],
     ['`crictl inspectp` (PodSandboxStatus)', 'crictlInspectp', undefined],
+    ['`crictl inspect` (ContainerStatus)', 'crictlInspect', undefined],
     [`\`crictl pods\` with ${pods} pods`, 'crictlPods', undefined],
     [`\`crictl ps -a\` with ${pods} pods`, 'crictlPs', undefined],
   ];
@@ -131,7 +142,9 @@ export function peerTable(r: PeerResult): string {
     `crictl's own start (\`crictl --version\`, no call): median ${ms(start)} ms; over it: ` +
       `\`crictl version\` containerd ${ms(median(r.containerd.crictlVersion) - start)} ms, vmlet ${ms(median(r.vmlet.crictlVersion) - start)} ms; ` +
       `\`crictl pods\` containerd ${ms(median(r.containerd.crictlPods) - start)} ms, vmlet ${ms(median(r.vmlet.crictlPods) - start)} ms`,
-    "`crictl inspect` (ContainerStatus) is not measured: it needs a container on each side, i.e. a VM on vmlet's",
+    ...(r.vmlet.containerStatus.length > 0
+      ? ['ContainerStatus rows: one created container on each side, the test guest VM on vmlet, the pause image on containerd']
+      : [`ContainerStatus rows not measured${r.containerRowsSkipped ? `: ${r.containerRowsSkipped}` : ''}`]),
     ...Object.entries(r.quietWaits ?? {}).map(([phase, w]) => `before the ${phase} rows, waited for each runtime to go quiet (≤ 20 ms CPU per 300 ms, twice): ${Object.entries(w).map(([k, v]) => `${k} ${v} ms`).join(', ')}`),
     ...(pods > MAX_READY_LIST_PODS ? [`list pods past the first ${MAX_READY_LIST_PODS} on each side are stopped once made (NOTREADY, still listed): one bridge holds 1024 ports`] : []),
     `making the ${pods} list pods (10 at a time): containerd ${ms(median(r.containerd.listSetup))} ms, vmlet ${ms(median(r.vmlet.listSetup))} ms`,

@@ -34,6 +34,7 @@ import { cpuSnapshot } from '../lib/proc.js';
 import { CniFloor, type FloorAttachment } from '../sandbox/floor.js';
 import { podIdentity, podSandboxConfig } from '../sandbox/pods.js';
 import { waitForVmSides } from '../sandbox/run.js';
+import { containerStatusRows } from './container_rows.js';
 import { emptySamples, formatPeerReport, MAX_READY_LIST_PODS, PEER_RESULT_FORMAT, type PeerOptions, type PeerResult, type RuntimeSamples } from './report.js';
 
 const execFileP = promisify(execFile);
@@ -103,6 +104,9 @@ export const PEER_USAGE = `usage: npm run bench -- peer [options]   (as root; ne
   --crictl-calls <count>   crictl runs per row and runtime (default 20)
   --version-calls <count>  Version, Status and PodSandboxStatus calls per runtime (default 100)
   --vm-warm-pool <count>   vmlet's --vm-warm-pool (default 0: sandboxes without VMs, as pause containers are)
+  --container-rows yes|no  ContainerStatus and \`crictl inspect\` of a created container on each side: the
+                           test guest's VM on vmlet (needs libvirtd; the guest is built or taken from its
+                           cache), the pause image on containerd (default yes)
   --warm-stop <count>      rounds of Stop of a sandbox whose warm VM was never used, on a second vmlet
                            with --vm-warm-pool 1 (needs libvirtd; default 5, 0 skips)
   --runtime dist|tsx       how vmlet runs (default dist: tsc build, plain node)
@@ -113,7 +117,7 @@ export const PEER_USAGE = `usage: npm run bench -- peer [options]   (as root; ne
 `;
 
 export function parsePeerOptions(argv: readonly string[], repoRoot: string, startedAt: Date): PeerOptions | undefined {
-  const args = parseBenchArgs(argv, { 'warm-stop': 'string', n: 'string', 'list-pods': 'string', 'crictl-calls': 'string', 'version-calls': 'string', 'vm-warm-pool': 'string', runtime: 'string', json: 'string', 'subnet-prefix': 'string', subnet: 'string' });
+  const args = parseBenchArgs(argv, { 'warm-stop': 'string', n: 'string', 'list-pods': 'string', 'crictl-calls': 'string', 'version-calls': 'string', 'vm-warm-pool': 'string', runtime: 'string', json: 'string', 'subnet-prefix': 'string', subnet: 'string', 'container-rows': 'string' });
   if (args === undefined) return undefined;
   const { str } = args;
   if (str('subnet') !== undefined && str('subnet-prefix') !== undefined) throw new UsageError('--subnet and --subnet-prefix exclude each other');
@@ -130,6 +134,7 @@ export function parsePeerOptions(argv: readonly string[], repoRoot: string, star
     crictlCalls: intOption(str('crictl-calls'), 'crictl-calls', 20, 1, 10_000),
     versionCalls: intOption(str('version-calls'), 'version-calls', 100, 1, 100_000),
     warmStop: intOption(str('warm-stop'), 'warm-stop', 5, 0, 1000),
+    containerRows: oneOfOption(str('container-rows'), 'container-rows', ['yes', 'no'] as const, 'yes') === 'yes',
     vmWarmPool: intOption(str('vm-warm-pool'), 'vm-warm-pool', 0, 0, 16),
     runtime: oneOfOption(str('runtime'), 'runtime', ['dist', 'tsx'] as const, 'dist'),
     json: str('json') ?? defaultJsonPath(repoRoot, 'peer', startedAt),
@@ -383,6 +388,22 @@ export async function runPeerBench(argv: readonly string[]): Promise<number> {
       await pool(opts.listPods, 10, signal, async (i) => {
         await side.client.call('StopPodSandbox', { pod_sandbox_id: listIds[side.name][i] });
         await side.client.call('RemovePodSandbox', { pod_sandbox_id: listIds[side.name][i] });
+      });
+    }
+
+    if (opts.containerRows && !existsSync(LIBVIRT_SOCKET)) result.containerRowsSkipped = `no libvirtd socket at ${LIBVIRT_SOCKET}`;
+    else if (opts.containerRows) {
+      checkAbort();
+      await containerStatusRows({
+        sides,
+        containerdImage: PAUSE_IMAGE,
+        podConfig: () => podConfig(tag, 'c', 0),
+        calls: opts.versionCalls,
+        crictlCalls: opts.crictlCalls,
+        crictl: (side, args) => crictlOf(side, args)(),
+        quiet,
+        step,
+        checkAbort,
       });
     }
 

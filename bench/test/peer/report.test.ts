@@ -8,7 +8,7 @@ function result(): PeerResult {
   const vmlet = { ...emptySamples(), run: [100, 110, 120], stop: [150, 165, 180], stopWarm: [80, 90, 100], remove: [3, 3, 3], version: [2, 2, 2], list: [4, 4, 4], crictlVersion: [44, 44, 44], crictlPods: [66, 66, 66], crictlInfo: [42, 42, 42], listSetup: [3000] };
   return {
     format: PEER_RESULT_FORMAT, startedAt: '', finishedAt: '',
-    options: { n: 3, listPods: 100, crictlCalls: 3, versionCalls: 3, vmWarmPool: 0, warmStop: 3, runtime: 'dist', json: 'x' },
+    options: { n: 3, listPods: 100, crictlCalls: 3, versionCalls: 3, vmWarmPool: 0, warmStop: 3, containerRows: true, runtime: 'dist', json: 'x' },
     loadavg: { start: [1, 2, 3], end: [1, 2, 3] }, versions: { containerd: '1.6.20', crictl: 'v1.26.1' }, network: { conflist: {} },
     containerd, vmlet, floor: { setup: [50, 50, 50], teardown: [60, 60, 60], teardownWarm: [75, 75, 75] }, crictlStart: [30, 30, 30], quietWaits: { unary: { vmlet: 900, containerd: 600 } },
     cleanup: { errors: [], leftoverNetns: [], bridgeLeft: false },
@@ -30,6 +30,18 @@ test('the peer table: both medians, vmlet/containerd and vmlet/floor per row, cr
   assert.match(lines.join('\n'), /`crictl version` containerd 10\.0 ms, vmlet 14\.0 ms; `crictl pods` containerd 30\.0 ms, vmlet 36\.0 ms/);
 });
 
+test('ContainerStatus rows when measured; the reason when skipped', () => {
+  const measured = { ...result(), vmlet: { ...result().vmlet, containerStatus: [1.5, 1.5], crictlInspect: [30, 30] }, containerd: { ...result().containerd, containerStatus: [0.5, 0.5], crictlInspect: [25, 25] } };
+  const lines = peerTable(measured).split('\n');
+  const row = (label: string) => lines.find((l) => l.startsWith(label))!.split(/\s{2,}/);
+  assert.deepEqual(row('ContainerStatus'), ['ContainerStatus (grpc-js client)', '0.50', '0.50', '1.50', '1.50', '3.00x', '-', '-']);
+  assert.deepEqual(row('`crictl inspect`'), ['`crictl inspect` (ContainerStatus)', '25.0', '25.0', '30.0', '30.0', '1.20x', '-', '-']);
+  assert.match(lines.join('\n'), /ContainerStatus rows: one created container on each side/);
+  const skipped = peerTable({ ...result(), containerRowsSkipped: 'no libvirtd socket at /x' });
+  assert.match(skipped, /ContainerStatus rows not measured: no libvirtd socket at \/x/);
+  assert.doesNotMatch(skipped, /^ContainerStatus \(/m);
+});
+
 test('no warm-stop rounds: no warm row, and the reason when skipped', () => {
   const r = { ...result(), vmlet: { ...result().vmlet, stopWarm: [] }, warmStopSkipped: 'no libvirtd socket at /x' };
   const report = formatPeerReport(r);
@@ -39,7 +51,9 @@ test('no warm-stop rounds: no warm row, and the reason when skipped', () => {
 
 test('peer options: defaults and bounds', () => {
   const o = parsePeerOptions([], '/repo', new Date('2025-01-02T03:04:05.678Z'))!;
-  assert.deepEqual([o.n, o.listPods, o.crictlCalls, o.versionCalls, o.vmWarmPool, o.warmStop, o.runtime], [20, 100, 20, 100, 0, 5, 'dist']);
+  assert.deepEqual([o.n, o.listPods, o.crictlCalls, o.versionCalls, o.vmWarmPool, o.warmStop, o.containerRows, o.runtime], [20, 100, 20, 100, 0, 5, true, 'dist']);
+  assert.equal(parsePeerOptions(['--container-rows', 'no'], '/repo', new Date())!.containerRows, false);
+  assert.throws(() => parsePeerOptions(['--container-rows', 'maybe'], '/repo', new Date()), /container-rows/);
   assert.throws(() => parsePeerOptions(['--n', '0'], '/repo', new Date()));
   // 1000 pods on each side cannot get addresses from the bench's /24.
   assert.throws(() => parsePeerOptions(['--list-pods', '121'], '/repo', new Date()), /needs 255 addresses.*253/);
