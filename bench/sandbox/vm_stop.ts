@@ -16,6 +16,7 @@ import { median, percentile } from '../lib/stats.js';
 import { firstDhcpAck } from '../vm/signals.js';
 import { vmCreateContainerRequest, vmPodName, vmPodSandboxConfig } from '../vm/pods.js';
 import type { CniFloor } from './floor.js';
+import { floorThenStop, netdTeardownStepsLines } from './netd_teardown_steps.js';
 
 export type VmStopCase = 'warm' | 'cold';
 
@@ -50,7 +51,6 @@ export interface VmStopDeps {
 }
 
 const warmReady = (l: LogLine) => l.msg === 'warm VM ready';
-const tornDown = (l: LogLine) => l.msg === 'sandbox network torn down';
 
 async function waitFor(what: string, cond: () => boolean, timeoutMs: number, signal: AbortSignal): Promise<number> {
   const t0 = now();
@@ -86,21 +86,7 @@ export async function vmStopPhase(d: VmStopDeps): Promise<VmStopCaseResult> {
     out.bootMs.push(now() - started);
     // Warm: the refill the claim started (a QEMU start) done, so it does not share the CPUs with the Stop.
     if (d.case === 'warm') await waitFor('the pool refill', () => count(warmReady) > i + 1, 180_000, d.signal);
-    const netnsName = `vbfloor-${d.tag}-vs${d.case[0]}${i}`;
-    d.trackFloorNetns(netnsName);
-    const pod = { namespace: 'vmlet-bench', name: `floor-${d.tag}-vs-${i}`, uid: randomUUID(), infraContainerId: `vbfloor${d.tag}vs${d.case[0]}${i}` };
-    const { attachment } = await d.floor.setup(pod.infraContainerId, netnsName, pod);
-    out.floorStopMs.push((await d.floor.teardown(attachment)).totalMs);
-    const linesBefore = count(tornDown);
-    let t = now();
-    await daemon.client.call('StopPodSandbox', { pod_sandbox_id: id });
-    out.stopMs.push(now() - t);
-    t = now();
-    await daemon.client.call('RemovePodSandbox', { pod_sandbox_id: id });
-    out.removeMs.push(now() - t);
-    await daemon.waitForLines(0, tornDown, linesBefore + 1, 2000).catch(() => {});
-    const line = daemon.logs.filter(tornDown)[linesBefore];
-    for (const [step, ms] of Object.entries((line?.stepsMs ?? {}) as Record<string, number>)) (out.netdStepsMs[step] ??= []).push(ms);
+    await floorThenStop(d, `vs${d.case[0]}`, i, daemon, id, out);
   }
   out.floorStopMedianMs = median(out.floorStopMs);
   return out;
@@ -116,8 +102,6 @@ export function vmStopLines(r: VmStopCaseResult): string[] {
     `  median ${fmt(stop)} ms, p95 ${fmt(percentile(r.stopMs, 95))} ms = ${(stop / r.floorStopMedianMs).toFixed(2)}x the floor (CNI DEL + ip netns delete, one round before each Stop, median ${fmt(r.floorStopMedianMs)} ms); ` +
       `RemovePodSandbox median ${fmt(median(r.removeMs))} ms`,
     `  per round (Stop / floor ms): ${r.stopMs.map((s, i) => `${fmt(s)}/${fmt(r.floorStopMs[i]!)}`).join(', ')}`,
-    ...(Object.keys(r.netdStepsMs).length > 0
-      ? [`  netd's teardown steps (median ms): ${Object.entries(r.netdStepsMs).map(([step, ms]) => `${step} ${fmt(median(ms))}`).join(', ')}`]
-      : []),
+    ...netdTeardownStepsLines(r.netdStepsMs),
   ];
 }

@@ -15,6 +15,7 @@ import { now } from '../lib/harness.js';
 import { median, percentile } from '../lib/stats.js';
 import { podIdentity, podSandboxConfig } from './pods.js';
 import type { CniFloor } from './floor.js';
+import { floorThenStop, netdTeardownStepsLines } from './netd_teardown_steps.js';
 
 export interface WarmStopResult {
   n: number;
@@ -36,7 +37,6 @@ export interface WarmStopResult {
 
 const warmReady = (l: LogLine) => l.msg === 'warm VM ready';
 const warmReturned = (l: LogLine) => l.msg === 'unused warm VM returned to the pool';
-const tornDown = (l: LogLine) => l.msg === 'sandbox network torn down';
 
 export interface WarmStopDeps {
   daemon: BenchDaemon;
@@ -82,26 +82,12 @@ export async function warmStopPhase(d: WarmStopDeps): Promise<WarmStopResult> {
       await new Promise((r) => setTimeout(r, 20));
     }
     out.refillWaitMs.push(now() - r0);
-    // The floor's round right before the Stop: the same conflist, the same moment's load.
-    const netnsName = `vbfloor-${d.tag}-ws${i}`;
-    d.trackFloorNetns(netnsName);
-    const pod = { namespace: 'vmlet-bench', name: `floor-${d.tag}-ws-${i}`, uid: randomUUID(), infraContainerId: `vbfloor${d.tag}ws${i}` };
-    const { attachment } = await d.floor.setup(pod.infraContainerId, netnsName, pod);
-    out.floorStopMs.push((await d.floor.teardown(attachment)).totalMs);
     const before = count(warmReturned);
-    const linesBefore = count(tornDown);
-    let t = now();
-    await daemon.client.call('StopPodSandbox', { pod_sandbox_id: id });
-    out.stopMs.push(now() - t);
-    t = now();
-    await daemon.client.call('RemovePodSandbox', { pod_sandbox_id: id });
-    out.removeMs.push(now() - t);
-    // The netns is made warm again after the Stop's reply, then the VM goes back to the pool.
-    await daemon.waitForLines(0, warmReturned, before + 1, 30_000);
-    out.returned += count(warmReturned) > before ? 1 : 0;
-    await daemon.waitForLines(0, tornDown, linesBefore + 1, 2000).catch(() => {});
-    const line = daemon.logs.filter(tornDown)[linesBefore];
-    for (const [step, ms] of Object.entries((line?.stepsMs ?? {}) as Record<string, number>)) (out.netdStepsMs[step] ??= []).push(ms);
+    await floorThenStop(d, 'ws', i, daemon, id, out, async () => {
+      // The netns is made warm again after the Stop's reply, then the VM goes back to the pool.
+      await daemon.waitForLines(0, warmReturned, before + 1, 30_000);
+      out.returned += count(warmReturned) > before ? 1 : 0;
+    });
   }
   out.floorStopMedianMs = median(out.floorStopMs);
   return out;
@@ -115,8 +101,6 @@ export function warmStopLines(r: WarmStopResult): string[] {
     `StopPodSandbox of a sandbox whose warm VM was never used (daemon with --vm-warm-pool 1, N=${r.n}, sequential, VM side ready before each Stop):`,
     `  median ${fmt(stop)} ms, p95 ${fmt(percentile(r.stopMs, 95))} ms = ${(stop / r.floorStopMedianMs).toFixed(2)}x the floor (CNI DEL + ip netns delete, one round before each Stop, median ${fmt(r.floorStopMedianMs)} ms); ` +
       `RemovePodSandbox median ${fmt(median(r.removeMs))} ms; VM given back to the pool ${r.returned}/${r.n}`,
-    ...(Object.keys(r.netdStepsMs ?? {}).length > 0
-      ? [`  netd's teardown steps (median ms): ${Object.entries(r.netdStepsMs).map(([step, ms]) => `${step} ${fmt(median(ms))}`).join(', ')}`]
-      : []),
+    ...netdTeardownStepsLines(r.netdStepsMs),
   ];
 }

@@ -18,6 +18,8 @@ import { promisify } from 'node:util';
 import { summarize, type Summary } from '../lib/stats.js';
 import { vmCreateContainerRequest, vmPodName, vmPodSandboxConfig } from './pods.js';
 import type { BenchDaemon } from '../lib/daemon.js';
+import type { VmPhaseContext } from './phase_context.js';
+import { removeVmPods } from './remove_pods.js';
 
 const execFileP = promisify(execFile);
 
@@ -134,26 +136,13 @@ async function processMemory(pid: number): Promise<{ rss: number; pss: number; p
   return { rss: field(status, 'VmRSS'), pss: field(rollup, 'Pss'), priv: field(rollup, 'Private_Clean') + field(rollup, 'Private_Dirty') };
 }
 
-export interface BurstsContext {
+export interface BurstsContext extends VmPhaseContext {
   /** Starts a daemon with these warm-pool flags (own state dir, the image pulled); the phase stops it. */
   startDaemon: (pool: BurstPool, index: number) => Promise<BenchDaemon>;
-  stopDaemon: (daemon: BenchDaemon) => Promise<void>;
   /** Idle warm VMs of `daemon` (paused vmlet-warm-… domains of its owner id). */
   idleWarmDomains: (daemon: BenchDaemon) => Promise<string[]>;
-  qemuPidsOf: (domains: string[]) => Promise<Map<string, number>>;
   /** The warm netns of `daemon` (vmlet-warm-<its owner id prefix>…). */
   warmNetnsOf: (daemon: BenchDaemon) => Promise<string[]>;
-  domainNameOf: (daemon: BenchDaemon, containerId: string) => Promise<string>;
-  dir: string;
-  tag: string;
-  imageUrl: string;
-  memoryMiB: number;
-  pods: number;
-  signal: AbortSignal;
-  now: () => number;
-  onSandbox: (id: string) => void;
-  onDomain: (name: string) => void;
-  step: (text: string) => void;
 }
 
 /** How long the idle count must stay the same for the pool to count as settled, and the most the bench waits. */
@@ -257,26 +246,8 @@ async function burst(ctx: BurstsContext, daemon: BenchDaemon, run: BurstRun, lab
     }
     run.wallMs = ctx.now() - t0;
   } finally {
-    // All of the burst's pods go, as kubelet takes pods down; four at a time to keep it short.
-    const queue = [...sandboxes];
-    const errors: string[] = [];
-    await Promise.all(
-      Array.from({ length: 4 }, async () => {
-        for (let pod = queue.shift(); pod; pod = queue.shift()) {
-          try {
-            if (pod.containerId) {
-              await daemon.client.call('StopContainer', { container_id: pod.containerId, timeout: '0' });
-              await daemon.client.call('RemoveContainer', { container_id: pod.containerId });
-            }
-            await daemon.client.call('StopPodSandbox', { pod_sandbox_id: pod.sandboxId });
-            await daemon.client.call('RemovePodSandbox', { pod_sandbox_id: pod.sandboxId });
-          } catch (err) {
-            errors.push(err instanceof Error ? err.message : String(err));
-          }
-        }
-      }),
-    );
-    if (errors.length > 0) throw new Error(`burst teardown: ${errors.join('; ')}`);
+    // All of the burst's pods go, as kubelet takes pods down.
+    await removeVmPods(daemon, sandboxes, 'burst teardown');
   }
   const failed = run.pods.filter((p) => p.error !== undefined);
   if (failed.length > 0) throw new Error(`burst ${run.pool}, ${run.mode}: ${failed.length} pod(s) failed: ${failed[0]!.error}`);

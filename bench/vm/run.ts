@@ -686,23 +686,30 @@ async function burstsPhase(state: BenchState, ctx: Pick<PodContext, 'opts' | 'si
       if (code !== 0) throw new Error(`a bursts daemon exited with ${code}:\n${daemon.output()}`);
     },
     idleWarmDomains: (daemon) => pausedWarmDomains(LIBVIRT_URI, ownerIdFor(daemon.dirs.stateDir)),
-    qemuPidsOf: (domains) => qemuPidsOf(domains),
     warmNetnsOf: async (daemon) => {
       const prefix = `vmlet-warm-${ownerIdFor(daemon.dirs.stateDir).slice(0, 8)}`;
       return (await listNetns()).filter((n) => n.startsWith(prefix));
     },
-    domainNameOf,
-    dir: state.dir,
-    tag: state.tag,
+    ...phaseCommon(state, signal, step),
     imageUrl: ctx.imageUrl,
     memoryMiB: opts.vmMemoryMiB,
     pods: opts.bursts,
+  });
+}
+
+/** What the bursts and scale phases get alike: the bench's lookups, its clock, and its cleanup records. */
+function phaseCommon(state: BenchState, signal: AbortSignal, step: (text: string) => void) {
+  return {
+    qemuPidsOf: (domains: string[]) => qemuPidsOf(domains),
+    domainNameOf,
+    dir: state.dir,
+    tag: state.tag,
     signal,
     now,
-    onSandbox: (id) => state.sandboxIds.add(id),
-    onDomain: (name) => state.domains.add(name),
+    onSandbox: (id: string) => void state.sandboxIds.add(id),
+    onDomain: (name: string) => void state.domains.add(name),
     step,
-  });
+  };
 }
 
 /**
@@ -737,11 +744,8 @@ async function scalePhase(state: BenchState, opts: VmBenchOptions, imageUrl: str
       const code = await daemon.stop();
       if (code !== 0) throw new Error(`the scale daemon exited with ${code}:\n${daemon.output()}`);
     },
-    qemuPidsOf: (domains) => qemuPidsOf(domains),
     afterGc: (pid) => readAfterGc(gcDir, pid, signal),
-    domainNameOf,
-    dir: state.dir,
-    tag: state.tag,
+    ...phaseCommon(state, signal, step),
     imageUrl,
     pods: opts.scalePods,
     batch: opts.scaleBatch,
@@ -749,11 +753,6 @@ async function scalePhase(state: BenchState, opts: VmBenchOptions, imageUrl: str
     callsPerMethod: opts.scaleCalls,
     memoryMiB: opts.scaleMemoryMiB,
     bootTimeoutS: opts.bootTimeoutS,
-    signal,
-    now,
-    onSandbox: (id) => state.sandboxIds.add(id),
-    onDomain: (name) => state.domains.add(name),
-    step,
   });
 }
 

@@ -23,6 +23,8 @@ import { randomUUID } from 'node:crypto';
 import { percentile, summarize, type Summary } from '../lib/stats.js';
 import { CLOCK_TICKS_PER_SECOND } from '../lib/proc.js';
 import type { BenchDaemon } from '../lib/daemon.js';
+import type { VmPhaseContext } from './phase_context.js';
+import { removeVmPods } from './remove_pods.js';
 import { CONTAINER_LOG_PATH, vmCreateContainerRequest, vmPodName, vmPodSandboxConfig } from './pods.js';
 import { guestMarks, parseCriLog } from './signals.js';
 
@@ -295,28 +297,15 @@ export function scaleRows(result: ScaleResult): ScaleRow[] {
 
 // ---- the phase (side effects) ----
 
-export interface ScaleContext {
-  /** Starts the phase's daemon (own state dir, 64 MiB guests, the image pulled); the phase stops it. */
+export interface ScaleContext extends VmPhaseContext {
+  /** Starts the phase's daemon (own state dir, --scale-memory guests, the image pulled); the phase stops it. */
   startDaemon: () => Promise<BenchDaemon>;
-  stopDaemon: (daemon: BenchDaemon) => Promise<void>;
-  qemuPidsOf: (domains: string[]) => Promise<Map<string, number>>;
   /** A full collection in `pid` and its memory after it (gc_probe.ts); undefined when the probe is not there. */
   afterGc?: (pid: number) => Promise<AfterGc | undefined>;
-  domainNameOf: (daemon: BenchDaemon, containerId: string) => Promise<string>;
-  dir: string;
-  tag: string;
-  imageUrl: string;
-  pods: number;
   batch: number;
   idleSeconds: number;
   callsPerMethod: number;
-  memoryMiB: number;
   bootTimeoutS: number;
-  signal: AbortSignal;
-  now: () => number;
-  onSandbox: (id: string) => void;
-  onDomain: (name: string) => void;
-  step: (text: string) => void;
 }
 
 const RSS_READINGS = 10;
@@ -500,28 +489,10 @@ async function bringUpRange(ctx: ScaleContext, daemon: BenchDaemon, pods: ScaleP
   }
 }
 
-/** Every pod removed as kubelet does, four at a time. */
+/** Every pod not removed yet removed as kubelet does (remove_pods.ts), each marked when it went. */
 async function removeAll(daemon: BenchDaemon, pods: readonly ScalePod[]): Promise<void> {
-  const queue = pods.filter((p) => p.sandboxId !== undefined && !p.removed);
-  const errors: string[] = [];
-  await Promise.all(
-    Array.from({ length: 4 }, async () => {
-      for (let pod = queue.shift(); pod; pod = queue.shift()) {
-        try {
-          if (pod.containerId) {
-            await daemon.client.call('StopContainer', { container_id: pod.containerId, timeout: '0' });
-            await daemon.client.call('RemoveContainer', { container_id: pod.containerId });
-          }
-          await daemon.client.call('StopPodSandbox', { pod_sandbox_id: pod.sandboxId });
-          await daemon.client.call('RemovePodSandbox', { pod_sandbox_id: pod.sandboxId });
-          pod.removed = true;
-        } catch (err) {
-          errors.push(`${pod.name}: ${err instanceof Error ? err.message : String(err)}`);
-        }
-      }
-    }),
-  );
-  if (errors.length > 0) throw new Error(`scale teardown: ${errors.join('; ')}`);
+  const left = pods.filter((p): p is ScalePod & { sandboxId: string } => p.sandboxId !== undefined && !p.removed);
+  await removeVmPods(daemon, left, 'scale teardown', (pod) => (pod.removed = true));
 }
 
 export async function runScalePhase(ctx: ScaleContext): Promise<ScaleResult> {
